@@ -1,0 +1,87 @@
+"""The application factory: routes under `/v1` and bare, envelope errors, lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from scoreboard.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ScoreboardError,
+)
+from scoreboard.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from scoreboard.responses import failure
+from scoreboard.routes import all_routes
+from scoreboard.services import Services
+from scoreboard.settings import Settings
+
+log = logging.getLogger("scoreboard")
+
+
+async def _scoreboard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ScoreboardError)
+    return failure(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return failure(NotFound(f"No route for {request.url.path}"))
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return failure(MethodNotAllowed(headers={"Allow": allowed} if allowed else None))
+    return failure(InvalidRequest(str(exc.detail)))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    request_id = request.scope.get("state", {}).get("request_id", "-")
+    log.error(
+        "unhandled error in %s %s [request %s]",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=exc,
+    )
+    return failure(ScoreboardError(details={"request_id": request_id}))
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await Services.open(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    routes = all_routes()
+    return Starlette(
+        routes=[Mount("/v1", routes=routes), *routes],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers={
+            ScoreboardError: _scoreboard_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory` and multi-worker serving: settings read per worker."""
+    return create_app(Settings.from_env(os.environ))

@@ -1,0 +1,124 @@
+"""`scoreboard serve | sync | migrate | users create | rebuild`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from scoreboard.errors import ScoreboardError, SettingsError
+from scoreboard.settings import Settings
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_NOT_BUILT = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scoreboard", description="Live leaderboard service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP/WebSocket server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    commands.add_parser("sync", help="run the write-behind syncer")
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("rebuild", help="rebuild the Redis board from PostgreSQL")
+    users = commands.add_parser("users", help="manage accounts")
+    users_commands = users.add_subparsers(dest="users_command", required=True)
+    create = users_commands.add_parser("create", help="create an account (password on stdin)")
+    create.add_argument("name")
+    create.add_argument("--email", required=True)
+    create.add_argument("--admin", action="store_true")
+    return parser
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from scoreboard.app import create_app
+    from scoreboard.embedded import banner
+
+    if args.workers < 1:
+        raise SettingsError("--workers: must be at least 1")
+    if settings.embedded and args.workers > 1:
+        raise SettingsError(
+            "--workers: embedded mode runs in one process; set REDIS_URL and DATABASE_URL"
+            " to serve with several workers"
+        )
+    if settings.embedded:
+        print(banner(settings.data_dir), file=sys.stderr, flush=True)
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_level": "info",
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+    else:
+        uvicorn.run(
+            "scoreboard.app:create_app_from_env", factory=True, workers=args.workers, **common
+        )
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from scoreboard.migrations import available
+    from scoreboard.services import open_database
+
+    pool, _server = await open_database(settings)
+    await pool.close()
+    print(f"scoreboard: schema at version {available()[-1].version}")
+    return 0
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from scoreboard.accounts import Accounts
+    from scoreboard.passwords import PasswordHasher
+    from scoreboard.services import open_database
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    pool, _server = await open_database(settings)
+    try:
+        accounts = Accounts(pool, PasswordHasher(settings.bcrypt_rounds))
+        user = await accounts.create(
+            args.name, args.email, password, role="admin" if args.admin else "player"
+        )
+    finally:
+        await pool.close()
+    print(f"scoreboard: created {user.role} {user.username} ({user.id})")
+    return 0
+
+
+def _not_built(command: str) -> int:
+    print(f"scoreboard {command}: not available yet in this version", file=sys.stderr)
+    return EXIT_NOT_BUILT
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "users":
+        return asyncio.run(_create_user(settings, args))
+    return _not_built(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env(os.environ)
+        return _dispatch(settings, args)
+    except SettingsError as exc:
+        print(f"scoreboard: configuration error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except ScoreboardError as exc:
+        print(f"scoreboard {args.command}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,125 @@
+"""The one exception tree. HTTP mapping happens only in the app's exception handlers."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ScoreboardError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "An unexpected error occurred"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details or {}
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class SettingsError(ScoreboardError):
+    """A configuration value is missing or malformed; the process must not start."""
+
+
+class InvalidRequest(ScoreboardError):
+    code = "INVALID_REQUEST"
+    status = 400
+    default_message = "The request is malformed"
+
+
+class InvalidToken(ScoreboardError):
+    code = "INVALID_TOKEN"
+    status = 401
+    default_message = "The access token is missing, invalid, expired or revoked"
+
+
+class InvalidCredentials(ScoreboardError):
+    code = "INVALID_CREDENTIALS"
+    status = 401
+    default_message = "Invalid username or password"
+
+
+class InvalidActionToken(ScoreboardError):
+    code = "INVALID_ACTION_TOKEN"
+    status = 400
+    default_message = "The provided action token is invalid or expired"
+
+
+class ScoreValidationFailed(ScoreboardError):
+    code = "SCORE_VALIDATION_FAILED"
+    status = 400
+    default_message = "Score increase validation failed"
+
+
+class RateLimitExceeded(ScoreboardError):
+    code = "RATE_LIMIT_EXCEEDED"
+    status = 429
+    default_message = "Too many requests"
+
+
+class InsufficientPermissions(ScoreboardError):
+    code = "INSUFFICIENT_PERMISSIONS"
+    status = 403
+    default_message = "You lack the permission for this action"
+
+
+class NotFound(ScoreboardError):
+    code = "NOT_FOUND"
+    status = 404
+    default_message = "No such resource"
+
+
+class UserNotFound(NotFound):
+    code = "USER_NOT_FOUND"
+    default_message = "No such user"
+
+
+class MethodNotAllowed(ScoreboardError):
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+    default_message = "Method not allowed on this resource"
+
+
+class Conflict(ScoreboardError):
+    code = "CONFLICT"
+    status = 409
+    default_message = "The resource already exists"
+
+
+class PayloadTooLarge(ScoreboardError):
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+    default_message = "The request body is too large"
+
+
+class UnsupportedMediaType(ScoreboardError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
+    default_message = "The request body must be application/json"
+
+
+class ServiceUnavailable(ScoreboardError):
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+    default_message = "A backing service is unavailable; retry shortly"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: int = 1,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
+
+
+class FeatureNotBuilt(ScoreboardError):
+    """A CLI command whose feature does not exist yet."""

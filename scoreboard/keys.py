@@ -1,0 +1,60 @@
+"""Every Redis key and channel name is built here and nowhere else.
+
+All keys of one board share the hash tag `{board}` so that one script touches one
+cluster slot. Subjects that come from clients (usernames, addresses) are hashed, so
+no client-chosen text ever lands in a key name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+DEFAULT_BOARD = "global"
+BOARD_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+def subject_digest(subject: str) -> str:
+    """A short stable digest of a client-supplied subject, safe inside a key name."""
+    return hashlib.sha256(subject.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "sb"
+
+    def _board(self, board: str) -> str:
+        if not BOARD_RE.match(board):
+            raise ValueError(f"invalid board name {board!r}")
+        return f"{self.prefix}:{{{board}}}"
+
+    def leaderboard(self, board: str = DEFAULT_BOARD) -> str:
+        return f"{self._board(board)}:lb"
+
+    def action_token(self, token_hash: str, board: str = DEFAULT_BOARD) -> str:
+        return f"{self._board(board)}:tok:{token_hash}"
+
+    def rate_limit(self, rule: str, subject: str, board: str = DEFAULT_BOARD) -> str:
+        return f"{self._board(board)}:rl:{rule}:{subject_digest(subject)}"
+
+    def events(self, board: str = DEFAULT_BOARD) -> str:
+        return f"{self._board(board)}:events"
+
+    def user(self, user_id: str, board: str = DEFAULT_BOARD) -> str:
+        return f"{self._board(board)}:user:{user_id}"
+
+    def updates_channel(self, board: str = DEFAULT_BOARD) -> str:
+        return f"{self._board(board)}:updates"
+
+    def auth_rate_limit(self, rule: str, subject: str) -> str:
+        """Rate-limit state of the account routes, which belong to no board."""
+        return f"{self.prefix}:auth:rl:{rule}:{subject_digest(subject)}"
+
+    def revoked_session(self, session_id: str) -> str:
+        """Marks a refresh family whose access tokens must no longer be honoured."""
+        return f"{self.prefix}:auth:revoked:{session_id}"
+
+    def pattern(self) -> str:
+        """Glob matching every key of this prefix (tests and maintenance only)."""
+        return f"{self.prefix}:*"

@@ -1,0 +1,48 @@
+"""The Redis edge: client creation and the mapping of driver errors to ours."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from scoreboard.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    RedisClient: TypeAlias = aioredis.Redis
+else:
+    RedisClient = Any
+
+SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+def connect(url: str, *, max_connections: int = 64) -> RedisClient:
+    """A pooled client that fails fast instead of hanging when Redis stalls."""
+    return aioredis.Redis.from_url(
+        url,
+        max_connections=max_connections,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
+
+
+def connect_in_process() -> RedisClient:
+    """An in-process Redis with Lua support, for the embedded default."""
+    import fakeredis
+
+    client: RedisClient = fakeredis.FakeAsyncRedis()
+    return client
+
+
+@asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Turn an unreachable or stalled Redis into SERVICE_UNAVAILABLE."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise ServiceUnavailable("Redis is unavailable") from exc

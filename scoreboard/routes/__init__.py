@@ -1,0 +1,11 @@
+"""HTTP routes, one module per area; `all_routes()` lists them once for both prefixes."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from scoreboard.routes import auth, health
+
+
+def all_routes() -> list[BaseRoute]:
+    return [*health.routes, *auth.routes]

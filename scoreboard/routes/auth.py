@@ -1,0 +1,55 @@
+"""`/auth/*`: registration, login, refresh rotation, logout."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scoreboard.errors import InsufficientPermissions
+from scoreboard.request_body import read_object
+from scoreboard.responses import ok
+from scoreboard.routes.common import address, require_access, services
+from scoreboard.sessions import TokenPair
+
+
+def _pair(pair: TokenPair) -> Response:
+    return ok({**asdict(pair), "token_type": "Bearer"}, headers={"Cache-Control": "no-store"})
+
+
+async def register(request: Request) -> Response:
+    svc = services(request)
+    if not svc.settings.allow_registration:
+        raise InsufficientPermissions("Registration is disabled on this server")
+    body = await read_object(request, required=("username", "email", "password"))
+    user = await svc.accounts.create(body["username"], body["email"], body["password"])
+    return ok({"user_id": user.id, "username": user.username, "email": user.email}, status=201)
+
+
+async def login(request: Request) -> Response:
+    body = await read_object(request, required=("username", "password"))
+    pair = await services(request).sessions.login(
+        body["username"], body["password"], address(request)
+    )
+    return _pair(pair)
+
+
+async def refresh(request: Request) -> Response:
+    body = await read_object(request, required=("refresh_token",))
+    return _pair(await services(request).sessions.refresh(body["refresh_token"]))
+
+
+async def logout(request: Request) -> Response:
+    claims = await require_access(request)
+    await services(request).sessions.revoke(claims.session_id, "logout")
+    return ok({"logged_out": True})
+
+
+routes = [
+    Route("/auth/register", register, methods=["POST"]),
+    Route("/auth/login", login, methods=["POST"]),
+    Route("/auth/refresh", refresh, methods=["POST"]),
+    Route("/auth/logout", logout, methods=["POST"]),
+]

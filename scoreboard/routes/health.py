@@ -1,0 +1,77 @@
+"""`/health` (is the process up) and `/health/detailed` (can it reach its stores)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scoreboard import __version__
+from scoreboard.errors import ServiceUnavailable
+from scoreboard.responses import ok
+from scoreboard.routes.common import services
+from scoreboard.services import Services
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+async def health(request: Request) -> Response:
+    return ok({"status": "ok"})
+
+
+async def _check_redis(svc: Services) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await svc.redis.ping()
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    version = "in-process" if svc.settings.embedded else await _redis_version(svc)
+    return {"status": "up", "latency_ms": latency, "version": version}
+
+
+async def _redis_version(svc: Services) -> str | None:
+    try:
+        info = await svc.redis.info("server")
+    except Exception:
+        return None
+    version = info.get("redis_version")
+    return str(version) if version is not None else None
+
+
+async def _check_postgres(svc: Services) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        version = await svc.pool.fetchval("SHOW server_version", timeout=CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {
+        "status": "up",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "version": version,
+    }
+
+
+async def health_detailed(request: Request) -> Response:
+    svc = services(request)
+    components = {"redis": await _check_redis(svc), "postgres": await _check_postgres(svc)}
+    healthy = all(part["status"] == "up" for part in components.values())
+    data = {
+        "status": "ok" if healthy else "degraded",
+        "version": __version__,
+        "mode": svc.run_mode,
+        "uptime_seconds": round(time.time() - svc.started_at, 1),
+        "components": components,
+    }
+    if not healthy:
+        raise ServiceUnavailable("A backing service is unreachable", retry_after=5, details=data)
+    return ok(data)
+
+
+routes = [
+    Route("/health", health, methods=["GET"]),
+    Route("/health/detailed", health_detailed, methods=["GET"]),
+]

@@ -1,0 +1,112 @@
+"""Every long-lived resource of one process, opened at start-up and closed at shutdown."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from starlette.concurrency import run_in_threadpool
+
+from scoreboard import embedded, redis_store
+from scoreboard.accounts import Accounts
+from scoreboard.database import create_pool
+from scoreboard.jwt_tokens import TokenCodec
+from scoreboard.keys import Keys
+from scoreboard.migrations import migrate
+from scoreboard.passwords import PasswordHasher
+from scoreboard.ratelimit import RateLimiter
+from scoreboard.redis_store import RedisClient
+from scoreboard.scripts import Scripts
+from scoreboard.sessions import Sessions
+from scoreboard.settings import Settings
+
+
+def resolve_embedded_secrets(settings: Settings) -> Settings:
+    """Fill in JWT secrets from the data directory when running embedded."""
+    if not settings.embedded or (settings.jwt_secret and settings.jwt_refresh_secret):
+        return settings
+    stored = embedded.load_or_create_secrets(settings.data_dir)
+    return dataclasses.replace(
+        settings,
+        jwt_secret=settings.jwt_secret or stored["jwt_secret"],
+        jwt_refresh_secret=settings.jwt_refresh_secret or stored["jwt_refresh_secret"],
+    )
+
+
+async def open_database(settings: Settings) -> tuple[asyncpg.Pool, Any]:
+    """The pool (migrated), plus the embedded server handle when there is one."""
+    server = None
+    dsn = settings.database_url
+    if dsn is None:
+        dsn, server = await embedded.start_postgres(settings.data_dir)
+    pool = await create_pool(dsn, size=settings.db_pool_size)
+    await migrate(pool)
+    return pool, server
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: RedisClient
+    pool: asyncpg.Pool
+    keys: Keys
+    scripts: Scripts
+    limiter: RateLimiter
+    accounts: Accounts
+    sessions: Sessions
+    started_at: float
+    embedded_pg: Any = None
+
+    @property
+    def run_mode(self) -> str:
+        return "embedded" if self.settings.embedded else "external"
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        settings = resolve_embedded_secrets(settings)
+        assert settings.jwt_secret and settings.jwt_refresh_secret
+        pool, server = await open_database(settings)
+        redis = (
+            redis_store.connect(settings.redis_url)
+            if settings.redis_url
+            else redis_store.connect_in_process()
+        )
+        keys = Keys(settings.redis_prefix)
+        scripts = Scripts(redis)
+        limiter = RateLimiter(scripts)
+        hasher = await run_in_threadpool(PasswordHasher, settings.bcrypt_rounds)
+        accounts = Accounts(pool, hasher)
+        codec = TokenCodec(
+            settings.jwt_secret, settings.jwt_refresh_secret, settings.access_token_ttl
+        )
+        sessions = Sessions(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            keys=keys,
+            codec=codec,
+            hasher=hasher,
+            accounts=accounts,
+            limiter=limiter,
+        )
+        return cls(
+            settings=settings,
+            redis=redis,
+            pool=pool,
+            keys=keys,
+            scripts=scripts,
+            limiter=limiter,
+            accounts=accounts,
+            sessions=sessions,
+            started_at=time.time(),
+            embedded_pg=server,
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.pool.close()
+        if self.embedded_pg is not None:
+            await run_in_threadpool(self.embedded_pg.cleanup)

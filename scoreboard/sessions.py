@@ -1,0 +1,167 @@
+"""Login sessions: token pairs, refresh rotation with reuse detection, revocation.
+
+Each login opens a refresh *family* in PostgreSQL. A refresh spends the presented
+token (an UPDATE that only one transaction can win) and issues the next one in the
+same family; presenting a spent token revokes the family. Revoking a family also marks
+it in Redis for the access tokens' lifetime, so its access tokens stop working at once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from scoreboard.accounts import Accounts, User, normalize_username
+from scoreboard.database import db_errors
+from scoreboard.errors import (
+    InsufficientPermissions,
+    InvalidCredentials,
+    InvalidRequest,
+    InvalidToken,
+)
+from scoreboard.jwt_tokens import LEEWAY_SECONDS, AccessClaims, TokenCodec
+from scoreboard.keys import Keys
+from scoreboard.passwords import PasswordHasher
+from scoreboard.ratelimit import RateLimiter
+from scoreboard.redis_store import RedisClient, redis_errors
+from scoreboard.settings import Settings
+
+_SPEND_REFRESH = """
+UPDATE refresh_tokens t SET used_at = now()
+FROM refresh_families f JOIN users u ON u.id = f.user_id
+WHERE t.jti = $1::uuid AND f.id = $2::uuid AND t.family_id = f.id
+  AND t.used_at IS NULL AND f.revoked_at IS NULL AND f.expires_at > now() AND NOT u.banned
+RETURNING u.id::text AS user_id, u.role, extract(epoch FROM f.expires_at)::bigint AS family_exp
+"""
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    user_id: str
+    expires_in: int
+
+
+class Sessions:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: RedisClient,
+        keys: Keys,
+        codec: TokenCodec,
+        hasher: PasswordHasher,
+        accounts: Accounts,
+        limiter: RateLimiter,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._redis = redis
+        self._keys = keys
+        self._codec = codec
+        self._hasher = hasher
+        self._accounts = accounts
+        self._limiter = limiter
+
+    async def login(self, username: object, password: object, ip: str) -> TokenPair:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise InvalidRequest("username and password must be strings")
+        await self._throttle_login(username, ip)
+        user = await self._accounts.by_username(username)
+        matched = await self._hasher.verify(password, user.password_hash if user else None)
+        if user is None or not matched:
+            raise InvalidCredentials()
+        if user.banned:
+            raise InsufficientPermissions("This account is suspended")
+        return await self._open_family(user)
+
+    async def _throttle_login(self, username: str, ip: str) -> None:
+        rule = self._settings.rate_limit_login
+        try:
+            subject = normalize_username(username)[1]
+        except InvalidRequest:
+            subject = username
+        await self._limiter.hit(self._keys.auth_rate_limit("login_ip", ip), rule)
+        await self._limiter.hit(self._keys.auth_rate_limit("login_user", subject), rule)
+
+    async def _open_family(self, user: User) -> TokenPair:
+        now = int(time.time())
+        jti = str(uuid.uuid4())
+        async with db_errors(), self._pool.acquire() as conn, conn.transaction():
+            family = await conn.fetchrow(
+                "INSERT INTO refresh_families (user_id, expires_at)"
+                " VALUES ($1::uuid, now() + make_interval(secs => $2))"
+                " RETURNING id::text, extract(epoch FROM expires_at)::bigint AS exp",
+                user.id,
+                self._settings.refresh_token_ttl,
+            )
+            await conn.execute(
+                "INSERT INTO refresh_tokens (jti, family_id) VALUES ($1::uuid, $2::uuid)",
+                jti,
+                family["id"],
+            )
+        return self._pair(user.id, user.role, family["id"], jti, now, family["exp"])
+
+    def _pair(
+        self, user_id: str, role: str, family_id: str, jti: str, now: int, family_exp: int
+    ) -> TokenPair:
+        refresh_exp = min(now + self._settings.refresh_token_ttl, family_exp)
+        return TokenPair(
+            access_token=self._codec.issue_access(user_id, family_id, role, now),
+            refresh_token=self._codec.issue_refresh(user_id, family_id, jti, now, refresh_exp),
+            user_id=user_id,
+            expires_in=self._settings.access_token_ttl,
+        )
+
+    async def refresh(self, token: object) -> TokenPair:
+        if not isinstance(token, str):
+            raise InvalidRequest("refresh_token must be a string")
+        claims = self._codec.verify_refresh(token)
+        next_jti = str(uuid.uuid4())
+        async with db_errors(), self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_SPEND_REFRESH, claims.jti, claims.session_id)
+            if row is not None:
+                await conn.execute(
+                    "INSERT INTO refresh_tokens (jti, family_id) VALUES ($1::uuid, $2::uuid)",
+                    next_jti,
+                    claims.session_id,
+                )
+        if row is None:
+            await self.revoke(claims.session_id, "reuse")
+            raise InvalidToken("The refresh token is invalid, spent or revoked")
+        return self._pair(
+            row["user_id"],
+            row["role"],
+            claims.session_id,
+            next_jti,
+            int(time.time()),
+            row["family_exp"],
+        )
+
+    async def revoke(self, session_id: str, reason: str) -> None:
+        async with db_errors():
+            await self._pool.execute(
+                "UPDATE refresh_families SET revoked_at = now(), revoked_reason = $2"
+                " WHERE id = $1::uuid AND revoked_at IS NULL",
+                session_id,
+                reason,
+            )
+        async with redis_errors():
+            await self._redis.set(
+                self._keys.revoked_session(session_id),
+                reason,
+                ex=self._settings.access_token_ttl + LEEWAY_SECONDS,
+            )
+
+    async def authenticate(self, token: str) -> AccessClaims:
+        claims = self._codec.verify_access(token)
+        async with redis_errors():
+            revoked = await self._redis.exists(self._keys.revoked_session(claims.session_id))
+        if revoked:
+            raise InvalidToken()
+        return claims

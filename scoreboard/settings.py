@@ -1,0 +1,195 @@
+"""Typed, frozen settings read once from the environment and passed explicitly."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from scoreboard.errors import SettingsError
+
+T = TypeVar("T")
+
+MIN_SECRET_BYTES = 32
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RULE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_ACTION_TYPE_RE = re.compile(r"^[a-z0-9_]{1,50}$")
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """`limit` requests per `period` seconds: a burst of `limit`, refilled evenly."""
+
+    limit: int
+    period: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateRule:
+        match = _RULE_RE.match(text)
+        if not match:
+            raise ValueError("expected N/unit such as 10/minute or 100/10 seconds")
+        limit, count, unit = int(match[1]), int(match[2] or 1), match[3]
+        if limit < 1 or count < 1:
+            raise ValueError("limit and period must be at least 1")
+        return cls(limit=limit, period=count * _PERIODS[unit])
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.period}s"
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    database_url: str | None = None
+    jwt_secret: str | None = None
+    jwt_refresh_secret: str | None = None
+    data_dir: Path = Path(".scoreboard")
+    redis_prefix: str = "sb"
+    bcrypt_rounds: int = 12
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 14 * 86400
+    action_token_ttl: int = 300
+    action_types: Mapping[str, int] = field(default_factory=lambda: {"game_completion": 100})
+    rate_limit_score_update: RateRule = RateRule(10, 60)
+    rate_limit_action_token: RateRule = RateRule(20, 60)
+    rate_limit_leaderboard: RateRule = RateRule(60, 60)
+    rate_limit_login: RateRule = RateRule(10, 60)
+    max_body_bytes: int = 64 * 1024
+    allow_registration: bool = True
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    db_pool_size: int = 10
+
+    @property
+    def embedded(self) -> bool:
+        """True when neither backing service is configured: run everything in-process."""
+        return self.redis_url is None and self.database_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        reader = _EnvReader(env)
+        settings = cls(
+            redis_url=reader.text("REDIS_URL"),
+            database_url=reader.text("DATABASE_URL"),
+            jwt_secret=reader.text("JWT_SECRET"),
+            jwt_refresh_secret=reader.text("JWT_REFRESH_SECRET"),
+            data_dir=Path(reader.text("SCOREBOARD_DATA_DIR") or ".scoreboard"),
+            redis_prefix=reader.get("SCOREBOARD_REDIS_PREFIX", "sb", _prefix),
+            bcrypt_rounds=reader.get("SCOREBOARD_BCRYPT_ROUNDS", 12, _int_in(4, 31)),
+            access_token_ttl=reader.get("SCOREBOARD_ACCESS_TOKEN_TTL", 3600, _int_in(10, 86400)),
+            refresh_token_ttl=reader.get(
+                "SCOREBOARD_REFRESH_TOKEN_TTL", 14 * 86400, _int_in(60, 365 * 86400)
+            ),
+            action_token_ttl=reader.get("SCOREBOARD_ACTION_TOKEN_TTL", 300, _int_in(1, 86400)),
+            action_types=reader.get(
+                "SCOREBOARD_ACTION_TYPES", {"game_completion": 100}, _action_types
+            ),
+            rate_limit_score_update=reader.get(
+                "SCOREBOARD_RATE_LIMIT_SCORE_UPDATE", RateRule(10, 60), RateRule.parse
+            ),
+            rate_limit_action_token=reader.get(
+                "SCOREBOARD_RATE_LIMIT_ACTION_TOKEN", RateRule(20, 60), RateRule.parse
+            ),
+            rate_limit_leaderboard=reader.get(
+                "SCOREBOARD_RATE_LIMIT_LEADERBOARD", RateRule(60, 60), RateRule.parse
+            ),
+            rate_limit_login=reader.get(
+                "SCOREBOARD_RATE_LIMIT_LOGIN", RateRule(10, 60), RateRule.parse
+            ),
+            max_body_bytes=reader.get(
+                "SCOREBOARD_MAX_BODY_BYTES", 64 * 1024, _int_in(256, 64 * 1024 * 1024)
+            ),
+            allow_registration=reader.get("SCOREBOARD_ALLOW_REGISTRATION", True, _bool),
+            trusted_proxies=reader.get("SCOREBOARD_TRUSTED_PROXIES", (), _networks),
+            db_pool_size=reader.get("SCOREBOARD_DB_POOL_SIZE", 10, _int_in(1, 200)),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Cross-field rules; raises SettingsError with one line naming the variable."""
+        if (self.redis_url is None) != (self.database_url is None):
+            missing = "REDIS_URL" if self.redis_url is None else "DATABASE_URL"
+            raise SettingsError(
+                f"{missing}: set both REDIS_URL and DATABASE_URL, or neither for embedded mode"
+            )
+        for name, secret in (
+            ("JWT_SECRET", self.jwt_secret),
+            ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
+        ):
+            if secret is None:
+                if not self.embedded:
+                    raise SettingsError(f"{name}: required when REDIS_URL/DATABASE_URL are set")
+            elif len(secret.encode()) < MIN_SECRET_BYTES:
+                raise SettingsError(f"{name}: must be at least {MIN_SECRET_BYTES} bytes long")
+        if self.jwt_secret is not None and self.jwt_secret == self.jwt_refresh_secret:
+            raise SettingsError("JWT_REFRESH_SECRET: must differ from JWT_SECRET")
+
+
+class _EnvReader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc} (got {raw!r})") from None
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return int(raw)
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _prefix(raw: str) -> str:
+    if not _PREFIX_RE.match(raw):
+        raise ValueError("expected 1-32 letters, digits or underscores")
+    return raw
+
+
+def _action_types(raw: str) -> dict[str, int]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError('expected a JSON object such as {"game_completion": 100}') from None
+    if not isinstance(value, dict) or not value:
+        raise ValueError("expected a non-empty JSON object of action type to max increase")
+    for name, limit in value.items():
+        if not _ACTION_TYPE_RE.match(name):
+            raise ValueError(f"action type {name!r} must match [a-z0-9_]{{1,50}}")
+        if type(limit) is not int or limit < 1:
+            raise ValueError(f"max increase for {name!r} must be a positive integer")
+    return value
+
+
+def _networks(raw: str) -> tuple[IpNetwork, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"expected comma-separated addresses or CIDR networks: {exc}") from None

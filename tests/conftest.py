@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import fakeredis
+import httpx
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from scoreboard.app import create_app
+from scoreboard.keys import Keys
+from scoreboard.services import Services
+from scoreboard.settings import RateRule, Settings
+from tests.services_under_test import (
+    free_port,
+    postgres_server,
+    redis_server,
+    scratch_database,
+)
+
+ACCESS_SECRET = "test-access-secret-0123456789abcdef"
+REFRESH_SECRET = "test-refresh-secret-0123456789abcdef"
+GENEROUS = RateRule(100_000, 60)
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with postgres_server() as admin_dsn, scratch_database(admin_dsn) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"sbt{uuid.uuid4().hex[:10]}"
+    yield prefix
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=Keys(prefix).pattern(), count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, database_url: str, redis_prefix: str) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        database_url=database_url,
+        jwt_secret=ACCESS_SECRET,
+        jwt_refresh_secret=REFRESH_SECRET,
+        redis_prefix=redis_prefix,
+        bcrypt_rounds=4,
+        rate_limit_login=GENEROUS,
+        db_pool_size=4,
+    )
+
+
+@pytest_asyncio.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    svc = await Services.open(settings)
+    yield svc
+    await svc.close()
+
+
+@pytest_asyncio.fixture
+async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process, sharing `services` with the test."""
+    app = create_app(services.settings)
+    app.state.services = services
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest_asyncio.fixture(params=["real", "fake"])
+async def lua_backend(
+    request: pytest.FixtureRequest, redis_url: str
+) -> AsyncIterator[aioredis.Redis]:
+    """Every Lua test runs against real Redis and against fakeredis: their runtimes differ."""
+    client = (
+        aioredis.Redis.from_url(redis_url)
+        if request.param == "real"
+        else fakeredis.FakeAsyncRedis()
+    )
+    yield client
+    await client.aclose()
+
+
+def server_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SCOREBOARD_")}
+    env.update(
+        REDIS_URL=settings.redis_url or "",
+        DATABASE_URL=settings.database_url or "",
+        JWT_SECRET=settings.jwt_secret or "",
+        JWT_REFRESH_SECRET=settings.jwt_refresh_secret or "",
+        SCOREBOARD_REDIS_PREFIX=settings.redis_prefix,
+        SCOREBOARD_BCRYPT_ROUNDS=str(settings.bcrypt_rounds),
+        SCOREBOARD_RATE_LIMIT_LOGIN="100000/minute",
+    )
+    env.update(extra)
+    return env
+
+
+class RunningServer:
+    """`scoreboard serve` as a real process on a free port."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = cwd / f"server-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scoreboard",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def real_server(settings: Settings, tmp_path: Path) -> Iterator[RunningServer]:
+    server = RunningServer(server_env(settings), tmp_path)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
