@@ -347,3 +347,25 @@ async def test_login_is_throttled_per_username(
     assert int(response.headers["retry-after"]) >= 1
     assert response.headers["ratelimit-limit"] == "3"
     assert response.headers["ratelimit-remaining"] == "0"
+
+
+async def test_a_crash_in_a_handler_is_a_500_envelope_without_a_trace(
+    services: Services,
+) -> None:
+    from starlette.routing import Route
+
+    from scoreboard.app import create_app
+
+    async def boom(request: object) -> None:
+        raise RuntimeError("secret internals")
+
+    app = create_app(services.settings)
+    app.state.services = services
+    app.router.routes.append(Route("/boom", boom))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        response = await http.get("/boom")
+    assert response.status_code == 500
+    assert error_code(response) == "INTERNAL_ERROR"
+    assert "secret internals" not in response.text
+    assert response.json()["error"]["details"]["request_id"]

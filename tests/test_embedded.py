@@ -1,0 +1,60 @@
+"""The embedded default: nothing configured, one process, accounts kept across restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import httpx
+
+from tests.auth_helpers import login, register
+from tests.conftest import RunningServer
+
+
+def _embedded_env(data_dir: Path) -> dict[str, str]:
+    removed = {"REDIS_URL", "DATABASE_URL", "JWT_SECRET", "JWT_REFRESH_SECRET"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in removed and not key.startswith("SCOREBOARD_")
+    }
+    env.update(SCOREBOARD_DATA_DIR=str(data_dir), SCOREBOARD_BCRYPT_ROUNDS="4")
+    return env
+
+
+async def test_embedded_mode_keeps_accounts_across_restarts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = _embedded_env(data_dir)
+    first = RunningServer(env, tmp_path)
+    try:
+        first.wait_ready(timeout=120)
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+            user = await register(http)
+            detailed = (await http.get("/health/detailed")).json()["data"]
+            assert detailed["mode"] == "embedded"
+            assert detailed["components"]["redis"]["status"] == "up"
+    finally:
+        first.stop()
+    log = first.log_path.read_text()
+    assert "EMBEDDED MODE" in log
+
+    secrets_file = data_dir / "secrets.json"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    stored = json.loads(secrets_file.read_text())
+    assert len(stored["jwt_secret"]) >= 32
+
+    second = RunningServer(env, tmp_path)
+    try:
+        second.wait_ready(timeout=120)
+        async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+            tokens = await login(http, user["username"])
+            assert tokens["user_id"] == user["user_id"]
+            refreshed = await http.post(
+                "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+            )
+            assert refreshed.status_code == 200
+    finally:
+        second.stop()
+    assert json.loads(secrets_file.read_text()) == stored
