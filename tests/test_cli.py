@@ -19,7 +19,12 @@ def _run(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scoreboard", *args],
-        env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -73,13 +78,17 @@ async def test_users_create_reads_the_password_from_stdin(
     env = server_env(settings)
     result = _run(
         ["users", "create", name, "--email", f"{name}@example.com", "--admin"],
-        env, tmp_path, stdin="admin password 1\n",
+        env,
+        tmp_path,
+        stdin="admin password 1\n",
     )
     assert result.returncode == 0, result.stderr
     assert f"created admin {name}" in result.stdout
     duplicate = _run(
         ["users", "create", name, "--email", f"x{name}@example.com"],
-        env, tmp_path, stdin="admin password 1\n",
+        env,
+        tmp_path,
+        stdin="admin password 1\n",
     )
     assert duplicate.returncode == 1
     assert "username is already taken" in duplicate.stderr

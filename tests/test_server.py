@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.auth_helpers import error_code, login, new_username, register
 from scoreboard.settings import Settings
+from tests.auth_helpers import error_code, login, new_username, register
 from tests.conftest import RunningServer, server_env
 
 
