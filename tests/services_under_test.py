@@ -41,13 +41,16 @@ def _missing(what: str, exc: Exception) -> None:
 @contextmanager
 def redis_server() -> Iterator[str]:
     url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    probe = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        probe.ping()
     except redis.RedisError as exc:
         _missing("Redis", exc)
     else:
         yield url
         return
+    finally:
+        probe.close()
     import fakeredis
 
     port = free_port()
@@ -58,6 +61,7 @@ def redis_server() -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def _with_database(dsn: str, database: str) -> str:
