@@ -1,5 +1,5 @@
--- rate_limit.lua: admit or refuse one request under a GCRA rule (a token bucket
--- holding `limit` requests that refills evenly over `period`).
+-- rate_limit.lua: admit or refuse one request under a GCRA rule (a bucket holding
+-- `limit` requests that refills evenly over `period`).
 --
 -- Input:
 --   KEYS[1]  rate-limit state of one rule and subject (string: theoretical arrival
@@ -13,29 +13,10 @@
 --   retry_after_us  wait before the next request would be admitted (0 if now)
 --   reset_us        wait until the bucket is full again
 --
--- Errors: none; time comes from Redis TIME so every app instance agrees.
+-- Errors: none. Time comes from Redis TIME so every app instance agrees.
 
-local rcall = redis.call
-local state_key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
+-- @include clock_and_gcra
 
-local emission = period / limit
-local clock = rcall('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-
-local tat = tonumber(rcall('GET', state_key) or now)
-if tat < now then
-  tat = now
-end
-
-local new_tat = tat + emission
-local allow_at = new_tat - period
-if now < allow_at then
-  return { 0, 0, math.ceil(allow_at - now), math.ceil(tat - now) }
-end
-
-rcall('SET', state_key, string.format('%d', math.ceil(new_tat)),
-  'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
-local remaining = math.floor((now - allow_at) / emission)
-return { 1, remaining, 0, math.ceil(new_tat - now) }
+local allowed, remaining, retry_after, reset =
+  gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), redis_now_us())
+return { allowed and 1 or 0, remaining, retry_after, reset }

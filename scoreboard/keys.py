@@ -38,6 +38,14 @@ class Keys:
     def rate_limit(self, rule: str, subject: str, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:rl:{rule}:{subject_digest(subject)}"
 
+    def players(self, board: str = DEFAULT_BOARD) -> str:
+        """Hash of user id -> '<board member>|<updated ms>|<username>'."""
+        return f"{self._board(board)}:players"
+
+    def sequence(self, board: str = DEFAULT_BOARD) -> str:
+        """Counter of applied updates: orders ties and versions every board snapshot."""
+        return f"{self._board(board)}:seq"
+
     def events(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:events"
 

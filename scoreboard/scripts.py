@@ -2,19 +2,50 @@
 
 redis-py's AsyncScript computes the SHA once, calls EVALSHA and reloads the source on
 NOSCRIPT, so a `SCRIPT FLUSH` on the server costs one extra round trip and nothing else.
-Handlers never see raw replies: each wrapper returns a dataclass.
+Handlers never see raw replies: each wrapper returns a dataclass or raises the error
+that the script's status code maps to, here and nowhere else.
+
+A script may share helpers with others through `-- @include NAME`, which pastes
+`lua/include/NAME.lua` in its place when the script is loaded.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from redis.commands.core import AsyncScript
 
+from scoreboard.errors import (
+    InvalidActionToken,
+    ScoreboardError,
+    ScoreValidationFailed,
+)
+from scoreboard.ratelimit import RateDecision, refusal
 from scoreboard.redis_store import RedisClient, redis_errors
 from scoreboard.settings import RateRule
+
+_INCLUDE_RE = re.compile(r"^-- @include ([a-z_]+)$", re.MULTILINE)
+
+
+class ScriptStatus(StrEnum):
+    """Every status a script in `lua/` can answer with (declared there as `S_*`)."""
+
+    OK = "OK"
+    RATE_LIMITED = "RATE_LIMITED"
+    TOKEN_EXISTS = "TOKEN_EXISTS"
+    TOKEN_UNKNOWN = "TOKEN_UNKNOWN"
+    TOKEN_NOT_OWNED = "TOKEN_NOT_OWNED"
+    TOKEN_USED = "TOKEN_USED"
+    TOKEN_MISMATCH = "TOKEN_MISMATCH"
+    ABOVE_MAX = "ABOVE_MAX"
+    OVERFLOW = "OVERFLOW"
+    ANTICHEAT_REJECTED = "ANTICHEAT_REJECTED"
+    NOT_RANKED = "NOT_RANKED"
 
 
 def lua_dir() -> Path:
@@ -27,16 +58,130 @@ def lua_dir() -> Path:
 
 
 def load_sources() -> dict[str, str]:
-    return {path.stem: path.read_text() for path in sorted(lua_dir().glob("*.lua"))}
+    """Script name -> source with its includes pasted in."""
+    root = lua_dir()
+
+    def paste(match: re.Match[str]) -> str:
+        return (root / "include" / f"{match[1]}.lua").read_text()
+
+    return {path.stem: _INCLUDE_RE.sub(paste, path.read_text()) for path in root.glob("*.lua")}
 
 
 @dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    limit: int
-    remaining: int
-    retry_after: float
-    reset_after: float
+class BoardEntry:
+    rank: int
+    user_id: str
+    username: str
+    score: int
+    updated_ms: int | None
+
+
+def entries_from_flat(flat: list[Any], first_rank: int) -> list[BoardEntry]:
+    """Four fields per entry (id, name, score, updated ms), as the scripts reply."""
+    entries = []
+    for offset in range(0, len(flat), 4):
+        user_id, name, score, updated = (_text(value) for value in flat[offset : offset + 4])
+        entries.append(
+            BoardEntry(
+                rank=first_rank + offset // 4,
+                user_id=user_id,
+                username=name,
+                score=int(score),
+                updated_ms=int(updated) if updated else None,
+            )
+        )
+    return entries
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class ScoreSubmission:
+    user_id: str
+    username: str
+    session_id: str | None
+    action_type: str | None
+    increase: int
+    token_hash: str
+    claimed_duration_us: int | None
+    event_id: str
+    metadata_json: str
+
+
+@dataclass(frozen=True)
+class ScoreApplied:
+    new_score: int
+    new_rank: int
+    old_score: int
+    old_rank: int | None
+    stream_id: str
+    risk: float
+    flagged: bool
+    rate: RateDecision
+    total_players: int
+    top: list[BoardEntry] | None
+    sequence: int
+
+
+@dataclass(frozen=True)
+class BoardPage:
+    total_players: int
+    sequence: int
+    entries: list[BoardEntry]
+
+
+@dataclass(frozen=True)
+class PlayerPosition:
+    total_players: int
+    rank: int
+    entries: list[BoardEntry]
+
+
+@dataclass(frozen=True)
+class ScoringPolicy:
+    """The tunables `submit_score.lua` receives as ARGV."""
+
+    rate_rule: RateRule
+    ceiling: int
+    anticheat_mode: str
+    window_points: int
+    window_us: int
+    duration_slack_us: int
+    top_n: int
+
+
+def _raise_for(reply: list[Any], rule: RateRule) -> None:
+    """The one place where script statuses become errors."""
+    status = ScriptStatus(_text(reply[0]))
+    if status is ScriptStatus.RATE_LIMITED:
+        raise refusal(RateDecision.refused(rule, int(reply[1]) / 1e6, int(reply[2]) / 1e6))
+    if status in (ScriptStatus.TOKEN_UNKNOWN, ScriptStatus.TOKEN_NOT_OWNED):
+        raise InvalidActionToken(details={"reason": "unknown_or_expired"})
+    if status is ScriptStatus.TOKEN_USED:
+        raise InvalidActionToken(details={"reason": "already_used"})
+    if status is ScriptStatus.TOKEN_MISMATCH:
+        raise InvalidActionToken(
+            f"The action token is bound to another {_text(reply[1])}",
+            details={"reason": f"{_text(reply[1])}_mismatch"},
+        )
+    if status is ScriptStatus.ABOVE_MAX:
+        raise ScoreValidationFailed(
+            "score_increase is above the action token's maximum",
+            details={"reason": "above_max", "max_score_increase": int(reply[1])},
+        )
+    if status is ScriptStatus.OVERFLOW:
+        raise ScoreValidationFailed(
+            "The new total would pass the score ceiling",
+            details={"reason": "overflow", "ceiling": int(reply[1])},
+        )
+    if status is ScriptStatus.ANTICHEAT_REJECTED:
+        raise ScoreValidationFailed(
+            "The score update was rejected as implausible",
+            details={"reason": _text(reply[1]), "risk_score": float(reply[2])},
+        )
+    raise ScoreboardError(f"unexpected script status {status}")
 
 
 class Scripts:
@@ -53,7 +198,7 @@ class Scripts:
 
     async def rate_limit(self, key: str, rule: RateRule) -> RateDecision:
         allowed, remaining, retry_us, reset_us = await self._call(
-            "rate_limit", [key], [rule.limit, rule.period * 1_000_000]
+            "rate_limit", [key], [rule.limit, rule.period_us]
         )
         return RateDecision(
             allowed=bool(allowed),
@@ -62,3 +207,86 @@ class Scripts:
             retry_after=int(retry_us) / 1e6,
             reset_after=int(reset_us) / 1e6,
         )
+
+    async def issue_action_token(
+        self,
+        keys: list[str],
+        rule: RateRule,
+        *,
+        user_id: str,
+        session_id: str,
+        action_type: str,
+        max_increase: int,
+        ttl_ms: int,
+    ) -> RateDecision:
+        reply = await self._call(
+            "issue_action_token",
+            keys,
+            [rule.limit, rule.period_us, user_id, session_id, action_type, max_increase, ttl_ms],
+        )
+        if _text(reply[0]) != ScriptStatus.OK:
+            _raise_for(reply, rule)
+        return RateDecision(True, rule.limit, int(reply[1]), 0.0, int(reply[2]) / 1e6)
+
+    async def submit_score(
+        self, keys: list[str], board: str, submission: ScoreSubmission, policy: ScoringPolicy
+    ) -> ScoreApplied:
+        reply = await self._call(
+            "submit_score",
+            keys,
+            [
+                submission.user_id,
+                submission.username,
+                submission.session_id or "",
+                submission.action_type or "",
+                submission.increase,
+                policy.rate_rule.limit,
+                policy.rate_rule.period_us,
+                policy.ceiling,
+                policy.anticheat_mode,
+                policy.window_points,
+                policy.window_us,
+                policy.duration_slack_us,
+                "" if submission.claimed_duration_us is None else submission.claimed_duration_us,
+                policy.top_n,
+                submission.event_id,
+                submission.token_hash,
+                board,
+                submission.metadata_json,
+            ],
+        )
+        if _text(reply[0]) != ScriptStatus.OK:
+            _raise_for(reply, policy.rate_rule)
+        return _applied(reply, policy.rate_rule)
+
+    async def read_range(self, keys: list[str], start: int, stop: int) -> BoardPage:
+        reply = await self._call("read_range", keys, [start, stop])
+        return BoardPage(int(reply[0]), int(reply[1]), entries_from_flat(reply[2:], start + 1))
+
+    async def read_around(self, keys: list[str], user_id: str, radius: int) -> PlayerPosition:
+        reply = await self._call("read_around", keys, [user_id, radius])
+        if _text(reply[0]) == ScriptStatus.NOT_RANKED:
+            return PlayerPosition(int(reply[1]), 0, [])
+        first_rank = int(reply[3])
+        return PlayerPosition(int(reply[1]), int(reply[2]), entries_from_flat(reply[4:], first_rank))
+
+
+def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:
+    top_json = _text(reply[11])
+    top = None
+    if top_json:
+        flat = [field for entry in json.loads(top_json) for field in entry]
+        top = entries_from_flat(flat, 1)
+    return ScoreApplied(
+        new_score=int(reply[1]),
+        new_rank=int(reply[2]),
+        old_score=int(reply[3]),
+        old_rank=int(reply[4]) or None,
+        stream_id=_text(reply[5]),
+        risk=float(reply[6]),
+        flagged=bool(int(reply[7])),
+        rate=RateDecision(True, rule.limit, int(reply[8]), 0.0, int(reply[9]) / 1e6),
+        total_players=int(reply[10]),
+        top=top,
+        sequence=int(reply[12]),
+    )

@@ -15,6 +15,8 @@ from scoreboard.errors import SettingsError
 T = TypeVar("T")
 
 MIN_SECRET_BYTES = 32
+MAX_EXACT_SCORE = 2**53 - 1
+ANTICHEAT_MODES = ("enforce", "flag", "off")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RULE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
@@ -38,6 +40,10 @@ class RateRule:
         if limit < 1 or count < 1:
             raise ValueError("limit and period must be at least 1")
         return cls(limit=limit, period=count * _PERIODS[unit])
+
+    @property
+    def period_us(self) -> int:
+        return self.period * 1_000_000
 
     def __str__(self) -> str:
         return f"{self.limit}/{self.period}s"
@@ -64,6 +70,11 @@ class Settings:
     allow_registration: bool = True
     trusted_proxies: tuple[IpNetwork, ...] = ()
     db_pool_size: int = 10
+    score_ceiling: int = MAX_EXACT_SCORE
+    anticheat_mode: str = "enforce"
+    anticheat_max_points_per_minute: int = 1000
+    anticheat_duration_slack: int = 5
+    live_top_n: int = 10
 
     @property
     def embedded(self) -> bool:
@@ -107,6 +118,17 @@ class Settings:
             allow_registration=reader.get("SCOREBOARD_ALLOW_REGISTRATION", True, _bool),
             trusted_proxies=reader.get("SCOREBOARD_TRUSTED_PROXIES", (), _networks),
             db_pool_size=reader.get("SCOREBOARD_DB_POOL_SIZE", 10, _int_in(1, 200)),
+            score_ceiling=reader.get(
+                "SCOREBOARD_SCORE_CEILING", MAX_EXACT_SCORE, _int_in(1, MAX_EXACT_SCORE)
+            ),
+            anticheat_mode=reader.get("SCOREBOARD_ANTICHEAT_MODE", "enforce", _anticheat_mode),
+            anticheat_max_points_per_minute=reader.get(
+                "SCOREBOARD_ANTICHEAT_MAX_POINTS_PER_MINUTE", 1000, _int_in(1, MAX_EXACT_SCORE)
+            ),
+            anticheat_duration_slack=reader.get(
+                "SCOREBOARD_ANTICHEAT_DURATION_SLACK", 5, _int_in(0, 3600)
+            ),
+            live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(1, 100)),
         )
         settings.validate()
         return settings
@@ -165,6 +187,12 @@ def _bool(raw: str) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ValueError("expected true or false")
+
+
+def _anticheat_mode(raw: str) -> str:
+    if raw not in ANTICHEAT_MODES:
+        raise ValueError(f"expected one of {', '.join(ANTICHEAT_MODES)}")
+    return raw
 
 
 def _prefix(raw: str) -> str:

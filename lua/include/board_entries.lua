@@ -1,0 +1,27 @@
+-- include/board_entries.lua: shared helper, pasted by the loader where a script says
+-- `-- @include board_entries`. Not a command of its own.
+--
+-- board_entries(board_key, players_key, start, stop) -> flat list
+--   { user_id, username, score, updated_ms, ... } for ranks start+1 .. stop+1,
+--   scores as exact decimal strings.
+
+local function board_entries(board_key, players_key, start, stop)
+  local flat = redis.call('ZREVRANGE', board_key, start, stop, 'WITHSCORES')
+  if #flat == 0 then
+    return {}
+  end
+  local ids = {}
+  for i = 1, #flat, 2 do
+    ids[#ids + 1] = string.match(flat[i], ':(.+)$')
+  end
+  local infos = redis.call('HMGET', players_key, unpack(ids))
+  local out = {}
+  for i = 1, #ids do
+    local updated, name = string.match(infos[i] or '', '^[^|]*|([^|]*)|(.*)$')
+    out[#out + 1] = ids[i]
+    out[#out + 1] = name or ''
+    out[#out + 1] = flat[2 * i]
+    out[#out + 1] = updated or ''
+  end
+  return out
+end

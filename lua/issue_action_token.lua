@@ -1,0 +1,45 @@
+-- issue_action_token.lua: rate-limit the caller, then store a new one-time action
+-- token (by its SHA-256 only) bound to user, session, action type and maximum.
+--
+-- Input:
+--   KEYS[1]  rate-limit state of the action-token rule for this user (string)
+--   KEYS[2]  the token: sb:{board}:tok:<sha256> (hash, expires after the TTL)
+--   ARGV[1]  rate limit: requests per period (integer >= 1)
+--   ARGV[2]  rate limit: period in microseconds
+--   ARGV[3]  user id
+--   ARGV[4]  session id
+--   ARGV[5]  action type
+--   ARGV[6]  maximum score increase the token allows (integer >= 1)
+--   ARGV[7]  token lifetime in milliseconds
+--
+-- Output:
+--   { 'OK', remaining, reset_us }                 token stored
+--   { 'RATE_LIMITED', retry_after_us, reset_us }  nothing stored
+--   { 'TOKEN_EXISTS' }                            hash collision; nothing stored
+--
+-- Fields of the token hash: user, session, action, max, issued_us, used ('0'/'1').
+
+-- @include clock_and_gcra
+
+local S_OK = 'OK'
+local S_RATE_LIMITED = 'RATE_LIMITED'
+local S_TOKEN_EXISTS = 'TOKEN_EXISTS'
+
+local rcall = redis.call
+local rate_key = KEYS[1]
+local token_key = KEYS[2]
+
+local now = redis_now_us()
+local allowed, remaining, retry_after, reset =
+  gcra(rate_key, tonumber(ARGV[1]), tonumber(ARGV[2]), now)
+if not allowed then
+  return { S_RATE_LIMITED, retry_after, reset }
+end
+if rcall('EXISTS', token_key) == 1 then
+  return { S_TOKEN_EXISTS }
+end
+
+rcall('HSET', token_key, 'user', ARGV[3], 'session', ARGV[4], 'action', ARGV[5],
+  'max', ARGV[6], 'issued_us', string.format('%d', now), 'used', '0')
+rcall('PEXPIRE', token_key, ARGV[7])
+return { S_OK, remaining, reset }

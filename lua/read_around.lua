@@ -1,0 +1,36 @@
+-- read_around.lua: a player's rank and score with up to `radius` neighbours on each
+-- side, from one consistent view of the board.
+--
+-- Input:
+--   KEYS[1]  the board (sorted set)
+--   KEYS[2]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   ARGV[1]  user id
+--   ARGV[2]  radius (0 = the player alone)
+--
+-- Output:
+--   { 'OK', total_players, rank, first_rank, user_id, username, score, updated_ms, ... }
+--     four fields per entry, from rank first_rank on; the player's own entry included
+--   { 'NOT_RANKED', total_players }   the player has no score on this board
+
+-- @include board_entries
+
+local S_OK = 'OK'
+local S_NOT_RANKED = 'NOT_RANKED'
+
+local rcall = redis.call
+local board_key, players_key = KEYS[1], KEYS[2]
+local radius = tonumber(ARGV[2])
+
+local total = rcall('ZCARD', board_key)
+local player = rcall('HGET', players_key, ARGV[1])
+local index = player and rcall('ZREVRANK', board_key, string.match(player, '^([^|]+)'))
+if not index then
+  return { S_NOT_RANKED, total }
+end
+local first = math.max(0, index - radius)
+local entries = board_entries(board_key, players_key, first, index + radius)
+local reply = { S_OK, total, index + 1, first + 1 }
+for i = 1, #entries do
+  reply[#reply + 1] = entries[i]
+end
+return reply

@@ -1,0 +1,215 @@
+-- submit_score.lua: the one atomic score update. In order: rate limit (every attempt
+-- counts) -> the action token exists and belongs to this user -> unused -> bound to
+-- this session and action type -> increase within the token's maximum and the total
+-- within the ceiling -> anti-cheat verdict -> apply: move the player on the board,
+-- append the event to the stream and publish it.
+--
+-- From the ownership check on, the token is burned whatever the outcome, so a
+-- rejected cheat cannot retry; a token presented by another user is left alone.
+-- Refusals past the ownership check are appended to the stream as `score_rejected`
+-- events for the audit trail (nothing is published for them).
+--
+-- Board members are `<15-digit inverted sequence>:<user id>`: equal scores sort by who
+-- reached them first, and a rank always equals the position in the listing.
+--
+-- Input:
+--   KEYS[1]  rate-limit state of the score-update rule for this user (string)
+--   KEYS[2]  the action token: sb:{board}:tok:<sha256> (hash)
+--   KEYS[3]  the board (sorted set of members, score = points)
+--   KEYS[4]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   KEYS[5]  this player's anti-cheat state (hash: last_us, recent)
+--   KEYS[6]  the board's update sequence (integer)
+--   KEYS[7]  the board's event stream (no MAXLEN: the syncer trims what it persisted)
+--   KEYS[8]  the board's update channel (pub/sub)
+--   ARGV[1]  user id                 ARGV[2]  username
+--   ARGV[3]  session id, '' = the token's      ARGV[4]  action type, '' = the token's
+--   ARGV[5]  increase (decimal digits, >= 1)
+--   ARGV[6]  rate limit per period   ARGV[7]  rate period in microseconds
+--   ARGV[8]  score ceiling (largest total a player may reach)
+--   ARGV[9]  anti-cheat mode: 'enforce' | 'flag' | 'off'
+--   ARGV[10] anti-cheat: most points in one window   ARGV[11] window in microseconds
+--   ARGV[12] anti-cheat: slack allowed on a claimed duration, microseconds
+--   ARGV[13] claimed duration of the action in microseconds, '' = not claimed
+--   ARGV[14] N of the top N that subscribers are sent
+--   ARGV[15] event id (UUID)         ARGV[16] token hash      ARGV[17] board name
+--   ARGV[18] request metadata (JSON text, kept in the stream only)
+--
+-- Output:
+--   { 'OK', new_score, new_rank, old_score, old_rank (0 = was not ranked), stream_id,
+--     risk, flagged (0/1), rate_remaining, rate_reset_us, total_players,
+--     top_json ('' unless the change touched the top N), sequence }
+--   The published message is JSON: { seq, id, board, user_id, username, delta,
+--   old_score, new_score, old_rank, new_rank, ts, total [, top] }, numbers as
+--   decimal strings, top as [[user_id, username, score, updated_ms], ...].
+--   { 'RATE_LIMITED', retry_after_us, reset_us }
+--   { 'TOKEN_UNKNOWN' }            no such token (never issued, or expired)
+--   { 'TOKEN_NOT_OWNED' }          issued to another user; left untouched
+--   { 'TOKEN_USED' }               already spent
+--   { 'TOKEN_MISMATCH', field }    bound to another 'session' or 'action_type'
+--   { 'ABOVE_MAX', max }           increase above the token's maximum
+--   { 'OVERFLOW', ceiling }        the total would pass the ceiling
+--   { 'ANTICHEAT_REJECTED', reason, risk }  reason: points_per_window | impossible_duration
+
+-- @include clock_and_gcra
+-- @include board_entries
+
+local S_OK = 'OK'
+local S_RATE_LIMITED = 'RATE_LIMITED'
+local S_TOKEN_UNKNOWN = 'TOKEN_UNKNOWN'
+local S_TOKEN_NOT_OWNED = 'TOKEN_NOT_OWNED'
+local S_TOKEN_USED = 'TOKEN_USED'
+local S_TOKEN_MISMATCH = 'TOKEN_MISMATCH'
+local S_ABOVE_MAX = 'ABOVE_MAX'
+local S_OVERFLOW = 'OVERFLOW'
+local S_ANTICHEAT_REJECTED = 'ANTICHEAT_REJECTED'
+
+local rcall = redis.call
+local rate_key, token_key, board_key, players_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local stats_key, seq_key, events_key, channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+
+local user_id, username = ARGV[1], ARGV[2]
+local want_session, want_action = ARGV[3], ARGV[4]
+local increase_text = ARGV[5]
+local increase = tonumber(increase_text)
+local ceiling = tonumber(ARGV[8])
+local anticheat_mode = ARGV[9]
+local window_points, window_us = tonumber(ARGV[10]), tonumber(ARGV[11])
+local duration_slack_us = tonumber(ARGV[12])
+local claimed_us = tonumber(ARGV[13])
+local top_n = tonumber(ARGV[14])
+local event_id, token_hash, board, meta = ARGV[15], ARGV[16], ARGV[17], ARGV[18]
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+local now = redis_now_us()
+local now_ms = int(math.floor(now / 1000))
+
+local function audit_rejection(status, reason, session_id, action_type, risk)
+  rcall('XADD', events_key, '*', 'type', 'score_rejected', 'event_id', event_id,
+    'board', board, 'user_id', user_id, 'status', status, 'reason', reason,
+    'delta', increase_text, 'action_type', action_type, 'session_id', session_id,
+    'token_hash', token_hash, 'risk', risk, 'meta', meta, 'ts', now_ms)
+end
+
+-- 1. rate limit
+local allowed, rate_remaining, retry_after, rate_reset =
+  gcra(rate_key, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
+if not allowed then
+  return { S_RATE_LIMITED, retry_after, rate_reset }
+end
+
+-- 2. the token
+local token = rcall('HMGET', token_key, 'user', 'session', 'action', 'max', 'used')
+if not token[1] then
+  return { S_TOKEN_UNKNOWN }
+end
+if token[1] ~= user_id then
+  audit_rejection(S_TOKEN_NOT_OWNED, 'not_owner', want_session, want_action, '0')
+  return { S_TOKEN_NOT_OWNED }
+end
+if token[5] == '1' then
+  return { S_TOKEN_USED }
+end
+rcall('HSET', token_key, 'used', '1')
+local session_id, action_type, max_increase = token[2], token[3], tonumber(token[4])
+if want_session ~= '' and want_session ~= session_id then
+  audit_rejection(S_TOKEN_MISMATCH, 'session', want_session, action_type, '0')
+  return { S_TOKEN_MISMATCH, 'session' }
+end
+if want_action ~= '' and want_action ~= action_type then
+  audit_rejection(S_TOKEN_MISMATCH, 'action_type', session_id, want_action, '0')
+  return { S_TOKEN_MISMATCH, 'action_type' }
+end
+
+-- 3. the increase
+if increase > max_increase then
+  audit_rejection(S_ABOVE_MAX, 'above_max', session_id, action_type, '0')
+  return { S_ABOVE_MAX, token[4] }
+end
+local old_member, old_score, old_rank = nil, 0, 0
+local player = rcall('HGET', players_key, user_id)
+if player then
+  old_member = string.match(player, '^([^|]+)')
+  local score = rcall('ZSCORE', board_key, old_member)
+  if score then
+    old_score = tonumber(score)
+    old_rank = rcall('ZREVRANK', board_key, old_member) + 1
+  end
+end
+local new_score = old_score + increase
+if new_score > ceiling then
+  audit_rejection(S_OVERFLOW, 'overflow', session_id, action_type, '0')
+  return { S_OVERFLOW, ARGV[8] }
+end
+
+-- 4. anti-cheat: points in the last window, claimed duration vs time since last update
+local stats = rcall('HMGET', stats_key, 'last_us', 'recent')
+local last_us = tonumber(stats[1])
+local recent_points, kept = 0, {}
+for stamp, points in string.gmatch(stats[2] or '', '(%d+):(%d+)') do
+  if now - tonumber(stamp) < window_us then
+    recent_points = recent_points + tonumber(points)
+    kept[#kept + 1] = stamp .. ':' .. points
+  end
+end
+local risk, reason = 0, ''
+if anticheat_mode ~= 'off' then
+  local ratio = (recent_points + increase) / window_points
+  risk = math.min(1, ratio)
+  if ratio > 1 then
+    reason = 'points_per_window'
+  end
+  if claimed_us and last_us and claimed_us > (now - last_us) + duration_slack_us then
+    risk, reason = 1, 'impossible_duration'
+  end
+end
+local risk_text = string.format('%.3f', risk)
+if reason ~= '' and anticheat_mode == 'enforce' then
+  audit_rejection(S_ANTICHEAT_REJECTED, reason, session_id, action_type, risk_text)
+  return { S_ANTICHEAT_REJECTED, reason, risk_text }
+end
+local flagged = (reason ~= '') and 1 or 0
+
+-- 5. apply
+local sequence = rcall('INCR', seq_key)
+local new_member = string.format('%015d', 999999999999999 - sequence) .. ':' .. user_id
+if old_member then
+  rcall('ZREM', board_key, old_member)
+end
+rcall('ZADD', board_key, int(new_score), new_member)
+local new_rank = rcall('ZREVRANK', board_key, new_member) + 1
+rcall('HSET', players_key, user_id, new_member .. '|' .. now_ms .. '|' .. username)
+kept[#kept + 1] = int(now) .. ':' .. increase_text
+rcall('HSET', stats_key, 'last_us', int(now), 'recent', table.concat(kept, ','))
+local total = rcall('ZCARD', board_key)
+
+local top = nil
+if new_rank <= top_n or (old_rank > 0 and old_rank <= top_n) then
+  local flat = board_entries(board_key, players_key, 0, top_n - 1)
+  top = {}
+  for i = 1, #flat, 4 do
+    top[#top + 1] = { flat[i], flat[i + 1], flat[i + 2], flat[i + 3] }
+  end
+end
+local top_json = top and cjson.encode(top) or ''
+
+local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
+  'event_id', event_id, 'board', board, 'user_id', user_id, 'username', username,
+  'delta', increase_text, 'old_score', int(old_score), 'new_score', int(new_score),
+  'old_rank', int(old_rank), 'new_rank', int(new_rank), 'action_type', action_type,
+  'session_id', session_id, 'token_hash', token_hash, 'risk', risk_text,
+  'flagged', int(flagged), 'reason', reason, 'meta', meta, 'ts', now_ms,
+  'total', int(total), 'top', top_json)
+
+local message = { seq = int(sequence), id = stream_id, board = board, user_id = user_id, username = username,
+  delta = increase_text, old_score = int(old_score), new_score = int(new_score),
+  old_rank = int(old_rank), new_rank = int(new_rank), ts = now_ms, total = int(total) }
+if top then
+  message.top = top
+end
+rcall('PUBLISH', channel, cjson.encode(message))
+
+return { S_OK, int(new_score), new_rank, int(old_score), old_rank, stream_id, risk_text,
+  flagged, rate_remaining, rate_reset, total, top_json, sequence }

@@ -1,0 +1,108 @@
+"""Drives the scoring scripts directly, with a key prefix of the test's own."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass, field, replace
+
+import redis.asyncio as aioredis
+
+from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.scripts import ScoreApplied, ScoreSubmission, Scripts, ScoringPolicy
+from scoreboard.settings import RateRule
+
+POLICY = ScoringPolicy(
+    rate_rule=RateRule(1000, 60),
+    ceiling=2**53 - 1,
+    anticheat_mode="enforce",
+    window_points=1_000_000,
+    window_us=60_000_000,
+    duration_slack_us=5_000_000,
+    top_n=3,
+)
+
+
+@dataclass
+class Board:
+    client: aioredis.Redis
+    keys: Keys = field(default_factory=lambda: Keys(f"sbt{uuid.uuid4().hex[:10]}"))
+    board: str = DEFAULT_BOARD
+    policy: ScoringPolicy = POLICY
+
+    @property
+    def scripts(self) -> Scripts:
+        return Scripts(self.client)
+
+    def token_key(self, token: str) -> str:
+        return self.keys.action_token(hashlib.sha256(token.encode()).hexdigest(), self.board)
+
+    async def issue(
+        self,
+        user_id: str,
+        *,
+        session_id: str = "s1",
+        action_type: str = "game_completion",
+        max_increase: int = 100,
+        ttl_ms: int = 300_000,
+        rule: RateRule = RateRule(1000, 60),
+    ) -> str:
+        token = secrets.token_urlsafe(32)
+        await self.scripts.issue_action_token(
+            [self.keys.rate_limit("action_token", user_id, self.board), self.token_key(token)],
+            rule,
+            user_id=user_id,
+            session_id=session_id,
+            action_type=action_type,
+            max_increase=max_increase,
+            ttl_ms=ttl_ms,
+        )
+        return token
+
+    def submit_keys(self, user_id: str, token: str) -> list[str]:
+        k, b = self.keys, self.board
+        return [
+            k.rate_limit("score_update", user_id, b),
+            self.token_key(token),
+            k.leaderboard(b),
+            k.players(b),
+            k.user(user_id, b),
+            k.sequence(b),
+            k.events(b),
+            k.updates_channel(b),
+        ]
+
+    async def submit(
+        self,
+        user_id: str,
+        token: str,
+        increase: int,
+        *,
+        session_id: str | None = None,
+        action_type: str | None = None,
+        claimed_duration_us: int | None = None,
+        policy: ScoringPolicy | None = None,
+    ) -> ScoreApplied:
+        submission = ScoreSubmission(
+            user_id=user_id,
+            username=f"name-{user_id[:8]}",
+            session_id=session_id,
+            action_type=action_type,
+            increase=increase,
+            token_hash=hashlib.sha256(token.encode()).hexdigest(),
+            claimed_duration_us=claimed_duration_us,
+            event_id=str(uuid.uuid4()),
+            metadata_json='{"ip": "127.0.0.1"}',
+        )
+        return await self.scripts.submit_score(
+            self.submit_keys(user_id, token), self.board, submission, policy or self.policy
+        )
+
+    def with_policy(self, **changes: object) -> ScoringPolicy:
+        return replace(self.policy, **changes)  # type: ignore[arg-type]
+
+    async def cleanup(self) -> None:
+        keys = [key async for key in self.client.scan_iter(match=self.keys.pattern())]
+        if keys:
+            await self.client.delete(*keys)

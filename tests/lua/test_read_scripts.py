@@ -1,0 +1,57 @@
+"""lua/read_range.lua and lua/read_around.lua on both backends."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from tests.lua.board_helpers import Board
+
+
+@pytest_asyncio.fixture
+async def seeded(lua_backend: aioredis.Redis) -> AsyncIterator[tuple[Board, list[str]]]:
+    board = Board(lua_backend)
+    users = [str(uuid.uuid4()) for _ in range(6)]
+    for points, user in zip((60, 50, 40, 30, 20, 10), users, strict=True):
+        await board.submit(user, await board.issue(user), points)
+    yield board, users
+    await board.cleanup()
+
+
+def _range_keys(board: Board) -> list[str]:
+    return [board.keys.leaderboard(), board.keys.players(), board.keys.sequence()]
+
+
+async def test_read_range_pages_in_rank_order(seeded: tuple[Board, list[str]]) -> None:
+    board, users = seeded
+    page = await board.scripts.read_range(_range_keys(board), 2, 4)
+    assert page.total_players == 6 and page.sequence == 6
+    assert [(e.rank, e.user_id, e.score) for e in page.entries] == [
+        (3, users[2], 40), (4, users[3], 30), (5, users[4], 20)]
+    assert all(e.username.startswith("name-") and e.updated_ms for e in page.entries)
+
+
+async def test_read_range_past_the_end_is_empty(seeded: tuple[Board, list[str]]) -> None:
+    board, _ = seeded
+    page = await board.scripts.read_range(_range_keys(board), 10, 19)
+    assert page.entries == [] and page.total_players == 6
+
+
+async def test_read_around_centres_on_the_player(seeded: tuple[Board, list[str]]) -> None:
+    board, users = seeded
+    keys = [board.keys.leaderboard(), board.keys.players()]
+    around = await board.scripts.read_around(keys, users[1], 2)
+    assert around.rank == 2
+    assert [e.rank for e in around.entries] == [1, 2, 3, 4]
+    alone = await board.scripts.read_around(keys, users[5], 0)
+    assert (alone.rank, [e.score for e in alone.entries]) == (6, [10])
+
+
+async def test_read_around_an_unranked_player(seeded: tuple[Board, list[str]]) -> None:
+    board, _ = seeded
+    keys = [board.keys.leaderboard(), board.keys.players()]
+    around = await board.scripts.read_around(keys, str(uuid.uuid4()), 3)
+    assert (around.rank, around.entries, around.total_players) == (0, [], 6)
