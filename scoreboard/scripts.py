@@ -268,7 +268,9 @@ class Scripts:
         if _text(reply[0]) == ScriptStatus.NOT_RANKED:
             return PlayerPosition(int(reply[1]), 0, [])
         first_rank = int(reply[3])
-        return PlayerPosition(int(reply[1]), int(reply[2]), entries_from_flat(reply[4:], first_rank))
+        return PlayerPosition(
+            int(reply[1]), int(reply[2]), entries_from_flat(reply[4:], first_rank)
+        )
 
 
 def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:

@@ -26,4 +26,9 @@ def test_includes_are_pasted_in() -> None:
     assert not re.search(r"^-- @include", "".join(sources.values()), re.MULTILINE)
     assert "local function gcra" in sources["submit_score"]
     assert set(sources) == {
-        "rate_limit", "issue_action_token", "submit_score", "read_range", "read_around"}
+        "rate_limit",
+        "issue_action_token",
+        "submit_score",
+        "read_range",
+        "read_around",
+    }

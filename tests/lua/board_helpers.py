@@ -10,11 +10,12 @@ from dataclasses import dataclass, field, replace
 import redis.asyncio as aioredis
 
 from scoreboard.keys import DEFAULT_BOARD, Keys
-from scoreboard.scripts import ScoreApplied, ScoreSubmission, Scripts, ScoringPolicy
+from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 from scoreboard.settings import RateRule
 
+GENEROUS = RateRule(1000, 60)
 POLICY = ScoringPolicy(
-    rate_rule=RateRule(1000, 60),
+    rate_rule=GENEROUS,
     ceiling=2**53 - 1,
     anticheat_mode="enforce",
     window_points=1_000_000,
@@ -46,7 +47,7 @@ class Board:
         action_type: str = "game_completion",
         max_increase: int = 100,
         ttl_ms: int = 300_000,
-        rule: RateRule = RateRule(1000, 60),
+        rule: RateRule = GENEROUS,
     ) -> str:
         token = secrets.token_urlsafe(32)
         await self.scripts.issue_action_token(

@@ -30,7 +30,10 @@ async def test_read_range_pages_in_rank_order(seeded: tuple[Board, list[str]]) -
     page = await board.scripts.read_range(_range_keys(board), 2, 4)
     assert page.total_players == 6 and page.sequence == 6
     assert [(e.rank, e.user_id, e.score) for e in page.entries] == [
-        (3, users[2], 40), (4, users[3], 30), (5, users[4], 20)]
+        (3, users[2], 40),
+        (4, users[3], 30),
+        (5, users[4], 20),
+    ]
     assert all(e.username.startswith("name-") and e.updated_ms for e in page.entries)
 
 

@@ -37,7 +37,12 @@ async def test_issue_stores_only_the_hash_bound_and_expiring(board: Board) -> No
     token = await board.issue(user, session_id="sess", max_increase=40, ttl_ms=5000)
     stored = await board.client.hgetall(board.token_key(token))
     assert {k.decode(): v.decode() for k, v in stored.items() if k != b"issued_us"} == {
-        "user": user, "session": "sess", "action": "game_completion", "max": "40", "used": "0"}
+        "user": user,
+        "session": "sess",
+        "action": "game_completion",
+        "max": "40",
+        "used": "0",
+    }
     assert 4000 < await board.client.pttl(board.token_key(token)) <= 5000
     raw = [key async for key in board.client.scan_iter(match=board.keys.pattern())]
     assert all(token.encode() not in key for key in raw)
@@ -56,7 +61,11 @@ async def test_accepted_update_moves_the_player_and_emits_the_event(board: Board
     token = await board.issue(user)
     applied = await board.submit(user, token, 40)
     assert (applied.new_score, applied.new_rank, applied.old_score, applied.old_rank) == (
-        40, 1, 0, None)
+        40,
+        1,
+        0,
+        None,
+    )
     assert applied.total_players == 1 and applied.top and applied.top[0].score == 40
     again = await board.submit(user, await board.issue(user), 2)
     assert (again.new_score, again.old_score, again.old_rank) == (42, 40, 1)
@@ -67,7 +76,11 @@ async def test_accepted_update_moves_the_player_and_emits_the_event(board: Board
     last = events[-1]
     assert last["user_id"] == user and last["delta"] == "2"
     assert (last["old_score"], last["new_score"], last["old_rank"], last["new_rank"]) == (
-        "40", "42", "1", "1")
+        "40",
+        "42",
+        "1",
+        "1",
+    )
     assert last["session_id"] == "s1" and last["action_type"] == "game_completion"
     assert json.loads(last["top"])[0][:3] == [user, f"name-{user[:8]}", "42"]
     assert json.loads(last["meta"]) == {"ip": "127.0.0.1"}
@@ -88,7 +101,11 @@ async def test_the_event_is_published(board: Board) -> None:
     assert message is not None
     body = json.loads(message["data"])
     assert (body["user_id"], body["new_score"], body["new_rank"], body["seq"]) == (
-        user, "7", "1", "1")
+        user,
+        "7",
+        "1",
+        "1",
+    )
     assert body["top"][0][0] == user
 
 
@@ -160,8 +177,9 @@ async def test_the_ceiling_is_exact(board: Board) -> None:
     user = _uid()
     ceiling = 2**53 - 1
     policy = board.with_policy(ceiling=ceiling, anticheat_mode="off")
-    first = await board.submit(user, await board.issue(user, max_increase=ceiling), ceiling - 5,
-                               policy=policy)
+    first = await board.submit(
+        user, await board.issue(user, max_increase=ceiling), ceiling - 5, policy=policy
+    )
     assert first.new_score == ceiling - 5
     with pytest.raises(ScoreValidationFailed) as caught:
         await board.submit(user, await board.issue(user), 10, policy=policy)
@@ -238,7 +256,10 @@ async def test_ties_rank_who_reached_the_score_first(board: Board) -> None:
     assert applied.new_rank == 3
     assert applied.top is not None
     assert [(e.user_id, e.score, e.rank) for e in applied.top] == [
-        (second, 30, 1), (third, 30, 2), (first, 30, 3)]
+        (second, 30, 1),
+        (third, 30, 2),
+        (first, 30, 3),
+    ]
 
 
 async def test_top_is_sent_only_when_the_top_n_changes(board: Board) -> None:
@@ -262,5 +283,6 @@ async def test_fifty_parallel_submissions_of_one_token_apply_once(board: Board) 
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert all(isinstance(r, InvalidActionToken) for r in results if isinstance(r, Exception))
     assert await board.client.xlen(board.keys.events()) == 1
-    assert int(await board.client.zscore(board.keys.leaderboard(),
-                                         await _member(board, user))) == 10
+    assert (
+        int(await board.client.zscore(board.keys.leaderboard(), await _member(board, user))) == 10
+    )
