@@ -27,6 +27,7 @@ _REQUIRED = ["sub", "exp", "iat", "iss", "aud", "jti", "typ", "sid"]
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: str
+    username: str
     session_id: str
     role: str
     jti: str
@@ -47,9 +48,11 @@ class TokenCodec:
         self._refresh_secret = refresh_secret
         self.access_ttl = access_ttl
 
-    def issue_access(self, user_id: str, session_id: str, role: str, now: int) -> str:
+    def issue_access(
+        self, user_id: str, username: str, session_id: str, role: str, now: int
+    ) -> str:
         claims = _base_claims(user_id, session_id, str(uuid.uuid4()), now, now + self.access_ttl)
-        claims.update(aud=ACCESS_AUDIENCE, typ=ACCESS_TYP, role=role)
+        claims.update(aud=ACCESS_AUDIENCE, typ=ACCESS_TYP, role=role, name=username)
         return jwt.encode(claims, self._access_secret, algorithm=ALGORITHM)
 
     def issue_refresh(
@@ -61,10 +64,10 @@ class TokenCodec:
 
     def verify_access(self, token: str) -> AccessClaims:
         claims = _decode(token, self._access_secret, ACCESS_AUDIENCE, ACCESS_TYP)
-        role = claims.get("role")
-        if role not in ("player", "admin"):
+        role, name = claims.get("role"), claims.get("name")
+        if role not in ("player", "admin") or not isinstance(name, str):
             raise InvalidToken()
-        return AccessClaims(claims["sub"], claims["sid"], role, claims["jti"], claims["exp"])
+        return AccessClaims(claims["sub"], name, claims["sid"], role, claims["jti"], claims["exp"])
 
     def verify_refresh(self, token: str) -> RefreshClaims:
         claims = _decode(token, self._refresh_secret, REFRESH_AUDIENCE, REFRESH_TYP)

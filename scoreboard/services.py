@@ -12,13 +12,17 @@ from starlette.concurrency import run_in_threadpool
 
 from scoreboard import embedded, redis_store
 from scoreboard.accounts import Accounts
+from scoreboard.action_tokens import ActionTokens
+from scoreboard.board_feed import BoardFeed
 from scoreboard.database import create_pool
 from scoreboard.jwt_tokens import TokenCodec
 from scoreboard.keys import Keys
+from scoreboard.leaderboard import Leaderboard
 from scoreboard.migrations import migrate
 from scoreboard.passwords import PasswordHasher
 from scoreboard.ratelimit import RateLimiter
 from scoreboard.redis_store import RedisClient
+from scoreboard.scoring import Scoring
 from scoreboard.scripts import Scripts
 from scoreboard.sessions import Sessions
 from scoreboard.settings import Settings
@@ -57,6 +61,10 @@ class Services:
     limiter: RateLimiter
     accounts: Accounts
     sessions: Sessions
+    action_tokens: ActionTokens
+    leaderboard: Leaderboard
+    scoring: Scoring
+    feed: BoardFeed
     started_at: float
     embedded_pg: Any = None
 
@@ -67,13 +75,21 @@ class Services:
     @classmethod
     async def open(cls, settings: Settings) -> Services:
         settings = resolve_embedded_secrets(settings)
-        assert settings.jwt_secret and settings.jwt_refresh_secret
         pool, server = await open_database(settings)
         redis = (
             redis_store.connect(settings.redis_url)
             if settings.redis_url
             else redis_store.connect_in_process()
         )
+        services = await cls.assemble(settings, redis, pool, server)
+        await services.feed.start()
+        return services
+
+    @classmethod
+    async def assemble(
+        cls, settings: Settings, redis: RedisClient, pool: asyncpg.Pool, server: Any = None
+    ) -> Services:
+        assert settings.jwt_secret and settings.jwt_refresh_secret
         keys = Keys(settings.redis_prefix)
         scripts = Scripts(redis)
         limiter = RateLimiter(scripts)
@@ -92,6 +108,9 @@ class Services:
             accounts=accounts,
             limiter=limiter,
         )
+        leaderboard = Leaderboard(scripts, keys, settings.live_top_n)
+        feed = BoardFeed(redis, keys)
+        feed.add_listener(leaderboard)
         return cls(
             settings=settings,
             redis=redis,
@@ -101,11 +120,16 @@ class Services:
             limiter=limiter,
             accounts=accounts,
             sessions=sessions,
+            action_tokens=ActionTokens(scripts, keys, settings),
+            leaderboard=leaderboard,
+            scoring=Scoring(scripts, keys, settings, leaderboard),
+            feed=feed,
             started_at=time.time(),
             embedded_pg=server,
         )
 
     async def close(self) -> None:
+        await self.feed.stop()
         await self.redis.aclose()
         await self.pool.close()
         if self.embedded_pg is not None:

@@ -34,8 +34,18 @@ UPDATE refresh_tokens t SET used_at = now()
 FROM refresh_families f JOIN users u ON u.id = f.user_id
 WHERE t.jti = $1::uuid AND f.id = $2::uuid AND t.family_id = f.id
   AND t.used_at IS NULL AND f.revoked_at IS NULL AND f.expires_at > now() AND NOT u.banned
-RETURNING u.id::text AS user_id, u.role, extract(epoch FROM f.expires_at)::bigint AS family_exp
+RETURNING u.id::text AS user_id, u.username, u.role,
+  extract(epoch FROM f.expires_at)::bigint AS family_exp
 """
+
+
+@dataclass(frozen=True)
+class _Principal:
+    """Who a token pair is issued to."""
+
+    id: str
+    username: str
+    role: str
 
 
 @dataclass(frozen=True)
@@ -105,16 +115,19 @@ class Sessions:
                 jti,
                 family["id"],
             )
-        return self._pair(user.id, user.role, family["id"], jti, now, family["exp"])
+        principal = _Principal(user.id, user.username, user.role)
+        return self._pair(principal, family["id"], jti, now, family["exp"])
 
     def _pair(
-        self, user_id: str, role: str, family_id: str, jti: str, now: int, family_exp: int
+        self, user: _Principal, family_id: str, jti: str, now: int, family_exp: int
     ) -> TokenPair:
         refresh_exp = min(now + self._settings.refresh_token_ttl, family_exp)
         return TokenPair(
-            access_token=self._codec.issue_access(user_id, family_id, role, now),
-            refresh_token=self._codec.issue_refresh(user_id, family_id, jti, now, refresh_exp),
-            user_id=user_id,
+            access_token=self._codec.issue_access(
+                user.id, user.username, family_id, user.role, now
+            ),
+            refresh_token=self._codec.issue_refresh(user.id, family_id, jti, now, refresh_exp),
+            user_id=user.id,
             expires_in=self._settings.access_token_ttl,
         )
 
@@ -134,13 +147,9 @@ class Sessions:
         if row is None:
             await self.revoke(claims.session_id, "reuse")
             raise InvalidToken("The refresh token is invalid, spent or revoked")
+        principal = _Principal(row["user_id"], row["username"], row["role"])
         return self._pair(
-            row["user_id"],
-            row["role"],
-            claims.session_id,
-            next_jti,
-            int(time.time()),
-            row["family_exp"],
+            principal, claims.session_id, next_jti, int(time.time()), row["family_exp"]
         )
 
     async def revoke(self, session_id: str, reason: str) -> None:

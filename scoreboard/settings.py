@@ -128,7 +128,7 @@ class Settings:
             anticheat_duration_slack=reader.get(
                 "SCOREBOARD_ANTICHEAT_DURATION_SLACK", 5, _int_in(0, 3600)
             ),
-            live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(1, 100)),
+            live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(10, 100)),
         )
         settings.validate()
         return settings

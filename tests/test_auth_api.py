@@ -198,6 +198,7 @@ def _claims(user_id: str, **overrides: object) -> dict[str, object]:
         "jti": str(uuid.uuid4()),
         "iss": ISSUER,
         "aud": ACCESS_AUDIENCE,
+        "name": "someone",
         "typ": "access",
         "role": "player",
         "iat": now,

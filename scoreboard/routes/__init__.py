@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from scoreboard.routes import auth, health
+from scoreboard.routes import auth, health, leaderboard, scores
 
 
 def all_routes() -> list[BaseRoute]:
-    return [*health.routes, *auth.routes]
+    return [*health.routes, *auth.routes, *scores.routes, *leaderboard.routes]

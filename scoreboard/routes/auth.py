@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scoreboard.errors import InsufficientPermissions
+from scoreboard.ratelimit import rate_headers
 from scoreboard.request_body import read_object
 from scoreboard.responses import ok
 from scoreboard.routes.common import address, require_access, services
@@ -47,9 +48,25 @@ async def logout(request: Request) -> Response:
     return ok({"logged_out": True})
 
 
+async def action_token(request: Request) -> Response:
+    claims = await require_access(request)
+    body = await read_object(
+        request, required=("action_type", "session_id"), optional=("timestamp",)
+    )
+    issued = await services(request).action_tokens.issue(claims.user_id, body)
+    data = {
+        "action_token": issued.action_token,
+        "expires_in": issued.expires_in,
+        "max_score_increase": issued.max_score_increase,
+    }
+    headers = {**rate_headers(issued.rate), "Cache-Control": "no-store"}
+    return ok(data, headers=headers)
+
+
 routes = [
     Route("/auth/register", register, methods=["POST"]),
     Route("/auth/login", login, methods=["POST"]),
     Route("/auth/refresh", refresh, methods=["POST"]),
     Route("/auth/logout", logout, methods=["POST"]),
+    Route("/auth/action-token", action_token, methods=["POST"]),
 ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import cast
 
 from starlette.requests import HTTPConnection
 
 from scoreboard.clientip import client_ip
-from scoreboard.errors import InvalidToken
+from scoreboard.errors import InvalidRequest, InvalidToken
 from scoreboard.jwt_tokens import AccessClaims
+from scoreboard.ratelimit import rate_headers
 from scoreboard.services import Services
 
 
@@ -26,3 +28,31 @@ async def require_access(conn: HTTPConnection) -> AccessClaims:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("A bearer access token is required")
     return await services(conn).sessions.authenticate(token.strip())
+
+
+def path_user_id(conn: HTTPConnection) -> str:
+    """The `{user_id}` path parameter, which must be a UUID."""
+    raw = conn.path_params["user_id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise InvalidRequest("user_id must be a UUID", details={"field": "user_id"}) from None
+
+
+def query_int(conn: HTTPConnection, name: str, default: int, low: int, high: int) -> int:
+    raw = conn.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidRequest(
+            f"{name} must be a whole number from {low} to {high}", details={"field": name}
+        )
+    return int(raw)
+
+
+async def read_quota(conn: HTTPConnection) -> dict[str, str]:
+    """Counts one public read against the per-address rule; returns its headers."""
+    svc = services(conn)
+    key = svc.keys.rate_limit("leaderboard", address(conn))
+    decision = await svc.limiter.hit(key, svc.settings.rate_limit_leaderboard)
+    return rate_headers(decision)

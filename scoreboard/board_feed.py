@@ -1,0 +1,135 @@
+"""The one pub/sub subscription of a process to a board's update channel.
+
+Listeners get every event in publish order. Pub/sub loses what is published while the
+connection is down, so after every (re)subscription listeners are told to resync, and
+while it is down they are told so (the leaderboard then reads Redis directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.redis_store import RedisClient
+from scoreboard.scripts import BoardEntry, entries_from_flat
+
+log = logging.getLogger("scoreboard.feed")
+
+POLL_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class BoardEvent:
+    seq: int
+    stream_id: str
+    user_id: str
+    username: str
+    delta: int
+    old_rank: int | None
+    new_rank: int
+    new_score: int
+    ts_ms: int
+    total_players: int
+    top: list[BoardEntry] | None
+
+    @classmethod
+    def from_message(cls, data: bytes | str) -> BoardEvent:
+        body = json.loads(data)
+        top = body.get("top")
+        return cls(
+            seq=int(body["seq"]),
+            stream_id=body["id"],
+            user_id=body["user_id"],
+            username=body["username"],
+            delta=int(body["delta"]),
+            old_rank=int(body["old_rank"]) or None,
+            new_rank=int(body["new_rank"]),
+            new_score=int(body["new_score"]),
+            ts_ms=int(body["ts"]),
+            total_players=int(body["total"]),
+            top=entries_from_flat([f for entry in top for f in entry], 1) if top else None,
+        )
+
+
+class FeedListener(Protocol):
+    def on_event(self, event: BoardEvent) -> None: ...
+
+    async def on_connected(self) -> None: ...
+
+    def on_disconnected(self) -> None: ...
+
+
+class BoardFeed:
+    def __init__(self, redis: RedisClient, keys: Keys, board: str = DEFAULT_BOARD) -> None:
+        self._redis = redis
+        self._channel = keys.updates_channel(board)
+        self._listeners: list[FeedListener] = []
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+
+    def add_listener(self, listener: FeedListener) -> None:
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="board-feed")
+
+    async def stop(self) -> None:
+        """Cancel the follower; repeated because the client can swallow a cancellation
+        that lands while it waits for a message."""
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                task.result()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.connected:
+                    backoff = 0.1
+                log.warning("board feed lost (%s); resubscribing in %.1fs", exc, backoff)
+            self._set_disconnected()
+            await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311
+            backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+
+    async def _follow(self) -> None:
+        async with self._redis.pubsub() as pubsub:
+            await pubsub.subscribe(self._channel)
+            self.connected = True
+            for listener in self._listeners:
+                await listener.on_connected()
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=POLL_SECONDS
+                )
+                if message and message["type"] == "message":
+                    self._dispatch(message["data"])
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            event = BoardEvent.from_message(data)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed board event")
+            return
+        for listener in self._listeners:
+            listener.on_event(event)
+
+    def _set_disconnected(self) -> None:
+        if self.connected:
+            self.connected = False
+            for listener in self._listeners:
+                listener.on_disconnected()

@@ -1,0 +1,64 @@
+"""`/scores/*`: the score update and a player's standing."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scoreboard.errors import UserNotFound
+from scoreboard.leaderboard import iso_ms
+from scoreboard.ratelimit import rate_headers
+from scoreboard.request_body import read_object
+from scoreboard.responses import ok
+from scoreboard.routes.common import address, path_user_id, read_quota, require_access, services
+from scoreboard.scoring import UPDATE_FIELDS, UPDATE_OPTIONAL, RequestMeta
+
+
+async def update(request: Request) -> Response:
+    claims = await require_access(request)
+    token = request.headers.get("x-action-token", "")
+    body = await read_object(request, required=UPDATE_FIELDS, optional=UPDATE_OPTIONAL)
+    meta = RequestMeta(address(request), request.headers.get("user-agent", ""))
+    applied = await services(request).scoring.submit(claims, token, body, meta)
+    data = {
+        "new_score": applied.new_score,
+        "score_increase": applied.new_score - applied.old_score,
+        "rank": applied.new_rank,
+        "user_id": claims.user_id,
+    }
+    return ok(data, headers=rate_headers(applied.rate))
+
+
+async def user_score(request: Request) -> Response:
+    user_id = path_user_id(request)
+    headers = await read_quota(request)
+    svc = services(request)
+    position = await svc.leaderboard.around(user_id, 0)
+    if position.entries:
+        entry = position.entries[0]
+        data = {
+            "user_id": user_id,
+            "username": entry.username,
+            "current_score": entry.score,
+            "rank": entry.rank,
+            "last_updated": iso_ms(entry.updated_ms),
+        }
+        return ok(data, headers=headers)
+    user = await svc.accounts.by_id(user_id)
+    if user is None:
+        raise UserNotFound()
+    data = {
+        "user_id": user_id,
+        "username": user.username,
+        "current_score": 0,
+        "rank": None,
+        "last_updated": None,
+    }
+    return ok(data, headers=headers)
+
+
+routes = [
+    Route("/scores/update", update, methods=["POST"]),
+    Route("/scores/user/{user_id}", user_score, methods=["GET"]),
+]

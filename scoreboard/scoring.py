@@ -1,0 +1,161 @@
+"""Score updates: strict input validation, then the one atomic script."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from scoreboard.action_tokens import token_hash, validate_action_type, validate_session_id
+from scoreboard.errors import InvalidRequest
+from scoreboard.jwt_tokens import AccessClaims
+from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.leaderboard import Leaderboard
+from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
+from scoreboard.settings import Settings
+
+DIGITS_RE = re.compile(r"\A[0-9]{1,16}\Z")
+MAX_ACTION_DATA_BYTES = 2048
+MAX_DURATION_SECONDS = 86_400
+MAX_USER_AGENT_CHARS = 256
+ANTICHEAT_WINDOW_US = 60_000_000
+UPDATE_FIELDS = ("score_increase",)
+UPDATE_OPTIONAL = ("action_type", "session_id", "action_data")
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    ip: str
+    user_agent: str
+
+
+def parse_increase(value: object, ceiling: int) -> int:
+    """A JSON integer or a string of plain decimal digits, from 1 to the ceiling."""
+    if type(value) is int:
+        number = value
+    elif isinstance(value, str) and DIGITS_RE.match(value):
+        number = int(value)
+    else:
+        number = 0
+    if not 1 <= number <= ceiling:
+        raise InvalidRequest(
+            f"score_increase must be a whole number from 1 to {ceiling}",
+            details={"field": "score_increase"},
+        )
+    return number
+
+
+def _number(data: dict[str, Any], key: str) -> float | None:
+    if key not in data:
+        return None
+    value = data[key]
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise InvalidRequest(f"action_data.{key} must be a number", details={"field": key})
+    return float(value)
+
+
+def parse_action_data(value: object) -> tuple[dict[str, Any], int | None]:
+    """The action's telemetry and its claimed duration in microseconds, if any."""
+    if not isinstance(value, dict):
+        raise InvalidRequest("action_data must be an object", details={"field": "action_data"})
+    if len(json.dumps(value)) > MAX_ACTION_DATA_BYTES:
+        raise InvalidRequest(
+            f"action_data must encode to at most {MAX_ACTION_DATA_BYTES} bytes",
+            details={"field": "action_data"},
+        )
+    level = value.get("level")
+    if "level" in value and (type(level) is not int or level < 0):
+        raise InvalidRequest(
+            "action_data.level must be a whole number >= 0", details={"field": "level"}
+        )
+    accuracy = _number(value, "accuracy")
+    if accuracy is not None and not 0 <= accuracy <= 1:
+        raise InvalidRequest(
+            "action_data.accuracy must be from 0 to 1", details={"field": "accuracy"}
+        )
+    taken = _number(value, "time_taken")
+    if taken is not None and not 0 < taken <= MAX_DURATION_SECONDS:
+        raise InvalidRequest(
+            f"action_data.time_taken must be seconds, above 0 and at most {MAX_DURATION_SECONDS}",
+            details={"field": "time_taken"},
+        )
+    return value, None if taken is None else int(taken * 1_000_000)
+
+
+def policy_from(settings: Settings) -> ScoringPolicy:
+    return ScoringPolicy(
+        rate_rule=settings.rate_limit_score_update,
+        ceiling=settings.score_ceiling,
+        anticheat_mode=settings.anticheat_mode,
+        window_points=settings.anticheat_max_points_per_minute,
+        window_us=ANTICHEAT_WINDOW_US,
+        duration_slack_us=settings.anticheat_duration_slack * 1_000_000,
+        top_n=settings.live_top_n,
+    )
+
+
+class Scoring:
+    def __init__(
+        self, scripts: Scripts, keys: Keys, settings: Settings, leaderboard: Leaderboard
+    ) -> None:
+        self._scripts = scripts
+        self._keys = keys
+        self._settings = settings
+        self._leaderboard = leaderboard
+        self._policy = policy_from(settings)
+
+    def _submission(
+        self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
+    ) -> ScoreSubmission:
+        increase = parse_increase(body["score_increase"], self._settings.score_ceiling)
+        session_id = validate_session_id(body["session_id"]) if "session_id" in body else None
+        action_type = (
+            validate_action_type(body["action_type"], self._settings)
+            if "action_type" in body
+            else None
+        )
+        action_data, claimed_us = (
+            parse_action_data(body["action_data"]) if "action_data" in body else (None, None)
+        )
+        metadata = {
+            "ip": meta.ip,
+            "user_agent": meta.user_agent[:MAX_USER_AGENT_CHARS],
+            "action_data": action_data,
+        }
+        return ScoreSubmission(
+            user_id=claims.user_id,
+            username=claims.username,
+            session_id=session_id,
+            action_type=action_type,
+            increase=increase,
+            token_hash=token_hash(token),
+            claimed_duration_us=claimed_us,
+            event_id=str(uuid.uuid4()),
+            metadata_json=json.dumps(metadata, separators=(",", ":")),
+        )
+
+    async def submit(
+        self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
+    ) -> ScoreApplied:
+        submission = self._submission(claims, token, body, meta)
+        board, keys, user = DEFAULT_BOARD, self._keys, claims.user_id
+        applied = await self._scripts.submit_score(
+            [
+                keys.rate_limit("score_update", user, board),
+                keys.action_token(submission.token_hash, board),
+                keys.leaderboard(board),
+                keys.players(board),
+                keys.user(user, board),
+                keys.sequence(board),
+                keys.events(board),
+                keys.updates_channel(board),
+            ],
+            board,
+            submission,
+            self._policy,
+        )
+        self._leaderboard.apply(applied.sequence, applied.total_players, applied.top)
+        return applied
