@@ -44,3 +44,37 @@ def error_code(response: httpx.Response) -> str:
     assert set(body["error"]) == {"code", "message", "details"}
     code: str = body["error"]["code"]
     return code
+
+
+async def issue_token(
+    http: httpx.AsyncClient,
+    access: str,
+    action_type: str = "game_completion",
+    session_id: str = "session-1",
+) -> str:
+    response = await http.post(
+        "/v1/auth/action-token",
+        json={"action_type": action_type, "session_id": session_id},
+        headers=bearer(access),
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["data"]["action_token"]
+    return token
+
+
+async def new_player(http: httpx.AsyncClient) -> dict[str, Any]:
+    """Registered and logged in: user_id, username, access_token, refresh_token."""
+    user = await register(http)
+    tokens = await login(http, user["username"])
+    return {**user, **tokens}
+
+
+async def submit(
+    http: httpx.AsyncClient, player: dict[str, Any], increase: object, **extra: object
+) -> httpx.Response:
+    token = await issue_token(http, player["access_token"])
+    return await http.post(
+        "/v1/scores/update",
+        json={"score_increase": increase, **extra},
+        headers={**bearer(player["access_token"]), "X-Action-Token": token},
+    )
