@@ -22,8 +22,8 @@ PG_DIR = "postgres"
 
 def banner(data_dir: Path) -> str:
     return (
-        "scoreboard: EMBEDDED MODE - in-process Redis (the board lives in memory and is "
-        f"rebuilt from PostgreSQL), embedded PostgreSQL in {data_dir.resolve() / PG_DIR}; "
+        "scoreboard: EMBEDDED MODE - in-process Redis (the live board is kept in memory "
+        f"only), embedded PostgreSQL in {data_dir.resolve() / PG_DIR}; "
         "set REDIS_URL and DATABASE_URL for production"
     )
 

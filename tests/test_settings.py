@@ -83,6 +83,9 @@ def test_every_documented_variable_is_read() -> None:
         ("SCOREBOARD_ALLOW_REGISTRATION", "maybe"),
         ("SCOREBOARD_TRUSTED_PROXIES", "not-an-ip"),
         ("SCOREBOARD_REDIS_PREFIX", "a:b"),
+        ("SCOREBOARD_ANTICHEAT_MODE", "strict"),
+        ("SCOREBOARD_SCORE_CEILING", str(2**53)),
+        ("SCOREBOARD_LIVE_TOP_N", "5"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
@@ -111,3 +114,23 @@ def test_secrets_must_differ() -> None:
 def test_half_configured_services_are_refused() -> None:
     with pytest.raises(SettingsError, match=r"^DATABASE_URL: set both"):
         Settings.from_env({"REDIS_URL": "redis://r"})
+
+
+def test_scoring_settings() -> None:
+    settings = Settings.from_env(
+        {
+            **REAL,
+            "SCOREBOARD_ANTICHEAT_MODE": "flag",
+            "SCOREBOARD_SCORE_CEILING": "1000000",
+            "SCOREBOARD_ANTICHEAT_MAX_POINTS_PER_MINUTE": "500",
+            "SCOREBOARD_ANTICHEAT_DURATION_SLACK": "2",
+            "SCOREBOARD_LIVE_TOP_N": "25",
+        }
+    )
+    assert settings.anticheat_mode == "flag"
+    assert settings.score_ceiling == 1_000_000
+    assert settings.anticheat_max_points_per_minute == 500
+    assert settings.anticheat_duration_slack == 2
+    assert settings.live_top_n == 25
+    defaults = Settings.from_env({})
+    assert (defaults.anticheat_mode, defaults.score_ceiling) == ("enforce", 2**53 - 1)
