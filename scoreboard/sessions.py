@@ -25,7 +25,7 @@ from scoreboard.errors import (
 from scoreboard.jwt_tokens import LEEWAY_SECONDS, AccessClaims, TokenCodec
 from scoreboard.keys import Keys
 from scoreboard.passwords import PasswordHasher
-from scoreboard.ratelimit import RateLimiter
+from scoreboard.ratelimit import RateDecision, RateLimiter, rate_headers
 from scoreboard.redis_store import RedisClient, redis_errors
 from scoreboard.settings import Settings
 
@@ -78,26 +78,30 @@ class Sessions:
         self._accounts = accounts
         self._limiter = limiter
 
-    async def login(self, username: object, password: object, ip: str) -> TokenPair:
+    async def login(
+        self, username: object, password: object, ip: str
+    ) -> tuple[TokenPair, RateDecision]:
+        """A new session's token pair, and the tighter of the two login limits' state."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidRequest("username and password must be strings")
-        await self._throttle_login(username, ip)
+        decision = await self._throttle_login(username, ip)
         user = await self._accounts.by_username(username)
         matched = await self._hasher.verify(password, user.password_hash if user else None)
         if user is None or not matched:
-            raise InvalidCredentials()
+            raise InvalidCredentials(headers=rate_headers(decision))
         if user.banned:
             raise InsufficientPermissions("This account is suspended")
-        return await self._open_family(user)
+        return await self._open_family(user), decision
 
-    async def _throttle_login(self, username: str, ip: str) -> None:
+    async def _throttle_login(self, username: str, ip: str) -> RateDecision:
         rule = self._settings.rate_limit_login
         try:
             subject = normalize_username(username)[1]
         except InvalidRequest:
             subject = username
-        await self._limiter.hit(self._keys.auth_rate_limit("login_ip", ip), rule)
-        await self._limiter.hit(self._keys.auth_rate_limit("login_user", subject), rule)
+        by_ip = await self._limiter.hit(self._keys.auth_rate_limit("login_ip", ip), rule)
+        by_name = await self._limiter.hit(self._keys.auth_rate_limit("login_user", subject), rule)
+        return min(by_ip, by_name, key=lambda decision: decision.remaining)
 
     async def _open_family(self, user: User) -> TokenPair:
         now = int(time.time())

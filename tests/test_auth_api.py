@@ -329,22 +329,34 @@ async def test_registration_can_be_switched_off(
     assert response.status_code == 403 and error_code(response) == "INSUFFICIENT_PERMISSIONS"
 
 
-async def test_login_is_throttled_per_username(
+async def test_login_is_throttled_per_username_across_addresses(
     client: httpx.AsyncClient, services: Services
 ) -> None:
+    from scoreboard.app import create_app
     from scoreboard.settings import RateRule
 
-    limited = dataclasses.replace(services.settings, rate_limit_login=RateRule(3, 60))
-    services.sessions._settings = limited
+    services.sessions._settings = dataclasses.replace(
+        services.settings, rate_limit_login=RateRule(3, 60)
+    )
+    app = create_app(services.settings)
+    app.state.services = services
     user = await register(client)
-    statuses = []
-    for _ in range(5):
-        response = await client.post(
-            "/auth/login", json={"username": user["username"], "password": "wrong password"}
-        )
-        statuses.append(response.status_code)
+    responses = []
+    for attempt in range(5):
+        transport = httpx.ASGITransport(app=app, client=(f"198.51.100.{attempt}", 1000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            responses.append(
+                await http.post(
+                    "/auth/login",
+                    json={"username": user["username"], "password": "wrong password"},
+                )
+            )
+    statuses = [response.status_code for response in responses]
+    first, response = responses[0], responses[-1]
     assert statuses == [401, 401, 401, 429, 429]
     assert error_code(response) == "RATE_LIMIT_EXCEEDED"
+    assert first.headers["ratelimit-limit"] == "3"
+    assert first.headers["ratelimit-remaining"] == "2"
     assert int(response.headers["retry-after"]) >= 1
     assert response.headers["ratelimit-limit"] == "3"
     assert response.headers["ratelimit-remaining"] == "0"

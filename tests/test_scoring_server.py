@@ -137,3 +137,24 @@ async def test_another_process_follows_the_top10(settings: Settings, tmp_path: P
         writer.stop()
         reader.stop()
     assert [(e["user_id"], e["score"]) for e in seen] == [(player["user_id"], 42)]
+
+
+async def test_the_spec_security_tests_over_http(scoring_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=scoring_server.url, timeout=30) as http:
+        player = await new_player(http)
+        invalid = await http.post(
+            "/scores/update",
+            json={"score_increase": 50},
+            headers={**bearer(player["access_token"]), "X-Action-Token": "invalid_token"},
+        )
+        assert invalid.status_code == 400
+        assert invalid.json()["error"]["code"] == "INVALID_ACTION_TOKEN"
+
+        token = await issue_token(http, player["access_token"])
+        above = await http.post(
+            "/scores/update",
+            json={"score_increase": 101},
+            headers={**bearer(player["access_token"]), "X-Action-Token": token},
+        )
+        assert above.status_code == 400
+        assert above.json()["error"]["code"] == "SCORE_VALIDATION_FAILED"

@@ -16,8 +16,9 @@ from scoreboard.routes.common import address, require_access, services
 from scoreboard.sessions import TokenPair
 
 
-def _pair(pair: TokenPair) -> Response:
-    return ok({**asdict(pair), "token_type": "Bearer"}, headers={"Cache-Control": "no-store"})
+def _pair(pair: TokenPair, extra_headers: dict[str, str] | None = None) -> Response:
+    headers = {"Cache-Control": "no-store", **(extra_headers or {})}
+    return ok({**asdict(pair), "token_type": "Bearer"}, headers=headers)
 
 
 async def register(request: Request) -> Response:
@@ -31,10 +32,10 @@ async def register(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     body = await read_object(request, required=("username", "password"))
-    pair = await services(request).sessions.login(
+    pair, decision = await services(request).sessions.login(
         body["username"], body["password"], address(request)
     )
-    return _pair(pair)
+    return _pair(pair, rate_headers(decision))
 
 
 async def refresh(request: Request) -> Response:
