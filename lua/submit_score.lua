@@ -21,6 +21,8 @@
 --   KEYS[6]  the board's update sequence (integer)
 --   KEYS[7]  the board's event stream (no MAXLEN: the syncer trims what it persisted)
 --   KEYS[8]  the board's update channel (pub/sub)
+--   KEYS[9]  the board's ready marker: absent while the board is missing or being
+--            rebuilt, when no update may be applied to it
 --   ARGV[1]  user id                 ARGV[2]  username
 --   ARGV[3]  session id, '' = the token's      ARGV[4]  action type, '' = the token's
 --   ARGV[5]  increase (decimal digits, >= 1)
@@ -35,6 +37,7 @@
 --   ARGV[18] request metadata (JSON text, kept in the stream only)
 --
 -- Output:
+--   { 'BOARD_NOT_READY' }          nothing done; retry after the rebuild
 --   { 'OK', new_score, new_rank, old_score, old_rank (0 = was not ranked), stream_id,
 --     risk, flagged (0/1), rate_remaining, rate_reset_us, total_players,
 --     top_json ('' unless the change touched the top N), sequence }
@@ -54,6 +57,7 @@
 -- @include board_entries
 
 local S_OK = 'OK'
+local S_BOARD_NOT_READY = 'BOARD_NOT_READY'
 local S_RATE_LIMITED = 'RATE_LIMITED'
 local S_TOKEN_UNKNOWN = 'TOKEN_UNKNOWN'
 local S_TOKEN_NOT_OWNED = 'TOKEN_NOT_OWNED'
@@ -66,6 +70,7 @@ local S_ANTICHEAT_REJECTED = 'ANTICHEAT_REJECTED'
 local rcall = redis.call
 local rate_key, token_key, board_key, players_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local stats_key, seq_key, events_key, channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local ready_key = KEYS[9]
 
 local user_id, username = ARGV[1], ARGV[2]
 local want_session, want_action = ARGV[3], ARGV[4]
@@ -93,6 +98,10 @@ local function audit_rejection(status, reason, session_id, action_type, risk)
     'token_hash', token_hash, 'risk', risk, 'meta', meta, 'ts', now_ms)
 end
 
+if rcall('EXISTS', ready_key) == 0 then
+  return { S_BOARD_NOT_READY }
+end
+
 -- 1. rate limit
 local allowed, rate_remaining, retry_after, rate_reset =
   gcra(rate_key, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
@@ -114,6 +123,7 @@ if token[5] == '1' then
 end
 rcall('HSET', token_key, 'used', '1')
 local session_id, action_type, max_increase = token[2], token[3], tonumber(token[4])
+local token_expires_ms = int(math.floor(now / 1000) + math.max(0, rcall('PTTL', token_key)))
 if want_session ~= '' and want_session ~= session_id then
   audit_rejection(S_TOKEN_MISMATCH, 'session', want_session, action_type, '0')
   return { S_TOKEN_MISMATCH, 'session' }
@@ -196,7 +206,9 @@ end
 local top_json = top and cjson.encode(top) or ''
 
 local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
-  'event_id', event_id, 'board', board, 'user_id', user_id, 'username', username,
+  'event_id', event_id, 'seq', int(sequence), 'token_max', token[4],
+  'token_expires_ms', token_expires_ms, 'board', board, 'user_id', user_id,
+  'username', username,
   'delta', increase_text, 'old_score', int(old_score), 'new_score', int(new_score),
   'old_rank', int(old_rank), 'new_rank', int(new_rank), 'action_type', action_type,
   'session_id', session_id, 'token_hash', token_hash, 'risk', risk_text,

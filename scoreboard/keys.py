@@ -49,6 +49,29 @@ class Keys:
     def events(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:events"
 
+    def dead_letters(self, board: str = DEFAULT_BOARD) -> str:
+        """Stream of events the syncer gave up on, with the error that stopped them."""
+        return f"{self._board(board)}:events:dead"
+
+    def sync_failures(self, board: str = DEFAULT_BOARD) -> str:
+        """Hash of stream id -> failed attempts, for events the syncer could not persist."""
+        return f"{self._board(board)}:events:failures"
+
+    def sync_health(self, board: str = DEFAULT_BOARD) -> str:
+        """The syncer's last health record (JSON, expires when the syncer stops)."""
+        return f"{self._board(board)}:sync:health"
+
+    def board_ready(self, board: str = DEFAULT_BOARD) -> str:
+        """Present while the board may take updates; absent when lost or not built."""
+        return f"{self._board(board)}:ready"
+
+    def rebuild_lock(self, board: str = DEFAULT_BOARD) -> str:
+        return f"{self._board(board)}:rebuild:lock"
+
+    def rebuild_staging(self, board: str = DEFAULT_BOARD) -> tuple[str, str]:
+        """Where a rebuild assembles the board and its players before swapping them in."""
+        return f"{self._board(board)}:lb:rebuild", f"{self._board(board)}:players:rebuild"
+
     def user(self, user_id: str, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:user:{user_id}"
 

@@ -152,6 +152,7 @@ class Scoring:
                 keys.sequence(board),
                 keys.events(board),
                 keys.updates_channel(board),
+                keys.board_ready(board),
             ],
             board,
             submission,

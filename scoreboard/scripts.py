@@ -24,6 +24,7 @@ from scoreboard.errors import (
     InvalidActionToken,
     ScoreboardError,
     ScoreValidationFailed,
+    ServiceUnavailable,
 )
 from scoreboard.ratelimit import RateDecision, refusal
 from scoreboard.redis_store import RedisClient, redis_errors
@@ -36,6 +37,7 @@ class ScriptStatus(StrEnum):
     """Every status a script in `lua/` can answer with (declared there as `S_*`)."""
 
     OK = "OK"
+    BOARD_NOT_READY = "BOARD_NOT_READY"
     RATE_LIMITED = "RATE_LIMITED"
     TOKEN_EXISTS = "TOKEN_EXISTS"
     TOKEN_UNKNOWN = "TOKEN_UNKNOWN"
@@ -155,6 +157,8 @@ class ScoringPolicy:
 def _raise_for(reply: list[Any], rule: RateRule) -> None:
     """The one place where script statuses become errors."""
     status = ScriptStatus(_text(reply[0]))
+    if status is ScriptStatus.BOARD_NOT_READY:
+        raise ServiceUnavailable("The board is being rebuilt; retry shortly", retry_after=2)
     if status is ScriptStatus.RATE_LIMITED:
         raise refusal(RateDecision.refused(rule, int(reply[1]) / 1e6, int(reply[2]) / 1e6))
     if status in (ScriptStatus.TOKEN_UNKNOWN, ScriptStatus.TOKEN_NOT_OWNED):
@@ -258,6 +262,11 @@ class Scripts:
         if _text(reply[0]) != ScriptStatus.OK:
             _raise_for(reply, policy.rate_rule)
         return _applied(reply, policy.rate_rule)
+
+    async def install_board(self, keys: list[str], max_seq: int, last_stream_id: str) -> int:
+        """Swap a staged board into place; returns how many later events it caught up."""
+        reply = await self._call("install_board", keys, [max_seq, last_stream_id])
+        return int(reply[1])
 
     async def read_range(self, keys: list[str], start: int, stop: int) -> BoardPage:
         reply = await self._call("read_range", keys, [start, stop])

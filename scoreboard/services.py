@@ -21,6 +21,7 @@ from scoreboard.leaderboard import Leaderboard
 from scoreboard.migrations import migrate
 from scoreboard.passwords import PasswordHasher
 from scoreboard.ratelimit import RateLimiter
+from scoreboard.rebuild import ensure_board
 from scoreboard.redis_store import RedisClient
 from scoreboard.scoring import Scoring
 from scoreboard.scripts import Scripts
@@ -82,6 +83,7 @@ class Services:
             else redis_store.connect_in_process()
         )
         services = await cls.assemble(settings, redis, pool, server)
+        await ensure_board(redis, pool, services.keys, services.scripts)
         await services.feed.start()
         return services
 

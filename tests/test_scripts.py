@@ -31,4 +31,5 @@ def test_includes_are_pasted_in() -> None:
         "submit_score",
         "read_range",
         "read_around",
+        "install_board",
     }

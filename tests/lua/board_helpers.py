@@ -31,6 +31,7 @@ class Board:
     keys: Keys = field(default_factory=lambda: Keys(f"sbt{uuid.uuid4().hex[:10]}"))
     board: str = DEFAULT_BOARD
     policy: ScoringPolicy = POLICY
+    _ready: bool = False
 
     @property
     def scripts(self) -> Scripts:
@@ -72,6 +73,7 @@ class Board:
             k.sequence(b),
             k.events(b),
             k.updates_channel(b),
+            k.board_ready(b),
         ]
 
     async def submit(
@@ -96,6 +98,9 @@ class Board:
             event_id=str(uuid.uuid4()),
             metadata_json='{"ip": "127.0.0.1"}',
         )
+        if not self._ready:
+            await self.client.set(self.keys.board_ready(self.board), "1")
+            self._ready = True
         return await self.scripts.submit_score(
             self.submit_keys(user_id, token), self.board, submission, policy or self.policy
         )
