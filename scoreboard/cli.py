@@ -14,7 +14,6 @@ from scoreboard.settings import Settings
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-EXIT_NOT_BUILT = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    commands.add_parser("sync", help="run the write-behind syncer")
+    sync = commands.add_parser("sync", help="run the write-behind syncer")
+    sync.add_argument("--burst", action="store_true", help="stop once the stream is drained")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("rebuild", help="rebuild the Redis board from PostgreSQL")
     users = commands.add_parser("users", help="manage accounts")
@@ -95,9 +95,58 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_built(command: str) -> int:
-    print(f"scoreboard {command}: not available yet in this version", file=sys.stderr)
-    return EXIT_NOT_BUILT
+async def _sync(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
+    from scoreboard.redis_store import connect
+    from scoreboard.services import open_database
+    from sync import Syncer
+
+    if settings.embedded:
+        raise SettingsError(
+            "REDIS_URL: the syncer runs inside `scoreboard serve` in embedded mode;"
+            " set REDIS_URL and DATABASE_URL to run it on its own"
+        )
+    assert settings.redis_url
+    pool, _server = await open_database(settings)
+    redis = connect(settings.redis_url)
+    syncer = Syncer(settings, redis, pool)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, syncer.stop)
+    try:
+        await syncer.run(burst=args.burst)
+    finally:
+        await redis.aclose()
+        await pool.close()
+    print(f"scoreboard sync: stopped after {syncer.stats.committed_events} events")
+    return 0
+
+
+async def _rebuild(settings: Settings) -> int:
+    from scoreboard.keys import Keys
+    from scoreboard.rebuild import rebuild_with_lock
+    from scoreboard.redis_store import connect
+    from scoreboard.scripts import Scripts
+    from scoreboard.services import open_database
+
+    if settings.embedded:
+        raise SettingsError(
+            "REDIS_URL: in embedded mode the board is rebuilt when `scoreboard serve` starts"
+        )
+    assert settings.redis_url
+    pool, _server = await open_database(settings)
+    redis = connect(settings.redis_url)
+    try:
+        report = await rebuild_with_lock(redis, pool, Keys(settings.redis_prefix), Scripts(redis))
+    finally:
+        await redis.aclose()
+        await pool.close()
+    print(
+        f"scoreboard rebuild: {report.players} players, {report.from_stream} newer from the"
+        f" stream, {report.caught_up} caught up while rebuilding"
+    )
+    return 0
 
 
 def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
@@ -107,7 +156,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "users":
         return asyncio.run(_create_user(settings, args))
-    return _not_built(args.command)
+    if args.command == "sync":
+        return asyncio.run(_sync(settings, args))
+    return asyncio.run(_rebuild(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from scoreboard.database import db_errors
+from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.redis_store import RedisClient, redis_errors
 from scoreboard.scripts import Scripts
@@ -155,6 +158,35 @@ async def _needs_rebuild(redis: RedisClient, pool: asyncpg.Pool, keys: Keys, boa
         )
 
 
+@asynccontextmanager
+async def _rebuild_lock(redis: RedisClient, keys: Keys, board: str) -> AsyncIterator[bool]:
+    """Yields whether this process holds the board's rebuild lock."""
+    lock, owner = keys.rebuild_lock(board), secrets.token_hex(8)
+    async with redis_errors():
+        held = bool(await redis.set(lock, owner, nx=True, px=LOCK_MS))
+    try:
+        yield held
+    finally:
+        if held:
+            async with redis_errors():
+                if _text(await redis.get(lock) or b"") == owner:
+                    await redis.delete(lock)
+
+
+async def rebuild_with_lock(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    keys: Keys,
+    scripts: Scripts,
+    board: str = DEFAULT_BOARD,
+) -> RebuildReport:
+    """An operator's rebuild: refused while another process is rebuilding."""
+    async with _rebuild_lock(redis, keys, board) as held:
+        if not held:
+            raise ServiceUnavailable("Another process is rebuilding this board")
+        return await rebuild_board(redis, pool, keys, scripts, board)
+
+
 async def ensure_board(
     redis: RedisClient,
     pool: asyncpg.Pool,
@@ -164,25 +196,20 @@ async def ensure_board(
 ) -> str:
     """Make the board ready for updates, rebuilding it first when Redis lost it.
     Returns 'ready', 'created' or 'rebuilt'. Only one process rebuilds at a time."""
-    ready, lock = keys.board_ready(board), keys.rebuild_lock(board)
+    ready = keys.board_ready(board)
     async with redis_errors():
         if await redis.exists(ready):
             return "ready"
-        owner = secrets.token_hex(8)
-        if not await redis.set(lock, owner, nx=True, px=LOCK_MS):
+    async with _rebuild_lock(redis, keys, board) as held:
+        if not held:
             await _wait_for(redis, ready)
             return "ready"
-    try:
         if await _needs_rebuild(redis, pool, keys, board):
             await rebuild_board(redis, pool, keys, scripts, board)
             return "rebuilt"
         async with redis_errors():
             await redis.set(ready, "1")
         return "created"
-    finally:
-        async with redis_errors():
-            if _text(await redis.get(lock) or b"") == owner:
-                await redis.delete(lock)
 
 
 async def _wait_for(redis: RedisClient, ready: str) -> None:

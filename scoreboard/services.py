@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ class Services:
     feed: BoardFeed
     started_at: float
     embedded_pg: Any = None
+    syncer: Any = None
+    syncer_task: asyncio.Task[None] | None = None
 
     @property
     def run_mode(self) -> str:
@@ -85,7 +88,16 @@ class Services:
         services = await cls.assemble(settings, redis, pool, server)
         await ensure_board(redis, pool, services.keys, services.scripts)
         await services.feed.start()
+        if settings.embedded:
+            services.start_embedded_syncer()
         return services
+
+    def start_embedded_syncer(self) -> None:
+        """In embedded mode the syncer runs inside the server process."""
+        from sync import Syncer
+
+        self.syncer = Syncer(self.settings, self.redis, self.pool)
+        self.syncer_task = asyncio.create_task(self.syncer.run(), name="embedded-syncer")
 
     @classmethod
     async def assemble(
@@ -131,6 +143,9 @@ class Services:
         )
 
     async def close(self) -> None:
+        if self.syncer is not None and self.syncer_task is not None:
+            self.syncer.stop()
+            await self.syncer_task
         await self.feed.stop()
         await self.redis.aclose()
         await self.pool.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RULE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _ACTION_TYPE_RE = re.compile(r"^[a-z0-9_]{1,50}$")
+_CONSUMER_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -75,6 +77,11 @@ class Settings:
     anticheat_max_points_per_minute: int = 1000
     anticheat_duration_slack: int = 5
     live_top_n: int = 10
+    sync_batch_size: int = 500
+    sync_block_ms: int = 1000
+    sync_claim_idle_ms: int = 30_000
+    sync_max_attempts: int = 5
+    sync_consumer: str = field(default_factory=socket.gethostname)
 
     @property
     def embedded(self) -> bool:
@@ -129,6 +136,13 @@ class Settings:
                 "SCOREBOARD_ANTICHEAT_DURATION_SLACK", 5, _int_in(0, 3600)
             ),
             live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(10, 100)),
+            sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 500, _int_in(1, 10_000)),
+            sync_block_ms=reader.get("SCOREBOARD_SYNC_BLOCK_MS", 1000, _int_in(1, 60_000)),
+            sync_claim_idle_ms=reader.get(
+                "SCOREBOARD_SYNC_CLAIM_IDLE_MS", 30_000, _int_in(100, 3_600_000)
+            ),
+            sync_max_attempts=reader.get("SCOREBOARD_SYNC_MAX_ATTEMPTS", 5, _int_in(1, 1000)),
+            sync_consumer=reader.get("SCOREBOARD_SYNC_CONSUMER", socket.gethostname(), _consumer),
         )
         settings.validate()
         return settings
@@ -192,6 +206,12 @@ def _bool(raw: str) -> bool:
 def _anticheat_mode(raw: str) -> str:
     if raw not in ANTICHEAT_MODES:
         raise ValueError(f"expected one of {', '.join(ANTICHEAT_MODES)}")
+    return raw
+
+
+def _consumer(raw: str) -> str:
+    if not _CONSUMER_RE.match(raw):
+        raise ValueError("expected 1-64 letters, digits, '.', '_' or '-'")
     return raw
 
 

@@ -1,4 +1,5 @@
-"""The write-behind syncer: the board's event stream into PostgreSQL.
+"""The write-behind syncer: the board's event stream into PostgreSQL (`scoreboard sync`)."""
 
-Run with `scoreboard sync`; not available yet in this version.
-"""
+from sync.syncer import Syncer
+
+__all__ = ["Syncer"]

@@ -38,8 +38,22 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    with postgres_server() as admin_dsn, scratch_database(admin_dsn) as dsn:
+def postgres_admin() -> Iterator[str]:
+    with postgres_server() as admin_dsn:
+        yield admin_dsn
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_admin: str) -> Iterator[str]:
+    """One database for the run. Tests that persist scores (which a board is rebuilt
+    from) use `own_database` instead."""
+    with scratch_database(postgres_admin) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def own_database(postgres_admin: str) -> Iterator[str]:
+    with scratch_database(postgres_admin) as dsn:
         yield dsn
 
 

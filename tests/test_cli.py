@@ -45,11 +45,12 @@ def test_a_short_secret_is_refused(settings: Settings, tmp_path: Path) -> None:
     assert "JWT_SECRET: must be at least 32 bytes" in result.stderr
 
 
-def test_commands_not_built_yet_say_so(settings: Settings, tmp_path: Path) -> None:
+def test_sync_and_rebuild_need_real_services(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "SCOREBOARD_DATA_DIR": str(tmp_path / "data")}
     for command in ("sync", "rebuild"):
-        result = _run([command], server_env(settings), tmp_path)
-        assert result.returncode == 3
-        assert "not available yet" in result.stderr
+        result = _run([command], env, tmp_path)
+        assert result.returncode == 2
+        assert "embedded mode" in result.stderr
 
 
 def test_embedded_mode_refuses_several_workers(tmp_path: Path) -> None:

@@ -1,25 +1,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import asyncpg
-import pytest
 
 from scoreboard.database import create_pool
 from scoreboard.migrations import available, migrate
-from tests.services_under_test import postgres_server, scratch_database
-
-
-@pytest.fixture
-def empty_database() -> Iterator[str]:
-    with postgres_server() as admin_dsn, scratch_database(admin_dsn) as dsn:
-        yield dsn
 
 
 async def test_processes_starting_at_once_apply_each_migration_once(
-    empty_database: str,
+    own_database: str,
 ) -> None:
+    empty_database = own_database
     pools = [await create_pool(empty_database, size=2) for _ in range(4)]
     try:
         applied = await asyncio.gather(*(migrate(pool) for pool in pools))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.routing import Route
 
 from scoreboard import __version__
 from scoreboard.errors import ServiceUnavailable
+from scoreboard.leaderboard import iso_ms
 from scoreboard.responses import ok
 from scoreboard.routes.common import services
 from scoreboard.services import Services
@@ -55,10 +57,33 @@ async def _check_postgres(svc: Services) -> dict[str, Any]:
     }
 
 
+async def sync_status(svc: Services) -> dict[str, Any]:
+    """The write-behind syncer as Redis sees it: backlog, dead letters, last record."""
+    keys = svc.keys
+    try:
+        exists = await svc.redis.exists(keys.events())
+        groups = await svc.redis.xinfo_groups(keys.events()) if exists else []
+        dead = await svc.redis.xlen(keys.dead_letters())
+        raw = await svc.redis.get(keys.sync_health())
+    except Exception as exc:
+        return {"status": "unknown", "error": type(exc).__name__}
+    group = next((g for g in groups if g["name"] in (b"sync", "sync")), {})
+    record = json.loads(raw) if raw else None
+    return {
+        "status": "running" if record else "not running",
+        "lag": group.get("lag"),
+        "pending": group.get("pending", 0),
+        "dead_letters": dead,
+        "last_commit": iso_ms(record.get("last_commit_ms")) if record else None,
+        "consumer": record.get("consumer") if record else None,
+    }
+
+
 async def health_detailed(request: Request) -> Response:
     svc = services(request)
     components = {"redis": await _check_redis(svc), "postgres": await _check_postgres(svc)}
     healthy = all(part["status"] == "up" for part in components.values())
+    components["sync"] = await sync_status(svc)
     data = {
         "status": "ok" if healthy else "degraded",
         "version": __version__,

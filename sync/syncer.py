@@ -1,0 +1,297 @@
+"""The write-behind syncer: a board's event stream into PostgreSQL, exactly once.
+
+Shape: `Syncer(...)`, `run()` looping over `sync_once()` (one batch each), a burst mode
+that stops when the stream is drained, a graceful stop that finishes the batch in
+flight, and a health record with a TTL. Entries are acknowledged only after the
+transaction that persisted them has committed, and the stream is trimmed only behind
+what the group has acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from redis.exceptions import ResponseError
+
+from scoreboard.database import db_errors
+from scoreboard.errors import ServiceUnavailable
+from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.rebuild import ensure_board
+from scoreboard.redis_store import RedisClient, redis_errors
+from scoreboard.scripts import Scripts
+from scoreboard.settings import Settings
+from sync.events import StreamEvent, parse
+from sync.persist import persist_batch
+
+log = logging.getLogger("scoreboard.sync")
+
+GROUP = "sync"
+HEALTH_TTL_SECONDS = 30
+BOARD_CHECK_SECONDS = 5.0
+CLAIM_EVERY_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 30.0
+FAILPOINT_ENV = "SCOREBOARD_SYNC_FAILPOINT"
+
+Entry = tuple[Any, dict[Any, Any] | None]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """The entries of a one-stream XREADGROUP reply, in its RESP2 or RESP3 shape."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return list(next(iter(reply.values()))[0])
+    return list(reply[0][1])
+
+
+def next_id(stream_id: str) -> str:
+    ms, _, seq = stream_id.partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
+
+
+@dataclass
+class SyncStats:
+    committed_events: int = 0
+    dead_letters: int = 0
+    last_commit_ms: int | None = None
+
+
+class Syncer:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: RedisClient,
+        pool: asyncpg.Pool,
+        *,
+        board: str = DEFAULT_BOARD,
+        consumer: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.pool = pool
+        self.board = board
+        self.consumer = consumer or settings.sync_consumer
+        self.keys = Keys(settings.redis_prefix)
+        self.scripts = Scripts(redis)
+        self.stream = self.keys.events(board)
+        self.stats = SyncStats()
+        self._stopping = asyncio.Event()
+        self._failpoint = os.environ.get(FAILPOINT_ENV, "")
+        self._group_ready = False
+        self._next_claim = 0.0
+        self._next_board_check = 0.0
+
+    def stop(self) -> None:
+        """Finish the batch in flight, then return from `run()`."""
+        self._stopping.set()
+
+    async def run(self, *, burst: bool = False) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._check_board()
+                processed = await self.sync_once(block=not burst)
+                backoff = 0.5
+            except ServiceUnavailable as exc:
+                log.warning("sync paused: %s; retrying in about %.1fs", exc.message, backoff)
+                await self._sleep(backoff * (0.5 + random.random()))  # noqa: S311
+                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+                continue
+            if burst and processed == 0:
+                return
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def _check_board(self) -> None:
+        """A board whose ready marker vanished (Redis lost it) is rebuilt here."""
+        now = time.monotonic()
+        if now < self._next_board_check:
+            return
+        self._next_board_check = now + BOARD_CHECK_SECONDS
+        await ensure_board(self.redis, self.pool, self.keys, self.scripts, self.board)
+
+    async def sync_once(self, *, block: bool = False) -> int:
+        """Persist one batch; returns how many stream entries it settled or retried."""
+        await self._ensure_group()
+        batch = await self._own_pending() or await self._claim_idle()
+        if not batch:
+            batch = await self._read_new(block)
+        if not batch:
+            await self._write_health()
+            return 0
+        await self._settle(batch)
+        return len(batch)
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        async with redis_errors():
+            try:
+                await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._group_ready = True
+
+    async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
+        async with redis_errors():
+            reply = await self.redis.xreadgroup(
+                GROUP,
+                self.consumer,
+                {self.stream: start},
+                count=self.settings.sync_batch_size,
+                block=block_ms,
+            )
+        return _entries(reply)
+
+    async def _own_pending(self) -> list[Entry]:
+        """Entries delivered to this consumer before and not acknowledged (a restart)."""
+        return await self._read("0", None)
+
+    async def _read_new(self, block: bool) -> list[Entry]:
+        return await self._read(">", self.settings.sync_block_ms if block else None)
+
+    async def _claim_idle(self) -> list[Entry]:
+        """Take over entries another consumer read and never acknowledged (it died)."""
+        now = time.monotonic()
+        if now < self._next_claim:
+            return []
+        self._next_claim = now + CLAIM_EVERY_SECONDS
+        async with redis_errors():
+            reply = await self.redis.xautoclaim(
+                self.stream,
+                GROUP,
+                self.consumer,
+                min_idle_time=self.settings.sync_claim_idle_ms,
+                start_id="0-0",
+                count=self.settings.sync_batch_size,
+            )
+        claimed = list(reply[1]) if reply else []
+        if claimed:
+            log.info("claimed %d idle entries from dead consumers", len(claimed))
+        return claimed
+
+    async def _settle(self, batch: list[Entry]) -> None:
+        done: list[str] = []
+        events: list[StreamEvent] = []
+        failed: list[tuple[Entry, str]] = []
+        for stream_id, raw in batch:
+            if not raw:  # trimmed or deleted while pending: nothing to persist
+                done.append(_text(stream_id))
+                continue
+            try:
+                events.append(parse(stream_id, raw))
+            except (KeyError, ValueError, TypeError) as exc:
+                failed.append(((stream_id, raw), f"malformed: {exc!r}"))
+        if events:
+            persisted, rejected = await self._persist(events)
+            done += persisted
+            raw_by_id = {_text(stream_id): raw for stream_id, raw in batch}
+            failed += [((sid, raw_by_id[sid]), error) for sid, error in rejected]
+        self._hit_failpoint("after_commit")
+        await self._acknowledge(done)
+        for entry, error in failed:
+            await self._record_failure(entry, error)
+        await self._trim()
+        await self._write_health()
+
+    async def _persist(self, events: list[StreamEvent]) -> tuple[list[str], list[tuple[str, str]]]:
+        """(stream ids persisted, (stream id, error) refused by PostgreSQL)."""
+        try:
+            await self._commit(events)
+            return [event.stream_id for event in events], []
+        except asyncpg.PostgresError as exc:
+            if len(events) == 1:
+                return [], [(events[0].stream_id, repr(exc))]
+        persisted, rejected = [], []
+        for event in events:  # find the entries PostgreSQL refuses, one by one
+            try:
+                await self._commit([event])
+                persisted.append(event.stream_id)
+            except asyncpg.PostgresError as exc:
+                rejected.append((event.stream_id, repr(exc)))
+        return persisted, rejected
+
+    async def _commit(self, events: list[StreamEvent]) -> None:
+        async with db_errors(), self.pool.acquire() as conn, conn.transaction():
+            await persist_batch(conn, events)
+        self.stats.committed_events += len(events)
+        self.stats.last_commit_ms = int(time.time() * 1000)
+
+    def _hit_failpoint(self, name: str) -> None:
+        if self._failpoint == name:
+            log.error("failpoint %s: exiting without acknowledging", name)
+            os._exit(17)
+
+    async def _acknowledge(self, stream_ids: list[str]) -> None:
+        if stream_ids:
+            async with redis_errors():
+                await self.redis.xack(self.stream, GROUP, *stream_ids)
+
+    async def _record_failure(self, entry: Entry, error: str) -> None:
+        """Count a failed attempt; past the limit the entry goes to the dead letters."""
+        stream_id, raw = _text(entry[0]), entry[1] or {}
+        failures = self.keys.sync_failures(self.board)
+        async with redis_errors():
+            attempts = int(await self.redis.hincrby(failures, stream_id, 1))
+            if attempts < self.settings.sync_max_attempts:
+                log.warning("entry %s failed (attempt %d): %s", stream_id, attempts, error)
+                return
+            fields: dict[Any, Any] = {_text(k): _text(v) for k, v in raw.items()}
+            fields.update(stream_id=stream_id, error=error[:1000], attempts=str(attempts))
+            await self.redis.xadd(self.keys.dead_letters(self.board), fields)
+            await self.redis.xack(self.stream, GROUP, stream_id)
+            await self.redis.hdel(failures, stream_id)
+        self.stats.dead_letters += 1
+        log.error("entry %s moved to the dead letters after %d attempts", stream_id, attempts)
+
+    async def _trim(self) -> None:
+        """Drop entries the group has acknowledged: those older than the oldest pending
+        entry, or than everything delivered when nothing is pending."""
+        async with redis_errors():
+            pending = await self.redis.xpending(self.stream, GROUP)
+            if pending["pending"]:
+                threshold = _text(pending["min"])
+            else:
+                group = await self._group_info()
+                delivered = _text(group.get("last-delivered-id", "0-0"))
+                threshold = next_id(delivered)
+            await self.redis.xtrim(self.stream, minid=threshold, approximate=False)
+
+    async def _group_info(self) -> dict[str, Any]:
+        for group in await self.redis.xinfo_groups(self.stream):
+            if _text(group["name"]) == GROUP:
+                return dict(group)
+        return {}
+
+    async def _write_health(self) -> None:
+        async with redis_errors():
+            group = await self._group_info()
+            dead = await self.redis.xlen(self.keys.dead_letters(self.board))
+            record = {
+                "consumer": self.consumer,
+                "pending": int(group.get("pending") or 0),
+                "lag": int(group.get("lag") or 0),
+                "dead_letters": int(dead),
+                "committed_events": self.stats.committed_events,
+                "last_commit_ms": self.stats.last_commit_ms,
+                "updated_ms": int(time.time() * 1000),
+            }
+            await self.redis.set(
+                self.keys.sync_health(self.board), json.dumps(record), ex=HEALTH_TTL_SECONDS
+            )

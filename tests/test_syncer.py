@@ -1,0 +1,309 @@
+"""The write-behind syncer against real Redis and PostgreSQL: exactly once through
+crashes, outages and poison entries; rebuilds from what it persisted."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from scoreboard.database import create_pool
+from scoreboard.rebuild import ensure_board
+from scoreboard.services import Services
+from scoreboard.settings import RateRule, Settings
+from sync import Syncer
+from sync.syncer import GROUP
+from tests.auth_helpers import error_code, new_player, submit
+from tests.conftest import server_env
+from tests.pg_proxy import CuttableProxy
+
+GENEROUS = RateRule(100_000, 60)
+
+
+@pytest.fixture
+def settings(settings: Settings, own_database: str) -> Settings:
+    return dataclasses.replace(
+        settings,
+        database_url=own_database,
+        rate_limit_score_update=GENEROUS,
+        rate_limit_action_token=GENEROUS,
+        rate_limit_leaderboard=GENEROUS,
+        sync_block_ms=100,
+        sync_max_attempts=3,
+        sync_consumer=f"test-{uuid.uuid4().hex[:6]}",
+    )
+
+
+async def _play(http: httpx.AsyncClient, players: list[dict[str, Any]], rounds: int) -> int:
+    total = 0
+    for round_ in range(rounds):
+        for index, player in enumerate(players):
+            increase = 1 + (round_ * 7 + index * 3) % 50
+            response = await submit(http, player, increase)
+            assert response.status_code == 200, response.text
+            total += increase
+    return total
+
+
+async def _board(services: Services) -> list[tuple[str, int]]:
+    keys = services.keys
+    page = await services.scripts.read_range(
+        [keys.leaderboard(), keys.players(), keys.sequence()], 0, -1
+    )
+    return [(entry.user_id, entry.score) for entry in page.entries]
+
+
+async def _rows(services: Services, players: list[dict[str, Any]]) -> int:
+    """Score rows of these players (the database is shared by the whole test run)."""
+    ids = [player["user_id"] for player in players]
+    count: int = await services.pool.fetchval(
+        "SELECT count(*) FROM scores WHERE user_id = ANY($1::uuid[])", ids
+    )
+    return count
+
+
+async def _assert_persisted_equals_board(services: Services) -> None:
+    board = dict(await _board(services))
+    rows = await services.pool.fetch(
+        "SELECT u.id::text AS id, u.current_score, u.total_score,"
+        " (SELECT coalesce(sum(score_change), 0) FROM scores s WHERE s.user_id = u.id) AS summed"
+        " FROM users u WHERE u.id = ANY($1::uuid[])",
+        list(board),
+    )
+    persisted = {row["id"]: row for row in rows}
+    for user_id, score in board.items():
+        row = persisted[user_id]
+        assert (row["current_score"], row["total_score"], row["summed"]) == (score,) * 3
+    duplicates = await services.pool.fetchval(
+        "SELECT count(*) FROM (SELECT event_id FROM scores GROUP BY event_id HAVING count(*) > 1) d"
+    )
+    assert duplicates == 0
+
+
+async def _stream_state(services: Services) -> tuple[int, int]:
+    length = await services.redis.xlen(services.keys.events())
+    pending = (await services.redis.xpending(services.keys.events(), GROUP))["pending"]
+    return int(length), int(pending)
+
+
+async def test_events_reach_postgresql_once_and_the_stream_is_trimmed(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    players = [await new_player(client) for _ in range(3)]
+    await _play(client, players, 4)
+    syncer = Syncer(services.settings, services.redis, services.pool)
+    await syncer.run(burst=True)
+    assert syncer.stats.committed_events == 12
+    await _assert_persisted_equals_board(services)
+    assert await _stream_state(services) == (0, 0)
+    audit = await services.pool.fetch(
+        "SELECT event_type, validation_result, details FROM audit_log WHERE user_id = $1::uuid",
+        players[0]["user_id"],
+    )
+    assert len(audit) == 4
+    assert {(r["event_type"], r["validation_result"]) for r in audit} == {
+        ("score_update", "approved")
+    }
+    used = await services.pool.fetchval(
+        "SELECT count(*) FROM action_tokens WHERE used_at IS NOT NULL AND expires_at > used_at"
+        " AND user_id = ANY($1::uuid[])",
+        [player["user_id"] for player in players],
+    )
+    assert used == 12
+    health = await client.get("/health/detailed")
+    sync = health.json()["data"]["components"]["sync"]
+    assert (sync["status"], sync["pending"], sync["dead_letters"]) == ("running", 0, 0)
+
+
+async def test_rejections_reach_the_audit_log(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    player = await new_player(client)
+    response = await submit(client, player, 500)
+    assert error_code(response) == "SCORE_VALIDATION_FAILED"
+    await Syncer(services.settings, services.redis, services.pool).run(burst=True)
+    row = await services.pool.fetchrow(
+        "SELECT event_type, validation_result, details FROM audit_log WHERE user_id = $1::uuid",
+        player["user_id"],
+    )
+    assert (row["event_type"], row["validation_result"]) == ("score_rejected", "rejected")
+    assert '"reason": "above_max"' in row["details"]
+
+
+def _sync_process(settings: Settings, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = server_env(
+        settings,
+        SCOREBOARD_SYNC_CONSUMER=settings.sync_consumer,
+        SCOREBOARD_SYNC_BLOCK_MS="100",
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "scoreboard", "sync", "--burst"],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("restart_as", ["same consumer", "new consumer"])
+async def test_a_crash_between_commit_and_ack_counts_nothing_twice(
+    client: httpx.AsyncClient, services: Services, tmp_path: Path, restart_as: str
+) -> None:
+    players = [await new_player(client) for _ in range(2)]
+    await _play(client, players, 5)
+    crashed = await asyncio.to_thread(
+        _sync_process, services.settings, tmp_path, SCOREBOARD_SYNC_FAILPOINT="after_commit"
+    )
+    assert crashed.returncode == 17, crashed.stderr
+    assert await _rows(services, players) == 10
+    assert await _stream_state(services) == (10, 10)
+
+    restart_settings = services.settings
+    extra = {}
+    if restart_as == "new consumer":
+        restart_settings = dataclasses.replace(restart_settings, sync_consumer="successor")
+        extra = {"SCOREBOARD_SYNC_CLAIM_IDLE_MS": "100"}
+        await asyncio.sleep(0.2)
+    resumed = await asyncio.to_thread(_sync_process, restart_settings, tmp_path, **extra)
+    assert resumed.returncode == 0, resumed.stderr
+    assert await _rows(services, players) == 10
+    await _assert_persisted_equals_board(services)
+    assert await _stream_state(services) == (0, 0)
+
+
+def _via_proxy(dsn: str, port: int) -> str:
+    parts = urlsplit(dsn)
+    netloc = f"{parts.username or 'postgres'}@127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _wait_for_rows(
+    services: Services, players: list[dict[str, Any]], count: int, within: float
+) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if await _rows(services, players) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fewer than {count} rows after {within}s")
+
+
+async def test_postgresql_outage_keeps_scores_flowing_and_drains_after(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    assert services.settings.database_url
+    target = urlsplit(services.settings.database_url)
+    if target.hostname is None:
+        pytest.skip("the embedded PostgreSQL listens on a socket, not TCP")
+    proxy = CuttableProxy(target.hostname, target.port or 5432)
+    await proxy.start()
+    pool = await create_pool(_via_proxy(services.settings.database_url, proxy.port), size=2)
+    syncer = Syncer(services.settings, services.redis, pool)
+    task = asyncio.create_task(syncer.run())
+    try:
+        players = [await new_player(client) for _ in range(2)]
+        await _play(client, players, 2)
+        await _wait_for_rows(services, players, 4, within=10)
+
+        await proxy.cut()
+        await _play(client, players, 5)
+        await asyncio.sleep(1.5)
+        assert await _rows(services, players) == 4
+        length, _ = await _stream_state(services)
+        assert length >= 10
+
+        await proxy.restore()
+        await _wait_for_rows(services, players, 14, within=30)
+    finally:
+        syncer.stop()
+        await asyncio.wait_for(task, 10)
+        await pool.close()
+        await proxy.cut()
+    await _assert_persisted_equals_board(services)
+    assert await _rows(services, players) == 14
+
+
+async def test_poison_entries_go_to_the_dead_letters_and_the_rest_flows(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    players = [await new_player(client) for _ in range(2)]
+    await _play(client, players, 1)
+    events = services.keys.events()
+    await services.redis.xadd(events, {"type": "score_updated", "event_id": "not-a-uuid"})
+    orphan = {
+        "type": "score_rejected",
+        "event_id": str(uuid.uuid4()),
+        "board": "global",
+        "user_id": str(uuid.uuid4()),
+        "status": "TOKEN_NOT_OWNED",
+        "reason": "not_owner",
+        "delta": "5",
+        "action_type": "game_completion",
+        "session_id": "s",
+        "token_hash": "x",
+        "risk": "0",
+        "meta": "{}",
+        "ts": "1",
+    }
+    await services.redis.xadd(events, orphan)
+    await _play(client, players, 1)
+
+    syncer = Syncer(services.settings, services.redis, services.pool)
+    await syncer.run(burst=True)
+
+    assert await _rows(services, players) == 4
+    dead = await services.redis.xrange(services.keys.dead_letters())
+    assert len(dead) == 2
+    errors = sorted(fields[b"error"].decode()[:20] for _, fields in dead)
+    assert errors[0].startswith("ForeignKeyViolation") and errors[1].startswith("malformed")
+    assert all(fields[b"attempts"] == b"3" for _, fields in dead)
+    assert await _stream_state(services) == (0, 0)
+    assert await services.redis.hlen(services.keys.sync_failures()) == 0
+    health = (await client.get("/health/detailed")).json()["data"]["components"]["sync"]
+    assert health["dead_letters"] == 2
+    await _assert_persisted_equals_board(services)
+
+
+async def test_a_lost_board_is_rebuilt_from_postgresql_and_the_tail(
+    client: httpx.AsyncClient, services: Services, tmp_path: Path
+) -> None:
+    players = [await new_player(client) for _ in range(4)]
+    for player in players[:3]:
+        await submit(client, player, 40)
+    await submit(client, players[3], 10)
+    await Syncer(services.settings, services.redis, services.pool).run(burst=True)
+    await submit(client, players[3], 30)  # ties at 40, reached last: ranked last
+    await submit(client, players[0], 5)  # not synced yet: lives in the stream tail
+    before = await _board(services)
+    assert [score for _, score in before] == [45, 40, 40, 40]
+
+    keys = services.keys
+    await services.redis.delete(keys.leaderboard(), keys.players(), keys.board_ready())
+    refused = await submit(client, players[1], 1)
+    assert refused.status_code == 503 and error_code(refused) == "SERVICE_UNAVAILABLE"
+    assert await ensure_board(services.redis, services.pool, keys, services.scripts) == "rebuilt"
+    assert await _board(services) == before
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "scoreboard", "rebuild"],
+        env=server_env(services.settings),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert await _board(services) == before
+    after = await submit(client, players[1], 1)
+    assert after.json()["data"]["rank"] == 2
