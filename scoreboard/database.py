@@ -27,7 +27,7 @@ async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
     async with db_errors():
         pool: asyncpg.Pool = await asyncpg.create_pool(
             dsn,
-            min_size=1,
+            min_size=0,
             max_size=size,
             timeout=CONNECT_TIMEOUT_SECONDS,
             command_timeout=COMMAND_TIMEOUT_SECONDS,

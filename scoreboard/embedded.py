@@ -22,8 +22,9 @@ PG_DIR = "postgres"
 
 def banner(data_dir: Path) -> str:
     return (
-        "scoreboard: EMBEDDED MODE - in-process Redis (the live board is kept in memory "
-        f"only), embedded PostgreSQL in {data_dir.resolve() / PG_DIR}; "
+        "scoreboard: EMBEDDED MODE - in-process Redis (the live board is rebuilt from "
+        f"PostgreSQL at start), embedded PostgreSQL in {data_dir.resolve() / PG_DIR}, "
+        "syncer in this process; "
         "set REDIS_URL and DATABASE_URL for production"
     )
 

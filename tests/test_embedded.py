@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.auth_helpers import login, register
+from tests.auth_helpers import login, new_player, register, submit
 from tests.conftest import RunningServer
 
 
@@ -58,3 +59,42 @@ async def test_embedded_mode_keeps_accounts_across_restarts(tmp_path: Path) -> N
     finally:
         second.stop()
     assert json.loads(secrets_file.read_text()) == stored
+
+
+async def _wait_for_sync(http: httpx.AsyncClient) -> dict[str, object]:
+    for _ in range(100):
+        sync: dict[str, object] = (await http.get("/health/detailed")).json()["data"]["components"][
+            "sync"
+        ]
+        if sync["status"] == "running" and sync["lag"] == 0 and sync["pending"] == 0:
+            return sync
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the embedded syncer did not catch up: {sync}")
+
+
+async def test_embedded_mode_syncs_and_rebuilds_the_board_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    env = _embedded_env(tmp_path / "data")
+    first = RunningServer(env, tmp_path)
+    try:
+        first.wait_ready(timeout=120)
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+            players = [await new_player(http) for _ in range(3)]
+            for points, player in zip((30, 50, 30), players, strict=True):
+                assert (await submit(http, player, points)).status_code == 200
+            before = (await http.get("/leaderboard/top10")).json()["data"]["leaderboard"]
+            await _wait_for_sync(http)
+    finally:
+        first.stop()
+
+    second = RunningServer(env, tmp_path)
+    try:
+        second.wait_ready(timeout=120)
+        async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+            after = (await http.get("/leaderboard/top10")).json()["data"]["leaderboard"]
+    finally:
+        second.stop()
+    strip = [(e["user_id"], e["rank"], e["score"]) for e in before]
+    assert [(e["user_id"], e["rank"], e["score"]) for e in after] == strip
+    assert [e["score"] for e in after] == [50, 30, 30]

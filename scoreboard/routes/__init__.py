@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from scoreboard.routes import auth, health, leaderboard, scores
+from scoreboard.routes import auth, health, leaderboard, metrics, scores
 
 
 def all_routes() -> list[BaseRoute]:
-    return [*health.routes, *auth.routes, *scores.routes, *leaderboard.routes]
+    return [
+        *health.routes,
+        *metrics.routes,
+        *auth.routes,
+        *scores.routes,
+        *leaderboard.routes,
+    ]

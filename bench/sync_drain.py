@@ -1,0 +1,138 @@
+"""How fast the syncer drains a backlog: events/s persisted to PostgreSQL.
+
+    .venv/bin/python bench/sync_drain.py [--events 100000] [--runs 3]
+
+Uses REDIS_URL / DATABASE_URL (defaults: the local servers), its own key prefix and
+its own database, both removed afterwards. The backlog is written straight into the
+board's stream in the exact shape `lua/submit_score.lua` writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from scoreboard.database import create_pool
+from scoreboard.keys import Keys
+from scoreboard.migrations import migrate
+from scoreboard.settings import Settings
+from sync import Syncer
+
+PLAYERS = 1000
+
+
+def _event(seq: int, user_id: str) -> dict[str, str]:
+    return {
+        "type": "score_updated",
+        "event_id": str(uuid.uuid4()),
+        "seq": str(seq),
+        "token_max": "100",
+        "token_expires_ms": str(int(time.time() * 1000) + 300_000),
+        "board": "global",
+        "user_id": user_id,
+        "username": f"p{user_id[:8]}",
+        "delta": "7",
+        "old_score": "0",
+        "new_score": str(7 * (seq // PLAYERS + 1)),
+        "old_rank": "0",
+        "new_rank": "1",
+        "action_type": "game_completion",
+        "session_id": "bench",
+        "token_hash": uuid.uuid4().hex * 2,
+        "risk": "0.007",
+        "flagged": "0",
+        "reason": "",
+        "meta": json.dumps(
+            {
+                "ip": "127.0.0.1",
+                "user_agent": "bench",
+                "action_data": {"level": 3, "time_taken": 42.5},
+            }
+        ),
+        "ts": str(int(time.time() * 1000)),
+        "total": str(PLAYERS),
+        "top": "",
+    }
+
+
+async def _seed_players(pool: asyncpg.Pool) -> list[str]:
+    rows = [
+        (f"bench{i:05d}", f"bench{i:05d}", f"bench{i:05d}@example.com", "x") for i in range(PLAYERS)
+    ]
+    await pool.executemany(
+        "INSERT INTO users (username, username_key, email, password_hash) VALUES ($1,$2,$3,$4)",
+        rows,
+    )
+    return [r["id"] for r in await pool.fetch("SELECT id::text FROM users ORDER BY username")]
+
+
+async def _fill_stream(client: aioredis.Redis, stream: str, users: list[str], count: int) -> None:
+    for start in range(0, count, 2000):
+        pipe = client.pipeline(transaction=False)
+        for seq in range(start, min(count, start + 2000)):
+            pipe.xadd(stream, _event(seq + 1, users[seq % len(users)]))
+        await pipe.execute()
+
+
+async def one_run(redis_url: str, admin_dsn: str, events: int) -> float:
+    database = f"scoreboard_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{database}"
+    prefix = f"sbbench{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        redis_url=redis_url,
+        database_url=dsn,
+        jwt_secret="a" * 32,
+        jwt_refresh_secret="b" * 32,
+        redis_prefix=prefix,
+        sync_block_ms=10,
+    )
+    client = aioredis.Redis.from_url(redis_url)
+    pool = await create_pool(dsn, size=4)
+    try:
+        await migrate(pool)
+        users = await _seed_players(pool)
+        await _fill_stream(client, Keys(prefix).events(), users, events)
+        syncer = Syncer(settings, client, pool, consumer="bench")
+        started = time.perf_counter()
+        await syncer.run(burst=True)
+        elapsed = time.perf_counter() - started
+        assert syncer.stats.committed_events == events, syncer.stats
+        return events / elapsed
+    finally:
+        await pool.close()
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    rates = [await one_run(redis_url, admin_dsn, args.events) for _ in range(args.runs)]
+    result = {
+        "events": args.events,
+        "runs": [round(r) for r in rates],
+        "median_events_per_second": round(statistics.median(rates)),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,51 @@
+"""`/metrics`: Prometheus text for the numbers operators alert on."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from scoreboard.routes.common import services
+from scoreboard.routes.health import sync_status
+
+_GAUGES = (
+    ("scoreboard_sync_lag", "Board events not yet read by the syncer", "lag"),
+    ("scoreboard_sync_pending", "Board events read by the syncer and not yet committed", "pending"),
+    ("scoreboard_sync_dead_letters", "Board events the syncer gave up on", "dead_letters"),
+)
+
+
+async def metrics(request: Request) -> Response:
+    svc = services(request)
+    sync = await sync_status(svc)
+    lines: list[str] = []
+
+    def gauge(name: str, help_text: str, value: object) -> None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            lines.extend(
+                (
+                    f"# HELP {name} {help_text}",
+                    f"# TYPE {name} gauge",
+                    f'{name}{{board="global"}} {value}',
+                )
+            )
+
+    for name, help_text, field in _GAUGES:
+        gauge(name, help_text, sync.get(field))
+    gauge(
+        "scoreboard_sync_running",
+        "1 while the syncer reports in",
+        int(sync.get("status") == "running"),
+    )
+    gauge(
+        "scoreboard_feed_connected",
+        "1 while this process follows the board's updates",
+        int(svc.feed.connected),
+    )
+    snapshot = await svc.leaderboard.top()
+    gauge("scoreboard_players", "Players with a score on the board", snapshot.total_players)
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]
