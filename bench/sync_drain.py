@@ -16,6 +16,7 @@ import os
 import statistics
 import time
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -27,6 +28,10 @@ from scoreboard.settings import Settings
 from sync import Syncer
 
 PLAYERS = 1000
+
+
+def with_database(dsn: str, database: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
 
 
 def _event(seq: int, user_id: str) -> dict[str, str]:
@@ -86,7 +91,7 @@ async def one_run(redis_url: str, admin_dsn: str, events: int) -> float:
     database = f"scoreboard_bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'CREATE DATABASE "{database}"')
-    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{database}"
+    dsn = with_database(admin_dsn, database)
     prefix = f"sbbench{uuid.uuid4().hex[:8]}"
     settings = Settings(
         redis_url=redis_url,

@@ -59,7 +59,19 @@ class BoardEvent:
 
 
 class FeedListener(Protocol):
+    """Follows the board's update events."""
+
     def on_event(self, event: BoardEvent) -> None: ...
+
+    async def on_connected(self) -> None: ...
+
+    def on_disconnected(self) -> None: ...
+
+
+class ChannelListener(Protocol):
+    """Follows another channel over the same subscription (raw messages)."""
+
+    def on_message(self, data: bytes) -> None: ...
 
     async def on_connected(self) -> None: ...
 
@@ -71,11 +83,16 @@ class BoardFeed:
         self._redis = redis
         self._channel = keys.updates_channel(board)
         self._listeners: list[FeedListener] = []
+        self._channels: dict[str, ChannelListener] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = False
 
     def add_listener(self, listener: FeedListener) -> None:
         self._listeners.append(listener)
+
+    def add_channel(self, channel: str, listener: ChannelListener) -> None:
+        """Follow `channel` too, on the same connection."""
+        self._channels[channel] = listener
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="board-feed")
@@ -108,16 +125,28 @@ class BoardFeed:
 
     async def _follow(self) -> None:
         async with self._redis.pubsub() as pubsub:
-            await pubsub.subscribe(self._channel)
+            await pubsub.subscribe(self._channel, *self._channels)
             self.connected = True
-            for listener in self._listeners:
-                await listener.on_connected()
+            followers: list[FeedListener | ChannelListener] = [
+                *self._listeners,
+                *self._channels.values(),
+            ]
+            for follower in followers:
+                await follower.on_connected()
             while True:
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=POLL_SECONDS
                 )
                 if message and message["type"] == "message":
-                    self._dispatch(message["data"])
+                    self._route(message["channel"], message["data"])
+
+    def _route(self, channel: bytes | str, data: bytes) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        other = self._channels.get(name)
+        if other is not None:
+            other.on_message(data)
+        else:
+            self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
         try:
@@ -131,5 +160,9 @@ class BoardFeed:
     def _set_disconnected(self) -> None:
         if self.connected:
             self.connected = False
-            for listener in self._listeners:
-                listener.on_disconnected()
+            followers: list[FeedListener | ChannelListener] = [
+                *self._listeners,
+                *self._channels.values(),
+            ]
+            for follower in followers:
+                follower.on_disconnected()

@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request (off by default)"
+    )
     sync = commands.add_parser("sync", help="run the write-behind syncer")
     sync.add_argument("--burst", action="store_true", help="stop once the stream is drained")
     commands.add_parser("migrate", help="apply database migrations")
@@ -57,6 +60,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "proxy_headers": False,
         "server_header": False,
         "log_level": "info",
+        "access_log": args.access_log,
     }
     if args.workers == 1:
         uvicorn.run(create_app(settings), **common)

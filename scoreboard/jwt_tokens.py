@@ -6,6 +6,7 @@ other. The algorithm list is fixed here and never read from a token's header.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ REFRESH_AUDIENCE = "scoreboard:refresh"
 ACCESS_TYP = "access"
 REFRESH_TYP = "refresh"
 LEEWAY_SECONDS = 30
+VERIFIED_CACHE_SIZE = 10_000
 _REQUIRED = ["sub", "exp", "iat", "iss", "aud", "jti", "typ", "sid"]
 
 
@@ -47,6 +49,7 @@ class TokenCodec:
         self._access_secret = access_secret
         self._refresh_secret = refresh_secret
         self.access_ttl = access_ttl
+        self._verified: dict[str, AccessClaims] = {}
 
     def issue_access(
         self, user_id: str, username: str, session_id: str, role: str, now: int
@@ -63,6 +66,20 @@ class TokenCodec:
         return jwt.encode(claims, self._refresh_secret, algorithm=ALGORITHM)
 
     def verify_access(self, token: str) -> AccessClaims:
+        """Verified claims; a token verified before is found by its exact string and
+        only its expiry is checked again."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at + LEEWAY_SECONDS > time.time():
+                return cached
+            del self._verified[token]
+        claims = self._verify_access(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = claims
+        return claims
+
+    def _verify_access(self, token: str) -> AccessClaims:
         claims = _decode(token, self._access_secret, ACCESS_AUDIENCE, ACCESS_TYP)
         role, name = claims.get("role"), claims.get("name")
         if role not in ("player", "admin") or not isinstance(name, str):

@@ -82,9 +82,13 @@ class Keys:
         """Rate-limit state of the account routes, which belong to no board."""
         return f"{self.prefix}:auth:rl:{rule}:{subject_digest(subject)}"
 
-    def revoked_session(self, session_id: str) -> str:
-        """Marks a refresh family whose access tokens must no longer be honoured."""
-        return f"{self.prefix}:auth:revoked:{session_id}"
+    def revoked_sessions(self) -> str:
+        """Sorted set of revoked login sessions, scored by when their access tokens
+        have all expired (ms); every process keeps a copy."""
+        return f"{self.prefix}:auth:revoked"
+
+    def revocations_channel(self) -> str:
+        return f"{self.prefix}:auth:revocations"
 
     def pattern(self) -> str:
         """Glob matching every key of this prefix (tests and maintenance only)."""

@@ -21,14 +21,19 @@ SOCKET_TIMEOUT_SECONDS = 2.0
 
 
 def connect(url: str, *, max_connections: int = 64) -> RedisClient:
-    """A pooled client that fails fast instead of hanging when Redis stalls."""
-    return aioredis.Redis.from_url(
+    """A pooled client that fails fast instead of hanging when Redis stalls. When every
+    connection is busy a request waits for one (up to the socket timeout) rather than
+    failing."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
+        timeout=SOCKET_TIMEOUT_SECONDS,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         health_check_interval=30,
     )
+    client: RedisClient = aioredis.Redis.from_pool(pool)
+    return client
 
 
 def connect_in_process() -> RedisClient:

@@ -16,7 +16,7 @@ from scoreboard.accounts import Accounts
 from scoreboard.action_tokens import ActionTokens
 from scoreboard.board_feed import BoardFeed
 from scoreboard.database import create_pool
-from scoreboard.jwt_tokens import TokenCodec
+from scoreboard.jwt_tokens import LEEWAY_SECONDS, TokenCodec
 from scoreboard.keys import Keys
 from scoreboard.leaderboard import Leaderboard
 from scoreboard.migrations import migrate
@@ -24,6 +24,7 @@ from scoreboard.passwords import PasswordHasher
 from scoreboard.ratelimit import RateLimiter
 from scoreboard.rebuild import ensure_board
 from scoreboard.redis_store import RedisClient
+from scoreboard.revocations import Revocations
 from scoreboard.scoring import Scoring
 from scoreboard.scripts import Scripts
 from scoreboard.sessions import Sessions
@@ -112,10 +113,11 @@ class Services:
         codec = TokenCodec(
             settings.jwt_secret, settings.jwt_refresh_secret, settings.access_token_ttl
         )
+        revocations = Revocations(redis, keys, settings.access_token_ttl + LEEWAY_SECONDS)
         sessions = Sessions(
             settings=settings,
             pool=pool,
-            redis=redis,
+            revocations=revocations,
             keys=keys,
             codec=codec,
             hasher=hasher,
@@ -125,6 +127,7 @@ class Services:
         leaderboard = Leaderboard(scripts, keys, settings.live_top_n)
         feed = BoardFeed(redis, keys)
         feed.add_listener(leaderboard)
+        feed.add_channel(revocations.channel, revocations)
         return cls(
             settings=settings,
             redis=redis,

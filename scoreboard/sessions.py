@@ -3,7 +3,8 @@
 Each login opens a refresh *family* in PostgreSQL. A refresh spends the presented
 token (an UPDATE that only one transaction can win) and issues the next one in the
 same family; presenting a spent token revokes the family. Revoking a family also marks
-it in Redis for the access tokens' lifetime, so its access tokens stop working at once.
+it for the access tokens' lifetime (see revocations.py), so its access tokens stop
+working at once.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from scoreboard.errors import (
     InvalidRequest,
     InvalidToken,
 )
-from scoreboard.jwt_tokens import LEEWAY_SECONDS, AccessClaims, TokenCodec
+from scoreboard.jwt_tokens import AccessClaims, TokenCodec
 from scoreboard.keys import Keys
 from scoreboard.passwords import PasswordHasher
 from scoreboard.ratelimit import RateDecision, RateLimiter, rate_headers
-from scoreboard.redis_store import RedisClient, redis_errors
+from scoreboard.revocations import Revocations
 from scoreboard.settings import Settings
 
 _SPEND_REFRESH = """
@@ -62,7 +63,7 @@ class Sessions:
         *,
         settings: Settings,
         pool: asyncpg.Pool,
-        redis: RedisClient,
+        revocations: Revocations,
         keys: Keys,
         codec: TokenCodec,
         hasher: PasswordHasher,
@@ -71,7 +72,7 @@ class Sessions:
     ) -> None:
         self._settings = settings
         self._pool = pool
-        self._redis = redis
+        self._revocations = revocations
         self._keys = keys
         self._codec = codec
         self._hasher = hasher
@@ -164,17 +165,10 @@ class Sessions:
                 session_id,
                 reason,
             )
-        async with redis_errors():
-            await self._redis.set(
-                self._keys.revoked_session(session_id),
-                reason,
-                ex=self._settings.access_token_ttl + LEEWAY_SECONDS,
-            )
+        await self._revocations.revoke(session_id)
 
     async def authenticate(self, token: str) -> AccessClaims:
         claims = self._codec.verify_access(token)
-        async with redis_errors():
-            revoked = await self._redis.exists(self._keys.revoked_session(claims.session_id))
-        if revoked:
+        if await self._revocations.is_revoked(claims.session_id):
             raise InvalidToken()
         return claims

@@ -105,3 +105,31 @@ async def test_several_workers_share_one_database(settings: Settings, tmp_path: 
     finally:
         server.stop()
     assert {tokens["user_id"] for tokens in results} == {user["user_id"]}
+
+
+async def test_logout_on_one_process_is_honoured_by_another(
+    settings: Settings, tmp_path: Path
+) -> None:
+    first, second = (
+        RunningServer(server_env(settings), tmp_path),
+        RunningServer(server_env(settings), tmp_path),
+    )
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        async with (
+            httpx.AsyncClient(base_url=first.url, timeout=30) as a,
+            httpx.AsyncClient(base_url=second.url, timeout=30) as b,
+        ):
+            user = await register(a)
+            tokens = await login(a, user["username"])
+            headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+            token_request = {"action_type": "game_completion", "session_id": "s"}
+            before = await b.post("/auth/action-token", json=token_request, headers=headers)
+            assert before.status_code == 200
+            assert (await a.post("/auth/logout", headers=headers)).status_code == 200
+            after = await b.post("/auth/action-token", json=token_request, headers=headers)
+    finally:
+        first.stop()
+        second.stop()
+    assert after.status_code == 401 and error_code(after) == "INVALID_TOKEN"

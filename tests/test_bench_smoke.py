@@ -1,0 +1,30 @@
+"""The benchmark harness still runs end to end (a tiny run; numbers are not judged)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
+    env.update(REDIS_URL=redis_url, DATABASE_URL=postgres_admin)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "results.json").read_text())["summary"]
+    assert summary["all_correct"]
+    assert set(summary["phases"]) == {"ceiling", "pairs", "updates", "top10"}
+    assert summary["phases"]["updates"]["requests_per_second"] > 0
+    assert "| 3. score updates |" in (tmp_path / "RESULTS.md").read_text()
