@@ -126,13 +126,13 @@ class BoardFeed:
     async def _follow(self) -> None:
         async with self._redis.pubsub() as pubsub:
             await pubsub.subscribe(self._channel, *self._channels)
-            self.connected = True
             followers: list[FeedListener | ChannelListener] = [
                 *self._listeners,
                 *self._channels.values(),
             ]
             for follower in followers:
                 await follower.on_connected()
+            self.connected = True
             while True:
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=POLL_SECONDS
@@ -158,11 +158,12 @@ class BoardFeed:
             listener.on_event(event)
 
     def _set_disconnected(self) -> None:
-        if self.connected:
-            self.connected = False
-            followers: list[FeedListener | ChannelListener] = [
-                *self._listeners,
-                *self._channels.values(),
-            ]
-            for follower in followers:
-                follower.on_disconnected()
+        """Every follower hears it, including any whose `on_connected` ran before a
+        later one failed."""
+        self.connected = False
+        followers: list[FeedListener | ChannelListener] = [
+            *self._listeners,
+            *self._channels.values(),
+        ]
+        for follower in followers:
+            follower.on_disconnected()

@@ -11,6 +11,7 @@ A script may share helpers with others through `-- @include NAME`, which pastes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from scoreboard.errors import (
     InvalidActionToken,
@@ -27,6 +29,7 @@ from scoreboard.errors import (
     ServiceUnavailable,
 )
 from scoreboard.ratelimit import RateDecision, refusal
+from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient, redis_errors
 from scoreboard.settings import RateRule
 
@@ -189,16 +192,35 @@ def _raise_for(reply: list[Any], rule: RateRule) -> None:
 
 
 class Scripts:
-    """Every script registered once against one client; one method per script."""
+    """Every script registered once; one method per script. Calls go through the
+    auto-pipelining connection when there is one, else through the general client."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: RedisClient, pipelined: PipelinedConnection | None = None):
+        sources = load_sources()
         self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(source) for name, source in load_sources().items()
+            name: client.register_script(source) for name, source in sources.items()
+        }
+        self._pipelined = pipelined
+        self._sources = sources
+        self._shas = {
+            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
+            for name, src in sources.items()
         }
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         async with redis_errors():
-            return await self._scripts[name](keys=keys, args=args)
+            if self._pipelined is None:
+                return await self._scripts[name](keys=keys, args=args)
+            return await self._evalsha(self._pipelined, name, keys, args)
+
+    async def _evalsha(
+        self, conn: PipelinedConnection, name: str, keys: list[str], args: list[Any]
+    ) -> Any:
+        try:
+            return await conn.execute("EVALSHA", self._shas[name], len(keys), *keys, *args)
+        except NoScriptError:
+            await conn.execute("SCRIPT", "LOAD", self._sources[name])
+            return await conn.execute("EVALSHA", self._shas[name], len(keys), *keys, *args)
 
     async def rate_limit(self, key: str, rule: RateRule) -> RateDecision:
         allowed, remaining, retry_us, reset_us = await self._call(

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from starlette.concurrency import run_in_threadpool
 
-from scoreboard import embedded, redis_store
+from scoreboard import embedded, redis_pipeline, redis_store
 from scoreboard.accounts import Accounts
 from scoreboard.action_tokens import ActionTokens
 from scoreboard.board_feed import BoardFeed
@@ -23,6 +23,7 @@ from scoreboard.migrations import migrate
 from scoreboard.passwords import PasswordHasher
 from scoreboard.ratelimit import RateLimiter
 from scoreboard.rebuild import ensure_board
+from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient
 from scoreboard.revocations import Revocations
 from scoreboard.scoring import Scoring
@@ -70,6 +71,7 @@ class Services:
     feed: BoardFeed
     started_at: float
     embedded_pg: Any = None
+    pipelined: PipelinedConnection | None = None
     syncer: Any = None
     syncer_task: asyncio.Task[None] | None = None
 
@@ -106,7 +108,12 @@ class Services:
     ) -> Services:
         assert settings.jwt_secret and settings.jwt_refresh_secret
         keys = Keys(settings.redis_prefix)
-        scripts = Scripts(redis)
+        pipelined = (
+            PipelinedConnection(settings.redis_url, redis_store.SOCKET_TIMEOUT_SECONDS)
+            if settings.redis_url and redis_pipeline.supports(settings.redis_url)
+            else None
+        )
+        scripts = Scripts(redis, pipelined)
         limiter = RateLimiter(scripts)
         hasher = await run_in_threadpool(PasswordHasher, settings.bcrypt_rounds)
         accounts = Accounts(pool, hasher)
@@ -143,6 +150,7 @@ class Services:
             feed=feed,
             started_at=time.time(),
             embedded_pg=server,
+            pipelined=pipelined,
         )
 
     async def close(self) -> None:
@@ -150,6 +158,8 @@ class Services:
             self.syncer.stop()
             await self.syncer_task
         await self.feed.stop()
+        if self.pipelined is not None:
+            await self.pipelined.close()
         await self.redis.aclose()
         await self.pool.close()
         if self.embedded_pg is not None:

@@ -1,0 +1,148 @@
+"""An auto-pipelining Redis connection for the hot path (every Lua script call).
+
+Redis answers the commands of one connection in order, so a command is written the
+moment it is issued and its reply is matched to it by position: concurrent requests
+share round trips instead of each taking a pooled connection and waiting for its own.
+hiredis packs commands and parses replies. A watchdog fails every waiting command when
+the oldest has waited past the timeout, and the next command reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+WATCHDOG_SECONDS = 0.25
+
+
+def supports(url: str) -> bool:
+    """Plain TCP URLs only; TLS and unix sockets stay with the general client."""
+    return urlsplit(url).scheme == "redis"
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader()
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            future, _ = self.waiting.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(RedisConnectionError(f"connection to Redis lost: {exc}"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def fail(self, error: Exception) -> None:
+        while self.waiting:
+            future, _ = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+
+class PipelinedConnection:
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 6379
+        self._password = unquote(parts.password) if parts.password else None
+        self._username = unquote(parts.username) if parts.username else None
+        self._db = int(parts.path.lstrip("/") or 0)
+        self._timeout = timeout
+        self._protocol: _Protocol | None = None
+        self._connecting = asyncio.Lock()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def execute(self, *args: Any) -> Any:
+        protocol = self._protocol
+        if protocol is None or protocol.lost.done() or protocol.closing():
+            protocol = await self._connect()
+        reply = await self._send(protocol, args)
+        if isinstance(reply, hiredis.ReplyError):
+            message = str(reply)
+            if message.startswith("NOSCRIPT"):
+                raise NoScriptError(message)
+            raise ResponseError(message)
+        return reply
+
+    def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        protocol.waiting.append((future, time.monotonic()))
+        assert protocol.transport is not None
+        protocol.transport.write(hiredis.pack_command(args))
+        return future
+
+    async def _connect(self) -> _Protocol:
+        async with self._connecting:
+            current = self._protocol
+            if current is not None and not current.lost.done() and not current.closing():
+                return current
+            loop = asyncio.get_running_loop()
+            try:
+                _, protocol = await asyncio.wait_for(
+                    loop.create_connection(_Protocol, self._host, self._port), self._timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                raise RedisConnectionError(f"cannot reach Redis: {exc}") from exc
+            await self._handshake(protocol)
+            self._protocol = protocol
+            if self._watchdog is None or self._watchdog.done():
+                self._watchdog = asyncio.create_task(self._watch(), name="redis-watchdog")
+            return protocol
+
+    async def _handshake(self, protocol: _Protocol) -> None:
+        commands: list[tuple[Any, ...]] = []
+        if self._password is not None:
+            auth = (
+                ("AUTH", self._username, self._password)
+                if self._username
+                else ("AUTH", self._password)
+            )
+            commands.append(auth)
+        if self._db:
+            commands.append(("SELECT", self._db))
+        for command in commands:
+            reply = await asyncio.wait_for(self._send(protocol, command), self._timeout)
+            if isinstance(reply, hiredis.ReplyError):
+                raise RedisConnectionError(f"Redis refused {command[0]}: {reply}")
+
+    async def _watch(self) -> None:
+        """Fail everything waiting once the oldest command has waited too long."""
+        while True:
+            await asyncio.sleep(WATCHDOG_SECONDS)
+            protocol = self._protocol
+            if protocol is None or not protocol.waiting:
+                continue
+            if time.monotonic() - protocol.waiting[0][1] > self._timeout:
+                protocol.fail(RedisTimeoutError("Redis did not answer in time"))
+                if protocol.transport is not None:
+                    protocol.transport.abort()
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
