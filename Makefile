@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test pytest lint typecheck format clean
+.PHONY: install serve test pytest lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy scoreboard sync
+
+# Real processes against REDIS_URL / DATABASE_URL (default: the local servers);
+# writes bench/RESULTS.md and bench/results.json.
+bench: install
+	$(BIN)/python -m bench.run
 
 format: install
 	$(BIN)/ruff format .

@@ -87,7 +87,9 @@ async def _fill_stream(client: aioredis.Redis, stream: str, users: list[str], co
         await pipe.execute()
 
 
-async def one_run(redis_url: str, admin_dsn: str, events: int) -> float:
+async def one_run(
+    redis_url: str, admin_dsn: str, events: int, batch: int = 500, consumers: int = 1
+) -> float:
     database = f"scoreboard_bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'CREATE DATABASE "{database}"')
@@ -102,16 +104,17 @@ async def one_run(redis_url: str, admin_dsn: str, events: int) -> float:
         sync_block_ms=10,
     )
     client = aioredis.Redis.from_url(redis_url)
-    pool = await create_pool(dsn, size=4)
+    pool = await create_pool(dsn, size=max(4, consumers * 2))
     try:
         await migrate(pool)
         users = await _seed_players(pool)
         await _fill_stream(client, Keys(prefix).events(), users, events)
-        syncer = Syncer(settings, client, pool, consumer="bench")
+        syncers = [Syncer(settings, client, pool, consumer=f"bench{i}") for i in range(consumers)]
         started = time.perf_counter()
-        await syncer.run(burst=True)
+        await asyncio.gather(*(syncer.run(burst=True) for syncer in syncers))
         elapsed = time.perf_counter() - started
-        assert syncer.stats.committed_events == events, syncer.stats
+        committed = sum(syncer.stats.committed_events for syncer in syncers)
+        assert committed == events, committed
         return events / elapsed
     finally:
         await pool.close()
@@ -127,10 +130,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--consumers", type=int, default=1)
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    rates = [await one_run(redis_url, admin_dsn, args.events) for _ in range(args.runs)]
+    rates = [await one_run(redis_url, admin_dsn, args.events, args.batch) for _ in range(args.runs)]
     result = {
         "events": args.events,
         "runs": [round(r) for r in rates],
