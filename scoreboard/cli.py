@@ -61,6 +61,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "server_header": False,
         "log_level": "info",
         "access_log": args.access_log,
+        "ws_max_size": settings.ws_max_message_bytes,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
     }
     if args.workers == 1:
         uvicorn.run(create_app(settings), **common)

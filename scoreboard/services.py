@@ -22,6 +22,7 @@ from scoreboard.leaderboard import Leaderboard
 from scoreboard.migrations import migrate
 from scoreboard.passwords import PasswordHasher
 from scoreboard.ratelimit import RateLimiter
+from scoreboard.realtime import Hub
 from scoreboard.rebuild import ensure_board
 from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient
@@ -69,6 +70,7 @@ class Services:
     leaderboard: Leaderboard
     scoring: Scoring
     feed: BoardFeed
+    hub: Hub
     started_at: float
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
@@ -134,6 +136,8 @@ class Services:
         leaderboard = Leaderboard(scripts, keys, settings.live_top_n)
         feed = BoardFeed(redis, keys)
         feed.add_listener(leaderboard)
+        hub = Hub(leaderboard, settings.broadcast_interval_ms)
+        feed.add_listener(hub)
         feed.add_channel(revocations.channel, revocations)
         return cls(
             settings=settings,
@@ -148,6 +152,7 @@ class Services:
             leaderboard=leaderboard,
             scoring=Scoring(scripts, keys, settings, leaderboard),
             feed=feed,
+            hub=hub,
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,

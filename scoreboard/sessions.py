@@ -167,6 +167,9 @@ class Sessions:
             )
         await self._revocations.revoke(session_id)
 
+    async def is_revoked(self, claims: AccessClaims) -> bool:
+        return await self._revocations.is_revoked(claims.session_id)
+
     async def authenticate(self, token: str) -> AccessClaims:
         claims = self._codec.verify_access(token)
         if await self._revocations.is_revoked(claims.session_id):

@@ -82,6 +82,10 @@ class Settings:
     sync_claim_idle_ms: int = 30_000
     sync_max_attempts: int = 5
     sync_consumer: str = field(default_factory=socket.gethostname)
+    broadcast_interval_ms: int = 100
+    ws_max_message_bytes: int = 4096
+    ws_max_messages_per_second: int = 20
+    sse_max_connections_per_ip: int = 20
 
     @property
     def embedded(self) -> bool:
@@ -143,6 +147,18 @@ class Settings:
             ),
             sync_max_attempts=reader.get("SCOREBOARD_SYNC_MAX_ATTEMPTS", 5, _int_in(1, 1000)),
             sync_consumer=reader.get("SCOREBOARD_SYNC_CONSUMER", socket.gethostname(), _consumer),
+            broadcast_interval_ms=reader.get(
+                "SCOREBOARD_BROADCAST_INTERVAL_MS", 100, _int_in(0, 60_000)
+            ),
+            ws_max_message_bytes=reader.get(
+                "SCOREBOARD_WS_MAX_MESSAGE_BYTES", 4096, _int_in(64, 16 * 1024 * 1024)
+            ),
+            ws_max_messages_per_second=reader.get(
+                "SCOREBOARD_WS_MAX_MESSAGES_PER_SECOND", 20, _int_in(1, 10_000)
+            ),
+            sse_max_connections_per_ip=reader.get(
+                "SCOREBOARD_SSE_MAX_CONNECTIONS_PER_IP", 20, _int_in(1, 100_000)
+            ),
         )
         settings.validate()
         return settings

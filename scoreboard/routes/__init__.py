@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from scoreboard.routes import auth, health, leaderboard, metrics, scores
+from scoreboard.routes import auth, health, leaderboard, live, metrics, scores
 
 
 def all_routes() -> list[BaseRoute]:
@@ -14,4 +14,5 @@ def all_routes() -> list[BaseRoute]:
         *auth.routes,
         *scores.routes,
         *leaderboard.routes,
+        *live.routes,
     ]

@@ -1,0 +1,159 @@
+"""The fan-out hub: board updates to this process's WebSocket and SSE clients.
+
+It follows the process's one board subscription. Updates that change the top N are
+coalesced (leading and trailing edge): a change on a quiet board goes out at once,
+a burst becomes one message per interval carrying the latest top N, the last change
+(`updated_user`) and every change in the window (`updated_users`). Each message is
+serialised once per process. Every client holds only the newest message it has not
+sent yet, so a slow client skips states instead of growing a backlog, and never
+delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from scoreboard.board_feed import BoardEvent
+from scoreboard.leaderboard import Leaderboard, TopSnapshot, entry_json, iso_ms
+from scoreboard.scripts import BoardEntry
+
+
+@dataclass
+class Broadcast:
+    """One message for every client, serialised on first use and then shared."""
+
+    event_id: str
+    data: dict[str, Any]
+
+    @cached_property
+    def ws_text(self) -> str:
+        return json.dumps({"type": "leaderboard_update", "data": self.data}, separators=(",", ":"))
+
+    @cached_property
+    def sse_data(self) -> str:
+        return json.dumps(self.data, separators=(",", ":"))
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """A client's mailbox: the newest broadcast it has not been sent yet."""
+
+    pending: Broadcast | None = None
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    skipped: int = 0
+
+    def offer(self, message: Broadcast) -> None:
+        if self.pending is not None:
+            self.skipped += 1
+        self.pending = message
+        self.wakeup.set()
+
+    async def next(self, within: float) -> Broadcast | None:
+        """The next message, or None when `within` seconds pass without one."""
+        if self.pending is None:
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), within)
+        message, self.pending = self.pending, None
+        return message
+
+
+def _updated_user(event: BoardEvent) -> dict[str, Any]:
+    return {
+        "user_id": event.user_id,
+        "username": event.username,
+        "old_rank": event.old_rank,
+        "new_rank": event.new_rank,
+        "score_change": event.delta,
+        "new_score": event.new_score,
+    }
+
+
+def board_data(
+    entries: list[BoardEntry], total: int, changes: list[BoardEvent], ts_ms: int
+) -> dict[str, Any]:
+    return {
+        "leaderboard": [entry_json(entry) for entry in entries],
+        "updated_user": _updated_user(changes[-1]) if changes else None,
+        "updated_users": [_updated_user(change) for change in changes],
+        "total_players": total,
+        "timestamp": iso_ms(ts_ms),
+    }
+
+
+class Hub:
+    def __init__(self, leaderboard: Leaderboard, interval_ms: int, top_shown: int = 10):
+        self._leaderboard = leaderboard
+        self._interval = interval_ms / 1000
+        self._top_shown = top_shown
+        self._subscribers: set[Subscriber] = set()
+        self._window: list[BoardEvent] = []
+        self._last_sent = 0.0
+        self._flush_task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def subscribe(self) -> tuple[Subscriber, Broadcast]:
+        """A new client, and the current board to send it first."""
+        subscriber = Subscriber()
+        self._subscribers.add(subscriber)
+        return subscriber, self.snapshot_message(await self._leaderboard.top())
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+    def snapshot_message(self, snapshot: TopSnapshot) -> Broadcast:
+        entries = snapshot.entries[: self._top_shown]
+        latest = max((e.updated_ms or 0 for e in entries), default=0) or int(time.time() * 1000)
+        return Broadcast(
+            f"seq-{snapshot.seq}", board_data(entries, snapshot.total_players, [], latest)
+        )
+
+    # FeedListener
+    def on_event(self, event: BoardEvent) -> None:
+        if event.top is None:
+            return  # the top N did not change: nothing for the feeds
+        self._window.append(event)
+        if time.monotonic() - self._last_sent >= self._interval and self._flush_task is None:
+            self._flush()
+        elif self._flush_task is None:
+            self._flush_task = asyncio.get_running_loop().create_task(self._trailing_edge())
+
+    async def on_connected(self) -> None:
+        """After a (re)subscription the board may have moved unseen: push it."""
+        message = self.snapshot_message(await self._leaderboard.top())
+        for subscriber in self._subscribers:
+            subscriber.offer(message)
+
+    def on_disconnected(self) -> None:
+        pass
+
+    async def _trailing_edge(self) -> None:
+        try:
+            wait = self._interval - (time.monotonic() - self._last_sent)
+            await asyncio.sleep(max(0.0, wait))
+            self._flush()
+        finally:
+            self._flush_task = None
+
+    def _flush(self) -> None:
+        window, self._window = self._window, []
+        if not window:
+            return
+        latest = max(window, key=lambda event: event.seq)
+        assert latest.top is not None
+        data = board_data(latest.top[: self._top_shown], latest.total_players, window, latest.ts_ms)
+        message = Broadcast(latest.stream_id, data)
+        for subscriber in self._subscribers:
+            subscriber.offer(message)
+        self._last_sent = time.monotonic()
+        self.sent += 1

@@ -1,0 +1,176 @@
+"""Live feeds: `WS /ws/leaderboard?token=…` and `GET /sse/leaderboard`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sse_starlette import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from scoreboard.errors import InvalidToken, RateLimitExceeded, ScoreboardError
+from scoreboard.jwt_tokens import AccessClaims
+from scoreboard.realtime import Broadcast, Subscriber
+from scoreboard.routes.common import address, services
+
+POLICY_VIOLATION = 1008
+TICK_SECONDS = 5.0
+FLOOD_WINDOW_SECONDS = 1.0
+SSE_PING_SECONDS = 15
+
+_sse_connections: Counter[str] = Counter()
+
+
+def _error(code: str, message: str) -> str:
+    return json.dumps(
+        {
+            "type": "error",
+            "success": False,
+            "error": {"code": code, "message": message, "details": {}},
+        }
+    )
+
+
+async def _authenticate(websocket: WebSocket) -> AccessClaims | None:
+    token = websocket.query_params.get("token", "")
+    try:
+        return await services(websocket).sessions.authenticate(token)
+    except (InvalidToken, ScoreboardError):
+        return None
+
+
+async def ws_leaderboard(websocket: WebSocket) -> None:
+    claims = await _authenticate(websocket)
+    if claims is None:
+        await websocket.close(code=POLICY_VIOLATION, reason="invalid or missing token")
+        return
+    await websocket.accept()
+    session = _WsSession(websocket, claims)
+    try:
+        await session.run()
+    finally:
+        session.close()
+
+
+class _WsSession:
+    def __init__(self, websocket: WebSocket, claims: AccessClaims) -> None:
+        self.websocket = websocket
+        self.claims = claims
+        self.svc = services(websocket)
+        self.subscriber: Subscriber | None = None
+        self.messages: list[float] = []
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        try:
+            await self._receive_loop()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+
+    def close(self) -> None:
+        if self.subscriber is not None:
+            self.svc.hub.unsubscribe(self.subscriber)
+
+    async def _receive_loop(self) -> None:
+        settings = self.svc.settings
+        while True:
+            text = await self.websocket.receive_text()
+            now = time.monotonic()
+            self.messages = [t for t in self.messages if now - t < FLOOD_WINDOW_SECONDS]
+            self.messages.append(now)
+            if len(self.messages) > settings.ws_max_messages_per_second:
+                await self.websocket.close(POLICY_VIOLATION, "too many messages")
+                return
+            await self._handle(text)
+
+    async def _handle(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+            kind = message.get("type") if isinstance(message, dict) else None
+        except ValueError:
+            kind = None
+        if kind == "subscribe_leaderboard":
+            if self.subscriber is None:
+                self.subscriber, current = await self.svc.hub.subscribe()
+                await self.websocket.send_text(current.ws_text)
+            return
+        if kind == "ping":
+            await self.websocket.send_text(json.dumps({"type": "pong"}))
+            return
+        await self.websocket.send_text(
+            _error("INVALID_REQUEST", 'expected {"type": "subscribe_leaderboard"}')
+        )
+
+    async def _send_loop(self) -> None:
+        while True:
+            if self.claims.expires_at <= time.time():
+                await self.websocket.close(POLICY_VIOLATION, "token expired")
+                return
+            if await self.svc.sessions.is_revoked(self.claims):
+                await self.websocket.close(POLICY_VIOLATION, "session revoked")
+                return
+            if self.subscriber is None:
+                await asyncio.sleep(min(TICK_SECONDS, 0.05))
+                continue
+            message = await self.subscriber.next(TICK_SECONDS)
+            if message is not None:
+                await self.websocket.send_text(message.ws_text)
+
+
+def _sse_event(message: Broadcast) -> dict[str, Any]:
+    return {"event": "leaderboard_update", "id": message.event_id, "data": message.sse_data}
+
+
+async def sse_leaderboard(request: Request) -> EventSourceResponse:
+    svc = services(request)
+    ip = address(request)
+    if _sse_connections[ip] >= svc.settings.sse_max_connections_per_ip:
+        raise RateLimitExceeded(
+            "Too many live connections from this address", headers={"Retry-After": "5"}
+        )
+    _sse_connections[ip] += 1
+    subscriber, current = await svc.hub.subscribe()
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield _sse_event(current)
+            while True:
+                message = await subscriber.next(TICK_SECONDS)
+                if message is not None:
+                    yield _sse_event(message)
+        finally:
+            svc.hub.unsubscribe(subscriber)
+            _sse_connections[ip] -= 1
+            if _sse_connections[ip] <= 0:
+                del _sse_connections[ip]
+
+    return EventSourceResponse(
+        events(), ping=SSE_PING_SECONDS, headers={"Cache-Control": "no-store"}
+    )
+
+
+PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
+
+
+async def live_page(request: Request) -> HTMLResponse:
+    return HTMLResponse(PAGE.read_bytes())
+
+
+routes = [
+    Route("/", live_page, methods=["GET"]),
+    WebSocketRoute("/ws/leaderboard", ws_leaderboard),
+    Route("/sse/leaderboard", sse_leaderboard, methods=["GET"]),
+]

@@ -1,0 +1,203 @@
+"""Live feeds against real server processes: WebSocket, SSE, several instances."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from scoreboard.settings import Settings
+from tests.auth_helpers import bearer, new_player, submit
+from tests.conftest import RunningServer, server_env
+
+GENEROUS = "100000/minute"
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    return server_env(
+        settings,
+        SCOREBOARD_RATE_LIMIT_SCORE_UPDATE=GENEROUS,
+        SCOREBOARD_RATE_LIMIT_ACTION_TOKEN=GENEROUS,
+        SCOREBOARD_RATE_LIMIT_LEADERBOARD=GENEROUS,
+        SCOREBOARD_BROADCAST_INTERVAL_MS="100",
+        **extra,
+    )
+
+
+@pytest.fixture
+def live_server(settings: Settings, tmp_path: Path) -> Iterator[RunningServer]:
+    server = RunningServer(_env(settings), tmp_path)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def _ws_url(server: RunningServer, token: str) -> str:
+    return server.url.replace("http://", "ws://") + f"/ws/leaderboard?token={token}"
+
+
+async def _next_update(ws: ClientConnection, within: float = 3.0) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), within))
+        if message["type"] == "leaderboard_update":
+            data: dict[str, Any] = message["data"]
+            return data
+
+
+async def test_a_websocket_needs_a_valid_token(live_server: RunningServer) -> None:
+    for token in ("", "garbage"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(_ws_url(live_server, token)):
+                pass
+        assert refused.value.response.status_code == 403
+
+
+async def test_websocket_gets_the_board_then_each_change(live_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        watcher, player = await new_player(http), await new_player(http)
+        await submit(http, watcher, 5)
+        async with connect(_ws_url(live_server, watcher["access_token"])) as ws:
+            await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
+            current = await _next_update(ws)
+            assert [e["score"] for e in current["leaderboard"]] == [5]
+            assert current["updated_user"] is None
+            await submit(http, player, 42)
+            update = await _next_update(ws)
+    assert update["leaderboard"][0]["user_id"] == player["user_id"]
+    assert update["updated_user"] == {
+        "user_id": player["user_id"],
+        "username": player["username"],
+        "old_rank": None,
+        "new_rank": 1,
+        "score_change": 42,
+        "new_score": 42,
+    }
+    assert update["timestamp"].endswith("Z")
+    assert update["total_players"] == 2
+
+
+async def test_websocket_protocol_errors(live_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        player = await new_player(http)
+    url = _ws_url(live_server, player["access_token"])
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "dance"}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 3))
+        assert reply["type"] == "error" and reply["error"]["code"] == "INVALID_REQUEST"
+    async with connect(url, max_size=None) as ws:
+        await ws.send("x" * 10_000)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 3)
+        assert ws.close_code == 1009
+    async with connect(url) as ws:
+        with pytest.raises(ConnectionClosed):
+            for _ in range(100):
+                await ws.send(json.dumps({"type": "ping"}))
+            while True:
+                await asyncio.wait_for(ws.recv(), 3)
+        assert ws.close_code == 1008
+
+
+async def test_a_websocket_closes_when_its_session_is_revoked(
+    live_server: RunningServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        player = await new_player(http)
+        async with connect(_ws_url(live_server, player["access_token"])) as ws:
+            await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
+            await _next_update(ws)
+            await http.post("/auth/logout", headers=bearer(player["access_token"]))
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 8)
+            assert ws.close_code == 1008
+
+
+async def _sse_events(response: httpx.Response) -> Any:
+    event: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if not line:
+            if "data" in event:
+                yield event
+            event = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            event[name] = value.strip()
+
+
+async def test_sse_sends_the_board_then_changes(live_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        player = await new_player(http)
+        async with http.stream(
+            "GET", "/sse/leaderboard", headers={"Last-Event-ID": "1-0"}
+        ) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = _sse_events(response)
+            first = await asyncio.wait_for(anext(events), 3)
+            assert first["event"] == "leaderboard_update"
+            assert json.loads(first["data"])["leaderboard"] == []
+            await submit(http, player, 9)
+            update = await asyncio.wait_for(anext(events), 3)
+    body = json.loads(update["data"])
+    assert body["updated_user"]["user_id"] == player["user_id"]
+    assert update["id"] and update["id"] != first["id"]
+
+
+async def test_a_burst_is_coalesced(live_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        players = [await new_player(http) for _ in range(4)]
+        async with connect(_ws_url(live_server, players[0]["access_token"])) as ws:
+            await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
+            await _next_update(ws)
+            await asyncio.gather(*(submit(http, p, 10 + i) for i, p in enumerate(players)))
+            await asyncio.gather(*(submit(http, p, 10) for p in players))
+            received = []
+            with pytest.raises(TimeoutError):
+                while True:
+                    received.append(await _next_update(ws, within=0.6))
+    assert 1 <= len(received) < 8
+    last = received[-1]
+    assert [e["score"] for e in last["leaderboard"]] == [23, 22, 21, 20]
+    assert sum(len(message["updated_users"]) for message in received) == 8
+
+
+async def test_a_client_on_one_instance_sees_writes_through_another(
+    settings: Settings, tmp_path: Path
+) -> None:
+    first, second = RunningServer(_env(settings), tmp_path), RunningServer(_env(settings), tmp_path)
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        async with (
+            httpx.AsyncClient(base_url=first.url, timeout=30) as a,
+            httpx.AsyncClient(base_url=second.url, timeout=30) as b,
+        ):
+            watcher = await new_player(a)
+            player = await new_player(b)
+            async with connect(_ws_url(first, watcher["access_token"])) as ws:
+                await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
+                await _next_update(ws)
+                await submit(b, player, 77)
+                update = await _next_update(ws)
+    finally:
+        first.stop()
+        second.stop()
+    assert update["updated_user"]["user_id"] == player["user_id"]
+
+
+async def test_the_live_page_is_served(live_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        page = await http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'new EventSource("/sse/leaderboard")' in page.text
+    assert not re.search(r"(src|href)\s*=|@import|url\(", page.text)  # no external assets
