@@ -57,7 +57,9 @@ def _auth(access: str, token: str | None = None) -> str:
 
 
 class Run:
-    def __init__(self, url: str, seconds: float) -> None:
+    def __init__(self, url: str, seconds: float, rate: float = 0, concurrency: int = 1) -> None:
+        self.concurrency = concurrency
+        self.pace = 1 / rate if rate else 0.0
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.deadline = time.perf_counter() + seconds
@@ -110,7 +112,11 @@ async def pairs_loop(run: Run, _: str, worker: int, players: list[dict[str, str]
 
 async def updates_loop(run: Run, _: str, worker: int, tokens: list[dict[str, str]]) -> None:
     conn = Connection(run.host, run.port)
+    next_at = time.perf_counter() + worker * run.pace
     while run.live() and tokens:
+        if run.pace:
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at += run.pace * run.concurrency
         item = tokens.pop()
         status, _ = await run.timed(
             conn, "POST", "/scores/update", UPDATE_BODY, _auth(item["access"], item["token"])
@@ -144,6 +150,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--input", help="JSON lines: players or pre-issued tokens")
     parser.add_argument("--count", type=int, default=0, help="issue: tokens to issue")
+    parser.add_argument("--rate", type=float, default=0, help="updates: requests/s (0: flat out)")
     args = parser.parse_args()
 
     items: list[dict[str, str]] = []
@@ -155,7 +162,7 @@ async def main() -> None:
     loop = get_loop if phase == "get" else loops[phase]
     if phase == "issue":
         items = [items[i % len(items)] for i in range(args.count)]
-    run = Run(args.url, args.seconds)
+    run = Run(args.url, args.seconds, args.rate, args.concurrency)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     await asyncio.gather(*(loop(run, path, w, items) for w in range(args.concurrency)))

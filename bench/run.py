@@ -65,7 +65,15 @@ def _cpu_split() -> tuple[str | None, str | None]:
 class Deployment:
     """The server and the syncer of one run, with their own database and key prefix."""
 
-    def __init__(self, redis_url: str, admin_dsn: str, workers: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        admin_dsn: str,
+        workers: int,
+        workdir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.extra_env = extra_env or {}
         self.redis_url, self.admin_dsn, self.workdir = redis_url, admin_dsn, workdir
         self.database = f"scoreboard_bench_{uuid.uuid4().hex[:10]}"
         self.prefix = f"sbbench{uuid.uuid4().hex[:8]}"
@@ -89,6 +97,7 @@ class Deployment:
             SCOREBOARD_RATE_LIMIT_LOGIN=GENEROUS,
             SCOREBOARD_SYNC_CONSUMER="bench",
         )
+        env.update(self.extra_env)
         return env
 
     async def start(self) -> None:
@@ -399,7 +408,8 @@ def write_report(
         f"score-update rate (target ≥ {TARGETS['drain']:.0f}x). Its lag (unread + "
         f"unacknowledged events) under phase 3: median {lag['median']:.0f}, "
         f"max {lag['max']:.0f}.",
-        "6. Fan-out latency: not measured yet (live feeds).",
+        "6. Fan-out latency: `python -m bench.fanout` (WebSocket and SSE clients while "
+        "updates flow) writes bench/FANOUT.md.",
         "",
         "Correctness: accepted points = board total = PostgreSQL total in every run: "
         f"{'yes' if summary['all_correct'] else 'NO'}.",

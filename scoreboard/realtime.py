@@ -137,6 +137,13 @@ class Hub:
     def on_disconnected(self) -> None:
         pass
 
+    async def close(self) -> None:
+        task, self._flush_task = self._flush_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _trailing_edge(self) -> None:
         try:
             wait = self._interval - (time.monotonic() - self._last_sent)

@@ -163,6 +163,7 @@ class Services:
             self.syncer.stop()
             await self.syncer_task
         await self.feed.stop()
+        await self.hub.close()
         if self.pipelined is not None:
             await self.pipelined.close()
         await self.redis.aclose()
