@@ -14,14 +14,13 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
-from scoreboard.redis_store import RedisClient, redis_errors
+from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
 
 log = logging.getLogger("scoreboard.rebuild")
@@ -56,10 +55,6 @@ class RebuildReport:
     caught_up: int
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def _standings_from_postgres(pool: asyncpg.Pool) -> dict[str, Standing]:
     async with db_errors():
         rows = await pool.fetch(_PLAYERS_SQL)
@@ -78,8 +73,8 @@ async def _apply_stream_tail(
         async with redis_errors():
             entries = await redis.xrange(events_key, min=start, max="+", count=CHUNK) or []
         for stream_id, raw in entries:
-            last_id = _text(stream_id)
-            fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
+            last_id = as_text(stream_id)
+            fields = {as_text(k): as_text(v) for k, v in (raw or {}).items()}
             if fields.get("type") != "score_updated":
                 continue
             seq, user_id = int(fields["seq"]), fields["user_id"]
@@ -169,7 +164,7 @@ async def _rebuild_lock(redis: RedisClient, keys: Keys, board: str) -> AsyncIter
     finally:
         if held:
             async with redis_errors():
-                if _text(await redis.get(lock) or b"") == owner:
+                if as_text(await redis.get(lock) or b"") == owner:
                     await redis.delete(lock)
 
 

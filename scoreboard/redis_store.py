@@ -44,6 +44,11 @@ def connect_in_process() -> RedisClient:
     return client
 
 
+def as_text(value: Any) -> str:
+    """A reply value as text (replies come as bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 @asynccontextmanager
 async def redis_errors() -> AsyncIterator[None]:
     """Turn an unreachable or stalled Redis into SERVICE_UNAVAILABLE."""

@@ -11,13 +11,9 @@ import time
 from typing import Any
 
 from scoreboard.keys import Keys
-from scoreboard.redis_store import RedisClient, redis_errors
+from scoreboard.redis_store import RedisClient, as_text, redis_errors
 
 PRUNE_EVERY = 1024
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _now_ms() -> int:
@@ -69,7 +65,7 @@ class Revocations:
         now = _now_ms()
         async with redis_errors():
             rows: Any = await self._redis.zrangebyscore(self._set, now, "+inf", withscores=True)
-        self._known = {_text(sid): int(until) for sid, until in rows}
+        self._known = {as_text(sid): int(until) for sid, until in rows}
         self._live = True
 
     def on_disconnected(self) -> None:

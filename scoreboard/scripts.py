@@ -30,7 +30,7 @@ from scoreboard.errors import (
 )
 from scoreboard.ratelimit import RateDecision, refusal
 from scoreboard.redis_pipeline import PipelinedConnection
-from scoreboard.redis_store import RedisClient, redis_errors
+from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.settings import RateRule
 
 _INCLUDE_RE = re.compile(r"^-- @include ([a-z_]+)$", re.MULTILINE)
@@ -85,7 +85,7 @@ def entries_from_flat(flat: list[Any], first_rank: int) -> list[BoardEntry]:
     """Four fields per entry (id, name, score, updated ms), as the scripts reply."""
     entries = []
     for offset in range(0, len(flat), 4):
-        user_id, name, score, updated = (_text(value) for value in flat[offset : offset + 4])
+        user_id, name, score, updated = (as_text(value) for value in flat[offset : offset + 4])
         entries.append(
             BoardEntry(
                 rank=first_rank + offset // 4,
@@ -96,10 +96,6 @@ def entries_from_flat(flat: list[Any], first_rank: int) -> list[BoardEntry]:
             )
         )
     return entries
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -159,7 +155,7 @@ class ScoringPolicy:
 
 def _raise_for(reply: list[Any], rule: RateRule) -> None:
     """The one place where script statuses become errors."""
-    status = ScriptStatus(_text(reply[0]))
+    status = ScriptStatus(as_text(reply[0]))
     if status is ScriptStatus.BOARD_NOT_READY:
         raise ServiceUnavailable("The board is being rebuilt; retry shortly", retry_after=2)
     if status is ScriptStatus.RATE_LIMITED:
@@ -170,8 +166,8 @@ def _raise_for(reply: list[Any], rule: RateRule) -> None:
         raise InvalidActionToken(details={"reason": "already_used"})
     if status is ScriptStatus.TOKEN_MISMATCH:
         raise InvalidActionToken(
-            f"The action token is bound to another {_text(reply[1])}",
-            details={"reason": f"{_text(reply[1])}_mismatch"},
+            f"The action token is bound to another {as_text(reply[1])}",
+            details={"reason": f"{as_text(reply[1])}_mismatch"},
         )
     if status is ScriptStatus.ABOVE_MAX:
         raise ScoreValidationFailed(
@@ -186,7 +182,7 @@ def _raise_for(reply: list[Any], rule: RateRule) -> None:
     if status is ScriptStatus.ANTICHEAT_REJECTED:
         raise ScoreValidationFailed(
             "The score update was rejected as implausible",
-            details={"reason": _text(reply[1]), "risk_score": float(reply[2])},
+            details={"reason": as_text(reply[1]), "risk_score": float(reply[2])},
         )
     raise ScoreboardError(f"unexpected script status {status}")
 
@@ -250,7 +246,7 @@ class Scripts:
             keys,
             [rule.limit, rule.period_us, user_id, session_id, action_type, max_increase, ttl_ms],
         )
-        if _text(reply[0]) != ScriptStatus.OK:
+        if as_text(reply[0]) != ScriptStatus.OK:
             _raise_for(reply, rule)
         return RateDecision(True, rule.limit, int(reply[1]), 0.0, int(reply[2]) / 1e6)
 
@@ -281,7 +277,7 @@ class Scripts:
                 submission.metadata_json,
             ],
         )
-        if _text(reply[0]) != ScriptStatus.OK:
+        if as_text(reply[0]) != ScriptStatus.OK:
             _raise_for(reply, policy.rate_rule)
         return _applied(reply, policy.rate_rule)
 
@@ -296,7 +292,7 @@ class Scripts:
 
     async def read_around(self, keys: list[str], user_id: str, radius: int) -> PlayerPosition:
         reply = await self._call("read_around", keys, [user_id, radius])
-        if _text(reply[0]) == ScriptStatus.NOT_RANKED:
+        if as_text(reply[0]) == ScriptStatus.NOT_RANKED:
             return PlayerPosition(int(reply[1]), 0, [])
         first_rank = int(reply[3])
         return PlayerPosition(
@@ -305,7 +301,7 @@ class Scripts:
 
 
 def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:
-    top_json = _text(reply[11])
+    top_json = as_text(reply[11])
     top = None
     if top_json:
         flat = [field for entry in json.loads(top_json) for field in entry]
@@ -315,7 +311,7 @@ def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:
         new_rank=int(reply[2]),
         old_score=int(reply[3]),
         old_rank=int(reply[4]) or None,
-        stream_id=_text(reply[5]),
+        stream_id=as_text(reply[5]),
         risk=float(reply[6]),
         flagged=bool(int(reply[7])),
         rate=RateDecision(True, rule.limit, int(reply[8]), 0.0, int(reply[9]) / 1e6),

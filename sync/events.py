@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass, fields
 from typing import Any
 
+from scoreboard.redis_store import as_text
+
 APPLIED = "score_updated"
 REJECTED = "score_rejected"
 
@@ -47,10 +49,6 @@ class StreamEvent:
 COLUMNS = [f.name for f in fields(StreamEvent)]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _optional_int(raw: dict[str, str], key: str) -> int | None:
     return int(raw[key]) if raw.get(key) else None
 
@@ -64,7 +62,7 @@ def _address(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 def parse(stream_id: Any, raw_fields: dict[Any, Any]) -> StreamEvent:
     """Raises KeyError or ValueError for an entry that is not a well-formed event."""
-    raw = {_text(k): _text(v) for k, v in raw_fields.items()}
+    raw = {as_text(k): as_text(v) for k, v in raw_fields.items()}
     kind = raw["type"]
     if kind not in (APPLIED, REJECTED):
         raise ValueError(f"unknown event type {kind!r}")
@@ -73,7 +71,7 @@ def parse(stream_id: Any, raw_fields: dict[Any, Any]) -> StreamEvent:
         raise ValueError("meta is not an object")
     action_data = meta.get("action_data")
     return StreamEvent(
-        stream_id=_text(stream_id),
+        stream_id=as_text(stream_id),
         event_id=uuid.UUID(raw["event_id"]),
         kind=kind,
         seq=_optional_int(raw, "seq"),

@@ -26,7 +26,7 @@ from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.rebuild import ensure_board
-from scoreboard.redis_store import RedisClient, redis_errors
+from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
 from sync.events import StreamEvent, parse
@@ -42,10 +42,6 @@ MAX_BACKOFF_SECONDS = 30.0
 FAILPOINT_ENV = "SCOREBOARD_SYNC_FAILPOINT"
 
 Entry = tuple[Any, dict[Any, Any] | None]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _entries(reply: Any) -> list[Entry]:
@@ -192,7 +188,7 @@ class Syncer:
         failed: list[tuple[Entry, str]] = []
         for stream_id, raw in batch:
             if not raw:  # trimmed or deleted while pending: nothing to persist
-                done.append(_text(stream_id))
+                done.append(as_text(stream_id))
                 continue
             try:
                 events.append(parse(stream_id, raw))
@@ -201,7 +197,7 @@ class Syncer:
         if events:
             persisted, rejected = await self._persist(events)
             done += persisted
-            raw_by_id = {_text(stream_id): raw for stream_id, raw in batch}
+            raw_by_id = {as_text(stream_id): raw for stream_id, raw in batch}
             failed += [((sid, raw_by_id[sid]), error) for sid, error in rejected]
         self._hit_failpoint("after_commit")
         await self._acknowledge(done)
@@ -245,14 +241,14 @@ class Syncer:
 
     async def _record_failure(self, entry: Entry, error: str) -> None:
         """Count a failed attempt; past the limit the entry goes to the dead letters."""
-        stream_id, raw = _text(entry[0]), entry[1] or {}
+        stream_id, raw = as_text(entry[0]), entry[1] or {}
         failures = self.keys.sync_failures(self.board)
         async with redis_errors():
             attempts = int(await self.redis.hincrby(failures, stream_id, 1))
             if attempts < self.settings.sync_max_attempts:
                 log.warning("entry %s failed (attempt %d): %s", stream_id, attempts, error)
                 return
-            fields: dict[Any, Any] = {_text(k): _text(v) for k, v in raw.items()}
+            fields: dict[Any, Any] = {as_text(k): as_text(v) for k, v in raw.items()}
             fields.update(stream_id=stream_id, error=error[:1000], attempts=str(attempts))
             await self.redis.xadd(self.keys.dead_letters(self.board), fields)
             await self.redis.xack(self.stream, GROUP, stream_id)
@@ -266,16 +262,16 @@ class Syncer:
         async with redis_errors():
             pending = await self.redis.xpending(self.stream, GROUP)
             if pending["pending"]:
-                threshold = _text(pending["min"])
+                threshold = as_text(pending["min"])
             else:
                 group = await self._group_info()
-                delivered = _text(group.get("last-delivered-id", "0-0"))
+                delivered = as_text(group.get("last-delivered-id", "0-0"))
                 threshold = next_id(delivered)
             await self.redis.xtrim(self.stream, minid=threshold, approximate=False)
 
     async def _group_info(self) -> dict[str, Any]:
         for group in await self.redis.xinfo_groups(self.stream):
-            if _text(group["name"]) == GROUP:
+            if as_text(group["name"]) == GROUP:
                 return dict(group)
         return {}
 
