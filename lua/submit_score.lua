@@ -17,7 +17,8 @@
 --   KEYS[2]  the action token: sb:{board}:tok:<sha256> (hash)
 --   KEYS[3]  the board (sorted set of members, score = points)
 --   KEYS[4]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
---   KEYS[5]  this player's anti-cheat state (hash: last_us, recent)
+--   KEYS[5]  this player's anti-cheat state (hash: last_us, and recent: points per
+--            tenth of the window, '<bucket>:<points>,...', at most seven buckets)
 --   KEYS[6]  the board's update sequence (integer)
 --   KEYS[7]  the board's event stream (no MAXLEN: the syncer trims what it persisted)
 --   KEYS[8]  the board's update channel (pub/sub)
@@ -41,9 +42,10 @@
 --   { 'OK', new_score, new_rank, old_score, old_rank (0 = was not ranked), stream_id,
 --     risk, flagged (0/1), rate_remaining, rate_reset_us, total_players,
 --     top_json ('' unless the change touched the top N), sequence }
---   The published message is JSON: { seq, id, board, user_id, username, delta,
---   old_score, new_score, old_rank, new_rank, ts, total [, top] }, numbers as
---   decimal strings, top as [[user_id, username, score, updated_ms], ...].
+--   The published message is '<sequence> <JSON>' (the sequence first, so a subscriber
+--   that already holds a newer state skips the JSON): { seq, id, board, user_id,
+--   username, delta, old_score, new_score, old_rank, new_rank, ts, total [, top] },
+--   numbers as decimal strings, top as [[user_id, username, score, updated_ms], ...].
 --   { 'RATE_LIMITED', retry_after_us, reset_us }
 --   { 'TOKEN_UNKNOWN' }            no such token (never issued, or expired)
 --   { 'TOKEN_NOT_OWNED' }          issued to another user; left untouched
@@ -154,14 +156,17 @@ if new_score > ceiling then
   return { S_OVERFLOW, ARGV[8] }
 end
 
--- 4. anti-cheat: points in the last window, claimed duration vs time since last update
+-- 4. anti-cheat: points in the last window (six buckets of a sixth of it, the current
+-- one included, so the state stays a few bytes), claimed duration vs time since the
+-- player's last update
 local stats = rcall('HMGET', stats_key, 'last_us', 'recent')
 local last_us = tonumber(stats[1])
+local current_bucket = math.floor(now / (window_us / 6))
 local recent_points, kept = 0, {}
-for stamp, points in string.gmatch(stats[2] or '', '(%d+):(%d+)') do
-  if now - tonumber(stamp) < window_us then
+for bucket, points in string.gmatch(stats[2] or '', '(%d+):(%d+)') do
+  if current_bucket - tonumber(bucket) < 6 then
     recent_points = recent_points + tonumber(points)
-    kept[#kept + 1] = stamp .. ':' .. points
+    kept[bucket] = tonumber(points)
   end
 end
 local risk, reason = 0, ''
@@ -191,8 +196,13 @@ end
 rcall('ZADD', board_key, int(new_score), new_member)
 local new_rank = rcall('ZREVRANK', board_key, new_member) + 1
 rcall('HSET', players_key, user_id, new_member .. '|' .. now_ms .. '|' .. username)
-kept[#kept + 1] = int(now) .. ':' .. increase_text
-rcall('HSET', stats_key, 'last_us', int(now), 'recent', table.concat(kept, ','))
+local bucket_key = int(current_bucket)
+kept[bucket_key] = (kept[bucket_key] or 0) + increase
+local buckets = {}
+for bucket, points in pairs(kept) do
+  buckets[#buckets + 1] = bucket .. ':' .. int(points)
+end
+rcall('HSET', stats_key, 'last_us', int(now), 'recent', table.concat(buckets, ','))
 local total = rcall('ZCARD', board_key)
 
 local top = nil
@@ -221,7 +231,7 @@ local message = { seq = int(sequence), id = stream_id, board = board, user_id = 
 if top then
   message.top = top
 end
-rcall('PUBLISH', channel, cjson.encode(message))
+rcall('PUBLISH', channel, int(sequence) .. ' ' .. cjson.encode(message))
 
 return { S_OK, int(new_score), new_rank, int(old_score), old_rank, stream_id, risk_text,
   flagged, rate_remaining, rate_reset, total, top_json, sequence }

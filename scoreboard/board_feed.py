@@ -41,7 +41,9 @@ class BoardEvent:
 
     @classmethod
     def from_message(cls, data: bytes | str) -> BoardEvent:
-        body = json.loads(data)
+        """From a published '<sequence> <JSON>' message."""
+        raw = data.encode() if isinstance(data, str) else data
+        body = json.loads(raw.partition(b" ")[2])
         top = body.get("top")
         return cls(
             seq=int(body["seq"]),
@@ -60,6 +62,10 @@ class BoardEvent:
 
 class FeedListener(Protocol):
     """Follows the board's update events."""
+
+    def wants(self, seq: int) -> bool:
+        """Whether the event with this sequence could change anything for it."""
+        ...
 
     def on_event(self, event: BoardEvent) -> None: ...
 
@@ -149,12 +155,18 @@ class BoardFeed:
             self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
+        """Parse an event only when a listener wants it: a writer's own events, for
+        instance, arrive after it has applied them."""
         try:
+            seq = int(data.partition(b" ")[0])
+            interested = [listener for listener in self._listeners if listener.wants(seq)]
+            if not interested:
+                return
             event = BoardEvent.from_message(data)
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed board event")
             return
-        for listener in self._listeners:
+        for listener in interested:
             listener.on_event(event)
 
     def _set_disconnected(self) -> None:

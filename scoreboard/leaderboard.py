@@ -72,6 +72,9 @@ class Leaderboard:
         self._live = False
 
     # FeedListener
+    def wants(self, seq: int) -> bool:
+        return self._snapshot is None or seq > self._snapshot.seq
+
     def on_event(self, event: BoardEvent) -> None:
         self.apply(event.seq, event.total_players, event.top)
 

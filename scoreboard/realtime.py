@@ -119,6 +119,9 @@ class Hub:
         )
 
     # FeedListener
+    def wants(self, seq: int) -> bool:
+        return bool(self._subscribers)
+
     def on_event(self, event: BoardEvent) -> None:
         if event.top is None:
             return  # the top N did not change: nothing for the feeds

@@ -99,7 +99,9 @@ async def test_the_event_is_published(board: Board) -> None:
             break
     await pubsub.aclose()
     assert message is not None
-    body = json.loads(message["data"])
+    seq, _, text = message["data"].partition(b" ")
+    body = json.loads(text)
+    assert seq == b"1"
     assert (body["user_id"], body["new_score"], body["new_rank"], body["seq"]) == (
         user,
         "7",
@@ -286,3 +288,17 @@ async def test_fifty_parallel_submissions_of_one_token_apply_once(board: Board) 
     assert (
         int(await board.client.zscore(board.keys.leaderboard(), await _member(board, user))) == 10
     )
+
+
+async def test_anticheat_window_forgets_old_points_and_stays_small(board: Board) -> None:
+    user = _uid()
+    policy = board.with_policy(window_points=100, window_us=600_000)
+    for _ in range(5):
+        await board.submit(user, await board.issue(user), 20, policy=policy)
+    with pytest.raises(ScoreValidationFailed):
+        await board.submit(user, await board.issue(user), 1, policy=policy)
+    await asyncio.sleep(0.75)
+    applied = await board.submit(user, await board.issue(user), 60, policy=policy)
+    assert applied.new_score == 160
+    recent = await board.client.hget(board.keys.user(user), "recent")
+    assert 1 <= len(recent.split(b",")) <= 7
