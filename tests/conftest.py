@@ -6,6 +6,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import fakeredis
@@ -178,11 +179,24 @@ class RunningServer:
         self._log.close()
 
 
+@contextmanager
+def serving(
+    env: dict[str, str], cwd: Path, count: int = 1, workers: int = 1, within: float = 60.0
+) -> Iterator[list[RunningServer]]:
+    """`count` ready server processes on one configuration, stopped afterwards."""
+    servers: list[RunningServer] = []
+    try:
+        for _ in range(count):
+            servers.append(RunningServer(env, cwd, workers))
+        for server in servers:
+            server.wait_ready(within)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.fixture
 def real_server(settings: Settings, tmp_path: Path) -> Iterator[RunningServer]:
-    server = RunningServer(server_env(settings), tmp_path)
-    try:
-        server.wait_ready()
+    with serving(server_env(settings), tmp_path) as (server,):
         yield server
-    finally:
-        server.stop()

@@ -12,7 +12,7 @@ import httpx
 from scoreboard.migrations import available
 from scoreboard.settings import Settings
 from tests.auth_helpers import error_code, login, new_username
-from tests.conftest import RunningServer, server_env
+from tests.conftest import server_env, serving
 
 
 def _run(
@@ -95,13 +95,9 @@ async def test_users_create_reads_the_password_from_stdin(
     assert duplicate.returncode == 1
     assert "username is already taken" in duplicate.stderr
 
-    server = RunningServer(env, tmp_path)
-    try:
-        server.wait_ready()
+    with serving(env, tmp_path) as (server,):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             tokens = await login(http, name, "admin password 1")
             assert tokens["user_id"]
             wrong = await http.post("/auth/login", json={"username": name, "password": "nope"})
             assert error_code(wrong) == "INVALID_CREDENTIALS"
-    finally:
-        server.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.auth_helpers import login, new_player, register, submit
-from tests.conftest import RunningServer
+from tests.conftest import serving
 
 
 def _embedded_env(data_dir: Path) -> dict[str, str]:
@@ -28,16 +28,12 @@ def _embedded_env(data_dir: Path) -> dict[str, str]:
 async def test_embedded_mode_keeps_accounts_across_restarts(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = _embedded_env(data_dir)
-    first = RunningServer(env, tmp_path)
-    try:
-        first.wait_ready(timeout=120)
+    with serving(env, tmp_path, within=120) as (first,):
         async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
             user = await register(http)
             detailed = (await http.get("/health/detailed")).json()["data"]
             assert detailed["mode"] == "embedded"
             assert detailed["components"]["redis"]["status"] == "up"
-    finally:
-        first.stop()
     log = first.log_path.read_text()
     assert "EMBEDDED MODE" in log
 
@@ -46,9 +42,7 @@ async def test_embedded_mode_keeps_accounts_across_restarts(tmp_path: Path) -> N
     stored = json.loads(secrets_file.read_text())
     assert len(stored["jwt_secret"]) >= 32
 
-    second = RunningServer(env, tmp_path)
-    try:
-        second.wait_ready(timeout=120)
+    with serving(env, tmp_path, within=120) as (second,):
         async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
             tokens = await login(http, user["username"])
             assert tokens["user_id"] == user["user_id"]
@@ -56,8 +50,6 @@ async def test_embedded_mode_keeps_accounts_across_restarts(tmp_path: Path) -> N
                 "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
             )
             assert refreshed.status_code == 200
-    finally:
-        second.stop()
     assert json.loads(secrets_file.read_text()) == stored
 
 
@@ -76,25 +68,17 @@ async def test_embedded_mode_syncs_and_rebuilds_the_board_after_a_restart(
     tmp_path: Path,
 ) -> None:
     env = _embedded_env(tmp_path / "data")
-    first = RunningServer(env, tmp_path)
-    try:
-        first.wait_ready(timeout=120)
+    with serving(env, tmp_path, within=120) as (first,):
         async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
             players = [await new_player(http) for _ in range(3)]
             for points, player in zip((30, 50, 30), players, strict=True):
                 assert (await submit(http, player, points)).status_code == 200
             before = (await http.get("/leaderboard/top10")).json()["data"]["leaderboard"]
             await _wait_for_sync(http)
-    finally:
-        first.stop()
 
-    second = RunningServer(env, tmp_path)
-    try:
-        second.wait_ready(timeout=120)
+    with serving(env, tmp_path, within=120) as (second,):
         async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
             after = (await http.get("/leaderboard/top10")).json()["data"]["leaderboard"]
-    finally:
-        second.stop()
     strip = [(e["user_id"], e["rank"], e["score"]) for e in before]
     assert [(e["user_id"], e["rank"], e["score"]) for e in after] == strip
     assert [e["score"] for e in after] == [50, 30, 30]

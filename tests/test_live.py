@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from scoreboard.settings import Settings
 from tests.auth_helpers import bearer, new_player, submit
-from tests.conftest import RunningServer, server_env
+from tests.conftest import RunningServer, server_env, serving
 
 GENEROUS = "100000/minute"
 
@@ -34,12 +34,8 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def live_server(settings: Settings, tmp_path: Path) -> Iterator[RunningServer]:
-    server = RunningServer(_env(settings), tmp_path)
-    try:
-        server.wait_ready()
+    with serving(_env(settings), tmp_path) as (server,):
         yield server
-    finally:
-        server.stop()
 
 
 def _ws_url(server: RunningServer, token: str) -> str:
@@ -174,10 +170,7 @@ async def test_a_burst_is_coalesced(live_server: RunningServer) -> None:
 async def test_a_client_on_one_instance_sees_writes_through_another(
     settings: Settings, tmp_path: Path
 ) -> None:
-    first, second = RunningServer(_env(settings), tmp_path), RunningServer(_env(settings), tmp_path)
-    try:
-        first.wait_ready()
-        second.wait_ready()
+    with serving(_env(settings), tmp_path, count=2) as (first, second):
         async with (
             httpx.AsyncClient(base_url=first.url, timeout=30) as a,
             httpx.AsyncClient(base_url=second.url, timeout=30) as b,
@@ -189,9 +182,6 @@ async def test_a_client_on_one_instance_sees_writes_through_another(
                 await _next_update(ws)
                 await submit(b, player, 77)
                 update = await _next_update(ws)
-    finally:
-        first.stop()
-        second.stop()
     assert update["updated_user"]["user_id"] == player["user_id"]
 
 

@@ -14,7 +14,7 @@ import redis
 from scoreboard.keys import Keys
 from scoreboard.settings import Settings
 from tests.auth_helpers import bearer, error_code, issue_token, new_player
-from tests.conftest import RunningServer, server_env
+from tests.conftest import RunningServer, server_env, serving
 
 GENEROUS = "100000/minute"
 
@@ -27,12 +27,8 @@ def scoring_server(settings: Settings, tmp_path: Path) -> Iterator[RunningServer
         SCOREBOARD_RATE_LIMIT_ACTION_TOKEN=GENEROUS,
         SCOREBOARD_RATE_LIMIT_LEADERBOARD=GENEROUS,
     )
-    server = RunningServer(env, tmp_path)
-    try:
-        server.wait_ready()
+    with serving(env, tmp_path) as (server,):
         yield server
-    finally:
-        server.stop()
 
 
 def _board_state(settings: Settings) -> tuple[list[tuple[bytes, float]], int]:
@@ -77,9 +73,7 @@ async def test_rate_limit_is_exact_under_parallel_load(settings: Settings, tmp_p
         SCOREBOARD_RATE_LIMIT_SCORE_UPDATE="10/minute",
         SCOREBOARD_RATE_LIMIT_ACTION_TOKEN=GENEROUS,
     )
-    server = RunningServer(env, tmp_path, workers=2)
-    try:
-        server.wait_ready()
+    with serving(env, tmp_path, workers=2) as (server,):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             player = await new_player(http)
             tokens = [await issue_token(http, player["access_token"]) for _ in range(40)]
@@ -93,8 +87,6 @@ async def test_rate_limit_is_exact_under_parallel_load(settings: Settings, tmp_p
                     for token in tokens
                 )
             )
-    finally:
-        server.stop()
     statuses = [response.status_code for response in responses]
     assert statuses.count(200) == 10
     assert statuses.count(429) == 30
@@ -112,10 +104,7 @@ async def test_another_process_follows_the_top10(settings: Settings, tmp_path: P
         SCOREBOARD_RATE_LIMIT_ACTION_TOKEN=GENEROUS,
         SCOREBOARD_RATE_LIMIT_LEADERBOARD=GENEROUS,
     )
-    writer, reader = RunningServer(env, tmp_path), RunningServer(env, tmp_path)
-    try:
-        writer.wait_ready()
-        reader.wait_ready()
+    with serving(env, tmp_path, count=2) as (writer, reader):
         async with (
             httpx.AsyncClient(base_url=writer.url, timeout=30) as w,
             httpx.AsyncClient(base_url=reader.url, timeout=30) as r,
@@ -133,9 +122,6 @@ async def test_another_process_follows_the_top10(settings: Settings, tmp_path: P
             while time.monotonic() < deadline and not seen:
                 seen = (await r.get("/leaderboard/top10")).json()["data"]["leaderboard"]
                 await asyncio.sleep(0.02)
-    finally:
-        writer.stop()
-        reader.stop()
     assert [(e["user_id"], e["score"]) for e in seen] == [(player["user_id"], 42)]
 
 

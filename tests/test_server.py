@@ -11,7 +11,7 @@ import httpx
 
 from scoreboard.settings import Settings
 from tests.auth_helpers import error_code, login, new_username, register
-from tests.conftest import RunningServer, server_env
+from tests.conftest import RunningServer, server_env, serving
 
 
 async def test_concurrent_refreshes_of_one_token_yield_one_success(
@@ -78,9 +78,7 @@ async def test_login_throttle_keys_on_the_socket_peer_not_x_forwarded_for(
     settings: Settings, tmp_path: Path
 ) -> None:
     env = server_env(settings, SCOREBOARD_RATE_LIMIT_LOGIN="3/minute")
-    server = RunningServer(env, tmp_path)
-    try:
-        server.wait_ready()
+    with serving(env, tmp_path) as (server,):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             statuses = []
             for hop in range(5):
@@ -90,33 +88,21 @@ async def test_login_throttle_keys_on_the_socket_peer_not_x_forwarded_for(
                     headers={"X-Forwarded-For": f"198.51.100.{hop}"},
                 )
                 statuses.append(response.status_code)
-    finally:
-        server.stop()
     assert statuses == [401, 401, 401, 429, 429]
 
 
 async def test_several_workers_share_one_database(settings: Settings, tmp_path: Path) -> None:
-    server = RunningServer(server_env(settings), tmp_path, workers=2)
-    try:
-        server.wait_ready()
+    with serving(server_env(settings), tmp_path, workers=2) as (server,):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             user = await register(http)
             results = await asyncio.gather(*(login(http, user["username"]) for _ in range(10)))
-    finally:
-        server.stop()
     assert {tokens["user_id"] for tokens in results} == {user["user_id"]}
 
 
 async def test_logout_on_one_process_is_honoured_by_another(
     settings: Settings, tmp_path: Path
 ) -> None:
-    first, second = (
-        RunningServer(server_env(settings), tmp_path),
-        RunningServer(server_env(settings), tmp_path),
-    )
-    try:
-        first.wait_ready()
-        second.wait_ready()
+    with serving(server_env(settings), tmp_path, count=2) as (first, second):
         async with (
             httpx.AsyncClient(base_url=first.url, timeout=30) as a,
             httpx.AsyncClient(base_url=second.url, timeout=30) as b,
@@ -129,7 +115,4 @@ async def test_logout_on_one_process_is_honoured_by_another(
             assert before.status_code == 200
             assert (await a.post("/auth/logout", headers=headers)).status_code == 200
             after = await b.post("/auth/action-token", json=token_request, headers=headers)
-    finally:
-        first.stop()
-        second.stop()
     assert after.status_code == 401 and error_code(after) == "INVALID_TOKEN"
