@@ -64,6 +64,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "ws_max_size": settings.ws_max_message_bytes,
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
+        # Compressing each message per client costs more CPU than the fan-out itself,
+        # and inflating client frames invites compression bombs.
+        "ws_per_message_deflate": False,
     }
     if args.workers == 1:
         uvicorn.run(create_app(settings), **common)
