@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -97,6 +98,7 @@ class Hub:
         self._last_sent = 0.0
         self._flush_task: asyncio.Task[None] | None = None
         self.sent = 0
+        self.sse_streams: Counter[str] = Counter()  # open SSE streams per client address
 
     @property
     def subscriber_count(self) -> int:

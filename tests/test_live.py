@@ -191,3 +191,19 @@ async def test_the_live_page_is_served(live_server: RunningServer) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'new EventSource("/sse/leaderboard")' in page.text
     assert not re.search(r"(src|href)\s*=|@import|url\(", page.text)  # no external assets
+
+
+async def test_sse_streams_are_capped_per_address(settings: Settings, tmp_path: Path) -> None:
+    env = _env(settings, SCOREBOARD_SSE_MAX_CONNECTIONS_PER_IP="2")
+    with serving(env, tmp_path) as (server,):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            async with (
+                http.stream("GET", "/sse/leaderboard") as one,
+                http.stream("GET", "/sse/leaderboard") as two,
+            ):
+                assert one.status_code == two.status_code == 200
+                third = await http.get("/sse/leaderboard")
+                assert third.status_code == 429
+                assert third.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+            async with http.stream("GET", "/sse/leaderboard") as again:
+                assert again.status_code == 200

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ POLICY_VIOLATION = 1008
 TICK_SECONDS = 5.0
 FLOOD_WINDOW_SECONDS = 1.0
 SSE_PING_SECONDS = 15
-
-_sse_connections: Counter[str] = Counter()
 
 
 def _error(code: str, message: str) -> str:
@@ -137,11 +134,12 @@ def _sse_event(message: Broadcast) -> dict[str, Any]:
 async def sse_leaderboard(request: Request) -> EventSourceResponse:
     svc = services(request)
     ip = address(request)
-    if _sse_connections[ip] >= svc.settings.sse_max_connections_per_ip:
+    streams = svc.hub.sse_streams
+    if streams[ip] >= svc.settings.sse_max_connections_per_ip:
         raise RateLimitExceeded(
             "Too many live connections from this address", headers={"Retry-After": "5"}
         )
-    _sse_connections[ip] += 1
+    streams[ip] += 1
     subscriber, current = await svc.hub.subscribe()
 
     async def events() -> AsyncIterator[dict[str, Any]]:
@@ -153,9 +151,9 @@ async def sse_leaderboard(request: Request) -> EventSourceResponse:
                     yield _sse_event(message)
         finally:
             svc.hub.unsubscribe(subscriber)
-            _sse_connections[ip] -= 1
-            if _sse_connections[ip] <= 0:
-                del _sse_connections[ip]
+            streams[ip] -= 1
+            if streams[ip] <= 0:
+                del streams[ip]
 
     return EventSourceResponse(
         events(), ping=SSE_PING_SECONDS, headers={"Cache-Control": "no-store"}
