@@ -11,7 +11,6 @@ A script may share helpers with others through `-- @include NAME`, which pastes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -192,16 +191,10 @@ class Scripts:
     auto-pipelining connection when there is one, else through the general client."""
 
     def __init__(self, client: RedisClient, pipelined: PipelinedConnection | None = None):
-        sources = load_sources()
         self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(source) for name, source in sources.items()
+            name: client.register_script(source) for name, source in load_sources().items()
         }
         self._pipelined = pipelined
-        self._sources = sources
-        self._shas = {
-            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
-            for name, src in sources.items()
-        }
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         async with redis_errors():
@@ -212,11 +205,12 @@ class Scripts:
     async def _evalsha(
         self, conn: PipelinedConnection, name: str, keys: list[str], args: list[Any]
     ) -> Any:
+        script = self._scripts[name]
         try:
-            return await conn.execute("EVALSHA", self._shas[name], len(keys), *keys, *args)
+            return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await conn.execute("SCRIPT", "LOAD", self._sources[name])
-            return await conn.execute("EVALSHA", self._shas[name], len(keys), *keys, *args)
+            await conn.execute("SCRIPT", "LOAD", script.script)
+            return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def rate_limit(self, key: str, rule: RateRule) -> RateDecision:
         allowed, remaining, retry_us, reset_us = await self._call(

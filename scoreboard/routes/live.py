@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from scoreboard.errors import InvalidToken, RateLimitExceeded, ScoreboardError
+from scoreboard.errors import RateLimitExceeded, ScoreboardError
 from scoreboard.jwt_tokens import AccessClaims
 from scoreboard.realtime import Broadcast, Subscriber
 from scoreboard.routes.common import address, services
@@ -41,7 +41,7 @@ async def _authenticate(websocket: WebSocket) -> AccessClaims | None:
     token = websocket.query_params.get("token", "")
     try:
         return await services(websocket).sessions.authenticate(token)
-    except (InvalidToken, ScoreboardError):
+    except ScoreboardError:
         return None
 
 
