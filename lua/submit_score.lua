@@ -35,7 +35,9 @@
 --   ARGV[13] claimed duration of the action in microseconds, '' = not claimed
 --   ARGV[14] N of the top N that subscribers are sent
 --   ARGV[15] event id (UUID)         ARGV[16] token hash      ARGV[17] board name
---   ARGV[18] request metadata (JSON text, kept in the stream only)
+--   ARGV[18] client address          ARGV[19] client user agent
+--   ARGV[20] the action's telemetry (JSON text, '' = none)
+--   (ARGV 18-20 are kept in the stream only, for the audit trail)
 --
 -- Output:
 --   { 'BOARD_NOT_READY' }          nothing done; retry after the rebuild
@@ -84,7 +86,8 @@ local window_points, window_us = tonumber(ARGV[10]), tonumber(ARGV[11])
 local duration_slack_us = tonumber(ARGV[12])
 local claimed_us = tonumber(ARGV[13])
 local top_n = tonumber(ARGV[14])
-local event_id, token_hash, board, meta = ARGV[15], ARGV[16], ARGV[17], ARGV[18]
+local event_id, token_hash, board = ARGV[15], ARGV[16], ARGV[17]
+local client_ip, user_agent, action_data = ARGV[18], ARGV[19], ARGV[20]
 
 local function int(n)
   return string.format('%d', n)
@@ -97,7 +100,8 @@ local function audit_rejection(status, reason, session_id, action_type, risk)
   rcall('XADD', events_key, '*', 'type', 'score_rejected', 'event_id', event_id,
     'board', board, 'user_id', user_id, 'status', status, 'reason', reason,
     'delta', increase_text, 'action_type', action_type, 'session_id', session_id,
-    'token_hash', token_hash, 'risk', risk, 'meta', meta, 'ts', now_ms)
+    'token_hash', token_hash, 'risk', risk, 'ip', client_ip, 'user_agent', user_agent,
+    'action_data', action_data, 'ts', now_ms)
 end
 
 if rcall('EXISTS', ready_key) == 0 then
@@ -222,8 +226,8 @@ local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
   'delta', increase_text, 'old_score', int(old_score), 'new_score', int(new_score),
   'old_rank', int(old_rank), 'new_rank', int(new_rank), 'action_type', action_type,
   'session_id', session_id, 'token_hash', token_hash, 'risk', risk_text,
-  'flagged', int(flagged), 'reason', reason, 'meta', meta, 'ts', now_ms,
-  'total', int(total), 'top', top_json)
+  'flagged', int(flagged), 'reason', reason, 'ip', client_ip, 'user_agent', user_agent,
+  'action_data', action_data, 'ts', now_ms)
 
 local message = { seq = int(sequence), id = stream_id, board = board, user_id = user_id, username = username,
   delta = increase_text, old_score = int(old_score), new_score = int(new_score),

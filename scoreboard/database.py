@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +25,44 @@ _UNAVAILABLE = (
 )
 
 
+# PostgreSQL's binary `inet`: family (2 = IPv4, 3 = IPv6), prefix bits, is-cidr, length,
+# then the address bytes.
+_INET_FAMILY = {4: 2, 6: 3}
+
+
+@functools.lru_cache(maxsize=4096)
+def _inet_bytes(text: str) -> bytes:
+    address = ipaddress.ip_address(text)
+    packed = address.packed
+    return bytes((_INET_FAMILY[address.version], address.max_prefixlen, 0, len(packed))) + packed
+
+
+def encode_inet(value: object) -> bytes:
+    """An address (text or `ipaddress` object) in the binary format, cached by its text:
+    the driver's own encoder parses the text again for every row of a COPY."""
+    return _inet_bytes(str(value))
+
+
+def decode_inet(
+    data: bytes,
+) -> (
+    ipaddress.IPv4Address
+    | ipaddress.IPv6Address
+    | ipaddress.IPv4Interface
+    | ipaddress.IPv6Interface
+):
+    bits, packed = data[1], data[4:]
+    if bits == len(packed) * 8:
+        return ipaddress.ip_address(packed)
+    return ipaddress.ip_interface((packed, bits))
+
+
+async def _setup_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "inet", schema="pg_catalog", encoder=encode_inet, decoder=decode_inet, format="binary"
+    )
+
+
 async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
     async with db_errors():
         pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -31,6 +71,7 @@ async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
             max_size=size,
             timeout=CONNECT_TIMEOUT_SECONDS,
             command_timeout=COMMAND_TIMEOUT_SECONDS,
+            init=_setup_connection,
         )
     return pool
 

@@ -120,11 +120,6 @@ class Scoring:
         action_data, claimed_us = (
             parse_action_data(body["action_data"]) if "action_data" in body else (None, None)
         )
-        metadata = {
-            "ip": meta.ip,
-            "user_agent": meta.user_agent[:MAX_USER_AGENT_CHARS],
-            "action_data": action_data,
-        }
         return ScoreSubmission(
             user_id=claims.user_id,
             username=claims.username,
@@ -134,7 +129,11 @@ class Scoring:
             token_hash=token_hash(token),
             claimed_duration_us=claimed_us,
             event_id=str(uuid.uuid4()),
-            metadata_json=json.dumps(metadata, separators=(",", ":")),
+            ip=meta.ip,
+            user_agent=meta.user_agent[:MAX_USER_AGENT_CHARS],
+            action_data_json=""
+            if action_data is None
+            else json.dumps(action_data, separators=(",", ":")),
         )
 
     async def submit(

@@ -107,7 +107,9 @@ class ScoreSubmission:
     token_hash: str
     claimed_duration_us: int | None
     event_id: str
-    metadata_json: str
+    ip: str
+    user_agent: str
+    action_data_json: str  # '' when the action came without telemetry
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,9 @@ class Scripts:
                 submission.event_id,
                 submission.token_hash,
                 board,
-                submission.metadata_json,
+                submission.ip,
+                submission.user_agent,
+                submission.action_data_json,
             ],
         )
         if as_text(reply[0]) != ScriptStatus.OK:

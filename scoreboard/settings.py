@@ -79,6 +79,7 @@ class Settings:
     live_top_n: int = 10
     sync_batch_size: int = 1000
     sync_block_ms: int = 1000
+    sync_concurrency: int = 2
     sync_claim_idle_ms: int = 30_000
     sync_max_attempts: int = 5
     sync_consumer: str = field(default_factory=socket.gethostname)
@@ -142,6 +143,7 @@ class Settings:
             live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(10, 100)),
             sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 1000, _int_in(1, 10_000)),
             sync_block_ms=reader.get("SCOREBOARD_SYNC_BLOCK_MS", 1000, _int_in(1, 60_000)),
+            sync_concurrency=reader.get("SCOREBOARD_SYNC_CONCURRENCY", 2, _int_in(1, 16)),
             sync_claim_idle_ms=reader.get(
                 "SCOREBOARD_SYNC_CLAIM_IDLE_MS", 30_000, _int_in(100, 3_600_000)
             ),

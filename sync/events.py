@@ -1,29 +1,37 @@
-"""Stream entries as the syncer reads them, and their rows for the staging table."""
+"""Stream entries as the syncer reads them, and their rows for PostgreSQL.
+
+Parsing checks every field it keeps, so a malformed entry fails here (and goes to the
+dead letters) instead of in the middle of a batch's transaction. Ids stay strings: the
+database driver encodes a UUID from its text, which saves building objects per event.
+"""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
-import uuid
+import re
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from scoreboard.redis_store import as_text
 
 APPLIED = "score_updated"
 REJECTED = "score_rejected"
 
+_UUID_RE = re.compile(rb"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class StreamEvent:
     """One entry of a board's event stream; field order is the staging table's."""
 
     stream_id: str
-    event_id: uuid.UUID
+    event_id: str
     kind: str
     seq: int | None
     board: str
-    user_id: uuid.UUID
+    user_id: str
     delta: int
     new_score: int | None
     old_rank: int | None
@@ -37,61 +45,207 @@ class StreamEvent:
     flagged: bool
     reason: str
     status: str | None
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    ip: str | None
     user_agent: str | None
     action_data: str | None
     ts_ms: int
 
     def record(self) -> tuple[Any, ...]:
+        """Its row in the staging table (columns `COLUMNS`)."""
         return tuple(getattr(self, name) for name in COLUMNS)
+
+    def score_row(self) -> tuple[Any, ...]:
+        """Its row in `scores` (columns `SCORE_COLUMNS`); applied events only."""
+        return (
+            self.event_id,
+            self.stream_id,
+            self.seq,
+            self.board,
+            self.user_id,
+            self.delta,
+            self.new_score,
+            self.action_type,
+            self.session_id,
+            self.action_data,
+            self.risk,
+            moment(self.ts_ms),
+            self.ip,
+            self.user_agent,
+        )
+
+    def token_row(self) -> tuple[Any, ...]:
+        """The spent action token's row in `action_tokens` (`TOKEN_COLUMNS`)."""
+        expires = self.token_expires_ms
+        return (
+            self.event_id,
+            self.user_id,
+            self.token_hash,
+            self.board,
+            self.action_type,
+            self.session_id,
+            self.token_max,
+            None if expires is None else moment(expires),
+            moment(self.ts_ms),
+        )
+
+    def audit_row(self) -> tuple[Any, ...]:
+        """Its row in `audit_log` (`AUDIT_COLUMNS`)."""
+        applied = self.kind == APPLIED
+        details = {
+            "board": self.board,
+            "seq": self.seq,
+            "reason": self.reason or None,
+            "status": self.status,
+            "action_type": self.action_type,
+            "session_id": self.session_id,
+            "token_hash": self.token_hash,
+            "old_rank": self.old_rank,
+            "new_rank": self.new_rank,
+            "new_score": self.new_score,
+        }
+        return (
+            self.event_id,
+            self.stream_id,
+            "score_update" if applied else "score_rejected",
+            self.user_id,
+            self.ip,
+            self.user_agent,
+            self.delta,
+            "rejected" if not applied else "flagged" if self.flagged else "approved",
+            self.risk,
+            json.dumps({k: v for k, v in details.items() if v is not None}),
+            moment(self.ts_ms),
+        )
 
 
 COLUMNS = [f.name for f in fields(StreamEvent)]
+SCORE_COLUMNS = [
+    "event_id",
+    "stream_id",
+    "seq",
+    "board",
+    "user_id",
+    "score_change",
+    "new_score",
+    "action_type",
+    "session_id",
+    "action_data",
+    "risk_score",
+    "created_at",
+    "ip_address",
+    "user_agent",
+]
+TOKEN_COLUMNS = [
+    "event_id",
+    "user_id",
+    "token_hash",
+    "board",
+    "action_type",
+    "session_id",
+    "max_score_increase",
+    "expires_at",
+    "used_at",
+]
+AUDIT_COLUMNS = [
+    "event_id",
+    "stream_id",
+    "event_type",
+    "user_id",
+    "ip_address",
+    "user_agent",
+    "score_change",
+    "validation_result",
+    "risk_score",
+    "details",
+    "created_at",
+]
 
 
-def _optional_int(raw: dict[str, str], key: str) -> int | None:
-    return int(raw[key]) if raw.get(key) else None
+def moment(ms: int) -> datetime:
+    """Milliseconds since the epoch as an exact UTC timestamp."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
-def _address(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _optional_int(raw: dict[bytes, bytes], key: bytes) -> int | None:
+    value = raw.get(key)
+    return int(value) if value else None
+
+
+def _uuid(value: bytes) -> str:
+    if not _UUID_RE.match(value):
+        raise ValueError(f"not a UUID: {value[:40]!r}")
+    return value.decode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> str | None:
+    """The address if it is one (cached: a board's events come from a limited set of
+    client addresses); the database encodes it from its text."""
     try:
-        return ipaddress.ip_address(str(text))
+        ipaddress.ip_address(text)
     except ValueError:
         return None
+    return text
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _client(raw: dict[bytes, bytes]) -> tuple[str | None, str | None, str | None]:
+    """(address, user agent, telemetry JSON) from the entry's own fields, or from the
+    one `meta` JSON field of entries written by earlier versions."""
+    legacy = raw.get(b"meta")
+    if legacy is None:
+        ip = raw.get(b"ip", b"").decode()
+        agent = raw.get(b"user_agent")
+        data = raw.get(b"action_data")
+        return (
+            _address(ip) if ip else None,
+            None if agent is None else agent.decode(),
+            data.decode() if data else None,
+        )
+    meta = json.loads(legacy or b"{}")
+    if not isinstance(meta, dict):
+        raise ValueError("meta is not an object")
+    address, client, telemetry = meta.get("ip"), meta.get("user_agent"), meta.get("action_data")
+    return (
+        _address(address) if isinstance(address, str) else None,
+        client if isinstance(client, str) else None,
+        None if telemetry is None else json.dumps(telemetry),
+    )
 
 
 def parse(stream_id: Any, raw_fields: dict[Any, Any]) -> StreamEvent:
     """Raises KeyError or ValueError for an entry that is not a well-formed event."""
-    raw = {as_text(k): as_text(v) for k, v in raw_fields.items()}
-    kind = raw["type"]
+    raw = {_as_bytes(k): _as_bytes(v) for k, v in raw_fields.items()}
+    kind = raw[b"type"].decode()
     if kind not in (APPLIED, REJECTED):
         raise ValueError(f"unknown event type {kind!r}")
-    meta = json.loads(raw.get("meta") or "{}")
-    if not isinstance(meta, dict):
-        raise ValueError("meta is not an object")
-    action_data = meta.get("action_data")
+    ip, user_agent, action_data = _client(raw)
+    status = raw.get(b"status")
     return StreamEvent(
-        stream_id=as_text(stream_id),
-        event_id=uuid.UUID(raw["event_id"]),
+        stream_id=stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id),
+        event_id=_uuid(raw[b"event_id"]),
         kind=kind,
-        seq=_optional_int(raw, "seq"),
-        board=raw["board"],
-        user_id=uuid.UUID(raw["user_id"]),
-        delta=int(raw["delta"]),
-        new_score=_optional_int(raw, "new_score"),
-        old_rank=_optional_int(raw, "old_rank"),
-        new_rank=_optional_int(raw, "new_rank"),
-        action_type=raw["action_type"],
-        session_id=raw["session_id"],
-        token_hash=raw["token_hash"],
-        token_max=_optional_int(raw, "token_max"),
-        token_expires_ms=_optional_int(raw, "token_expires_ms"),
-        risk=float(raw.get("risk") or 0),
-        flagged=raw.get("flagged") == "1",
-        reason=raw.get("reason", ""),
-        status=raw.get("status"),
-        ip=_address(meta.get("ip")),
-        user_agent=meta.get("user_agent"),
-        action_data=None if action_data is None else json.dumps(action_data),
-        ts_ms=int(raw["ts"]),
+        seq=_optional_int(raw, b"seq"),
+        board=raw[b"board"].decode(),
+        user_id=_uuid(raw[b"user_id"]),
+        delta=int(raw[b"delta"]),
+        new_score=_optional_int(raw, b"new_score"),
+        old_rank=_optional_int(raw, b"old_rank"),
+        new_rank=_optional_int(raw, b"new_rank"),
+        action_type=raw[b"action_type"].decode(),
+        session_id=raw[b"session_id"].decode(),
+        token_hash=raw[b"token_hash"].decode(),
+        token_max=_optional_int(raw, b"token_max"),
+        token_expires_ms=_optional_int(raw, b"token_expires_ms"),
+        risk=float(raw.get(b"risk") or 0),
+        flagged=raw.get(b"flagged") == b"1",
+        reason=raw.get(b"reason", b"").decode(),
+        status=None if status is None else status.decode(),
+        ip=ip,
+        user_agent=user_agent,
+        action_data=action_data,
+        ts_ms=int(raw[b"ts"]),
     )

@@ -1,15 +1,32 @@
-"""One batch of events into PostgreSQL, in one transaction, through a staging table.
+"""One batch of events into PostgreSQL, in one transaction.
 
 Every row carries its event id under a unique constraint, so a batch replayed after a
 crash inserts nothing twice; totals move only by the rows actually inserted, and
 `current_score` only forward in the board's update order.
+
+Two ways in. A batch read from the stream for the first time cannot have been persisted
+before (persisting follows delivery), so `persist_fresh` copies it straight into the
+tables; should that meet an event id already there after all (the group was recreated,
+say), the unique constraint aborts the transaction and the caller replays the batch
+through `persist_batch`: a staging table and `ON CONFLICT DO NOTHING`, which is what
+every redelivered batch takes. Either way the players' rows are updated last and in id
+order, so concurrent batches hold those row locks briefly and never deadlock.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 
-from sync.events import COLUMNS, StreamEvent
+from sync.events import (
+    APPLIED,
+    AUDIT_COLUMNS,
+    COLUMNS,
+    SCORE_COLUMNS,
+    TOKEN_COLUMNS,
+    StreamEvent,
+)
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS sync_staging (
@@ -37,6 +54,16 @@ WITH inserted AS (
          (array_agg(stream_id ORDER BY seq DESC))[1] AS latest_stream_id
   FROM inserted GROUP BY user_id
 )
+SELECT user_id, gained, last_seq, latest_score, latest_stream_id FROM totals ORDER BY user_id
+"""
+
+# Row locks on the players, taken in id order (the lock sits above the sort), so two
+# batches touching the same players queue instead of deadlocking. NO KEY UPDATE, the
+# lock the UPDATE takes itself: it does not conflict with the KEY SHARE locks that
+# another batch's foreign-key checks hold on the same players.
+_LOCK_PLAYERS = "SELECT 1 FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+
+_USERS = """
 UPDATE users u SET
   total_score = u.total_score + t.gained,
   current_score = CASE WHEN t.last_seq > u.last_event_seq
@@ -45,7 +72,9 @@ UPDATE users u SET
                               THEN t.latest_stream_id ELSE u.last_event_stream_id END,
   last_event_seq = GREATEST(u.last_event_seq, t.last_seq),
   updated_at = now()
-FROM totals t WHERE u.id = t.user_id
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+  AS t(user_id, gained, last_seq, latest_score, latest_stream_id)
+WHERE u.id = t.user_id
 """
 
 _USED_TOKENS = """
@@ -76,12 +105,79 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 
+@dataclass
+class _Gain:
+    gained: int
+    last_seq: int
+    latest_score: int
+    latest_stream_id: str
+
+
+def _add(totals: dict[str, _Gain], user_id: str, gain: _Gain) -> None:
+    current = totals.get(user_id)
+    if current is None:
+        totals[user_id] = gain
+        return
+    current.gained += gain.gained
+    if gain.last_seq > current.last_seq:
+        current.last_seq = gain.last_seq
+        current.latest_score = gain.latest_score
+        current.latest_stream_id = gain.latest_stream_id
+
+
+async def _update_players(conn: asyncpg.Connection, totals: dict[str, _Gain]) -> None:
+    if not totals:
+        return
+    ids = sorted(totals)
+    gains = [totals[user_id] for user_id in ids]
+    await conn.execute(_LOCK_PLAYERS, ids)
+    await conn.execute(
+        _USERS,
+        ids,
+        [g.gained for g in gains],
+        [g.last_seq for g in gains],
+        [g.latest_score for g in gains],
+        [g.latest_stream_id for g in gains],
+    )
+
+
+async def persist_fresh(conn: asyncpg.Connection, events: list[StreamEvent]) -> None:
+    """Write events never delivered before; the caller owns the transaction. Raises
+    `asyncpg.UniqueViolationError` when one was persisted after all."""
+    applied = [event for event in events if event.kind == APPLIED]
+    totals: dict[str, _Gain] = {}
+    for event in applied:
+        seq = event.seq or 0
+        _add(totals, event.user_id, _Gain(event.delta, seq, event.new_score or 0, event.stream_id))
+    if applied:
+        await conn.copy_records_to_table(
+            "scores", records=[event.score_row() for event in applied], columns=SCORE_COLUMNS
+        )
+        await conn.copy_records_to_table(
+            "action_tokens",
+            records=[event.token_row() for event in applied],
+            columns=TOKEN_COLUMNS,
+        )
+    await conn.copy_records_to_table(
+        "audit_log", records=[event.audit_row() for event in events], columns=AUDIT_COLUMNS
+    )
+    await _update_players(conn, totals)
+
+
 async def persist_batch(conn: asyncpg.Connection, events: list[StreamEvent]) -> None:
-    """Write `events`; the caller owns the transaction (and commits it)."""
+    """Write `events`, any of which may be persisted already; the caller owns the
+    transaction (and commits it)."""
     await conn.execute(_STAGING)
     await conn.copy_records_to_table(
         "sync_staging", records=[event.record() for event in events], columns=COLUMNS
     )
-    await conn.execute(_SCORES)
+    rows = await conn.fetch(_SCORES)
     await conn.execute(_USED_TOKENS)
     await conn.execute(_AUDIT)
+    totals = {
+        str(row["user_id"]): _Gain(
+            row["gained"], row["last_seq"], row["latest_score"], row["latest_stream_id"]
+        )
+        for row in rows
+    }
+    await _update_players(conn, totals)

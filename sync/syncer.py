@@ -1,10 +1,15 @@
 """The write-behind syncer: a board's event stream into PostgreSQL, exactly once.
 
-Shape: `Syncer(...)`, `run()` looping over `sync_once()` (one batch each), a burst mode
-that stops when the stream is drained, a graceful stop that finishes the batch in
+Shape: `Syncer(...)`, `run()` looping over `sync_once()` (one round each), a burst mode
+that stops when the stream is drained, a graceful stop that finishes the round in
 flight, and a health record with a TTL. Entries are acknowledged only after the
 transaction that persisted them has committed, and the stream is trimmed only behind
 what the group has acknowledged.
+
+A round either retries what this consumer holds unacknowledged (after a restart or a
+failure), takes over a dead consumer's entries, or reads new ones: up to
+`sync_concurrency` batches, each committed in its own transaction while the next is
+read and parsed, so PostgreSQL works while Python does.
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
 from sync.events import StreamEvent, parse
-from sync.persist import persist_batch
+from sync.persist import persist_batch, persist_fresh
 
 log = logging.getLogger("scoreboard.sync")
 
 GROUP = "sync"
 HEALTH_TTL_SECONDS = 30
+HEALTH_EVERY_SECONDS = 1.0
 BOARD_CHECK_SECONDS = 5.0
 CLAIM_EVERY_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -56,6 +62,31 @@ def _entries(reply: Any) -> list[Entry]:
 def next_id(stream_id: str) -> str:
     ms, _, seq = stream_id.partition("-")
     return f"{ms}-{int(seq or 0) + 1}"
+
+
+@dataclass
+class _Batch:
+    """Entries read together: parsed events, ids with nothing to persist, and failures."""
+
+    events: list[StreamEvent]
+    done: list[str]
+    failed: list[tuple[Entry, str]]
+    raw_by_id: dict[str, dict[Any, Any] | None]
+
+
+def _prepare(entries: list[Entry]) -> _Batch:
+    batch = _Batch([], [], [], {})
+    for stream_id, raw in entries:
+        text_id = as_text(stream_id)
+        batch.raw_by_id[text_id] = raw
+        if not raw:  # trimmed or deleted while pending: nothing to persist
+            batch.done.append(text_id)
+            continue
+        try:
+            batch.events.append(parse(text_id, raw))
+        except (KeyError, ValueError, TypeError) as exc:
+            batch.failed.append(((stream_id, raw), f"malformed: {exc!r}"))
+    return batch
 
 
 @dataclass
@@ -89,6 +120,7 @@ class Syncer:
         self._group_ready = False
         self._next_claim = 0.0
         self._next_board_check = 0.0
+        self._health_written = -float(HEALTH_TTL_SECONDS)
 
     def stop(self) -> None:
         """Finish the batch in flight, then return from `run()`."""
@@ -122,16 +154,61 @@ class Syncer:
         await ensure_board(self.redis, self.pool, self.keys, self.scripts, self.board)
 
     async def sync_once(self, *, block: bool = False) -> int:
-        """Persist one batch; returns how many stream entries it settled or retried."""
+        """Persist one round; returns how many stream entries it settled or retried."""
         await self._ensure_group()
-        batch = await self._own_pending() or await self._claim_idle()
-        if not batch:
-            batch = await self._read_new(block)
-        if not batch:
+        retry = await self._own_pending() or await self._claim_idle()
+        if retry:
+            await self._settle(_prepare(retry), fresh=False)
             await self._write_health()
-            return 0
-        await self._settle(batch)
-        return len(batch)
+            return len(retry)
+        return await self._sync_new(block)
+
+    async def _sync_new(self, block: bool) -> int:
+        """Read new batches while full ones keep coming, each committed (then
+        acknowledged) by a task of its own while the next is read and parsed, with at
+        most `sync_concurrency` in flight. The first failure ends the round; the failed
+        batch stays pending for the next."""
+        entries = await self._read_new(block)
+        count = 0
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while entries:
+                count += len(entries)
+                batch = _prepare(entries)
+                in_flight.add(asyncio.create_task(self._settle(batch, fresh=True)))
+                full = len(entries) >= self.settings.sync_batch_size
+                if not full or self._stopping.is_set():
+                    break
+                if len(in_flight) >= self.settings.sync_concurrency:
+                    finished, in_flight = await asyncio.wait(
+                        in_flight, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in finished:
+                        task.result()
+                else:
+                    await asyncio.sleep(0)  # let the commit start before reading more
+                entries = await self._read_new(False)
+        finally:
+            results = await asyncio.gather(*in_flight, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        await self._write_health()
+        return count
+
+    async def _settle(self, batch: _Batch, *, fresh: bool) -> None:
+        """Persist, acknowledge what committed, count failures, trim."""
+        done, failed = list(batch.done), list(batch.failed)
+        if batch.events:
+            persisted, rejected = await self._persist(batch.events, fresh=fresh)
+            done += persisted
+            failed += [((sid, batch.raw_by_id[sid]), reason) for sid, reason in rejected]
+        self._hit_failpoint("after_commit")
+        await self._acknowledge(done)
+        for entry, reason in failed:
+            await self._record_failure(entry, reason)
+        await self._trim()
+        await self._write_health(at_most_every=HEALTH_EVERY_SECONDS)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -182,34 +259,14 @@ class Syncer:
             log.info("claimed %d idle entries from dead consumers", len(claimed))
         return claimed
 
-    async def _settle(self, batch: list[Entry]) -> None:
-        done: list[str] = []
-        events: list[StreamEvent] = []
-        failed: list[tuple[Entry, str]] = []
-        for stream_id, raw in batch:
-            if not raw:  # trimmed or deleted while pending: nothing to persist
-                done.append(as_text(stream_id))
-                continue
-            try:
-                events.append(parse(stream_id, raw))
-            except (KeyError, ValueError, TypeError) as exc:
-                failed.append(((stream_id, raw), f"malformed: {exc!r}"))
-        if events:
-            persisted, rejected = await self._persist(events)
-            done += persisted
-            raw_by_id = {as_text(stream_id): raw for stream_id, raw in batch}
-            failed += [((sid, raw_by_id[sid]), error) for sid, error in rejected]
-        self._hit_failpoint("after_commit")
-        await self._acknowledge(done)
-        for entry, error in failed:
-            await self._record_failure(entry, error)
-        await self._trim()
-        await self._write_health()
-
-    async def _persist(self, events: list[StreamEvent]) -> tuple[list[str], list[tuple[str, str]]]:
+    async def _persist(
+        self, events: list[StreamEvent], *, fresh: bool
+    ) -> tuple[list[str], list[tuple[str, str]]]:
         """(stream ids persisted, (stream id, error) refused by PostgreSQL)."""
+        if not events:
+            return [], []
         try:
-            await self._commit(events)
+            await self._commit(events, fresh=fresh)
             return [event.stream_id for event in events], []
         except asyncpg.PostgresError as exc:
             if len(events) == 1:
@@ -217,17 +274,29 @@ class Syncer:
         persisted, rejected = [], []
         for event in events:  # find the entries PostgreSQL refuses, one by one
             try:
-                await self._commit([event])
+                await self._commit([event], fresh=False)
                 persisted.append(event.stream_id)
             except asyncpg.PostgresError as exc:
                 rejected.append((event.stream_id, repr(exc)))
         return persisted, rejected
 
-    async def _commit(self, events: list[StreamEvent]) -> None:
-        async with db_errors(), self.pool.acquire() as conn, conn.transaction():
-            await persist_batch(conn, events)
+    async def _commit(self, events: list[StreamEvent], *, fresh: bool) -> None:
+        async with db_errors(), self.pool.acquire() as conn:
+            if not fresh or not await self._commit_fresh(conn, events):
+                async with conn.transaction():
+                    await persist_batch(conn, events)
         self.stats.committed_events += len(events)
         self.stats.last_commit_ms = int(time.time() * 1000)
+
+    async def _commit_fresh(self, conn: asyncpg.Connection, events: list[StreamEvent]) -> bool:
+        """False when an event of a new batch was persisted already: nothing written."""
+        try:
+            async with conn.transaction():
+                await persist_fresh(conn, events)
+        except asyncpg.UniqueViolationError:
+            log.info("a new batch holds events persisted before; replaying it with checks")
+            return False
+        return True
 
     def _hit_failpoint(self, name: str) -> None:
         if self._failpoint == name:
@@ -275,7 +344,11 @@ class Syncer:
                 return dict(group)
         return {}
 
-    async def _write_health(self) -> None:
+    async def _write_health(self, at_most_every: float = 0.0) -> None:
+        now = time.monotonic()
+        if now - self._health_written < at_most_every:
+            return
+        self._health_written = now
         async with redis_errors():
             group = await self._group_info()
             dead = await self.redis.xlen(self.keys.dead_letters(self.board))

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
+import json
+import logging
 import subprocess
 import sys
 import uuid
@@ -121,6 +124,68 @@ async def test_events_reach_postgresql_once_and_the_stream_is_trimmed(
     health = await client.get("/health/detailed")
     sync = health.json()["data"]["components"]["sync"]
     assert (sync["status"], sync["pending"], sync["dead_letters"]) == ("running", 0, 0)
+
+
+async def test_batches_in_flight_together_keep_every_total_exact(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Many small batches of the same few players, several committing at once: their
+    row locks queue in id order (no deadlock) and every total comes out exact."""
+    players = [await new_player(client) for _ in range(3)]
+    await _play(client, players, 8)
+    settings = dataclasses.replace(services.settings, sync_batch_size=2, sync_concurrency=4)
+    syncer = Syncer(settings, services.redis, services.pool)
+    await asyncio.wait_for(syncer.run(burst=True), 60)
+    assert syncer.stats.committed_events == 24
+    assert syncer.stats.dead_letters == 0
+    await _assert_persisted_equals_board(services)
+    assert await _rows(services, players) == 24
+    assert await _stream_state(services) == (0, 0)
+
+
+async def test_persisted_events_arriving_as_new_entries_count_nothing_twice(
+    client: httpx.AsyncClient, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new entry is copied straight into the tables; one whose event was persisted
+    already (the stream was restored from a copy, say) is replayed with conflict checks."""
+    players = [await new_player(client) for _ in range(2)]
+    await _play(client, players, 3)
+    events = services.keys.events()
+    copies = await services.redis.xrange(events)
+    syncer = Syncer(services.settings, services.redis, services.pool)
+    await syncer.run(burst=True)
+    await _assert_persisted_equals_board(services)
+
+    for _, fields in copies:
+        await services.redis.xadd(events, fields)
+    await _play(client, players, 1)  # and two new events in the same batch
+    with caplog.at_level(logging.INFO, logger="scoreboard.sync"):
+        await syncer.run(burst=True)
+    assert "replaying it with checks" in caplog.text
+    assert syncer.stats.dead_letters == 0
+    assert await _rows(services, players) == 8
+    await _assert_persisted_equals_board(services)
+    assert await _stream_state(services) == (0, 0)
+
+
+async def test_the_request_context_reaches_the_score_row(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    player = await new_player(client)
+    telemetry = {"level": 4, "accuracy": 0.5, "note": "tab\tand \\ backslash"}
+    response = await submit(client, player, 9, action_data=telemetry)
+    assert response.status_code == 200, response.text
+    await submit(client, player, 3)
+    await Syncer(services.settings, services.redis, services.pool).run(burst=True)
+    rows = await services.pool.fetch(
+        "SELECT score_change, action_data, host(ip_address) AS ip, user_agent FROM scores"
+        " WHERE user_id = $1::uuid ORDER BY seq",
+        player["user_id"],
+    )
+    assert [r["score_change"] for r in rows] == [9, 3]
+    assert rows[0]["ip"] == rows[1]["ip"] == str(ipaddress.ip_address(rows[0]["ip"]))
+    assert json.loads(rows[0]["action_data"]) == telemetry and rows[1]["action_data"] is None
+    assert all(r["user_agent"] for r in rows)
 
 
 async def test_rejections_reach_the_audit_log(

@@ -96,7 +96,9 @@ class Board:
             token_hash=hashlib.sha256(token.encode()).hexdigest(),
             claimed_duration_us=claimed_duration_us,
             event_id=str(uuid.uuid4()),
-            metadata_json='{"ip": "127.0.0.1"}',
+            ip="127.0.0.1",
+            user_agent="board-test",
+            action_data_json="",
         )
         if not self._ready:
             await self.client.set(self.keys.board_ready(self.board), "1")

@@ -82,8 +82,8 @@ async def test_accepted_update_moves_the_player_and_emits_the_event(board: Board
         "1",
     )
     assert last["session_id"] == "s1" and last["action_type"] == "game_completion"
-    assert json.loads(last["top"])[0][:3] == [user, f"name-{user[:8]}", "42"]
-    assert json.loads(last["meta"]) == {"ip": "127.0.0.1"}
+    assert (last["ip"], last["user_agent"], last["action_data"]) == ("127.0.0.1", "board-test", "")
+    assert "top" not in last  # the top N goes to subscribers, not to the stream
 
 
 async def test_the_event_is_published(board: Board) -> None:
