@@ -7,6 +7,7 @@ no client-chosen text ever lands in a key name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -15,9 +16,18 @@ DEFAULT_BOARD = "global"
 BOARD_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
+@functools.lru_cache(maxsize=65_536)
 def subject_digest(subject: str) -> str:
-    """A short stable digest of a client-supplied subject, safe inside a key name."""
+    """A short stable digest of a client-supplied subject, safe inside a key name
+    (cached: the same players and addresses come back request after request)."""
     return hashlib.sha256(subject.encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1024)
+def _board_prefix(prefix: str, board: str) -> str:
+    if not BOARD_RE.match(board):
+        raise ValueError(f"invalid board name {board!r}")
+    return f"{prefix}:{{{board}}}"
 
 
 @dataclass(frozen=True)
@@ -25,9 +35,7 @@ class Keys:
     prefix: str = "sb"
 
     def _board(self, board: str) -> str:
-        if not BOARD_RE.match(board):
-            raise ValueError(f"invalid board name {board!r}")
-        return f"{self.prefix}:{{{board}}}"
+        return _board_prefix(self.prefix, board)
 
     def leaderboard(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:lb"

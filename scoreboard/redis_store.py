@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import redis.asyncio as aioredis
@@ -49,10 +48,26 @@ def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@asynccontextmanager
-async def redis_errors() -> AsyncIterator[None]:
+class _RedisErrors:
+    """A plain class rather than a generator context manager: it wraps every Redis
+    call on the request path, where a generator's setup is measurable."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            raise ServiceUnavailable("Redis is unavailable") from exc
+
+
+_REDIS_ERRORS = _RedisErrors()
+
+
+def redis_errors() -> _RedisErrors:
     """Turn an unreachable or stalled Redis into SERVICE_UNAVAILABLE."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise ServiceUnavailable("Redis is unavailable") from exc
+    return _REDIS_ERRORS
