@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from scoreboard.keys import DEFAULT_BOARD, Keys
-from scoreboard.redis_store import RedisClient
+from scoreboard.redis_pipeline import Subscription
+from scoreboard.redis_store import SOCKET_TIMEOUT_SECONDS, RedisClient
 from scoreboard.scripts import BoardEntry, entries_from_flat
 
 log = logging.getLogger("scoreboard.feed")
 
 POLL_SECONDS = 1.0
+PING_SECONDS = 15.0
 MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -85,8 +87,15 @@ class ChannelListener(Protocol):
 
 
 class BoardFeed:
-    def __init__(self, redis: RedisClient, keys: Keys, board: str = DEFAULT_BOARD) -> None:
+    """With `url` (a plain redis:// address) the subscription is a lean connection of
+    its own (`Subscription`); without, the general client's pub/sub (in-process Redis,
+    TLS, sockets)."""
+
+    def __init__(
+        self, redis: RedisClient, keys: Keys, board: str = DEFAULT_BOARD, url: str | None = None
+    ) -> None:
         self._redis = redis
+        self._url = url
         self._channel = keys.updates_channel(board)
         self._listeners: list[FeedListener] = []
         self._channels: dict[str, ChannelListener] = {}
@@ -130,21 +139,37 @@ class BoardFeed:
             backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
 
     async def _follow(self) -> None:
+        if self._url is not None:
+            await self._follow_lean(self._url)
+            return
         async with self._redis.pubsub() as pubsub:
             await pubsub.subscribe(self._channel, *self._channels)
-            followers: list[FeedListener | ChannelListener] = [
-                *self._listeners,
-                *self._channels.values(),
-            ]
-            for follower in followers:
-                await follower.on_connected()
-            self.connected = True
+            await self._set_connected()
             while True:
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=POLL_SECONDS
                 )
                 if message and message["type"] == "message":
                     self._route(message["channel"], message["data"])
+
+    async def _follow_lean(self, url: str) -> None:
+        subscription = Subscription(url, SOCKET_TIMEOUT_SECONDS)
+        try:
+            await subscription.open([self._channel, *self._channels])
+            await self._set_connected()  # messages meanwhile are held, then delivered
+            subscription.deliver(self._route)
+            await subscription.watch(PING_SECONDS)
+        finally:
+            await subscription.close()
+
+    async def _set_connected(self) -> None:
+        followers: list[FeedListener | ChannelListener] = [
+            *self._listeners,
+            *self._channels.values(),
+        ]
+        for follower in followers:
+            await follower.on_connected()
+        self.connected = True
 
     def _route(self, channel: bytes | str, data: bytes) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel

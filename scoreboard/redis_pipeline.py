@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -77,6 +78,8 @@ class _Protocol(asyncio.Protocol):
 
 
 class PipelinedConnection:
+    protocol_class: type[_Protocol] = _Protocol
+
     def __init__(self, url: str, timeout: float) -> None:
         parts = urlsplit(url)
         self._host = parts.hostname or "127.0.0.1"
@@ -115,7 +118,8 @@ class PipelinedConnection:
             loop = asyncio.get_running_loop()
             try:
                 _, protocol = await asyncio.wait_for(
-                    loop.create_connection(_Protocol, self._host, self._port), self._timeout
+                    loop.create_connection(self.protocol_class, self._host, self._port),
+                    self._timeout,
                 )
             except (OSError, TimeoutError) as exc:
                 raise RedisConnectionError(f"cannot reach Redis: {exc}") from exc
@@ -160,3 +164,72 @@ class PipelinedConnection:
                 await self._watchdog
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
+
+
+Deliver = Callable[[bytes, bytes], None]
+
+
+class _SubscriberProtocol(_Protocol):
+    """Hands each published message to `deliver` as it is parsed (held until delivery
+    starts); every other reply answers a command, in order, as on any connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliver: Deliver | None = None
+        self.held: list[tuple[bytes, bytes]] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+                if self.deliver is None:
+                    self.held.append((reply[1], reply[2]))
+                else:
+                    self.deliver(reply[1], reply[2])
+                continue
+            if not self.waiting:
+                continue  # nothing asked for it (a confirmation of a subscription ended)
+            future, _ = self.waiting.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+
+class Subscription(PipelinedConnection):
+    """A pub/sub subscription on a connection of its own, without the general client's
+    per-message machinery: messages are parsed by hiredis and handed to a callback in
+    the same turn of the loop. It never reconnects by itself (a new connection would
+    hold no subscriptions): `watch` raises once the connection is lost or stops
+    answering, and the owner subscribes again."""
+
+    protocol_class = _SubscriberProtocol
+
+    async def open(self, channels: list[str]) -> None:
+        protocol = await self._connect()
+        for channel in channels:
+            reply = await self._send(protocol, ("SUBSCRIBE", channel))
+            if isinstance(reply, hiredis.ReplyError):
+                raise ResponseError(str(reply))
+
+    def deliver(self, callback: Deliver) -> None:
+        """Start handing messages to `callback`, those received so far first."""
+        protocol = self._subscriber()
+        held, protocol.held = protocol.held, []
+        for channel, data in held:
+            callback(channel, data)
+        protocol.deliver = callback
+
+    async def watch(self, ping_every: float) -> None:
+        """Return never: raise when the connection is lost, or when a PING sent after
+        `ping_every` quiet seconds goes unanswered past the timeout (the watchdog)."""
+        protocol = self._subscriber()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(protocol.lost), ping_every)
+            if protocol.lost.done() or protocol.closing():
+                raise RedisConnectionError("the subscription's connection was lost")
+            await self._send(protocol, ("PING",))
+
+    def _subscriber(self) -> _SubscriberProtocol:
+        if not isinstance(self._protocol, _SubscriberProtocol):
+            raise RedisConnectionError("not subscribed")
+        return self._protocol

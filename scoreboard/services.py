@@ -134,7 +134,7 @@ class Services:
             limiter=limiter,
         )
         leaderboard = Leaderboard(scripts, keys, settings.live_top_n)
-        feed = BoardFeed(redis, keys)
+        feed = BoardFeed(redis, keys, url=settings.redis_url if pipelined else None)
         feed.add_listener(leaderboard)
         hub = Hub(leaderboard, settings.broadcast_interval_ms)
         feed.add_listener(hub)
