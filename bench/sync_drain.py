@@ -82,7 +82,7 @@ async def _fill_stream(client: aioredis.Redis, stream: str, users: list[str], co
 
 
 async def one_run(
-    redis_url: str, admin_dsn: str, events: int, batch: int = 1000, consumers: int = 1
+    redis_url: str, admin_dsn: str, events: int, batch: int = 5000, consumers: int = 1
 ) -> float:
     database = f"scoreboard_bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(admin_dsn)
@@ -128,7 +128,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--consumers", type=int, default=1)
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -77,7 +77,8 @@ class Settings:
     anticheat_max_points_per_minute: int = 1000
     anticheat_duration_slack: int = 5
     live_top_n: int = 10
-    sync_batch_size: int = 1000
+    sync_batch_size: int = 5000
+    sync_interval_ms: int = 250
     sync_block_ms: int = 1000
     sync_concurrency: int = 2
     sync_claim_idle_ms: int = 30_000
@@ -141,7 +142,8 @@ class Settings:
                 "SCOREBOARD_ANTICHEAT_DURATION_SLACK", 5, _int_in(0, 3600)
             ),
             live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(10, 100)),
-            sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 1000, _int_in(1, 10_000)),
+            sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 5000, _int_in(1, 10_000)),
+            sync_interval_ms=reader.get("SCOREBOARD_SYNC_INTERVAL_MS", 250, _int_in(0, 60_000)),
             sync_block_ms=reader.get("SCOREBOARD_SYNC_BLOCK_MS", 1000, _int_in(1, 60_000)),
             sync_concurrency=reader.get("SCOREBOARD_SYNC_CONCURRENCY", 2, _int_in(1, 16)),
             sync_claim_idle_ms=reader.get(

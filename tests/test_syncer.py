@@ -143,6 +143,28 @@ async def test_batches_in_flight_together_keep_every_total_exact(
     assert await _stream_state(services) == (0, 0)
 
 
+async def test_a_caught_up_syncer_lets_the_next_batch_gather(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """The first event after a quiet spell is persisted at once; a burst arriving right
+    after it is gathered into one or two transactions instead of one per event."""
+    settings = dataclasses.replace(services.settings, sync_interval_ms=1500)
+    syncer = Syncer(settings, services.redis, services.pool)
+    task = asyncio.create_task(syncer.run())
+    try:
+        players = [await new_player(client) for _ in range(2)]
+        await _play(client, players[:1], 1)
+        await _wait_for_rows(services, players, 1, within=1.0)
+        assert syncer.stats.transactions == 1
+        await _play(client, players, 3)
+        await _wait_for_rows(services, players, 7, within=10)
+        assert syncer.stats.transactions <= 3
+    finally:
+        syncer.stop()
+        await asyncio.wait_for(task, 10)
+    await _assert_persisted_equals_board(services)
+
+
 async def test_persisted_events_arriving_as_new_entries_count_nothing_twice(
     client: httpx.AsyncClient, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
