@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from scoreboard.action_tokens import token_hash, validate_action_type, validate_session_id
 from scoreboard.errors import InvalidRequest
+from scoreboard.event_ids import new_event_id
 from scoreboard.jwt_tokens import AccessClaims
 from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.leaderboard import Leaderboard
@@ -106,6 +106,16 @@ class Scoring:
         self._settings = settings
         self._leaderboard = leaderboard
         self._policy = policy_from(settings)
+        board = DEFAULT_BOARD
+        self._board_keys = (
+            keys.leaderboard(board),
+            keys.players(board),
+            keys.user,
+            keys.sequence(board),
+            keys.events(board),
+            keys.updates_channel(board),
+            keys.board_ready(board),
+        )
 
     def _submission(
         self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
@@ -128,7 +138,7 @@ class Scoring:
             increase=increase,
             token_hash=token_hash(token),
             claimed_duration_us=claimed_us,
-            event_id=str(uuid.uuid4()),
+            event_id=new_event_id(),
             ip=meta.ip,
             user_agent=meta.user_agent[:MAX_USER_AGENT_CHARS],
             action_data_json=""
@@ -140,20 +150,21 @@ class Scoring:
         self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
     ) -> ScoreApplied:
         submission = self._submission(claims, token, body, meta)
-        board, keys, user = DEFAULT_BOARD, self._keys, claims.user_id
+        keys, user = self._keys, claims.user_id
+        board_key, players, user_key, sequence, events, channel, ready = self._board_keys
         applied = await self._scripts.submit_score(
             [
-                keys.rate_limit("score_update", user, board),
-                keys.action_token(submission.token_hash, board),
-                keys.leaderboard(board),
-                keys.players(board),
-                keys.user(user, board),
-                keys.sequence(board),
-                keys.events(board),
-                keys.updates_channel(board),
-                keys.board_ready(board),
+                keys.rate_limit("score_update", user, DEFAULT_BOARD),
+                keys.action_token(submission.token_hash, DEFAULT_BOARD),
+                board_key,
+                players,
+                user_key(user, DEFAULT_BOARD),
+                sequence,
+                events,
+                channel,
+                ready,
             ],
-            board,
+            DEFAULT_BOARD,
             submission,
             self._policy,
         )
