@@ -200,19 +200,15 @@ class Scripts:
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         async with redis_errors():
-            if self._pipelined is None:
+            conn = self._pipelined
+            if conn is None:
                 return await self._scripts[name](keys=keys, args=args)
-            return await self._evalsha(self._pipelined, name, keys, args)
-
-    async def _evalsha(
-        self, conn: PipelinedConnection, name: str, keys: list[str], args: list[Any]
-    ) -> Any:
-        script = self._scripts[name]
-        try:
-            return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await conn.execute("SCRIPT", "LOAD", script.script)
-            return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            script = self._scripts[name]
+            try:
+                return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await conn.execute("SCRIPT", "LOAD", script.script)
+                return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def rate_limit(self, key: str, rule: RateRule) -> RateDecision:
         allowed, remaining, retry_us, reset_us = await self._call(

@@ -50,9 +50,9 @@ def query_int(conn: HTTPConnection, name: str, default: int, low: int, high: int
     return int(raw)
 
 
-async def read_quota(conn: HTTPConnection) -> dict[str, str]:
+async def read_quota(conn: HTTPConnection, svc: Services | None = None) -> dict[str, str]:
     """Counts one public read against the per-address rule; returns its headers."""
-    svc = services(conn)
-    key = svc.keys.rate_limit("leaderboard", address(conn))
+    svc = svc or services(conn)
+    key = svc.keys.rate_limit("leaderboard", client_ip(conn, svc.settings.trusted_proxies))
     decision = await svc.limiter.hit(key, svc.settings.rate_limit_leaderboard)
     return rate_headers(decision)

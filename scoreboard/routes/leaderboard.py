@@ -17,8 +17,9 @@ MAX_RADIUS = 50
 
 
 async def top10(request: Request) -> Response:
-    headers = await read_quota(request)
-    snapshot = await services(request).leaderboard.top()
+    svc = services(request)
+    headers = await read_quota(request, svc)
+    snapshot = await svc.leaderboard.top()
     return Response(snapshot.top10_body(), media_type="application/json", headers=headers)
 
 
