@@ -41,26 +41,42 @@ class Broadcast:
         return json.dumps(self.data, separators=(",", ":"))
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass(eq=False)
 class Subscriber:
-    """A client's mailbox: the newest broadcast it has not been sent yet."""
+    """A client's mailbox: the newest broadcast it has not been sent yet.
+
+    A waiting client holds a bare future and a timer, nothing more: a broadcast to
+    thousands of clients wakes each one once and creates no task per client (waiting
+    through `asyncio.wait_for` did, and that dominated a broadcast's cost)."""
 
     pending: Broadcast | None = None
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     skipped: int = 0
+    _waiter: asyncio.Future[None] | None = field(default=None, repr=False)
 
     def offer(self, message: Broadcast) -> None:
         if self.pending is not None:
             self.skipped += 1
         self.pending = message
-        self.wakeup.set()
+        if self._waiter is not None:
+            _wake(self._waiter)
 
     async def next(self, within: float) -> Broadcast | None:
         """The next message, or None when `within` seconds pass without one."""
         if self.pending is None:
-            self.wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), within)
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_later(within, _wake, waiter)
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         message, self.pending = self.pending, None
         return message
 
