@@ -56,8 +56,10 @@ class StreamEvent:
         return tuple(getattr(self, name) for name in COLUMNS)
 
     def score_row(self) -> tuple[Any, ...]:
-        """Its row in `scores` (columns `SCORE_COLUMNS`); applied events only."""
+        """Its row in `scores` (columns `SCORE_COLUMNS`); applied events only. The
+        event's id is the row's key."""
         return (
+            self.event_id,
             self.event_id,
             self.stream_id,
             self.seq,
@@ -75,9 +77,11 @@ class StreamEvent:
         )
 
     def token_row(self) -> tuple[Any, ...]:
-        """The spent action token's row in `action_tokens` (`TOKEN_COLUMNS`)."""
+        """The spent action token's row in `action_tokens` (`TOKEN_COLUMNS`), keyed by
+        the event's id."""
         expires = self.token_expires_ms
         return (
+            self.event_id,
             self.event_id,
             self.user_id,
             self.token_hash,
@@ -132,6 +136,7 @@ class StreamEvent:
 
 COLUMNS = [f.name for f in fields(StreamEvent)]
 SCORE_COLUMNS = [
+    "id",
     "event_id",
     "stream_id",
     "seq",
@@ -148,6 +153,7 @@ SCORE_COLUMNS = [
     "user_agent",
 ]
 TOKEN_COLUMNS = [
+    "id",
     "event_id",
     "user_id",
     "token_hash",

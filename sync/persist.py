@@ -40,13 +40,13 @@ CREATE TEMP TABLE IF NOT EXISTS sync_staging (
 
 _SCORES = """
 WITH inserted AS (
-  INSERT INTO scores (event_id, stream_id, seq, board, user_id, score_change, new_score,
+  INSERT INTO scores (id, event_id, stream_id, seq, board, user_id, score_change, new_score,
                       action_type, session_id, action_data, risk_score, created_at,
                       ip_address, user_agent)
-  SELECT event_id, stream_id, seq, board, user_id, delta, new_score, action_type,
+  SELECT event_id, event_id, stream_id, seq, board, user_id, delta, new_score, action_type,
          session_id, action_data, risk, to_timestamp(ts_ms / 1000.0), ip, user_agent
   FROM sync_staging WHERE kind = 'score_updated'
-  ON CONFLICT (event_id) DO NOTHING
+  ON CONFLICT (id) DO NOTHING
   RETURNING user_id, score_change, new_score, seq, stream_id
 ), totals AS (
   SELECT user_id, sum(score_change) AS gained, max(seq) AS last_seq,
@@ -78,9 +78,9 @@ WHERE u.id = t.user_id
 """
 
 _USED_TOKENS = """
-INSERT INTO action_tokens (event_id, user_id, token_hash, board, action_type, session_id,
+INSERT INTO action_tokens (id, event_id, user_id, token_hash, board, action_type, session_id,
                            max_score_increase, expires_at, used_at)
-SELECT event_id, user_id, token_hash, board, action_type, session_id, token_max,
+SELECT event_id, event_id, user_id, token_hash, board, action_type, session_id, token_max,
        to_timestamp(token_expires_ms / 1000.0), to_timestamp(ts_ms / 1000.0)
 FROM sync_staging WHERE kind = 'score_updated'
 ON CONFLICT DO NOTHING

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from sync.events import REJECTED, parse
+from sync.events import REJECTED, SCORE_COLUMNS, parse
 
 EVENT_ID, USER_ID = str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -54,7 +54,8 @@ def test_bytes_and_text_entries_parse_alike() -> None:
         "client/1.0",
         '{"level":3}',
     )
-    assert from_bytes.score_row()[11].isoformat() == "2023-11-14T22:13:20.123000+00:00"
+    created_at = from_bytes.score_row()[SCORE_COLUMNS.index("created_at")]
+    assert created_at.isoformat() == "2023-11-14T22:13:20.123000+00:00"
 
 
 def test_entries_of_the_earlier_shape_still_parse() -> None:
