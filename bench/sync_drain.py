@@ -22,6 +22,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from scoreboard.database import create_pool
+from scoreboard.gc_tuning import tune_for_service
 from scoreboard.keys import Keys
 from scoreboard.migrations import migrate
 from scoreboard.settings import Settings
@@ -108,6 +109,7 @@ async def one_run(
         # the drain and not a rebuild of a board that was never written.
         await client.set(Keys(prefix).board_ready(), "1")
         syncers = [Syncer(settings, client, pool, consumer=f"bench{i}") for i in range(consumers)]
+        tune_for_service()  # as `scoreboard sync` does
         started = time.perf_counter()
         await asyncio.gather(*(syncer.run(burst=True) for syncer in syncers))
         elapsed = time.perf_counter() - started

@@ -20,6 +20,7 @@ from scoreboard.errors import (
     NotFound,
     ScoreboardError,
 )
+from scoreboard.gc_tuning import tune_for_service
 from scoreboard.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from scoreboard.responses import failure
 from scoreboard.routes import all_routes
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await Services.open(settings)
         app.state.services = services
+        tune_for_service()
         try:
             yield
         finally:

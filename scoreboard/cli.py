@@ -108,6 +108,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
+    from scoreboard.gc_tuning import tune_for_service
     from scoreboard.redis_store import connect
     from scoreboard.services import open_database
     from sync import Syncer
@@ -121,6 +122,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     pool, _server = await open_database(settings)
     redis = connect(settings.redis_url)
     syncer = Syncer(settings, redis, pool)
+    tune_for_service()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, syncer.stop)
