@@ -110,7 +110,6 @@ class Scoring:
         self._board_keys = (
             keys.leaderboard(board),
             keys.players(board),
-            keys.user,
             keys.sequence(board),
             keys.events(board),
             keys.updates_channel(board),
@@ -151,14 +150,14 @@ class Scoring:
     ) -> ScoreApplied:
         submission = self._submission(claims, token, body, meta)
         keys, user = self._keys, claims.user_id
-        board_key, players, user_key, sequence, events, channel, ready = self._board_keys
+        board_key, players, sequence, events, channel, ready = self._board_keys
         applied = await self._scripts.submit_score(
             [
                 keys.rate_limit("score_update", user, DEFAULT_BOARD),
                 keys.action_token(submission.token_hash, DEFAULT_BOARD),
                 board_key,
                 players,
-                user_key(user, DEFAULT_BOARD),
+                keys.user(user, DEFAULT_BOARD),
                 sequence,
                 events,
                 channel,
