@@ -80,7 +80,7 @@ class Settings:
     sync_batch_size: int = 5000
     sync_interval_ms: int = 250
     sync_block_ms: int = 1000
-    sync_concurrency: int = 2
+    sync_concurrency: int = 3
     sync_claim_idle_ms: int = 30_000
     sync_max_attempts: int = 5
     sync_consumer: str = field(default_factory=socket.gethostname)
@@ -145,7 +145,7 @@ class Settings:
             sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 5000, _int_in(1, 10_000)),
             sync_interval_ms=reader.get("SCOREBOARD_SYNC_INTERVAL_MS", 250, _int_in(0, 60_000)),
             sync_block_ms=reader.get("SCOREBOARD_SYNC_BLOCK_MS", 1000, _int_in(1, 60_000)),
-            sync_concurrency=reader.get("SCOREBOARD_SYNC_CONCURRENCY", 2, _int_in(1, 16)),
+            sync_concurrency=reader.get("SCOREBOARD_SYNC_CONCURRENCY", 3, _int_in(1, 16)),
             sync_claim_idle_ms=reader.get(
                 "SCOREBOARD_SYNC_CLAIM_IDLE_MS", 30_000, _int_in(100, 3_600_000)
             ),
