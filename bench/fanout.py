@@ -81,10 +81,14 @@ async def clients_main(kind: str, url: str, count: int, seconds: float, ramp: fl
     # SSE streams share one HTTP client (a connection each): building a client per
     # stream costs tens of milliseconds of TLS set-up, enough for 500 of them to use
     # up the whole measuring window before the first byte is read.
-    http = httpx.AsyncClient(
-        timeout=None, limits=httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    http = (
+        httpx.AsyncClient(
+            timeout=None, limits=httpx.Limits(max_connections=None, max_keepalive_connections=0)
+        )
+        if kind == "sse"
+        else None
     )
-    client = _ws_client if kind == "ws" else functools.partial(_sse_client, http)
+    client = _ws_client if http is None else functools.partial(_sse_client, http)
     tasks = []
     for index in range(count):
         probe = latencies if index % max(1, count // PROBES) == 0 else None
@@ -94,7 +98,8 @@ async def clients_main(kind: str, url: str, count: int, seconds: float, ramp: fl
     cpu_start = resource.getrusage(resource.RUSAGE_SELF)
     started = time.time()
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    await http.aclose()
+    if http is not None:
+        await http.aclose()
     cpu_end = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.time() - started
     cpu = (cpu_end.ru_utime - cpu_start.ru_utime) + (cpu_end.ru_stime - cpu_start.ru_stime)

@@ -68,17 +68,20 @@ def next_id(stream_id: str) -> str:
 class _Batch:
     """Entries read together: parsed events, ids with nothing to persist, and failures."""
 
+    entries: list[Entry]
     events: list[StreamEvent]
     done: list[str]
     failed: list[tuple[Entry, str]]
-    raw_by_id: dict[str, dict[Any, Any] | None]
+
+    def entry(self, stream_id: str) -> Entry:
+        """The entry read under `stream_id` (for the rare one PostgreSQL refuses)."""
+        return next(entry for entry in self.entries if as_text(entry[0]) == stream_id)
 
 
 def _prepare(entries: list[Entry]) -> _Batch:
-    batch = _Batch([], [], [], {})
+    batch = _Batch(entries, [], [], [])
     for stream_id, raw in entries:
         text_id = as_text(stream_id)
-        batch.raw_by_id[text_id] = raw
         if not raw:  # trimmed or deleted while pending: nothing to persist
             batch.done.append(text_id)
             continue
@@ -216,7 +219,7 @@ class Syncer:
         if batch.events:
             persisted, rejected = await self._persist(batch.events, fresh=fresh)
             done += persisted
-            failed += [((sid, batch.raw_by_id[sid]), reason) for sid, reason in rejected]
+            failed += [(batch.entry(sid), reason) for sid, reason in rejected]
         self._hit_failpoint("after_commit")
         await self._acknowledge(done)
         for entry, reason in failed:

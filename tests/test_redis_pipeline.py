@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -85,9 +86,9 @@ async def test_a_silent_redis_times_out_and_the_next_call_reconnects(redis_url: 
             writer.close()
 
 
-async def _until(condition: object, within: float = 5.0) -> None:
+async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
-    while not callable(condition) or not condition():
+    while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
 
