@@ -6,19 +6,23 @@ server process while score updates flow at a fixed rate.
 Latency is a message's receive time minus the time of the newest change it carries
 (both from this machine's clock), so it includes the coalescing interval. Clients run
 in a process of their own, pinned away from the server; 100 of them, spread over the
-connection order, time every message they get.
+connection order, time every message they get with a full WebSocket client. The other
+WebSocket clients read the frames' headers only (answering pings), so one process can
+keep up with thousands of them and the clients' machine does not measure itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import functools
 import json
 import os
 import resource
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -26,9 +30,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from websockets.asyncio.client import connect
+from websockets.frames import Frame, Opcode
 
 from bench.run import Deployment, _cpu_split, _pin, loadgen, seed_players
 
@@ -40,9 +46,99 @@ def _stamp(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+class _SilentClient(asyncio.Protocol):
+    """A WebSocket client that subscribes, then skips over every frame it gets, reading
+    only frame headers: pings get their pong, a close ends it."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.frames = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        host, _, path = self.target.partition("/")
+        transport.write(
+            f"GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            head, found, _ = self.buffer.partition(b"\r\n\r\n")
+            if not found:
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self._finish(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+                return
+            del self.buffer[: len(head) + 4]
+            self.upgraded = True
+            self._send(Opcode.TEXT, json.dumps({"type": "subscribe_leaderboard"}).encode())
+        self._skip_frames()
+
+    def _skip_frames(self) -> None:
+        buffer, offset = self.buffer, 0
+        while len(buffer) - offset >= 2:
+            opcode, length = buffer[offset] & 0x0F, buffer[offset + 1] & 0x7F
+            start = offset + 2
+            if length == 126:
+                (length,), start = struct.unpack_from("!H", buffer, start), start + 2
+            elif length == 127:
+                (length,), start = struct.unpack_from("!Q", buffer, start), start + 8
+            if len(buffer) < start + length:
+                break
+            if opcode == Opcode.PING.value:
+                self._send(Opcode.PONG, bytes(buffer[start : start + length]))
+            elif opcode == Opcode.CLOSE.value:
+                self._finish(None)
+            self.frames += 1
+            offset = start + length
+        del buffer[:offset]
+
+    def _send(self, opcode: Opcode, payload: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(Frame(opcode, payload).serialize(mask=True))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc)
+
+    def _finish(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            if exc is None:
+                self.closed.set_result(None)
+            else:
+                self.closed.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _silent_ws_client(url: str, seconds: float) -> None:
+    parts = urlsplit(url)
+    target = f"{parts.netloc}{parts.path}?{parts.query}"
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(
+        lambda: _SilentClient(target), parts.hostname, parts.port
+    )
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await asyncio.shield(client.closed)
+    client._finish(None)
+    if client.frames == 0:
+        raise ConnectionError("no frame received")
+
+
 async def _ws_client(url: str, seconds: float, latencies: list[float] | None) -> None:
-    """A probe (with `latencies`) times every message; the others only receive, so the
-    client process spends its time on the network rather than on JSON."""
+    """A probe: a full WebSocket client that times every message."""
+    if latencies is None:
+        await _silent_ws_client(url, seconds)
+        return
     async with connect(url, open_timeout=60, max_queue=64) as ws:
         await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
         first = True
@@ -52,8 +148,8 @@ async def _ws_client(url: str, seconds: float, latencies: list[float] | None) ->
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 while True:
-                    raw = await ws.recv(decode=latencies is not None)
-                    if latencies is not None and not first:
+                    raw = await ws.recv()
+                    if not first:
                         message = json.loads(raw)
                         if message.get("type") == "leaderboard_update":
                             latencies.append(time.time() - _stamp(message["data"]["timestamp"]))

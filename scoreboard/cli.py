@@ -44,6 +44,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from scoreboard.app import create_app
     from scoreboard.embedded import banner
+    from scoreboard.ws_protocol import PROTOCOL_PATH
 
     if args.workers < 1:
         raise SettingsError("--workers: must be at least 1")
@@ -67,6 +68,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # Compressing each message per client costs more CPU than the fan-out itself,
         # and inflating client frames invites compression bombs.
         "ws_per_message_deflate": False,
+        "ws": PROTOCOL_PATH,
     }
     if args.workers == 1:
         uvicorn.run(create_app(settings), **common)

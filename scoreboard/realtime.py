@@ -6,7 +6,10 @@ a burst becomes one message per interval carrying the latest top N, the last cha
 (`updated_user`) and every change in the window (`updated_users`). Each message is
 serialised once per process. Every client holds only the newest message it has not
 sent yet, so a slow client skips states instead of growing a backlog, and never
-delays the others.
+delays the others. A WebSocket client whose server offers shared frames (see
+`scoreboard.ws_protocol`) is written to directly while it keeps up: a broadcast then
+costs one socket write per client and wakes no task. Broadcasts are paced by their
+audience: after one that took longer than the interval, the next waits as long.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -23,6 +27,7 @@ from typing import Any
 from scoreboard.board_feed import BoardEvent
 from scoreboard.leaderboard import Leaderboard, TopSnapshot, entry_json, iso_ms
 from scoreboard.scripts import BoardEntry
+from scoreboard.ws_protocol import FrameWriter, text_frame
 
 
 @dataclass
@@ -35,6 +40,10 @@ class Broadcast:
     @cached_property
     def ws_text(self) -> str:
         return json.dumps({"type": "leaderboard_update", "data": self.data}, separators=(",", ":"))
+
+    @cached_property
+    def ws_frame(self) -> bytes:
+        return text_frame(self.ws_text.encode())
 
     @cached_property
     def sse_data(self) -> str:
@@ -52,18 +61,49 @@ class Subscriber:
 
     A waiting client holds a bare future and a timer, nothing more: a broadcast to
     thousands of clients wakes each one once and creates no task per client (waiting
-    through `asyncio.wait_for` did, and that dominated a broadcast's cost)."""
+    through `asyncio.wait_for` did, and that dominated a broadcast's cost).
 
+    With `write_frame` set, a message goes straight to the client's socket unless an
+    earlier one is still waiting or being sent (order is kept) or the socket is backed
+    up; only then does it wait here for the client's own task."""
+
+    session_id: str | None = None
+    write_frame: FrameWriter | None = None
     pending: Broadcast | None = None
     skipped: int = 0
+    _sending: bool = False
     _waiter: asyncio.Future[None] | None = field(default=None, repr=False)
 
-    def offer(self, message: Broadcast) -> None:
+    def offer(self, message: Broadcast) -> bool:
+        """Hand over a message; True when it went straight to the client's socket."""
+        if (
+            self.write_frame is not None
+            and self.pending is None
+            and not self._sending
+            and self.write_frame(message.ws_frame)
+        ):
+            return True
         if self.pending is not None:
             self.skipped += 1
         self.pending = message
+        self.wake()
+        return False
+
+    def wake(self) -> None:
+        """Wake the client's task, message or not (it then rechecks its session)."""
         if self._waiter is not None:
             _wake(self._waiter)
+
+    async def deliver(self, send: Callable[[Broadcast], Awaitable[None]], within: float) -> None:
+        """Send the next waiting message with `send`, or return after `within` seconds."""
+        message = await self.next(within)
+        if message is None:
+            return
+        self._sending = True
+        try:
+            await send(message)
+        finally:
+            self._sending = False
 
     async def next(self, within: float) -> Broadcast | None:
         """The next message, or None when `within` seconds pass without one."""
@@ -112,22 +152,31 @@ class Hub:
         self._subscribers: set[Subscriber] = set()
         self._window: list[BoardEvent] = []
         self._last_sent = 0.0
+        self._gap = self._interval  # the interval, or longer while broadcasts take long
         self._flush_task: asyncio.Task[None] | None = None
-        self.sent = 0
+        self.sent = 0  # broadcasts
+        self.written_directly = 0  # messages written straight to a client's socket
         self.sse_streams: Counter[str] = Counter()  # open SSE streams per client address
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    async def subscribe(self) -> tuple[Subscriber, Broadcast]:
+    async def subscribe(self, session_id: str | None = None) -> tuple[Subscriber, Broadcast]:
         """A new client, and the current board to send it first."""
-        subscriber = Subscriber()
+        subscriber = Subscriber(session_id)
         self._subscribers.add(subscriber)
         return subscriber, self.snapshot_message(await self._leaderboard.top())
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
+
+    def session_revoked(self, session_id: str) -> None:
+        """Stop writing to the session's clients and wake them to close."""
+        for subscriber in self._subscribers:
+            if subscriber.session_id == session_id:
+                subscriber.write_frame = None
+                subscriber.wake()
 
     def snapshot_message(self, snapshot: TopSnapshot) -> Broadcast:
         entries = snapshot.entries[: self._top_shown]
@@ -144,7 +193,7 @@ class Hub:
         if event.top is None:
             return  # the top N did not change: nothing for the feeds
         self._window.append(event)
-        if time.monotonic() - self._last_sent >= self._interval and self._flush_task is None:
+        if time.monotonic() - self._last_sent >= self._gap and self._flush_task is None:
             self._flush()
         elif self._flush_task is None:
             self._flush_task = asyncio.get_running_loop().create_task(self._trailing_edge())
@@ -167,7 +216,7 @@ class Hub:
 
     async def _trailing_edge(self) -> None:
         try:
-            wait = self._interval - (time.monotonic() - self._last_sent)
+            wait = self._gap - (time.monotonic() - self._last_sent)
             await asyncio.sleep(max(0.0, wait))
             self._flush()
         finally:
@@ -181,7 +230,14 @@ class Hub:
         assert latest.top is not None
         data = board_data(latest.top[: self._top_shown], latest.total_players, window, latest.ts_ms)
         message = Broadcast(latest.stream_id, data)
+        started = time.monotonic()
+        direct = 0
         for subscriber in self._subscribers:
-            subscriber.offer(message)
+            direct += subscriber.offer(message)
         self._last_sent = time.monotonic()
+        self.written_directly += direct
+        # Paced by the audience: the next broadcast waits at least as long as this one
+        # took, so fan-out to many clients takes at most half the process's time and
+        # requests keep being served; a burst then coalesces over a longer window.
+        self._gap = max(self._interval, self._last_sent - started)
         self.sent += 1

@@ -8,6 +8,7 @@ up and follows the channel; while the subscription is down it asks Redis instead
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from scoreboard.keys import Keys
@@ -28,10 +29,15 @@ class Revocations:
         self._lifetime_ms = lifetime_seconds * 1000
         self._known: dict[str, int] = {}
         self._live = False
+        self._followers: list[Callable[[str], None]] = []
 
     @property
     def channel(self) -> str:
         return self._channel
+
+    def follow(self, on_revoked: Callable[[str], None]) -> None:
+        """Call `on_revoked(session_id)` for each revocation heard on the channel."""
+        self._followers.append(on_revoked)
 
     async def revoke(self, session_id: str) -> None:
         now = _now_ms()
@@ -57,6 +63,8 @@ class Revocations:
         session_id, _, until = data.decode().partition(" ")
         if until.isdigit():
             self._known[session_id] = int(until)
+            for on_revoked in self._followers:
+                on_revoked(session_id)
         if len(self._known) % PRUNE_EVERY == 0:
             now = _now_ms()
             self._known = {sid: end for sid, end in self._known.items() if end > now}

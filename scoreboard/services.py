@@ -138,6 +138,7 @@ class Services:
         feed.add_listener(leaderboard)
         hub = Hub(leaderboard, settings.broadcast_interval_ms)
         feed.add_listener(hub)
+        revocations.follow(hub.session_revoked)
         feed.add_channel(revocations.channel, revocations)
         return cls(
             settings=settings,

@@ -58,6 +58,13 @@ async def test_a_websocket_needs_a_valid_token(live_server: RunningServer) -> No
         assert refused.value.response.status_code == 403
 
 
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rpartition(" ")[2])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
 async def test_websocket_gets_the_board_then_each_change(live_server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
         watcher, player = await new_player(http), await new_player(http)
@@ -73,6 +80,10 @@ async def test_websocket_gets_the_board_then_each_change(live_server: RunningSer
                 # the watcher's own earlier change, heard after subscribing (pub/sub can
                 # lag the request that caused it), carries the same board: skip it
                 update = await _next_update(ws)
+            metrics = (await http.get("/metrics")).text
+    # `scoreboard serve` writes each update's frame, built once, straight to the socket
+    assert _metric(metrics, "scoreboard_live_direct_writes_total") >= 1
+    assert _metric(metrics, "scoreboard_live_clients") == 1
     assert update["leaderboard"][0]["user_id"] == player["user_id"]
     assert update["updated_user"] == {
         "user_id": player["user_id"],

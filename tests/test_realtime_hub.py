@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from scoreboard import realtime
 from scoreboard.board_feed import BoardEvent
 from scoreboard.leaderboard import TopSnapshot
 from scoreboard.realtime import Broadcast, Hub, Subscriber
 from scoreboard.scripts import BoardEntry
+from scoreboard.ws_protocol import text_frame
 
 
 class StubLeaderboard:
@@ -95,3 +102,109 @@ async def test_resubscription_pushes_the_board_to_everyone() -> None:
     pushed = await subscriber.next(0)
     assert pushed is not None and pushed.data["leaderboard"][0]["user_id"] == "z"
     await asyncio.sleep(0)
+
+
+class Socket:
+    """A client's socket as the hub sees it through a shared-frame writer."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.full = False
+
+    def write(self, frame: bytes) -> bool:
+        if self.full:
+            return False
+        self.frames.append(frame)
+        return True
+
+
+def _texts(socket: Socket) -> list[str]:
+    return [json.loads(_payload(frame))["data"]["n"] for frame in socket.frames]
+
+
+def _payload(frame: bytes) -> bytes:
+    """The payload of one whole text frame, read as a WebSocket client reads it."""
+    reader = StreamReader()
+    reader.feed_data(frame)
+    parser = Frame.parse(reader.read_exact, mask=False)
+    with pytest.raises(StopIteration) as done:
+        next(parser)
+    parsed: Frame = done.value.value
+    assert parsed.opcode is Opcode.TEXT and parsed.fin and not reader.buffer
+    return bytes(parsed.data)
+
+
+async def test_a_client_that_keeps_up_is_written_to_directly() -> None:
+    socket = Socket()
+    subscriber = Subscriber(write_frame=socket.write)
+    for n in range(3):
+        assert subscriber.offer(Broadcast(str(n), {"n": n}))
+    assert subscriber.pending is None
+    assert _texts(socket) == [0, 1, 2]
+    assert _payload(text_frame(b"x" * 70_000)) == b"x" * 70_000
+
+
+async def test_a_backed_up_client_waits_for_its_task_and_order_is_kept() -> None:
+    socket = Socket()
+    subscriber = Subscriber(write_frame=socket.write)
+    socket.full = True
+    assert not subscriber.offer(Broadcast("1", {"n": 1}))
+    socket.full = False
+    # an earlier message is waiting: a newer one must not overtake it on the socket
+    assert not subscriber.offer(Broadcast("2", {"n": 2}))
+    assert socket.frames == [] and subscriber.skipped == 1
+    sent: list[Broadcast] = []
+    gate = asyncio.Event()
+
+    async def slow_send(message: Broadcast) -> None:
+        sent.append(message)
+        await gate.wait()
+
+    delivering = asyncio.create_task(subscriber.deliver(slow_send, 1.0))
+    await asyncio.sleep(0)
+    # while the task is sending, later messages queue behind it
+    assert not subscriber.offer(Broadcast("3", {"n": 3}))
+    gate.set()
+    await delivering
+    await subscriber.deliver(slow_send, 0)
+    assert [m.data["n"] for m in sent] == [2, 3]
+    assert subscriber.offer(Broadcast("4", {"n": 4}))
+    assert _texts(socket) == [4]
+
+
+async def test_a_revoked_session_is_no_longer_written_to_and_its_task_wakes() -> None:
+    hub = _hub(0)
+    socket = Socket()
+    mine, _ = await hub.subscribe("session-1")
+    other, _ = await hub.subscribe("session-2")
+    mine.write_frame = other.write_frame = socket.write
+    waiting = asyncio.create_task(mine.next(30))
+    await asyncio.sleep(0)
+    hub.session_revoked("session-1")
+    assert await asyncio.wait_for(waiting, 1) is None
+    hub.on_event(_event(1, "a"))
+    assert mine.pending is not None and other.pending is None
+    assert len(socket.frames) == 1 and hub.written_directly == 1
+
+
+async def test_broadcasts_to_a_large_audience_are_paced(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(realtime.time, "monotonic", lambda: clock[0])
+    hub = _hub(100)
+
+    def slow_write(frame: bytes) -> bool:
+        clock[0] += 0.001  # each client takes a millisecond to write to
+        return True
+
+    for _ in range(300):
+        subscriber, _ = await hub.subscribe()
+        subscriber.write_frame = slow_write
+    hub.on_event(_event(1, "a"))
+    assert hub.sent == 1  # quiet board: at once, and it took 0.3 s
+    clock[0] += 0.2  # past the interval, not past the broadcast's own duration
+    hub.on_event(_event(2, "b"))
+    assert hub.sent == 1
+    clock[0] += 0.1
+    hub.on_event(_event(3, "c"))
+    assert hub.sent == 1  # still coalescing: the trailing edge sends both
+    await hub.close()

@@ -20,6 +20,7 @@ from scoreboard.errors import RateLimitExceeded, ScoreboardError
 from scoreboard.jwt_tokens import AccessClaims
 from scoreboard.realtime import Broadcast, Subscriber
 from scoreboard.routes.common import address, services
+from scoreboard.ws_protocol import FRAME_WRITER
 
 POLICY_VIOLATION = 1008
 TICK_SECONDS = 5.0
@@ -101,8 +102,12 @@ class _WsSession:
             kind = None
         if kind == "subscribe_leaderboard":
             if self.subscriber is None:
-                self.subscriber, current = await self.svc.hub.subscribe()
+                subscriber, current = await self.svc.hub.subscribe(self.claims.session_id)
+                self.subscriber = subscriber
                 await self.websocket.send_text(current.ws_text)
+                # Only now: an update written directly must not overtake the first board.
+                extensions = self.websocket.scope.get("extensions") or {}
+                subscriber.write_frame = extensions.get(FRAME_WRITER)
             return
         if kind == "ping":
             await self.websocket.send_text(json.dumps({"type": "pong"}))
@@ -112,19 +117,23 @@ class _WsSession:
         )
 
     async def _send_loop(self) -> None:
+        """Closes the connection when its token expires or its session is revoked, and
+        sends what the hub could not write directly."""
         while True:
-            if self.claims.expires_at <= time.time():
+            left = self.claims.expires_at - time.time()
+            if left <= 0:
                 await self.websocket.close(POLICY_VIOLATION, "token expired")
                 return
             if await self.svc.sessions.is_revoked(self.claims):
                 await self.websocket.close(POLICY_VIOLATION, "session revoked")
                 return
             if self.subscriber is None:
-                await asyncio.sleep(min(TICK_SECONDS, 0.05))
+                await asyncio.sleep(min(TICK_SECONDS, 0.05, left))
                 continue
-            message = await self.subscriber.next(TICK_SECONDS)
-            if message is not None:
-                await self.websocket.send_text(message.ws_text)
+            await self.subscriber.deliver(self._send, min(TICK_SECONDS, left))
+
+    async def _send(self, message: Broadcast) -> None:
+        await self.websocket.send_text(message.ws_text)
 
 
 def _sse_event(message: Broadcast) -> dict[str, Any]:

@@ -21,12 +21,12 @@ async def metrics(request: Request) -> Response:
     sync = await sync_status(svc)
     lines: list[str] = []
 
-    def gauge(name: str, help_text: str, value: object) -> None:
+    def gauge(name: str, help_text: str, value: object, kind: str = "gauge") -> None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             lines.extend(
                 (
                     f"# HELP {name} {help_text}",
-                    f"# TYPE {name} gauge",
+                    f"# TYPE {name} {kind}",
                     f'{name}{{board="global"}} {value}',
                 )
             )
@@ -42,6 +42,19 @@ async def metrics(request: Request) -> Response:
         "scoreboard_feed_connected",
         "1 while this process follows the board's updates",
         int(svc.feed.connected),
+    )
+    gauge("scoreboard_live_clients", "Live-feed clients of this process", svc.hub.subscriber_count)
+    gauge(
+        "scoreboard_live_broadcasts_total",
+        "Board updates this process broadcast to its live-feed clients",
+        svc.hub.sent,
+        "counter",
+    )
+    gauge(
+        "scoreboard_live_direct_writes_total",
+        "Broadcast messages written straight to a WebSocket client's socket",
+        svc.hub.written_directly,
+        "counter",
     )
     snapshot = await svc.leaderboard.top()
     gauge("scoreboard_players", "Players with a score on the board", snapshot.total_players)
