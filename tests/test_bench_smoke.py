@@ -11,9 +11,14 @@ from pathlib import Path
 from tests.conftest import REPO
 
 
-def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+def _env(redis_url: str, postgres_admin: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
     env.update(REDIS_URL=redis_url, DATABASE_URL=postgres_admin)
+    return env
+
+
+def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+    env = _env(redis_url, postgres_admin)
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)],
         env=env,
@@ -28,3 +33,23 @@ def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_pat
     assert set(summary["phases"]) == {"ceiling", "pairs", "updates", "top10"}
     assert summary["phases"]["updates"]["requests_per_second"] > 0
     assert "| 3. score updates |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_the_fan_out_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+    env = _env(redis_url, postgres_admin)
+    # 200 WebSocket clients: 100 timing probes and 100 that read frame headers only
+    command = ["--clients", "200", "--sse", "10", "--rate", "50", "--seconds", "2", "--runs", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.fanout", *command, "--out", str(tmp_path)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads((tmp_path / "fanout.json").read_text())
+    assert [(r["kind"], r["clients"]) for r in rows] == [("ws", 200), ("sse", 10)]
+    for row in rows:
+        assert row["failed_clients"] == 0 and row["messages"] > 0
+    assert "| 200 WS |" in (tmp_path / "FANOUT.md").read_text()
