@@ -150,6 +150,7 @@ class Hub:
         self._interval = interval_ms / 1000
         self._top_shown = top_shown
         self._subscribers: set[Subscriber] = set()
+        self._by_session: dict[str, set[Subscriber]] = {}
         self._window: list[BoardEvent] = []
         self._last_sent = 0.0
         self._gap = self._interval  # the interval, or longer while broadcasts take long
@@ -166,17 +167,23 @@ class Hub:
         """A new client, and the current board to send it first."""
         subscriber = Subscriber(session_id)
         self._subscribers.add(subscriber)
+        if session_id is not None:
+            self._by_session.setdefault(session_id, set()).add(subscriber)
         return subscriber, self.snapshot_message(await self._leaderboard.top())
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
+        session = subscriber.session_id
+        if session is not None and session in self._by_session:
+            self._by_session[session].discard(subscriber)
+            if not self._by_session[session]:
+                del self._by_session[session]
 
     def session_revoked(self, session_id: str) -> None:
         """Stop writing to the session's clients and wake them to close."""
-        for subscriber in self._subscribers:
-            if subscriber.session_id == session_id:
-                subscriber.write_frame = None
-                subscriber.wake()
+        for subscriber in self._by_session.get(session_id, ()):
+            subscriber.write_frame = None
+            subscriber.wake()
 
     def snapshot_message(self, snapshot: TopSnapshot) -> Broadcast:
         entries = snapshot.entries[: self._top_shown]

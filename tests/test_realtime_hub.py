@@ -185,6 +185,10 @@ async def test_a_revoked_session_is_no_longer_written_to_and_its_task_wakes() ->
     hub.on_event(_event(1, "a"))
     assert mine.pending is not None and other.pending is None
     assert len(socket.frames) == 1 and hub.written_directly == 1
+    hub.unsubscribe(mine)
+    hub.unsubscribe(other)
+    hub.session_revoked("session-2")  # nobody left to wake
+    assert hub.subscriber_count == 0
 
 
 async def test_broadcasts_to_a_large_audience_are_paced(monkeypatch: pytest.MonkeyPatch) -> None:
