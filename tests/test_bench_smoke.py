@@ -11,16 +11,12 @@ from pathlib import Path
 from tests.conftest import REPO
 
 
-def _env(redis_url: str, postgres_admin: str) -> dict[str, str]:
+def _bench(module: str, arguments: list[str], redis_url: str, postgres_admin: str) -> None:
+    """Run `python -m <module> <arguments>` against the test services; it must succeed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
     env.update(REDIS_URL=redis_url, DATABASE_URL=postgres_admin)
-    return env
-
-
-def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
-    env = _env(redis_url, postgres_admin)
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "-m", module, *arguments],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -28,6 +24,10 @@ def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_pat
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+    _bench("bench.run", ["--smoke", "--out", str(tmp_path)], redis_url, postgres_admin)
     summary = json.loads((tmp_path / "results.json").read_text())["summary"]
     assert summary["all_correct"]
     assert set(summary["phases"]) == {"ceiling", "pairs", "updates", "top10"}
@@ -36,18 +36,9 @@ def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_pat
 
 
 def test_the_fan_out_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
-    env = _env(redis_url, postgres_admin)
     # 200 WebSocket clients: 100 timing probes and 100 that read frame headers only
     command = ["--clients", "200", "--sse", "10", "--rate", "50", "--seconds", "2", "--runs", "1"]
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.fanout", *command, "--out", str(tmp_path)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    _bench("bench.fanout", [*command, "--out", str(tmp_path)], redis_url, postgres_admin)
     rows = json.loads((tmp_path / "fanout.json").read_text())
     assert [(r["kind"], r["clients"]) for r in rows] == [("ws", 200), ("sse", 10)]
     for row in rows:
