@@ -63,8 +63,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "log_level": "info",
         "access_log": args.access_log,
         "ws_max_size": settings.ws_max_message_bytes,
-        "ws_ping_interval": 20.0,
-        "ws_ping_timeout": 20.0,
+        # A client that has not answered a ping within one more interval is gone.
+        "ws_ping_interval": settings.ws_ping_interval_ms / 1000,
+        "ws_ping_timeout": settings.ws_ping_interval_ms / 1000,
         # Compressing each message per client costs more CPU than the fan-out itself,
         # and inflating client frames invites compression bombs.
         "ws_per_message_deflate": False,

@@ -87,6 +87,7 @@ class Settings:
     broadcast_interval_ms: int = 100
     ws_max_message_bytes: int = 4096
     ws_max_messages_per_second: int = 20
+    ws_ping_interval_ms: int = 20_000
     sse_max_connections_per_ip: int = 20
 
     @property
@@ -159,6 +160,9 @@ class Settings:
             ),
             ws_max_messages_per_second=reader.get(
                 "SCOREBOARD_WS_MAX_MESSAGES_PER_SECOND", 20, _int_in(1, 10_000)
+            ),
+            ws_ping_interval_ms=reader.get(
+                "SCOREBOARD_WS_PING_INTERVAL_MS", 20_000, _int_in(100, 3_600_000)
             ),
             sse_max_connections_per_ip=reader.get(
                 "SCOREBOARD_SSE_MAX_CONNECTIONS_PER_IP", 20, _int_in(1, 100_000)

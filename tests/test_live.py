@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -222,3 +225,32 @@ async def test_sse_streams_are_capped_per_address(settings: Settings, tmp_path: 
                 assert third.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
             async with http.stream("GET", "/sse/leaderboard") as again:
                 assert again.status_code == 200
+
+
+async def test_pings_keep_a_live_client_and_drop_a_silent_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = _env(settings, SCOREBOARD_WS_PING_INTERVAL_MS="300")
+    with serving(env, tmp_path) as (server,):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            player = await new_player(http)
+        url = _ws_url(server, player["access_token"])
+        parts = urlsplit(url)
+        # A client that completes the handshake, then never answers anything.
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        async with connect(url, ping_interval=None) as alive:
+            # the silent one is cut off after a ping and another interval...
+            rest = await asyncio.wait_for(reader.read(), 10)
+            assert rest.startswith(b"\x89")  # it was pinged
+            writer.close()
+            # ...while the one that answers pings is still served after many intervals
+            await asyncio.sleep(1.5)
+            await alive.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(alive.recv(), 3)) == {"type": "pong"}

@@ -31,6 +31,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert settings.rate_limit_leaderboard == RateRule(60, 60)
     assert settings.allow_registration is True
     assert settings.trusted_proxies == ()
+    assert settings.ws_ping_interval_ms == 20_000
 
 
 def test_every_documented_variable_is_read() -> None:
@@ -86,6 +87,7 @@ def test_every_documented_variable_is_read() -> None:
         ("SCOREBOARD_ANTICHEAT_MODE", "strict"),
         ("SCOREBOARD_SCORE_CEILING", str(2**53)),
         ("SCOREBOARD_LIVE_TOP_N", "5"),
+        ("SCOREBOARD_WS_PING_INTERVAL_MS", "10"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
