@@ -6,8 +6,10 @@ Starts the server (`scoreboard serve`) and the syncer (`scoreboard sync`) agains
 Redis and PostgreSQL of REDIS_URL / DATABASE_URL (defaults: the local servers), with a
 key prefix and a database of its own, removed afterwards. The load generator runs in
 its own process, pinned with the syncer to the last CPU while the server is pinned to
-the others. Writes
-bench/RESULTS.md and bench/results.json (medians of the runs) and prints the ratios.
+the others. During phase 3 the CPU time of the server, the syncer, the load generator
+and this machine's Redis and PostgreSQL processes is read from /proc, to show where an
+update's cost goes. Writes bench/RESULTS.md and bench/results.json (medians of the
+runs) and prints the ratios.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
+from bench.cpu_use import CpuMeter
 from bench.sync_drain import one_run as drain_run
 from bench.sync_drain import with_database
 from scoreboard import __version__
@@ -294,10 +297,23 @@ async def _phases(
     stream = Keys(deployment.prefix).events()
     stop = asyncio.Event()
     lag_task = asyncio.create_task(sample_lag(redis_url, stream, stop))
+    meter = CpuMeter(
+        {name: deployment.processes[name].pid for name in ("server", "syncer")},
+        {"redis": "redis-server", "postgresql": "postgres"},
+    )
+    meter.start()
     phases["updates"] = json.loads(
         await asyncio.to_thread(loadgen, "updates", url, seconds, conc, tokens_file)
     )
+    used, machine_busy = meter.stop()
     stop.set()
+    updates = phases["updates"]
+    used["load generator"] = updates["loadgen_cpu_share"] * updates["seconds"]
+    cpu_per_update = (
+        {name: round(cpu / updates["requests"] * 1e6, 1) for name, cpu in used.items()}
+        if updates["requests"]
+        else {}
+    )
     lag = await lag_task
     ceiling()
     phases["top10"] = json.loads(loadgen("get:/leaderboard/top10", url, seconds, conc))
@@ -328,6 +344,8 @@ async def _phases(
             "max": max(lag, default=0),
         },
         "drain_events_per_second": round(drain),
+        "cpu_us_per_update": cpu_per_update,
+        "machine_busy_during_updates": round(machine_busy, 3),
         "ceilings": ceilings,
         "ratios": ratios,
         "correct": accepted == on_board == persisted,
@@ -364,6 +382,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "median": median(lambda run: run["sync_lag_during_updates"]["median"]),
             "max": median(lambda run: run["sync_lag_during_updates"]["max"]),
         },
+        "cpu_us_per_update": {
+            name: median(lambda run, n=name: run["cpu_us_per_update"].get(n, 0.0))
+            for name in runs[0]["cpu_us_per_update"]
+        },
+        "machine_busy_during_updates": median(lambda run: run["machine_busy_during_updates"]),
         "all_correct": all(run["correct"] for run in runs),
     }
 
@@ -428,6 +451,10 @@ def write_report(
         )
     lag = summary["sync_lag_during_updates"]
     lines += [
+        "",
+        "Phase 3, CPU per score update (microseconds, this machine's processes): "
+        + ", ".join(f"{name} {us:.0f}" for name, us in summary["cpu_us_per_update"].items())
+        + f"; all CPUs {summary['machine_busy_during_updates'] * 100:.0f}% busy.",
         "",
         f"5. Syncer: drains a {config.drain_events}-event backlog at "
         f"{summary['drain_events_per_second']:.0f} events/s, {ratios['drain']:.1f}x the "

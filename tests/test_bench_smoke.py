@@ -32,6 +32,7 @@ def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_pat
     assert summary["all_correct"]
     assert set(summary["phases"]) == {"ceiling", "pairs", "updates", "top10"}
     assert summary["phases"]["updates"]["requests_per_second"] > 0
+    assert summary["cpu_us_per_update"]["server"] > 0  # where phase 3's CPU went
     assert "| 3. score updates |" in (tmp_path / "RESULTS.md").read_text()
 
 
