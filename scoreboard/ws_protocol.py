@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -36,8 +37,8 @@ def text_frame(payload: bytes) -> bytes:
 class SharedFrameWebSocketProtocol(WebSocketsSansIOProtocol):
     conn: ServerProtocol
 
-    def handle_connect(self, event: object) -> None:
-        super().handle_connect(event)  # type: ignore[arg-type]
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
         scope = getattr(self, "scope", None)
         # With an extension (compression) negotiated, frames differ per connection.
         if scope is not None and not self.conn.extensions:

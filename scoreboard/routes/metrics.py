@@ -21,7 +21,7 @@ async def metrics(request: Request) -> Response:
     sync = await sync_status(svc)
     lines: list[str] = []
 
-    def gauge(name: str, help_text: str, value: object, kind: str = "gauge") -> None:
+    def metric(name: str, help_text: str, value: object, kind: str = "gauge") -> None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             lines.extend(
                 (
@@ -32,32 +32,32 @@ async def metrics(request: Request) -> Response:
             )
 
     for name, help_text, field in _GAUGES:
-        gauge(name, help_text, sync.get(field))
-    gauge(
+        metric(name, help_text, sync.get(field))
+    metric(
         "scoreboard_sync_running",
         "1 while the syncer reports in",
         int(sync.get("status") == "running"),
     )
-    gauge(
+    metric(
         "scoreboard_feed_connected",
         "1 while this process follows the board's updates",
         int(svc.feed.connected),
     )
-    gauge("scoreboard_live_clients", "Live-feed clients of this process", svc.hub.subscriber_count)
-    gauge(
+    metric("scoreboard_live_clients", "Live-feed clients of this process", svc.hub.subscriber_count)
+    metric(
         "scoreboard_live_broadcasts_total",
         "Board updates this process broadcast to its live-feed clients",
         svc.hub.sent,
         "counter",
     )
-    gauge(
+    metric(
         "scoreboard_live_direct_writes_total",
         "Broadcast messages written straight to a WebSocket client's socket",
         svc.hub.written_directly,
         "counter",
     )
     snapshot = await svc.leaderboard.top()
-    gauge("scoreboard_players", "Players with a score on the board", snapshot.total_players)
+    metric("scoreboard_players", "Players with a score on the board", snapshot.total_players)
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
