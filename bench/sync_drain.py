@@ -98,6 +98,7 @@ async def one_run(
         redis_prefix=prefix,
         sync_block_ms=10,
         sync_batch_size=batch,
+        reconcile_interval_ms=0,  # the board here is empty by design
     )
     client = aioredis.Redis.from_url(redis_url)
     pool = await create_pool(dsn, size=max(4, consumers * 2))
@@ -107,7 +108,9 @@ async def one_run(
         await _fill_stream(client, Keys(prefix).events(), users, events)
         # A backlog builds up behind a live board: mark it ready, so the timed part is
         # the drain and not a rebuild of a board that was never written.
-        await client.set(Keys(prefix).board_ready(), "1")
+        await client.hset(
+            Keys(prefix).board_state(), mapping={"epoch": "bench", "seq": 0, "players": 0}
+        )
         syncers = [Syncer(settings, client, pool, consumer=f"bench{i}") for i in range(consumers)]
         tune_for_service()  # as `scoreboard sync` does
         started = time.perf_counter()

@@ -1,20 +1,27 @@
--- install_board.lua: swap a board rebuilt off to the side into place, then catch up
--- with the updates applied while it was being built, so readers never see an empty
--- board and no update is lost.
+-- install_board.lua: swap a board rebuilt off to the side into place, catch up with
+-- the updates applied while it was being built, and announce the new build, so
+-- readers never see an empty board, no update is lost or counted twice, and every
+-- process drops its copy of the old build.
+--
+-- The staged board holds every update up to ARGV[2]; each applied update after it
+-- adds its increase on top (its stored total came from the board being replaced,
+-- which may have been wrong: that is why it is being rebuilt).
 --
 -- Input:
 --   KEYS[1]  the staged board (sorted set; renamed onto KEYS[3])
 --   KEYS[2]  the staged players (hash; renamed onto KEYS[4])
 --   KEYS[3]  the board (sorted set of '<15-digit inverted sequence>:<user id>')
 --   KEYS[4]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
---   KEYS[5]  the board's update sequence (integer)
---   KEYS[6]  the board's ready marker (set here)
---   KEYS[7]  the board's event stream
+--   KEYS[5]  the board's state (hash: epoch, seq, players; written here)
+--   KEYS[6]  the board's event stream
+--   KEYS[7]  the board's update channel (the announcement goes there)
 --   ARGV[1]  highest update sequence the staged board includes
---   ARGV[2]  last stream id read while staging ('0-0' when none); later events are
---            applied on top when newer than what the board holds for their player
+--   ARGV[2]  last stream id read while staging ('0-0' when none)
+--   ARGV[3]  the new build's epoch (random, never reused)
 --
--- Output: { 'OK', caught_up } where caught_up counts the events applied on top.
+-- Output: { 'OK', caught_up, seq } where caught_up counts the updates applied on top
+--   and seq is the board's update sequence now.
+--   Published: 'rebuilt <epoch> <seq>'.
 --
 -- Errors: none.
 
@@ -23,9 +30,10 @@ local INVERT = 999999999999999
 
 local rcall = redis.call
 local staged_board, staged_players = KEYS[1], KEYS[2]
-local board_key, players_key, seq_key = KEYS[3], KEYS[4], KEYS[5]
-local ready_key, events_key = KEYS[6], KEYS[7]
+local board_key, players_key, state_key = KEYS[3], KEYS[4], KEYS[5]
+local events_key, channel = KEYS[6], KEYS[7]
 local max_seq = tonumber(ARGV[1])
+local epoch = ARGV[3]
 
 local function install(staged, live)
   if rcall('EXISTS', staged) == 1 then
@@ -48,25 +56,27 @@ for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
     local seq = tonumber(fields.seq)
     local info = rcall('HGET', players_key, fields.user_id)
     local old_member = info and string.match(info, '^([^|]+)')
-    local held = old_member and (INVERT - tonumber(string.match(old_member, '^(%d+)'))) or -1
-    if seq > held then
-      local member = string.format('%015d', INVERT - seq) .. ':' .. fields.user_id
-      if old_member then
-        rcall('ZREM', board_key, old_member)
-      end
-      rcall('ZADD', board_key, fields.new_score, member)
-      rcall('HSET', players_key, fields.user_id,
-        member .. '|' .. fields.ts .. '|' .. fields.username)
-      caught_up = caught_up + 1
+    local score = 0
+    if old_member then
+      score = tonumber(rcall('ZSCORE', board_key, old_member) or '0')
+      rcall('ZREM', board_key, old_member)
     end
+    local member = string.format('%015d', INVERT - seq) .. ':' .. fields.user_id
+    rcall('ZADD', board_key, string.format('%d', score + tonumber(fields.delta)), member)
+    rcall('HSET', players_key, fields.user_id,
+      member .. '|' .. fields.ts .. '|' .. fields.username)
+    caught_up = caught_up + 1
     if seq > max_seq then
       max_seq = seq
     end
   end
 end
 
-if max_seq > tonumber(rcall('GET', seq_key) or '0') then
-  rcall('SET', seq_key, string.format('%d', max_seq))
+local current = tonumber(rcall('HGET', state_key, 'seq') or '0')
+if current > max_seq then
+  max_seq = current
 end
-rcall('SET', ready_key, '1')
-return { S_OK, caught_up }
+local seq_text = string.format('%d', max_seq)
+rcall('HSET', state_key, 'epoch', epoch, 'seq', seq_text, 'players', rcall('HLEN', players_key))
+rcall('PUBLISH', channel, 'rebuilt ' .. epoch .. ' ' .. seq_text)
+return { S_OK, caught_up, max_seq }

@@ -14,16 +14,19 @@
 --
 -- Input:
 --   KEYS[1]  rate-limit state of the score-update rule for this user (string)
---   KEYS[2]  the action token: sb:{board}:tok:<sha256> (hash)
+--   KEYS[2]  the action token: sb:{board}:tok:<sha256> (hash; after it is spent it
+--            also keeps the request's fingerprint and the answer given, so the owner's
+--            retry of the same request gets the same answer for the token's lifetime)
 --   KEYS[3]  the board (sorted set of members, score = points)
 --   KEYS[4]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
 --   KEYS[5]  this player's anti-cheat state (hash: last_us, and recent: points per
 --            tenth of the window, '<bucket>:<points>,...', at most seven buckets)
---   KEYS[6]  the board's update sequence (integer)
+--   KEYS[6]  the board's state (hash: epoch, seq, players). Absent: the board is
+--            missing or being rebuilt and takes no update. A players count that no
+--            longer matches the sorted set and the players hash means one of them was
+--            lost: the state is deleted (the board must be rebuilt), never read as 0.
 --   KEYS[7]  the board's event stream (no MAXLEN: the syncer trims what it persisted)
 --   KEYS[8]  the board's update channel (pub/sub)
---   KEYS[9]  the board's ready marker: absent while the board is missing or being
---            rebuilt, when no update may be applied to it
 --   ARGV[1]  user id                 ARGV[2]  username
 --   ARGV[3]  session id, '' = the token's      ARGV[4]  action type, '' = the token's
 --   ARGV[5]  increase (decimal digits, >= 1)
@@ -37,16 +40,26 @@
 --   ARGV[15] event id (UUID)         ARGV[16] token hash      ARGV[17] board name
 --   ARGV[18] client address          ARGV[19] client user agent
 --   ARGV[20] the action's telemetry (JSON text, '' = none)
+--   ARGV[21] the request's fingerprint (a digest of its body): a retry with the same
+--            fingerprint replays the first answer
 --   (ARGV 18-20 are kept in the stream only, for the audit trail)
 --
 -- Output:
 --   { 'BOARD_NOT_READY' }          nothing done; retry after the rebuild
+--   { 'BOARD_LOST' }               nothing done; the board's state was deleted because
+--                                  its sorted set or players hash went missing
 --   { 'OK', new_score, new_rank, old_score, old_rank (0 = was not ranked), stream_id,
 --     risk, flagged (0/1), rate_remaining, rate_reset_us, total_players,
---     top_json ('' unless the change touched the top N), sequence }
+--     top_json ('' unless the change touched the top N), sequence, epoch }
+--   { 'REPLAYED', rate_remaining, rate_reset_us, status, ... }
+--                                  the owner retried a spent token with the same
+--                                  request: the first answer, nothing changed; for OK
+--                                  `new_score, new_rank, old_score, old_rank`, else the
+--                                  refusal's own fields
 --   The published message is '<sequence> <JSON>' (the sequence first, so a subscriber
 --   that already holds a newer state skips the JSON): { seq, id, board, user_id,
---   username, delta, old_score, new_score, old_rank, new_rank, ts, total [, top] },
+--   username, delta, old_score, new_score, old_rank, new_rank, ts, total, epoch
+--   [, top] },
 --   numbers as decimal strings, top as [[user_id, username, score, updated_ms], ...].
 --   { 'RATE_LIMITED', retry_after_us, reset_us }
 --   { 'TOKEN_UNKNOWN' }            no such token (never issued, or expired)
@@ -62,6 +75,8 @@
 
 local S_OK = 'OK'
 local S_BOARD_NOT_READY = 'BOARD_NOT_READY'
+local S_BOARD_LOST = 'BOARD_LOST'
+local S_REPLAYED = 'REPLAYED'
 local S_RATE_LIMITED = 'RATE_LIMITED'
 local S_TOKEN_UNKNOWN = 'TOKEN_UNKNOWN'
 local S_TOKEN_NOT_OWNED = 'TOKEN_NOT_OWNED'
@@ -73,8 +88,7 @@ local S_ANTICHEAT_REJECTED = 'ANTICHEAT_REJECTED'
 
 local rcall = redis.call
 local rate_key, token_key, board_key, players_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local stats_key, seq_key, events_key, channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local ready_key = KEYS[9]
+local stats_key, state_key, events_key, channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 
 local user_id, username = ARGV[1], ARGV[2]
 local want_session, want_action = ARGV[3], ARGV[4]
@@ -88,6 +102,7 @@ local claimed_us = tonumber(ARGV[13])
 local top_n = tonumber(ARGV[14])
 local event_id, token_hash, board = ARGV[15], ARGV[16], ARGV[17]
 local client_ip, user_agent, action_data = ARGV[18], ARGV[19], ARGV[20]
+local fingerprint = ARGV[21]
 
 local function int(n)
   return string.format('%d', n)
@@ -104,8 +119,15 @@ local function audit_rejection(status, reason, session_id, action_type, risk)
     'action_data', action_data, 'ts', now_ms)
 end
 
-if rcall('EXISTS', ready_key) == 0 then
+-- 0. the board is whole: its state is there and its counts match
+local state = rcall('HMGET', state_key, 'epoch', 'players')
+local epoch, board_players = state[1], tonumber(state[2])
+if not epoch then
   return { S_BOARD_NOT_READY }
+end
+if rcall('HLEN', players_key) ~= board_players or rcall('ZCARD', board_key) ~= board_players then
+  rcall('DEL', state_key)
+  return { S_BOARD_LOST }
 end
 
 -- 1. rate limit
@@ -116,7 +138,8 @@ if not allowed then
 end
 
 -- 2. the token
-local token = rcall('HMGET', token_key, 'user', 'session', 'action', 'max', 'used')
+local token = rcall('HMGET', token_key, 'user', 'session', 'action', 'max', 'used', 'fp',
+  'answer')
 if not token[1] then
   return { S_TOKEN_UNKNOWN }
 end
@@ -125,24 +148,37 @@ if token[1] ~= user_id then
   return { S_TOKEN_NOT_OWNED }
 end
 if token[5] == '1' then
+  if token[6] == fingerprint and token[7] then
+    local replay = { S_REPLAYED, rate_remaining, rate_reset }
+    for field in string.gmatch(token[7], '[^|]+') do
+      replay[#replay + 1] = field
+    end
+    return replay
+  end
   return { S_TOKEN_USED }
 end
-rcall('HSET', token_key, 'used', '1')
+rcall('HSET', token_key, 'used', '1', 'fp', fingerprint)
+
+-- every answer from here on is kept with the token, for the owner's retry
+local function answer(reply)
+  rcall('HSET', token_key, 'answer', table.concat(reply, '|'))
+  return reply
+end
 local session_id, action_type, max_increase = token[2], token[3], tonumber(token[4])
 local token_expires_ms = int(math.floor(now / 1000) + math.max(0, rcall('PTTL', token_key)))
 if want_session ~= '' and want_session ~= session_id then
   audit_rejection(S_TOKEN_MISMATCH, 'session', want_session, action_type, '0')
-  return { S_TOKEN_MISMATCH, 'session' }
+  return answer({ S_TOKEN_MISMATCH, 'session' })
 end
 if want_action ~= '' and want_action ~= action_type then
   audit_rejection(S_TOKEN_MISMATCH, 'action_type', session_id, want_action, '0')
-  return { S_TOKEN_MISMATCH, 'action_type' }
+  return answer({ S_TOKEN_MISMATCH, 'action_type' })
 end
 
 -- 3. the increase
 if increase > max_increase then
   audit_rejection(S_ABOVE_MAX, 'above_max', session_id, action_type, '0')
-  return { S_ABOVE_MAX, token[4] }
+  return answer({ S_ABOVE_MAX, token[4] })
 end
 local old_member, old_score, old_rank = nil, 0, 0
 local player = rcall('HGET', players_key, user_id)
@@ -157,7 +193,7 @@ end
 local new_score = old_score + increase
 if new_score > ceiling then
   audit_rejection(S_OVERFLOW, 'overflow', session_id, action_type, '0')
-  return { S_OVERFLOW, ARGV[8] }
+  return answer({ S_OVERFLOW, ARGV[8] })
 end
 
 -- 4. anti-cheat: points in the last window (six buckets of a sixth of it, the current
@@ -187,12 +223,15 @@ end
 local risk_text = string.format('%.3f', risk)
 if reason ~= '' and anticheat_mode == 'enforce' then
   audit_rejection(S_ANTICHEAT_REJECTED, reason, session_id, action_type, risk_text)
-  return { S_ANTICHEAT_REJECTED, reason, risk_text }
+  return answer({ S_ANTICHEAT_REJECTED, reason, risk_text })
 end
 local flagged = (reason ~= '') and 1 or 0
 
 -- 5. apply
-local sequence = rcall('INCR', seq_key)
+local sequence = rcall('HINCRBY', state_key, 'seq', 1)
+if not player then
+  rcall('HINCRBY', state_key, 'players', 1)
+end
 local new_member = string.format('%015d', 999999999999999 - sequence) .. ':' .. user_id
 if old_member then
   rcall('ZREM', board_key, old_member)
@@ -231,11 +270,13 @@ local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
 
 local message = { seq = int(sequence), id = stream_id, board = board, user_id = user_id, username = username,
   delta = increase_text, old_score = int(old_score), new_score = int(new_score),
-  old_rank = int(old_rank), new_rank = int(new_rank), ts = now_ms, total = int(total) }
+  old_rank = int(old_rank), new_rank = int(new_rank), ts = now_ms, total = int(total),
+  epoch = epoch }
 if top then
   message.top = top
 end
 rcall('PUBLISH', channel, int(sequence) .. ' ' .. cjson.encode(message))
 
+answer({ S_OK, int(new_score), new_rank, int(old_score), old_rank })
 return { S_OK, int(new_score), new_rank, int(old_score), old_rank, stream_id, risk_text,
-  flagged, rate_remaining, rate_reset, total, top_json, sequence }
+  flagged, rate_remaining, rate_reset, total, top_json, sequence, epoch }

@@ -74,14 +74,11 @@ class ActionTokens:
             validate_timestamp(body["timestamp"])
         token = secrets.token_urlsafe(TOKEN_BYTES)
         maximum = self._settings.action_types[action_type]
-        board = DEFAULT_BOARD
         rate = await self._scripts.issue_action_token(
-            [
-                self._keys.rate_limit("action_token", user_id, board),
-                self._keys.action_token(token_hash(token), board),
-            ],
+            self._keys.board(DEFAULT_BOARD),
             self._settings.rate_limit_action_token,
             user_id=user_id,
+            token_hash=token_hash(token),
             session_id=session_id,
             action_type=action_type,
             max_increase=maximum,

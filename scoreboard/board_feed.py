@@ -2,7 +2,10 @@
 
 Listeners get every event in publish order. Pub/sub loses what is published while the
 connection is down, so after every (re)subscription listeners are told to resync, and
-while it is down they are told so (the leaderboard then reads Redis directly).
+while it is down they are told so (the leaderboard then reads Redis directly). A
+rebuild of the board announces itself on the same channel ('rebuilt <epoch> <seq>'),
+and listeners resync then too, as they do when `resync()` is called by a process that
+noticed the board change without hearing it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class BoardEvent:
     ts_ms: int
     total_players: int
     top: list[BoardEntry] | None
+    epoch: str
 
     @classmethod
     def from_message(cls, data: bytes | str) -> BoardEvent:
@@ -59,6 +63,7 @@ class BoardEvent:
             ts_ms=int(body["ts"]),
             total_players=int(body["total"]),
             top=entries_from_flat([f for entry in top for f in entry], 1) if top else None,
+            epoch=body["epoch"],
         )
 
 
@@ -71,9 +76,15 @@ class FeedListener(Protocol):
 
     def on_event(self, event: BoardEvent) -> None: ...
 
-    async def on_connected(self) -> None: ...
+    async def on_connected(self) -> None:
+        """After a (re)subscription: the board may have moved unseen."""
+        ...
 
     def on_disconnected(self) -> None: ...
+
+    async def on_board_changed(self) -> None:
+        """The board was rebuilt or lost: drop what is held and read it afresh."""
+        ...
 
 
 class ChannelListener(Protocol):
@@ -100,7 +111,9 @@ class BoardFeed:
         self._listeners: list[FeedListener] = []
         self._channels: dict[str, ChannelListener] = {}
         self._task: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
         self.connected = False
+        self.rebuilds_heard = 0
 
     def add_listener(self, listener: FeedListener) -> None:
         self._listeners.append(listener)
@@ -115,6 +128,8 @@ class BoardFeed:
     async def stop(self) -> None:
         """Cancel the follower; repeated because the client can swallow a cancellation
         that lands while it waits for a message."""
+        if self._resync_task is not None:
+            self._resync_task.cancel()
         task, self._task = self._task, None
         while task is not None and not task.done():
             task.cancel()
@@ -179,9 +194,27 @@ class BoardFeed:
         else:
             self._dispatch(data)
 
+    def resync(self) -> None:
+        """Have every board listener read the board afresh (once, however often asked
+        while it runs)."""
+        if self._resync_task is None or self._resync_task.done():
+            self._resync_task = asyncio.get_running_loop().create_task(self._resync())
+
+    async def _resync(self) -> None:
+        for listener in self._listeners:
+            try:
+                await listener.on_board_changed()
+            except Exception as exc:
+                log.warning("resync after a board change failed: %s", exc)
+
     def _dispatch(self, data: bytes) -> None:
         """Parse an event only when a listener wants it: a writer's own events, for
         instance, arrive after it has applied them."""
+        if data.startswith(b"rebuilt "):
+            self.rebuilds_heard += 1
+            log.info("the board was rebuilt (%s); reading it afresh", data.decode())
+            self.resync()
+            return
         try:
             seq = int(data.partition(b" ")[0])
             interested = [listener for listener in self._listeners if listener.wants(seq)]

@@ -1,4 +1,4 @@
-"""`scoreboard serve | sync | migrate | users create | rebuild`."""
+"""`scoreboard serve | sync | migrate | users create | rebuild | reconcile`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from scoreboard.errors import ScoreboardError, SettingsError
 from scoreboard.settings import Settings
@@ -30,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--burst", action="store_true", help="stop once the stream is drained")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("rebuild", help="rebuild the Redis board from PostgreSQL")
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare the Redis board with PostgreSQL plus the unsynced stream, and repair",
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="report the differences, repair nothing"
+    )
     users = commands.add_parser("users", help="manage accounts")
     users_commands = users.add_subparsers(dest="users_command", required=True)
     create = users_commands.add_parser("create", help="create an account (password on stdin)")
@@ -123,7 +133,8 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
         )
     assert settings.redis_url
     pool, _server = await open_database(settings)
-    redis = connect(settings.redis_url)
+    # The syncer's reads block for up to SCOREBOARD_SYNC_BLOCK_MS: its timeout is longer.
+    redis = connect(settings.redis_url, timeout=settings.sync_block_ms / 1000 + 1.0)
     syncer = Syncer(settings, redis, pool)
     tune_for_service()
     loop = asyncio.get_running_loop()
@@ -138,29 +149,69 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _rebuild(settings: Settings) -> int:
+@asynccontextmanager
+async def _board_tools(settings: Settings, command: str) -> AsyncIterator[_BoardTools]:
     from scoreboard.keys import Keys
-    from scoreboard.rebuild import rebuild_with_lock
     from scoreboard.redis_store import connect
     from scoreboard.scripts import Scripts
     from scoreboard.services import open_database
 
     if settings.embedded:
         raise SettingsError(
-            "REDIS_URL: in embedded mode the board is rebuilt when `scoreboard serve` starts"
+            f"REDIS_URL: in embedded mode `scoreboard serve` does this by itself; `{command}`"
+            " needs REDIS_URL and DATABASE_URL"
         )
     assert settings.redis_url
     pool, _server = await open_database(settings)
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, timeout=30.0)
     try:
-        report = await rebuild_with_lock(redis, pool, Keys(settings.redis_prefix), Scripts(redis))
+        yield _BoardTools(redis, pool, Scripts(redis), Keys(settings.redis_prefix).board())
     finally:
         await redis.aclose()
         await pool.close()
+
+
+@dataclass
+class _BoardTools:
+    redis: Any
+    pool: Any
+    scripts: Any
+    board: Any
+
+
+async def _rebuild(settings: Settings) -> int:
+    from scoreboard.rebuild import rebuild_with_lock
+
+    async with _board_tools(settings, "rebuild") as tools:
+        report = await rebuild_with_lock(tools.redis, tools.pool, tools.scripts, tools.board)
     print(
         f"scoreboard rebuild: {report.players} players, {report.from_stream} newer from the"
         f" stream, {report.caught_up} caught up while rebuilding"
     )
+    return 0
+
+
+async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from scoreboard.rebuild import reconcile
+
+    async with _board_tools(settings, "reconcile") as tools:
+        report = await reconcile(
+            tools.redis, tools.pool, tools.scripts, tools.board, repair=not args.dry_run
+        )
+    if report.skipped:
+        print(f"scoreboard reconcile: not run: {report.skipped}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"scoreboard reconcile: {report.players} players checked")
+    for kind, count in sorted(report.differences.items()):
+        print(f"  {kind}: {count}")
+    for user_id, held, expected in report.examples:
+        print(f"  player {user_id}: board {held}, PostgreSQL {expected}")
+    if report.clean:
+        print("  the board matches PostgreSQL")
+    elif report.repaired:
+        print("  repaired: the board was rebuilt from PostgreSQL")
+    else:
+        print("  not repaired (--dry-run)")
     return 0
 
 
@@ -173,6 +224,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_create_user(settings, args))
     if args.command == "sync":
         return asyncio.run(_sync(settings, args))
+    if args.command == "reconcile":
+        return asyncio.run(_reconcile(settings, args))
     return asyncio.run(_rebuild(settings))
 
 

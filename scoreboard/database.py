@@ -82,4 +82,6 @@ async def db_errors() -> AsyncIterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
+        if isinstance(exc, ValueError):
+            raise  # the driver refused a value (out of a column's range): a bad row
         raise ServiceUnavailable("PostgreSQL is unavailable") from exc

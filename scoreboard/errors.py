@@ -121,5 +121,14 @@ class ServiceUnavailable(ScoreboardError):
         super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
 
 
+class BoardUnavailable(ServiceUnavailable):
+    """The board is missing from Redis (lost, or being rebuilt from PostgreSQL): its
+    scores are not known for the moment, which is never the same as 0."""
+
+    def __init__(self, *, lost: bool = False) -> None:
+        super().__init__("The board is being rebuilt; retry shortly", retry_after=2)
+        self.lost = lost
+
+
 class FeatureNotBuilt(ScoreboardError):
     """A CLI command whose feature does not exist yet."""

@@ -50,10 +50,6 @@ class Keys:
         """Hash of user id -> '<board member>|<updated ms>|<username>'."""
         return f"{self._board(board)}:players"
 
-    def sequence(self, board: str = DEFAULT_BOARD) -> str:
-        """Counter of applied updates: orders ties and versions every board snapshot."""
-        return f"{self._board(board)}:seq"
-
     def events(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:events"
 
@@ -69,9 +65,13 @@ class Keys:
         """The syncer's last health record (JSON, expires when the syncer stops)."""
         return f"{self._board(board)}:sync:health"
 
-    def board_ready(self, board: str = DEFAULT_BOARD) -> str:
-        """Present while the board may take updates; absent when lost or not built."""
-        return f"{self._board(board)}:ready"
+    def board_state(self, board: str = DEFAULT_BOARD) -> str:
+        """Hash {epoch, seq, players}: present while the board may take updates, absent
+        when it was lost or is not built yet. `epoch` names this build of the board (a
+        rebuild changes it), `seq` counts applied updates (it orders ties and versions
+        every view), `players` is how many players the board and its players hash hold,
+        so a lost sorted set or hash shows as a count that no longer matches."""
+        return f"{self._board(board)}:state"
 
     def rebuild_lock(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:rebuild:lock"
@@ -98,6 +98,60 @@ class Keys:
     def revocations_channel(self) -> str:
         return f"{self.prefix}:auth:revocations"
 
+    def board(self, board: str = DEFAULT_BOARD) -> BoardKeys:
+        """Every key of one board, for the script wrappers to build their KEYS from."""
+        return _board_keys(self, board)
+
     def pattern(self) -> str:
         """Glob matching every key of this prefix (tests and maintenance only)."""
         return f"{self.prefix}:*"
+
+
+@dataclass(frozen=True)
+class BoardKeys:
+    """The fixed keys of one board, built once, and its per-player keys on demand."""
+
+    keys: Keys
+    name: str
+
+    @functools.cached_property
+    def leaderboard(self) -> str:
+        return self.keys.leaderboard(self.name)
+
+    @functools.cached_property
+    def players(self) -> str:
+        return self.keys.players(self.name)
+
+    @functools.cached_property
+    def state(self) -> str:
+        return self.keys.board_state(self.name)
+
+    @functools.cached_property
+    def events(self) -> str:
+        return self.keys.events(self.name)
+
+    @functools.cached_property
+    def updates_channel(self) -> str:
+        return self.keys.updates_channel(self.name)
+
+    @functools.cached_property
+    def rebuild_lock(self) -> str:
+        return self.keys.rebuild_lock(self.name)
+
+    @functools.cached_property
+    def rebuild_staging(self) -> tuple[str, str]:
+        return self.keys.rebuild_staging(self.name)
+
+    def action_token(self, token_hash: str) -> str:
+        return self.keys.action_token(token_hash, self.name)
+
+    def rate_limit(self, rule: str, subject: str) -> str:
+        return self.keys.rate_limit(rule, subject, self.name)
+
+    def user(self, user_id: str) -> str:
+        return self.keys.user(user_id, self.name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _board_keys(keys: Keys, board: str) -> BoardKeys:
+    return BoardKeys(keys, board)

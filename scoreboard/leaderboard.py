@@ -5,13 +5,15 @@ cost no Redis round trip; deeper reads run one read script.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from scoreboard.board_feed import BoardEvent
-from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.errors import BoardUnavailable
+from scoreboard.keys import BoardKeys
 from scoreboard.scripts import BoardEntry, BoardPage, PlayerPosition, Scripts
 
 TOP10 = 10
@@ -45,11 +47,13 @@ def board_json(entries: list[BoardEntry], total_players: int) -> dict[str, Any]:
 
 @dataclass
 class TopSnapshot:
-    """The board's top N at update `seq`; its top-10 answer is serialised once."""
+    """The board's top N at update `seq` of build `epoch`; its top-10 answer is
+    serialised once."""
 
     seq: int
     total_players: int
     entries: list[BoardEntry]
+    epoch: str = ""
     _top10_body: bytes | None = field(default=None, repr=False)
 
     def top10_body(self) -> bytes:
@@ -61,54 +65,76 @@ class TopSnapshot:
 
 
 class Leaderboard:
-    """Reads of one board; listens to its feed to keep the top N current."""
+    """Reads of one board; listens to its feed to keep the top N current.
 
-    def __init__(self, scripts: Scripts, keys: Keys, top_n: int, board: str = DEFAULT_BOARD):
+    The copy belongs to one build of the board (its epoch). A state of another build
+    replaces it whatever its sequence (a rebuilt board may count from lower), and a
+    rebuild, a lost board or a state of another build without a top drops it, so the
+    next read goes to Redis."""
+
+    def __init__(self, scripts: Scripts, board: BoardKeys, top_n: int):
         self._scripts = scripts
         self._top_n = top_n
-        self._range_keys = [keys.leaderboard(board), keys.players(board), keys.sequence(board)]
-        self._around_keys = [keys.leaderboard(board), keys.players(board)]
+        self._board = board
         self._snapshot: TopSnapshot | None = None
         self._live = False
 
+    @property
+    def epoch(self) -> str | None:
+        """The build this process's copy belongs to (None: no copy)."""
+        return None if self._snapshot is None else self._snapshot.epoch
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+
     # FeedListener
     def wants(self, seq: int) -> bool:
+        """A rebuild's announcement drops the copy first, so a new build's lower
+        sequence numbers are still wanted."""
         return self._snapshot is None or seq > self._snapshot.seq
 
     def on_event(self, event: BoardEvent) -> None:
-        self.apply(event.seq, event.total_players, event.top)
+        self.apply(event.epoch, event.seq, event.total_players, event.top)
 
     async def on_connected(self) -> None:
         self._live = True
-        await self._reload()
+        await self.on_board_changed()  # whatever was missed while away
+
+    async def on_board_changed(self) -> None:
+        self.invalidate()
+        with contextlib.suppress(BoardUnavailable):
+            await self._reload()
 
     def on_disconnected(self) -> None:
         self._live = False
 
-    def apply(self, seq: int, total_players: int, top: list[BoardEntry] | None) -> None:
+    def apply(self, epoch: str, seq: int, total_players: int, top: list[BoardEntry] | None) -> None:
         """Take a newer state: a full top N, or only the new player count when the
         update left the top N alone."""
         current = self._snapshot
+        if current is not None and current.epoch != epoch:
+            current = self._snapshot = None
         if current is not None and seq <= current.seq:
             return
         if top is not None:
-            self._snapshot = TopSnapshot(seq, total_players, top)
+            self._snapshot = TopSnapshot(seq, total_players, top, epoch)
         elif current is not None:
-            self._snapshot = TopSnapshot(seq, total_players, current.entries)
+            self._snapshot = TopSnapshot(seq, total_players, current.entries, epoch)
 
     async def _reload(self) -> TopSnapshot:
-        page = await self._scripts.read_range(self._range_keys, 0, self._top_n - 1)
-        fresh = TopSnapshot(page.sequence, page.total_players, page.entries)
+        page = await self._scripts.read_range(self._board, 0, self._top_n - 1)
+        fresh = TopSnapshot(page.sequence, page.total_players, page.entries, page.epoch)
         current = self._snapshot
-        if current is None or fresh.seq >= current.seq:
+        if current is None or current.epoch != fresh.epoch or fresh.seq >= current.seq:
             self._snapshot = fresh
             return fresh
         return current
 
     async def top(self) -> TopSnapshot:
         """The cached top N while the feed is live; straight from Redis otherwise."""
-        if self._live and self._snapshot is not None:
-            return self._snapshot
+        snapshot = self._snapshot
+        if self._live and snapshot is not None:
+            return snapshot
         return await self._reload()
 
     async def page(self, offset: int, limit: int) -> BoardPage:
@@ -118,8 +144,9 @@ class Leaderboard:
                 snapshot.total_players,
                 snapshot.seq,
                 snapshot.entries[offset : offset + limit],
+                snapshot.epoch,
             )
-        return await self._scripts.read_range(self._range_keys, offset, offset + limit - 1)
+        return await self._scripts.read_range(self._board, offset, offset + limit - 1)
 
     async def around(self, user_id: str, radius: int) -> PlayerPosition:
-        return await self._scripts.read_around(self._around_keys, user_id, radius)
+        return await self._scripts.read_around(self._board, user_id, radius)

@@ -25,6 +25,7 @@ from functools import cached_property
 from typing import Any
 
 from scoreboard.board_feed import BoardEvent
+from scoreboard.errors import BoardUnavailable
 from scoreboard.leaderboard import Leaderboard, TopSnapshot, entry_json, iso_ms
 from scoreboard.scripts import BoardEntry
 from scoreboard.ws_protocol import FrameWriter, text_frame
@@ -206,13 +207,22 @@ class Hub:
             self._flush_task = asyncio.get_running_loop().create_task(self._trailing_edge())
 
     async def on_connected(self) -> None:
-        """After a (re)subscription the board may have moved unseen: push it."""
-        message = self.snapshot_message(await self._leaderboard.top())
+        """After a (re)subscription the board may have moved unseen: push it (nothing
+        while the board is missing: clients keep the last board until it is back)."""
+        try:
+            snapshot = await self._leaderboard.top()
+        except BoardUnavailable:
+            return
+        message = self.snapshot_message(snapshot)
         for subscriber in self._subscribers:
             subscriber.offer(message)
 
     def on_disconnected(self) -> None:
         pass
+
+    async def on_board_changed(self) -> None:
+        """A rebuilt board replaces whatever clients were shown."""
+        await self.on_connected()
 
     async def close(self) -> None:
         task, self._flush_task = self._flush_task, None

@@ -1,25 +1,34 @@
-"""Restoring a board from PostgreSQL plus the stream's not-yet-persisted tail.
+"""Restoring a board from PostgreSQL, the system of record, plus the stream's tail.
 
-The board is assembled under staging keys and swapped in by one script, which then
-catches up with updates applied meanwhile, so readers never see an empty board. A
-board whose ready marker is gone (Redis lost its data) refuses updates until this has
-run; the server runs it at start and the syncer whenever it finds the marker gone.
+What a board should hold comes from one PostgreSQL snapshot and the stream read after
+it: each player's total as PostgreSQL persisted it (the sum of the increases it
+stored), plus every applied update still in the stream that the snapshot does not
+hold. While a rebuild runs (its lock held) the syncer trims nothing, so an update
+persisted after the snapshot is still in the stream when it is read, and one
+persisted before it is in the snapshot: each is counted once. The board is staged
+under side keys and swapped in by one script, which adds the updates applied since
+the stream was read and announces the new build, so readers never see an empty board.
+
+A board whose state is missing refuses updates until this has run; the server and the
+syncer both run it by themselves (`scoreboard.board_guard`). `reconcile` computes the
+same and compares it with the live board first, to report and repair what differs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
-from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.keys import BoardKeys
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
 
@@ -28,13 +37,16 @@ log = logging.getLogger("scoreboard.rebuild")
 INVERT = 999_999_999_999_999
 CHUNK = 5000
 LOCK_MS = 120_000
-WAIT_FOR_OTHER_SECONDS = 120.0
+RECONCILE_MAX_TAIL = 50_000
+_UUID_RE = re.compile(r"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 
 _PLAYERS_SQL = """
 SELECT id::text AS user_id, username, current_score AS score, last_event_seq AS seq,
        (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms
-FROM users WHERE current_score > 0 OR last_event_seq > 0
+FROM users WHERE current_score > 0
 """
+_PERSISTED_SQL = "SELECT id::text FROM scores WHERE id = ANY($1::uuid[])"
+_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM users"
 
 
 @dataclass
@@ -49,59 +61,150 @@ class Standing:
 
 
 @dataclass(frozen=True)
+class TailUpdate:
+    """An applied update still in the stream."""
+
+    event_id: str
+    user_id: str
+    username: str
+    delta: int
+    seq: int
+    ts_ms: int
+
+
+@dataclass
+class Expected:
+    """What the board should hold, as of stream id `last_id`."""
+
+    standings: dict[str, Standing]
+    last_id: str
+    from_stream: int
+
+    @property
+    def max_seq(self) -> int:
+        return max((s.seq for s in self.standings.values()), default=0)
+
+
+@dataclass(frozen=True)
 class RebuildReport:
     players: int
     from_stream: int
     caught_up: int
 
 
-async def _standings_from_postgres(pool: asyncpg.Pool) -> dict[str, Standing]:
-    async with db_errors():
-        rows = await pool.fetch(_PLAYERS_SQL)
-    return {
-        row["user_id"]: Standing(row["username"], row["score"], row["seq"], row["updated_ms"])
-        for row in rows
-    }
+@dataclass
+class ReconcileReport:
+    """How the live board differed from PostgreSQL plus the unsynced stream."""
+
+    players: int = 0
+    differences: dict[str, int] = field(default_factory=dict)
+    examples: list[tuple[str, int | None, int | None]] = field(default_factory=list)
+    repaired: bool = False
+    skipped: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences
+
+    def note(self, kind: str, user_id: str, live: int | None, expected: int | None) -> None:
+        self.differences[kind] = self.differences.get(kind, 0) + 1
+        if len(self.examples) < 20:
+            self.examples.append((user_id, live, expected))
 
 
-async def _apply_stream_tail(
-    redis: RedisClient, events_key: str, standings: dict[str, Standing]
-) -> tuple[int, str]:
-    """Newer totals from applied events still in the stream; returns (count, last id)."""
-    applied, last_id, start = 0, "0-0", "-"
+def _tail_update(raw: dict[Any, Any] | None) -> TailUpdate | None:
+    fields = {as_text(k): as_text(v) for k, v in (raw or {}).items()}
+    if fields.get("type") != "score_updated" or not _UUID_RE.match(fields.get("event_id", "")):
+        return None
+    try:
+        return TailUpdate(
+            fields["event_id"],
+            fields["user_id"],
+            fields["username"],
+            int(fields["delta"]),
+            int(fields["seq"]),
+            int(fields["ts"]),
+        )
+    except (KeyError, ValueError):
+        return None  # malformed: the syncer sends it to the dead letters
+
+
+def _parse_tail(entries: list[Any]) -> tuple[list[TailUpdate], str]:
+    updates, last_id = [], "0-0"
+    for stream_id, raw in entries:
+        last_id = as_text(stream_id)
+        update = _tail_update(raw)
+        if update is not None:
+            updates.append(update)
+    return updates, last_id
+
+
+async def _read_tail(redis: RedisClient, events_key: str) -> tuple[list[TailUpdate], str]:
+    updates: list[TailUpdate] = []
+    last_id, start = "0-0", "-"
     while True:
         async with redis_errors():
             entries = await redis.xrange(events_key, min=start, max="+", count=CHUNK) or []
-        for stream_id, raw in entries:
-            last_id = as_text(stream_id)
-            fields = {as_text(k): as_text(v) for k, v in (raw or {}).items()}
-            if fields.get("type") != "score_updated":
-                continue
-            seq, user_id = int(fields["seq"]), fields["user_id"]
-            known = standings.get(user_id)
-            if known is None or seq > known.seq:
-                standings[user_id] = Standing(
-                    fields["username"], int(fields["new_score"]), seq, int(fields["ts"])
-                )
-                applied += 1
+        chunk, chunk_last = _parse_tail(entries)
+        updates += chunk
+        if entries:
+            last_id = chunk_last
         if len(entries) < CHUNK:
-            return applied, last_id
+            return updates, last_id
         start = f"({last_id}"
 
 
-async def _stage(
-    redis: RedisClient, staging: tuple[str, str], standings: dict[str, Standing]
-) -> None:
-    staged_board, staged_players = staging
+def _add_unpersisted(
+    standings: dict[str, Standing], updates: list[TailUpdate], persisted: set[str]
+) -> int:
+    added = 0
+    for update in updates:
+        if update.event_id in persisted:
+            continue
+        known = standings.get(update.user_id)
+        if known is None:
+            known = standings[update.user_id] = Standing(update.username, 0, 0, 0)
+        known.score += update.delta
+        if update.seq > known.seq:
+            known.seq, known.username, known.updated_ms = update.seq, update.username, update.ts_ms
+        added += 1
+    return added
+
+
+async def expected_board(
+    redis: RedisClient, pool: asyncpg.Pool, board: BoardKeys, live: LiveBoard | None = None
+) -> Expected:
+    """PostgreSQL's totals plus the updates in the stream it does not hold yet. With
+    `live`, the live board is read in the same instant as the stream."""
+    async with (
+        db_errors(),
+        pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        rows = await conn.fetch(_PLAYERS_SQL)  # the snapshot starts here
+        if live is None:
+            updates, last_id = await _read_tail(redis, board.events)
+        else:
+            updates, last_id = await live.read(redis, board)
+        ids = [update.event_id for update in updates]
+        persisted = {row[0] for row in await conn.fetch(_PERSISTED_SQL, ids)} if ids else set()
+    standings = {
+        row["user_id"]: Standing(row["username"], row["score"], row["seq"], row["updated_ms"])
+        for row in rows
+    }
+    added = _add_unpersisted(standings, updates, persisted)
+    return Expected({u: s for u, s in standings.items() if s.score > 0}, last_id, added)
+
+
+async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Standing]) -> None:
+    staged_board, staged_players = board.rebuild_staging
     items = list(standings.items())
     async with redis_errors():
         await redis.delete(staged_board, staged_players)
         for offset in range(0, len(items), CHUNK):
             chunk = items[offset : offset + CHUNK]
-            ranked = {s.member(uid): s.score for uid, s in chunk if s.score > 0}
             pipe = redis.pipeline(transaction=False)
-            if ranked:
-                pipe.zadd(staged_board, ranked)
+            pipe.zadd(staged_board, {s.member(uid): s.score for uid, s in chunk})
             pipe.hset(
                 staged_players,
                 mapping={uid: f"{s.member(uid)}|{s.updated_ms}|{s.username}" for uid, s in chunk},
@@ -109,108 +212,147 @@ async def _stage(
             await pipe.execute()
 
 
-async def rebuild_board(
-    redis: RedisClient,
-    pool: asyncpg.Pool,
-    keys: Keys,
-    scripts: Scripts,
-    board: str = DEFAULT_BOARD,
+async def install(
+    redis: RedisClient, scripts: Scripts, board: BoardKeys, expected: Expected
 ) -> RebuildReport:
-    """Rebuild now (the caller holds the rebuild lock or accepts a concurrent one)."""
-    standings = await _standings_from_postgres(pool)
-    from_stream, last_id = await _apply_stream_tail(redis, keys.events(board), standings)
-    staging = keys.rebuild_staging(board)
-    await _stage(redis, staging, standings)
-    max_seq = max((s.seq for s in standings.values()), default=0)
-    caught_up = await scripts.install_board(
-        [
-            *staging,
-            keys.leaderboard(board),
-            keys.players(board),
-            keys.sequence(board),
-            keys.board_ready(board),
-            keys.events(board),
-        ],
-        max_seq,
-        last_id,
+    """Stage `expected` and swap it in as a new build of the board."""
+    await _stage(redis, board, expected.standings)
+    caught_up, _ = await scripts.install_board(
+        board, expected.max_seq, expected.last_id, secrets.token_hex(8)
     )
-    report = RebuildReport(len(standings), from_stream, caught_up)
-    log.info("board %s rebuilt: %s", board, report)
+    report = RebuildReport(len(expected.standings), expected.from_stream, caught_up)
+    log.info("board %s rebuilt: %s", board.name, report)
     return report
 
 
-async def _needs_rebuild(redis: RedisClient, pool: asyncpg.Pool, keys: Keys, board: str) -> bool:
-    async with redis_errors():
-        if await redis.zcard(keys.leaderboard(board)) > 0:
-            return False
-        if await redis.xlen(keys.events(board)) > 0:
-            return True
-    async with db_errors():
-        return bool(
-            await pool.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM users WHERE current_score > 0 OR last_event_seq > 0)"
-            )
-        )
+async def rebuild_board(
+    redis: RedisClient, pool: asyncpg.Pool, scripts: Scripts, board: BoardKeys
+) -> RebuildReport:
+    """Rebuild now; the caller holds the board's rebuild lock."""
+    return await install(redis, scripts, board, await expected_board(redis, pool, board))
 
 
 @asynccontextmanager
-async def _rebuild_lock(redis: RedisClient, keys: Keys, board: str) -> AsyncIterator[bool]:
+async def rebuild_lock(redis: RedisClient, board: BoardKeys) -> AsyncIterator[bool]:
     """Yields whether this process holds the board's rebuild lock."""
-    lock, owner = keys.rebuild_lock(board), secrets.token_hex(8)
+    owner = secrets.token_hex(8)
     async with redis_errors():
-        held = bool(await redis.set(lock, owner, nx=True, px=LOCK_MS))
+        held = bool(await redis.set(board.rebuild_lock, owner, nx=True, px=LOCK_MS))
     try:
         yield held
     finally:
         if held:
             async with redis_errors():
-                if as_text(await redis.get(lock) or b"") == owner:
-                    await redis.delete(lock)
+                if as_text(await redis.get(board.rebuild_lock) or b"") == owner:
+                    await redis.delete(board.rebuild_lock)
 
 
 async def rebuild_with_lock(
-    redis: RedisClient,
-    pool: asyncpg.Pool,
-    keys: Keys,
-    scripts: Scripts,
-    board: str = DEFAULT_BOARD,
+    redis: RedisClient, pool: asyncpg.Pool, scripts: Scripts, board: BoardKeys
 ) -> RebuildReport:
     """An operator's rebuild: refused while another process is rebuilding."""
-    async with _rebuild_lock(redis, keys, board) as held:
+    async with rebuild_lock(redis, board) as held:
         if not held:
             raise ServiceUnavailable("Another process is rebuilding this board")
-        return await rebuild_board(redis, pool, keys, scripts, board)
+        return await rebuild_board(redis, pool, scripts, board)
 
 
 async def ensure_board(
-    redis: RedisClient,
-    pool: asyncpg.Pool,
-    keys: Keys,
-    scripts: Scripts,
-    board: str = DEFAULT_BOARD,
+    redis: RedisClient, pool: asyncpg.Pool, scripts: Scripts, board: BoardKeys
 ) -> str:
     """Make the board ready for updates, rebuilding it first when Redis lost it.
-    Returns 'ready', 'created' or 'rebuilt'. Only one process rebuilds at a time."""
-    ready = keys.board_ready(board)
+    Returns 'ready', 'created', 'rebuilt', or 'busy' while another process rebuilds
+    it (the caller looks again later). Only one process rebuilds at a time."""
     async with redis_errors():
-        if await redis.exists(ready):
+        if await redis.exists(board.state):
             return "ready"
-    async with _rebuild_lock(redis, keys, board) as held:
+    async with rebuild_lock(redis, board) as held:
         if not held:
-            await _wait_for(redis, ready)
-            return "ready"
-        if await _needs_rebuild(redis, pool, keys, board):
-            await rebuild_board(redis, pool, keys, scripts, board)
-            return "rebuilt"
+            return "busy"
         async with redis_errors():
-            await redis.set(ready, "1")
-        return "created"
+            if await redis.exists(board.state):
+                return "ready"  # another process finished while we took the lock
+        report = await rebuild_board(redis, pool, scripts, board)
+    return "rebuilt" if report.players or report.from_stream else "created"
 
 
-async def _wait_for(redis: RedisClient, ready: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_FOR_OTHER_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
-        if await redis.exists(ready):
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError("another process has been rebuilding the board for too long")
+class LiveBoard:
+    """The live board, read in one transaction with the stream it is compared to."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, int] = {}
+        self.seq = 0
+
+    async def read(self, redis: RedisClient, board: BoardKeys) -> tuple[list[TailUpdate], str]:
+        async with redis_errors():
+            pipe = redis.pipeline(transaction=True)
+            pipe.xrange(board.events, min="-", max="+")
+            pipe.zrange(board.leaderboard, 0, -1, withscores=True)
+            pipe.hget(board.state, "seq")
+            entries, members, seq = await pipe.execute()
+        for member, score in members:
+            self.scores[as_text(member).partition(":")[2]] = int(score)
+        self.seq = int(seq or 0)
+        return _parse_tail(entries or [])
+
+
+def compare(live: LiveBoard, expected: Expected, report: ReconcileReport) -> None:
+    report.players = len(expected.standings)
+    for user_id, standing in expected.standings.items():
+        held = live.scores.get(user_id)
+        if held is None:
+            report.note("missing", user_id, None, standing.score)
+        elif held < standing.score:
+            report.note("behind", user_id, held, standing.score)
+        elif held > standing.score:
+            report.note("ahead", user_id, held, standing.score)
+    for user_id, held in live.scores.items():
+        if user_id not in expected.standings:
+            report.note("unknown", user_id, held, None)
+    if live.seq < expected.max_seq:
+        report.note("sequence_behind", "-", live.seq, expected.max_seq)
+
+
+async def reconcile(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    scripts: Scripts,
+    board: BoardKeys,
+    *,
+    repair: bool = True,
+) -> ReconcileReport:
+    """Compare the live board with PostgreSQL plus the unsynced stream; where they
+    differ, PostgreSQL wins: the board is rebuilt from it (Redis's damage is never
+    copied into PostgreSQL). Each difference is logged."""
+    report = ReconcileReport()
+    async with redis_errors():
+        if await redis.xlen(board.events) > RECONCILE_MAX_TAIL:
+            report.skipped = "the syncer is behind; reconciling once it has caught up"
+            return report
+    async with rebuild_lock(redis, board) as held:
+        if not held:
+            report.skipped = "another process is rebuilding the board"
+            return report
+        live = LiveBoard()
+        expected = await expected_board(redis, pool, board, live)
+        compare(live, expected, report)
+        for user_id, held_score, want in report.examples:
+            log.warning(
+                "reconcile %s: player %s holds %s on the board, PostgreSQL says %s",
+                board.name,
+                user_id,
+                held_score,
+                want,
+            )
+        if not report.clean and repair:
+            await install(redis, scripts, board, expected)
+            report.repaired = True
+            log.warning("reconcile %s: repaired the board (%s)", board.name, report.differences)
+    return report
+
+
+async def persisted_max_seq(pool: asyncpg.Pool) -> int:
+    """The highest update sequence PostgreSQL holds (the board's high-water mark)."""
+    async with db_errors():
+        value = await pool.fetchval(_MAX_SEQ_SQL)
+    return int(value or 0)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scoreboard.errors import ServiceUnavailable
@@ -16,19 +17,37 @@ if TYPE_CHECKING:
 else:
     RedisClient = Any
 
-SOCKET_TIMEOUT_SECONDS = 2.0
+SOCKET_TIMEOUT_SECONDS = 0.6
+
+# Reply errors that say Redis cannot serve right now, by their first word, and what to
+# tell the client. Each is worth a retry: none means the request itself was wrong.
+_TRANSIENT_REPLIES = {
+    "LOADING": "Redis is loading its data",
+    "READONLY": "Redis is a read-only replica (a failover is under way)",
+    "OOM": "Redis is out of memory",
+    "BUSY": "Redis is busy running a script",
+    "MASTERDOWN": "Redis has lost its primary",
+    "CLUSTERDOWN": "the Redis cluster is down",
+    "TRYAGAIN": "Redis is moving data between nodes",
+    "NOREPLICAS": "Redis has too few replicas",
+    "UNBLOCKED": "the stream was deleted while it was being read",
+    "NOGROUP": "the stream or its consumer group is gone",
+}
 
 
-def connect(url: str, *, max_connections: int = 64) -> RedisClient:
+def connect(
+    url: str, *, max_connections: int = 64, timeout: float = SOCKET_TIMEOUT_SECONDS
+) -> RedisClient:
     """A pooled client that fails fast instead of hanging when Redis stalls. When every
-    connection is busy a request waits for one (up to the socket timeout) rather than
-    failing."""
+    connection is busy a request waits for one (up to the timeout) rather than failing.
+    A client that blocks on reads (the syncer's XREADGROUP) needs a timeout longer than
+    its blocking time."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         health_check_interval=30,
     )
     client: RedisClient = aioredis.Redis.from_pool(pool)
@@ -63,6 +82,15 @@ class _RedisErrors:
     ) -> None:
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
             raise ServiceUnavailable("Redis is unavailable") from exc
+        if isinstance(exc, ResponseError):
+            reason = transient_reply(exc)
+            if reason is not None:
+                raise ServiceUnavailable(reason, details={"redis": reason}) from exc
+
+
+def transient_reply(exc: ResponseError) -> str | None:
+    """What a reply error that means 'not now' says, or None for any other error."""
+    return _TRANSIENT_REPLIES.get(str(exc).split(" ", 1)[0])
 
 
 _REDIS_ERRORS = _RedisErrors()

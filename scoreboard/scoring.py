@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from scoreboard.action_tokens import token_hash, validate_action_type, validate_session_id
-from scoreboard.errors import InvalidRequest
+from scoreboard.board_guard import BoardGuard
+from scoreboard.errors import BoardUnavailable, InvalidRequest
 from scoreboard.event_ids import new_event_id
 from scoreboard.jwt_tokens import AccessClaims
-from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.keys import BoardKeys
 from scoreboard.leaderboard import Leaderboard
 from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 from scoreboard.settings import Settings
@@ -97,24 +99,27 @@ def policy_from(settings: Settings) -> ScoringPolicy:
     )
 
 
+def fingerprint(increase: int, session_id: str | None, action_type: str | None, data: str) -> str:
+    """A digest of what the request asks for: an identical retry has the same one."""
+    text = f"{increase}\x00{session_id or ''}\x00{action_type or ''}\x00{data}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 class Scoring:
     def __init__(
-        self, scripts: Scripts, keys: Keys, settings: Settings, leaderboard: Leaderboard
+        self,
+        scripts: Scripts,
+        board: BoardKeys,
+        settings: Settings,
+        leaderboard: Leaderboard,
+        guard: BoardGuard | None = None,
     ) -> None:
         self._scripts = scripts
-        self._keys = keys
+        self._board = board
         self._settings = settings
         self._leaderboard = leaderboard
+        self._guard = guard
         self._policy = policy_from(settings)
-        board = DEFAULT_BOARD
-        self._board_keys = (
-            keys.leaderboard(board),
-            keys.players(board),
-            keys.sequence(board),
-            keys.events(board),
-            keys.updates_channel(board),
-            keys.board_ready(board),
-        )
 
     def _submission(
         self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
@@ -129,6 +134,7 @@ class Scoring:
         action_data, claimed_us = (
             parse_action_data(body["action_data"]) if "action_data" in body else (None, None)
         )
+        data_json = "" if action_data is None else json.dumps(action_data, separators=(",", ":"))
         return ScoreSubmission(
             user_id=claims.user_id,
             username=claims.username,
@@ -140,32 +146,22 @@ class Scoring:
             event_id=new_event_id(),
             ip=meta.ip,
             user_agent=meta.user_agent[:MAX_USER_AGENT_CHARS],
-            action_data_json=""
-            if action_data is None
-            else json.dumps(action_data, separators=(",", ":")),
+            action_data_json=data_json,
+            fingerprint=fingerprint(increase, session_id, action_type, data_json),
         )
 
     async def submit(
         self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
     ) -> ScoreApplied:
         submission = self._submission(claims, token, body, meta)
-        keys, user = self._keys, claims.user_id
-        board_key, players, sequence, events, channel, ready = self._board_keys
-        applied = await self._scripts.submit_score(
-            [
-                keys.rate_limit("score_update", user, DEFAULT_BOARD),
-                keys.action_token(submission.token_hash, DEFAULT_BOARD),
-                board_key,
-                players,
-                keys.user(user, DEFAULT_BOARD),
-                sequence,
-                events,
-                channel,
-                ready,
-            ],
-            DEFAULT_BOARD,
-            submission,
-            self._policy,
-        )
-        self._leaderboard.apply(applied.sequence, applied.total_players, applied.top)
+        try:
+            applied = await self._scripts.submit_score(self._board, submission, self._policy)
+        except BoardUnavailable:
+            if self._guard is not None:
+                self._guard.poke()
+            raise
+        if not applied.replayed:
+            self._leaderboard.apply(
+                applied.epoch, applied.sequence, applied.total_players, applied.top
+            )
         return applied

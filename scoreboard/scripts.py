@@ -22,11 +22,12 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from scoreboard.errors import (
+    BoardUnavailable,
     InvalidActionToken,
     ScoreboardError,
     ScoreValidationFailed,
-    ServiceUnavailable,
 )
+from scoreboard.keys import BoardKeys
 from scoreboard.ratelimit import RateDecision, refusal
 from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
@@ -40,6 +41,9 @@ class ScriptStatus(StrEnum):
 
     OK = "OK"
     BOARD_NOT_READY = "BOARD_NOT_READY"
+    BOARD_LOST = "BOARD_LOST"
+    REPLAYED = "REPLAYED"
+    REBUILDING = "REBUILDING"
     RATE_LIMITED = "RATE_LIMITED"
     TOKEN_EXISTS = "TOKEN_EXISTS"
     TOKEN_UNKNOWN = "TOKEN_UNKNOWN"
@@ -110,6 +114,7 @@ class ScoreSubmission:
     ip: str
     user_agent: str
     action_data_json: str  # '' when the action came without telemetry
+    fingerprint: str  # digest of the request: the same retry replays the first answer
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ class ScoreApplied:
     total_players: int
     top: list[BoardEntry] | None
     sequence: int
+    epoch: str
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,7 @@ class BoardPage:
     total_players: int
     sequence: int
     entries: list[BoardEntry]
+    epoch: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,9 @@ def _raise_for(reply: list[Any], rule: RateRule) -> None:
     """The one place where script statuses become errors."""
     status = ScriptStatus(as_text(reply[0]))
     if status is ScriptStatus.BOARD_NOT_READY:
-        raise ServiceUnavailable("The board is being rebuilt; retry shortly", retry_after=2)
+        raise BoardUnavailable()
+    if status is ScriptStatus.BOARD_LOST:
+        raise BoardUnavailable(lost=True)
     if status is ScriptStatus.RATE_LIMITED:
         raise refusal(RateDecision.refused(rule, int(reply[1]) / 1e6, int(reply[2]) / 1e6))
     if status in (ScriptStatus.TOKEN_UNKNOWN, ScriptStatus.TOKEN_NOT_OWNED):
@@ -224,10 +234,11 @@ class Scripts:
 
     async def issue_action_token(
         self,
-        keys: list[str],
+        board: BoardKeys,
         rule: RateRule,
         *,
         user_id: str,
+        token_hash: str,
         session_id: str,
         action_type: str,
         max_increase: int,
@@ -235,7 +246,7 @@ class Scripts:
     ) -> RateDecision:
         reply = await self._call(
             "issue_action_token",
-            keys,
+            [board.rate_limit("action_token", user_id), board.action_token(token_hash)],
             [rule.limit, rule.period_us, user_id, session_id, action_type, max_increase, ttl_ms],
         )
         if as_text(reply[0]) != ScriptStatus.OK:
@@ -243,13 +254,23 @@ class Scripts:
         return RateDecision(True, rule.limit, int(reply[1]), 0.0, int(reply[2]) / 1e6)
 
     async def submit_score(
-        self, keys: list[str], board: str, submission: ScoreSubmission, policy: ScoringPolicy
+        self, board: BoardKeys, submission: ScoreSubmission, policy: ScoringPolicy
     ) -> ScoreApplied:
+        user_id = submission.user_id
         reply = await self._call(
             "submit_score",
-            keys,
             [
-                submission.user_id,
+                board.rate_limit("score_update", user_id),
+                board.action_token(submission.token_hash),
+                board.leaderboard,
+                board.players,
+                board.user(user_id),
+                board.state,
+                board.events,
+                board.updates_channel,
+            ],
+            [
+                user_id,
                 submission.username,
                 submission.session_id or "",
                 submission.action_type or "",
@@ -265,33 +286,93 @@ class Scripts:
                 policy.top_n,
                 submission.event_id,
                 submission.token_hash,
-                board,
+                board.name,
                 submission.ip,
                 submission.user_agent,
                 submission.action_data_json,
+                submission.fingerprint,
             ],
         )
-        if as_text(reply[0]) != ScriptStatus.OK:
+        status = as_text(reply[0])
+        if status == ScriptStatus.REPLAYED:
+            rate = RateDecision(
+                True, policy.rate_rule.limit, int(reply[1]), 0.0, int(reply[2]) / 1e6
+            )
+            return _replayed(reply[3:], policy.rate_rule, rate)
+        if status != ScriptStatus.OK:
             _raise_for(reply, policy.rate_rule)
         return _applied(reply, policy.rate_rule)
 
-    async def install_board(self, keys: list[str], max_seq: int, last_stream_id: str) -> int:
-        """Swap a staged board into place; returns how many later events it caught up."""
-        reply = await self._call("install_board", keys, [max_seq, last_stream_id])
+    async def install_board(
+        self, board: BoardKeys, max_seq: int, last_stream_id: str, epoch: str
+    ) -> tuple[int, int]:
+        """Swap a staged board into place; returns (events caught up, board sequence)."""
+        reply = await self._call(
+            "install_board",
+            [
+                *board.rebuild_staging,
+                board.leaderboard,
+                board.players,
+                board.state,
+                board.events,
+                board.updates_channel,
+            ],
+            [max_seq, last_stream_id, epoch],
+        )
+        return int(reply[1]), int(reply[2])
+
+    async def trim_stream(self, board: BoardKeys, min_id: str) -> int | None:
+        """Trim what the syncer persisted; None while a rebuild holds the stream."""
+        reply = await self._call("trim_stream", [board.events, board.rebuild_lock], [min_id])
+        if as_text(reply[0]) == ScriptStatus.REBUILDING:
+            return None
         return int(reply[1])
 
-    async def read_range(self, keys: list[str], start: int, stop: int) -> BoardPage:
-        reply = await self._call("read_range", keys, [start, stop])
-        return BoardPage(int(reply[0]), int(reply[1]), entries_from_flat(reply[2:], start + 1))
+    async def read_range(self, board: BoardKeys, start: int, stop: int) -> BoardPage:
+        reply = await self._call(
+            "read_range", [board.leaderboard, board.players, board.state], [start, stop]
+        )
+        if as_text(reply[0]) != ScriptStatus.OK:
+            raise BoardUnavailable()
+        return BoardPage(
+            int(reply[1]), int(reply[2]), entries_from_flat(reply[4:], start + 1), as_text(reply[3])
+        )
 
-    async def read_around(self, keys: list[str], user_id: str, radius: int) -> PlayerPosition:
-        reply = await self._call("read_around", keys, [user_id, radius])
-        if as_text(reply[0]) == ScriptStatus.NOT_RANKED:
+    async def read_around(self, board: BoardKeys, user_id: str, radius: int) -> PlayerPosition:
+        reply = await self._call(
+            "read_around", [board.leaderboard, board.players, board.state], [user_id, radius]
+        )
+        status = as_text(reply[0])
+        if status == ScriptStatus.BOARD_NOT_READY:
+            raise BoardUnavailable()
+        if status == ScriptStatus.NOT_RANKED:
             return PlayerPosition(int(reply[1]), 0, [])
         first_rank = int(reply[3])
         return PlayerPosition(
             int(reply[1]), int(reply[2]), entries_from_flat(reply[4:], first_rank)
         )
+
+
+def _replayed(answer: list[Any], rule: RateRule, rate: RateDecision) -> ScoreApplied:
+    """The first answer to a spent token, given again to its owner's identical retry."""
+    if as_text(answer[0]) != ScriptStatus.OK:
+        _raise_for(answer, rule)
+    new_score, new_rank, old_score, old_rank = (int(as_text(v)) for v in answer[1:5])
+    return ScoreApplied(
+        new_score=new_score,
+        new_rank=new_rank,
+        old_score=old_score,
+        old_rank=old_rank or None,
+        stream_id="",
+        risk=0.0,
+        flagged=False,
+        rate=rate,
+        total_players=0,
+        top=None,
+        sequence=0,
+        epoch="",
+        replayed=True,
+    )
 
 
 def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:
@@ -312,4 +393,5 @@ def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:
         total_players=int(reply[10]),
         top=top,
         sequence=int(reply[12]),
+        epoch=as_text(reply[13]),
     )

@@ -15,15 +15,15 @@ from scoreboard import embedded, redis_pipeline, redis_store
 from scoreboard.accounts import Accounts
 from scoreboard.action_tokens import ActionTokens
 from scoreboard.board_feed import BoardFeed
+from scoreboard.board_guard import BoardGuard
 from scoreboard.database import create_pool
 from scoreboard.jwt_tokens import LEEWAY_SECONDS, TokenCodec
-from scoreboard.keys import Keys
+from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.leaderboard import Leaderboard
 from scoreboard.migrations import migrate
 from scoreboard.passwords import PasswordHasher
 from scoreboard.ratelimit import RateLimiter
 from scoreboard.realtime import Hub
-from scoreboard.rebuild import ensure_board
 from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient
 from scoreboard.revocations import Revocations
@@ -57,6 +57,23 @@ async def open_database(settings: Settings) -> tuple[asyncpg.Pool, Any]:
 
 
 @dataclass
+class LiveCopy:
+    """This process's copy of the board (the cached top N and what the live feeds
+    were shown), dropped and read afresh when the board guard finds it changed."""
+
+    leaderboard: Leaderboard
+    feed: BoardFeed
+
+    @property
+    def epoch(self) -> str | None:
+        return self.leaderboard.epoch
+
+    def board_changed(self) -> None:
+        self.leaderboard.invalidate()
+        self.feed.resync()
+
+
+@dataclass
 class Services:
     settings: Settings
     redis: RedisClient
@@ -71,6 +88,7 @@ class Services:
     scoring: Scoring
     feed: BoardFeed
     hub: Hub
+    guard: BoardGuard
     started_at: float
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
@@ -91,7 +109,8 @@ class Services:
             else redis_store.connect_in_process()
         )
         services = await cls.assemble(settings, redis, pool, server)
-        await ensure_board(redis, pool, services.keys, services.scripts)
+        await services.guard.check()
+        services.guard.start()
         await services.feed.start()
         if settings.embedded:
             services.start_embedded_syncer()
@@ -133,8 +152,10 @@ class Services:
             accounts=accounts,
             limiter=limiter,
         )
-        leaderboard = Leaderboard(scripts, keys, settings.live_top_n)
+        board = keys.board(DEFAULT_BOARD)
+        leaderboard = Leaderboard(scripts, board, settings.live_top_n)
         feed = BoardFeed(redis, keys, url=settings.redis_url if pipelined else None)
+        guard = BoardGuard(redis, pool, scripts, board, LiveCopy(leaderboard, feed))
         feed.add_listener(leaderboard)
         hub = Hub(leaderboard, settings.broadcast_interval_ms)
         feed.add_listener(hub)
@@ -151,9 +172,10 @@ class Services:
             sessions=sessions,
             action_tokens=ActionTokens(scripts, keys, settings),
             leaderboard=leaderboard,
-            scoring=Scoring(scripts, keys, settings, leaderboard),
+            scoring=Scoring(scripts, board, settings, leaderboard, guard),
             feed=feed,
             hub=hub,
+            guard=guard,
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,
@@ -163,6 +185,7 @@ class Services:
         if self.syncer is not None and self.syncer_task is not None:
             self.syncer.stop()
             await self.syncer_task
+        await self.guard.stop()
         await self.feed.stop()
         await self.hub.close()
         if self.pipelined is not None:

@@ -84,6 +84,7 @@ class Settings:
     sync_claim_idle_ms: int = 30_000
     sync_max_attempts: int = 5
     sync_consumer: str = field(default_factory=socket.gethostname)
+    reconcile_interval_ms: int = 60_000
     broadcast_interval_ms: int = 100
     ws_max_message_bytes: int = 4096
     ws_max_messages_per_second: int = 20
@@ -152,6 +153,9 @@ class Settings:
             ),
             sync_max_attempts=reader.get("SCOREBOARD_SYNC_MAX_ATTEMPTS", 5, _int_in(1, 1000)),
             sync_consumer=reader.get("SCOREBOARD_SYNC_CONSUMER", socket.gethostname(), _consumer),
+            reconcile_interval_ms=reader.get(
+                "SCOREBOARD_RECONCILE_INTERVAL_MS", 60_000, _int_in(0, 86_400_000)
+            ),
             broadcast_interval_ms=reader.get(
                 "SCOREBOARD_BROADCAST_INTERVAL_MS", 100, _int_in(0, 60_000)
             ),
@@ -255,8 +259,10 @@ def _action_types(raw: str) -> dict[str, int]:
     for name, limit in value.items():
         if not _ACTION_TYPE_RE.match(name):
             raise ValueError(f"action type {name!r} must match [a-z0-9_]{{1,50}}")
-        if type(limit) is not int or limit < 1:
-            raise ValueError(f"max increase for {name!r} must be a positive integer")
+        if type(limit) is not int or not 1 <= limit <= MAX_EXACT_SCORE:
+            raise ValueError(
+                f"max increase for {name!r} must be a whole number from 1 to {MAX_EXACT_SCORE}"
+            )
     return value
 
 

@@ -1,8 +1,11 @@
 """One batch of events into PostgreSQL, in one transaction.
 
 Every row carries its event id under a unique constraint, so a batch replayed after a
-crash inserts nothing twice; totals move only by the rows actually inserted, and
-`current_score` only forward in the board's update order.
+crash inserts nothing twice. A player's totals are PostgreSQL's own: they move only by
+the increases of the rows actually inserted, never to the total Redis reported, so a
+Redis that lost updates (an AOF rolled back, a board evicted) cannot write its damage
+here. The last applied update's sequence and stream id move only forward; the
+sequence keeps the tie order a rebuilt board needs.
 
 Two ways in. A batch read from the stream for the first time cannot have been persisted
 before (persisting follows delivery), so `persist_fresh` copies it straight into the
@@ -50,11 +53,10 @@ WITH inserted AS (
   RETURNING user_id, score_change, new_score, seq, stream_id
 ), totals AS (
   SELECT user_id, sum(score_change) AS gained, max(seq) AS last_seq,
-         (array_agg(new_score ORDER BY seq DESC))[1] AS latest_score,
          (array_agg(stream_id ORDER BY seq DESC))[1] AS latest_stream_id
   FROM inserted GROUP BY user_id
 )
-SELECT user_id, gained, last_seq, latest_score, latest_stream_id FROM totals ORDER BY user_id
+SELECT user_id, gained, last_seq, latest_stream_id FROM totals ORDER BY user_id
 """
 
 # Row locks on the players, taken in id order (the lock sits above the sort), so two
@@ -66,14 +68,13 @@ _LOCK_PLAYERS = "SELECT 1 FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR 
 _USERS = """
 UPDATE users u SET
   total_score = u.total_score + t.gained,
-  current_score = CASE WHEN t.last_seq > u.last_event_seq
-                       THEN t.latest_score ELSE u.current_score END,
+  current_score = u.current_score + t.gained,
   last_event_stream_id = CASE WHEN t.last_seq > u.last_event_seq
                               THEN t.latest_stream_id ELSE u.last_event_stream_id END,
   last_event_seq = GREATEST(u.last_event_seq, t.last_seq),
   updated_at = now()
-FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
-  AS t(user_id, gained, last_seq, latest_score, latest_stream_id)
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[])
+  AS t(user_id, gained, last_seq, latest_stream_id)
 WHERE u.id = t.user_id
 """
 
@@ -109,7 +110,6 @@ ON CONFLICT (event_id) DO NOTHING
 class _Gain:
     gained: int
     last_seq: int
-    latest_score: int
     latest_stream_id: str
 
 
@@ -121,7 +121,6 @@ def _add(totals: dict[str, _Gain], user_id: str, gain: _Gain) -> None:
     current.gained += gain.gained
     if gain.last_seq > current.last_seq:
         current.last_seq = gain.last_seq
-        current.latest_score = gain.latest_score
         current.latest_stream_id = gain.latest_stream_id
 
 
@@ -136,7 +135,6 @@ async def _update_players(conn: asyncpg.Connection, totals: dict[str, _Gain]) ->
         ids,
         [g.gained for g in gains],
         [g.last_seq for g in gains],
-        [g.latest_score for g in gains],
         [g.latest_stream_id for g in gains],
     )
 
@@ -148,7 +146,7 @@ async def persist_fresh(conn: asyncpg.Connection, events: list[StreamEvent]) -> 
     totals: dict[str, _Gain] = {}
     for event in applied:
         seq = event.seq or 0
-        _add(totals, event.user_id, _Gain(event.delta, seq, event.new_score or 0, event.stream_id))
+        _add(totals, event.user_id, _Gain(event.delta, seq, event.stream_id))
     if applied:
         await conn.copy_records_to_table(
             "scores", records=[event.score_row() for event in applied], columns=SCORE_COLUMNS
@@ -175,9 +173,7 @@ async def persist_batch(conn: asyncpg.Connection, events: list[StreamEvent]) -> 
     await conn.execute(_USED_TOKENS)
     await conn.execute(_AUDIT)
     totals = {
-        str(row["user_id"]): _Gain(
-            row["gained"], row["last_seq"], row["latest_score"], row["latest_stream_id"]
-        )
+        str(row["user_id"]): _Gain(row["gained"], row["last_seq"], row["latest_stream_id"])
         for row in rows
     }
     await _update_players(conn, totals)

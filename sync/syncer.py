@@ -21,16 +21,17 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from redis.exceptions import ResponseError
 
+from scoreboard.board_guard import BoardGuard
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
-from scoreboard.rebuild import ensure_board
+from scoreboard.rebuild import ReconcileReport, persisted_max_seq, reconcile
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
@@ -42,9 +43,12 @@ log = logging.getLogger("scoreboard.sync")
 GROUP = "sync"
 HEALTH_TTL_SECONDS = 30
 HEALTH_EVERY_SECONDS = 1.0
-BOARD_CHECK_SECONDS = 5.0
+BOARD_CHECK_SECONDS = 1.0
 CLAIM_EVERY_SECONDS = 10.0
-MAX_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 5.0
+# What PostgreSQL may refuse about one row (a value out of a column's range, say): that
+# entry goes to the dead letters with the reason; the others are persisted.
+ROW_ERRORS = (asyncpg.PostgresError, ValueError, OverflowError, TypeError)
 FAILPOINT_ENV = "SCOREBOARD_SYNC_FAILPOINT"
 
 Entry = tuple[Any, dict[Any, Any] | None]
@@ -98,6 +102,9 @@ class SyncStats:
     transactions: int = 0
     dead_letters: int = 0
     last_commit_ms: int | None = None
+    reconciles: int = 0
+    repairs: dict[str, int] = field(default_factory=dict)  # differences repaired, by kind
+    rollbacks: int = 0  # times the update sequence went back (Redis lost updates)
 
 
 class Syncer:
@@ -113,17 +120,21 @@ class Syncer:
         self.settings = settings
         self.redis = redis
         self.pool = pool
-        self.board = board
         self.consumer = consumer or settings.sync_consumer
         self.keys = Keys(settings.redis_prefix)
+        self.board = self.keys.board(board)
         self.scripts = Scripts(redis)
-        self.stream = self.keys.events(board)
+        self.stream = self.board.events
+        self.guard = BoardGuard(redis, pool, self.scripts, self.board)
         self.stats = SyncStats()
+        self._seq_seen: int | None = None  # highest update sequence read or persisted
+        self._next_reconcile = time.monotonic() + settings.reconcile_interval_ms / 1000
         self._stopping = asyncio.Event()
         self._failpoint = os.environ.get(FAILPOINT_ENV, "")
         self._group_ready = False
         self._next_claim = 0.0
         self._next_board_check = 0.0
+        self._reconcile_now = False
         self._health_written = -float(HEALTH_TTL_SECONDS)
 
     def stop(self) -> None:
@@ -131,15 +142,22 @@ class Syncer:
         self._stopping.set()
 
     async def run(self, *, burst: bool = False) -> None:
+        """Until told to stop (or drained, in burst mode). Nothing Redis or PostgreSQL
+        can answer ends it: an outage or an error pauses it, with backoff."""
         backoff = 0.5
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
                 await self._check_board()
                 processed = await self.sync_once(block=not burst)
+                await self._maybe_reconcile()
                 backoff = 0.5
-            except ServiceUnavailable as exc:
-                log.warning("sync paused: %s; retrying in about %.1fs", exc.message, backoff)
+            except Exception as exc:
+                self._group_ready = False  # the stream may be new: make sure of its group
+                if isinstance(exc, ServiceUnavailable):
+                    log.warning("sync paused: %s; retrying in about %.1fs", exc.message, backoff)
+                else:
+                    log.exception("sync round failed; retrying in about %.1fs", backoff)
                 await self._sleep(backoff * (0.5 + random.random()))  # noqa: S311
                 backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
                 continue
@@ -163,12 +181,53 @@ class Syncer:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def _check_board(self) -> None:
-        """A board whose ready marker vanished (Redis lost it) is rebuilt here."""
+        """A board that Redis lost is rebuilt here (or by the server, whichever wins)."""
         now = time.monotonic()
         if now < self._next_board_check:
             return
         self._next_board_check = now + BOARD_CHECK_SECONDS
-        await ensure_board(self.redis, self.pool, self.keys, self.scripts, self.board)
+        await self.guard.check()
+
+    async def _maybe_reconcile(self) -> ReconcileReport | None:
+        """Compare the board with PostgreSQL now and then, and at once when the update
+        sequence went back; repair what differs."""
+        interval = self.settings.reconcile_interval_ms / 1000
+        now = time.monotonic()
+        if not self._reconcile_now and (interval <= 0 or now < self._next_reconcile):
+            return None
+        self._next_reconcile = now + interval
+        report = await reconcile(self.redis, self.pool, self.scripts, self.board)
+        if report.skipped:
+            log.info("reconcile skipped: %s", report.skipped)
+            return report
+        self._reconcile_now = False
+        self.stats.reconciles += 1
+        if report.repaired:
+            for kind, count in report.differences.items():
+                self.stats.repairs[kind] = self.stats.repairs.get(kind, 0) + count
+        return report
+
+    async def _watch_sequence(self, events: list[StreamEvent]) -> None:
+        """New entries always carry higher update sequences than anything read before:
+        one that does not means Redis forgot updates it had acknowledged (its AOF was
+        rolled back, or a replica that missed them took over). PostgreSQL still holds
+        them; the board is reconciled from it."""
+        seqs = [event.seq for event in events if event.seq is not None]
+        if not seqs:
+            return
+        if self._seq_seen is None:
+            self._seq_seen = await persisted_max_seq(self.pool)
+        if min(seqs) <= self._seq_seen:
+            self.stats.rollbacks += 1
+            self._reconcile_now = True
+            log.error(
+                "board %s: update sequence %d follows %d: Redis lost acknowledged updates;"
+                " reconciling the board with PostgreSQL",
+                self.board.name,
+                min(seqs),
+                self._seq_seen,
+            )
+        self._seq_seen = max(self._seq_seen, max(seqs))
 
     async def sync_once(self, *, block: bool = False) -> int:
         """Persist one round; returns how many stream entries it settled or retried."""
@@ -192,6 +251,7 @@ class Syncer:
             while entries:
                 count += len(entries)
                 batch = _prepare(entries)
+                await self._watch_sequence(batch.events)
                 in_flight.add(asyncio.create_task(self._settle(batch, fresh=True)))
                 full = len(entries) >= self.settings.sync_batch_size
                 if not full or self._stopping.is_set():
@@ -285,7 +345,7 @@ class Syncer:
         try:
             await self._commit(events, fresh=fresh)
             return [event.stream_id for event in events], []
-        except asyncpg.PostgresError as exc:
+        except ROW_ERRORS as exc:
             if len(events) == 1:
                 return [], [(events[0].stream_id, repr(exc))]
         persisted, rejected = [], []
@@ -293,7 +353,7 @@ class Syncer:
             try:
                 await self._commit([event], fresh=False)
                 persisted.append(event.stream_id)
-            except asyncpg.PostgresError as exc:
+            except ROW_ERRORS as exc:
                 rejected.append((event.stream_id, repr(exc)))
         return persisted, rejected
 
@@ -329,7 +389,7 @@ class Syncer:
     async def _record_failure(self, entry: Entry, error: str) -> None:
         """Count a failed attempt; past the limit the entry goes to the dead letters."""
         stream_id, raw = as_text(entry[0]), entry[1] or {}
-        failures = self.keys.sync_failures(self.board)
+        failures = self.keys.sync_failures(self.board.name)
         async with redis_errors():
             attempts = int(await self.redis.hincrby(failures, stream_id, 1))
             if attempts < self.settings.sync_max_attempts:
@@ -337,7 +397,7 @@ class Syncer:
                 return
             fields: dict[Any, Any] = {as_text(k): as_text(v) for k, v in raw.items()}
             fields.update(stream_id=stream_id, error=error[:1000], attempts=str(attempts))
-            await self.redis.xadd(self.keys.dead_letters(self.board), fields)
+            await self.redis.xadd(self.keys.dead_letters(self.board.name), fields)
             await self.redis.xack(self.stream, GROUP, stream_id)
             await self.redis.hdel(failures, stream_id)
         self.stats.dead_letters += 1
@@ -345,7 +405,8 @@ class Syncer:
 
     async def _trim(self) -> None:
         """Drop entries the group has acknowledged: those older than the oldest pending
-        entry, or than everything delivered when nothing is pending."""
+        entry, or than everything delivered when nothing is pending. Nothing while a
+        rebuild reads the stream."""
         async with redis_errors():
             pending = await self.redis.xpending(self.stream, GROUP)
             if pending["pending"]:
@@ -354,7 +415,7 @@ class Syncer:
                 group = await self._group_info()
                 delivered = as_text(group.get("last-delivered-id", "0-0"))
                 threshold = next_id(delivered)
-            await self.redis.xtrim(self.stream, minid=threshold, approximate=False)
+        await self.scripts.trim_stream(self.board, threshold)
 
     async def _group_info(self) -> dict[str, Any]:
         for group in await self.redis.xinfo_groups(self.stream):
@@ -369,7 +430,7 @@ class Syncer:
         self._health_written = now
         async with redis_errors():
             group = await self._group_info()
-            dead = await self.redis.xlen(self.keys.dead_letters(self.board))
+            dead = await self.redis.xlen(self.keys.dead_letters(self.board.name))
             record = {
                 "consumer": self.consumer,
                 "pending": int(group.get("pending") or 0),
@@ -378,7 +439,12 @@ class Syncer:
                 "committed_events": self.stats.committed_events,
                 "last_commit_ms": self.stats.last_commit_ms,
                 "updated_ms": int(time.time() * 1000),
+                "board_lost": self.guard.stats.lost,
+                "rebuilds": self.guard.stats.rebuilt,
+                "reconciles": self.stats.reconciles,
+                "repairs": self.stats.repairs,
+                "rollbacks": self.stats.rollbacks,
             }
             await self.redis.set(
-                self.keys.sync_health(self.board), json.dumps(record), ex=HEALTH_TTL_SECONDS
+                self.keys.sync_health(self.board.name), json.dumps(record), ex=HEALTH_TTL_SECONDS
             )

@@ -39,6 +39,7 @@ def _event(seq: int, user: str, top: bool = True) -> BoardEvent:
         ts_ms=seq,
         total_players=1,
         top=entries,
+        epoch="e1",
     )
 
 

@@ -86,14 +86,32 @@ async def test_spec_security_increase_above_maximum(client: httpx.AsyncClient) -
     assert response.json()["error"]["details"]["reason"] == "above_max"
 
 
-async def test_a_replayed_token_is_refused(client: httpx.AsyncClient) -> None:
+async def test_a_spent_token_with_another_request_is_refused(client: httpx.AsyncClient) -> None:
     player = await new_player(client)
     token = await issue_token(client, player["access_token"])
     first = await _post_update(client, player["access_token"], token, {"score_increase": 10})
-    replay = await _post_update(client, player["access_token"], token, {"score_increase": 10})
+    replay = await _post_update(client, player["access_token"], token, {"score_increase": 11})
     assert first.status_code == 200
     assert replay.status_code == 400 and error_code(replay) == "INVALID_ACTION_TOKEN"
     assert replay.json()["error"]["details"]["reason"] == "already_used"
+
+
+async def test_a_retry_after_a_lost_answer_gets_the_same_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    """A client whose answer was lost retries with the same token and body: it gets the
+    answer it missed (was: 400 already_used, so it could not know), counted once."""
+    player, rival = await new_player(client), await new_player(client)
+    token = await issue_token(client, player["access_token"])
+    body = {"score_increase": "10", "action_data": {"level": 2}}
+    first = await _post_update(client, player["access_token"], token, body)
+    rival_token = await issue_token(client, rival["access_token"])
+    await _post_update(client, rival["access_token"], rival_token, {"score_increase": 50})
+    again = await _post_update(client, player["access_token"], token, body)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    standing = await client.get(f"/scores/user/{player['user_id']}")
+    assert standing.json()["data"]["current_score"] == 10
 
 
 async def test_a_token_of_another_player_is_refused(client: httpx.AsyncClient) -> None:

@@ -51,7 +51,15 @@ async def test_fifty_parallel_submissions_of_one_token_apply_once(
         headers = {**bearer(player["access_token"]), "X-Action-Token": token}
         responses = await asyncio.gather(
             *(
-                http.post("/scores/update", json={"score_increase": 10}, headers=headers)
+                http.post("/scores/update", json={"score_increase": 1 + n}, headers=headers)
+                for n in range(50)
+            )
+        )
+        token = await issue_token(http, player["access_token"])
+        headers = {**bearer(player["access_token"]), "X-Action-Token": token}
+        retries = await asyncio.gather(
+            *(
+                http.post("/scores/update", json={"score_increase": 7}, headers=headers)
                 for _ in range(50)
             )
         )
@@ -62,9 +70,12 @@ async def test_fifty_parallel_submissions_of_one_token_apply_once(
         for response in responses
         if response.status_code == 400
     )
+    winner = next(r for r in responses if r.status_code == 200).json()["data"]
+    assert {r.status_code for r in retries} == {200}
+    assert len({r.text for r in retries}) == 1  # the same request, the same answer
     board, events = await asyncio.to_thread(_board_state, settings)
-    assert [score for _, score in board] == [10.0]
-    assert events == 1
+    assert [score for _, score in board] == [winner["new_score"] + 7.0]
+    assert events == 2
 
 
 async def test_rate_limit_is_exact_under_parallel_load(settings: Settings, tmp_path: Path) -> None:

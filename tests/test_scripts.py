@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from scoreboard.scripts import ScriptStatus, load_sources, lua_dir
+import fakeredis
+
+from scoreboard.keys import Keys
+from scoreboard.scripts import (
+    ScoreSubmission,
+    ScoringPolicy,
+    Scripts,
+    ScriptStatus,
+    load_sources,
+    lua_dir,
+)
+from scoreboard.settings import RateRule
 
 
 def test_every_status_in_lua_has_a_python_counterpart() -> None:
@@ -32,4 +44,57 @@ def test_includes_are_pasted_in() -> None:
         "read_range",
         "read_around",
         "install_board",
+        "trim_stream",
     }
+
+
+def _highest(source: str, name: str) -> int:
+    return max((int(n) for n in re.findall(rf"{name}\[(\d+)\]", source)), default=0)
+
+
+async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None:
+    """Each wrapper builds its own KEYS from the board; none may pass fewer (or more)
+    than its script's header and body use."""
+    calls: dict[str, tuple[int, int]] = {}
+
+    class Recording(Scripts):
+        async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+            calls[name] = (len(keys), len(args))
+            return _REPLIES[name]
+
+    scripts = Recording(fakeredis.FakeAsyncRedis())
+    board = Keys("sbt").board()
+    rule = RateRule(10, 60)
+    await scripts.rate_limit(board.rate_limit("r", "u"), rule)
+    await scripts.issue_action_token(
+        board,
+        rule,
+        user_id="u",
+        token_hash="h",
+        session_id="s",
+        action_type="a",
+        max_increase=1,
+        ttl_ms=1,
+    )
+    submission = ScoreSubmission("u", "n", None, None, 1, "h", None, "e", "ip", "ua", "", "f")
+    policy = ScoringPolicy(rule, 10, "off", 1, 1, 1, 10)
+    await scripts.submit_score(board, submission, policy)
+    await scripts.install_board(board, 0, "0-0", "e")
+    await scripts.trim_stream(board, "0-0")
+    await scripts.read_range(board, 0, 1)
+    await scripts.read_around(board, "u", 1)
+    sources = load_sources()
+    assert set(calls) == set(sources)
+    for name, (keys, args) in calls.items():
+        assert (keys, args) == (_highest(sources[name], "KEYS"), _highest(sources[name], "ARGV"))
+
+
+_REPLIES: dict[str, Any] = {
+    "rate_limit": [1, 1, 0, 0],
+    "issue_action_token": ["OK", 1, 1],
+    "submit_score": ["OK", 1, 1, 0, 0, "1-0", "0", 0, 1, 1, 1, "", 1, "e"],
+    "install_board": ["OK", 0, 0],
+    "trim_stream": ["OK", 0],
+    "read_range": ["OK", 0, 0, "e"],
+    "read_around": ["NOT_RANKED", 0],
+}

@@ -58,9 +58,7 @@ async def _play(http: httpx.AsyncClient, players: list[dict[str, Any]], rounds: 
 
 async def _board(services: Services) -> list[tuple[str, int]]:
     keys = services.keys
-    page = await services.scripts.read_range(
-        [keys.leaderboard(), keys.players(), keys.sequence()], 0, -1
-    )
+    page = await services.scripts.read_range(keys.board(), 0, -1)
     return [(entry.user_id, entry.score) for entry in page.entries]
 
 
@@ -378,10 +376,12 @@ async def test_a_lost_board_is_rebuilt_from_postgresql_and_the_tail(
     assert [score for _, score in before] == [45, 40, 40, 40]
 
     keys = services.keys
-    await services.redis.delete(keys.leaderboard(), keys.players(), keys.board_ready())
+    await services.guard.stop()  # rebuilt by hand here; the guard's own healing is tested too
+    await services.redis.delete(keys.leaderboard(), keys.players(), keys.board_state())
     refused = await submit(client, players[1], 1)
     assert refused.status_code == 503 and error_code(refused) == "SERVICE_UNAVAILABLE"
-    assert await ensure_board(services.redis, services.pool, keys, services.scripts) == "rebuilt"
+    board = keys.board()
+    assert await ensure_board(services.redis, services.pool, services.scripts, board) == "rebuilt"
     assert await _board(services) == before
 
     result = await asyncio.to_thread(

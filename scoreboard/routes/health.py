@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.requests import Request
@@ -17,7 +19,7 @@ from scoreboard.responses import ok
 from scoreboard.routes.common import services
 from scoreboard.services import Services
 
-CHECK_TIMEOUT_SECONDS = 2.0
+CHECK_TIMEOUT_SECONDS = 0.8
 
 
 async def health(request: Request) -> Response:
@@ -76,14 +78,42 @@ async def sync_status(svc: Services) -> dict[str, Any]:
         "dead_letters": dead,
         "last_commit": iso_ms(record.get("last_commit_ms")) if record else None,
         "consumer": record.get("consumer") if record else None,
+        "rebuilds": record.get("rebuilds") if record else None,
+        "reconciles": record.get("reconciles") if record else None,
+        "repairs": record.get("repairs") if record else None,
+        "rollbacks": record.get("rollbacks") if record else None,
     }
+
+
+async def _check_board(svc: Services) -> dict[str, Any]:
+    """Whether the board is whole in Redis (lost: it is being rebuilt)."""
+    try:
+        epoch = await svc.redis.hget(svc.keys.board_state(), "epoch")
+    except Exception as exc:
+        return {"status": "unknown", "error": type(exc).__name__}
+    if epoch is None:
+        return {"status": "rebuilding", "rebuilds": svc.guard.stats.rebuilt}
+    return {"status": "ready", "epoch": epoch.decode(), "rebuilds": svc.guard.stats.rebuilt}
+
+
+async def _within_deadline(check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A stalled store is reported as such, within the check's own deadline."""
+    try:
+        return await asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return {"status": "down", "error": "timeout"}
 
 
 async def health_detailed(request: Request) -> Response:
     svc = services(request)
-    components = {"redis": await _check_redis(svc), "postgres": await _check_postgres(svc)}
-    healthy = all(part["status"] == "up" for part in components.values())
-    components["sync"] = await sync_status(svc)
+    redis, postgres, sync, board = await asyncio.gather(
+        _within_deadline(_check_redis(svc)),
+        _within_deadline(_check_postgres(svc)),
+        _within_deadline(sync_status(svc)),
+        _within_deadline(_check_board(svc)),
+    )
+    components = {"redis": redis, "postgres": postgres, "sync": sync, "board": board}
+    healthy = redis["status"] == postgres["status"] == "up" and board["status"] == "ready"
     data = {
         "status": "ok" if healthy else "degraded",
         "version": __version__,
@@ -92,7 +122,11 @@ async def health_detailed(request: Request) -> Response:
         "components": components,
     }
     if not healthy:
-        raise ServiceUnavailable("A backing service is unreachable", retry_after=5, details=data)
+        raise ServiceUnavailable(
+            "A backing service is unreachable or the board is being rebuilt",
+            retry_after=2,
+            details=data,
+        )
     return ok(data)
 
 

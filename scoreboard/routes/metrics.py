@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from scoreboard.errors import BoardUnavailable
 from scoreboard.routes.common import services
 from scoreboard.routes.health import sync_status
 
@@ -56,8 +57,41 @@ async def metrics(request: Request) -> Response:
         svc.hub.written_directly,
         "counter",
     )
-    snapshot = await svc.leaderboard.top()
-    metric("scoreboard_players", "Players with a score on the board", snapshot.total_players)
+    guard = svc.guard
+    metric("scoreboard_board_ready", "1 while the board is whole in Redis", int(guard.healthy))
+    metric(
+        "scoreboard_board_lost_total",
+        "Times this process found the board lost from Redis",
+        guard.stats.lost,
+        "counter",
+    )
+    metric(
+        "scoreboard_board_rebuilds_total",
+        "Rebuilds of the board from PostgreSQL that this process ran",
+        guard.stats.rebuilt,
+        "counter",
+    )
+    metric(
+        "scoreboard_sync_rollbacks_total",
+        "Times the syncer saw the update sequence go back (Redis lost acknowledged updates)",
+        sync.get("rollbacks"),
+        "counter",
+    )
+    repairs = sync.get("repairs") or {}
+    if isinstance(repairs, dict) and repairs:
+        name = "scoreboard_board_repairs_total"
+        lines.append(f"# HELP {name} Players the syncer's reconciler repaired, by difference")
+        lines.append(f"# TYPE {name} counter")
+        lines.extend(
+            f'{name}{{board="global",kind="{kind}"}} {int(count)}'
+            for kind, count in sorted(repairs.items())
+        )
+    try:
+        snapshot = await svc.leaderboard.top()
+    except BoardUnavailable:
+        pass
+    else:
+        metric("scoreboard_players", "Players with a score on the board", snapshot.total_players)
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 
 import redis.asyncio as aioredis
 
-from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.keys import DEFAULT_BOARD, BoardKeys, Keys
+from scoreboard.scoring import fingerprint
 from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 from scoreboard.settings import RateRule
 
@@ -40,6 +41,10 @@ class Board:
     def token_key(self, token: str) -> str:
         return self.keys.action_token(hashlib.sha256(token.encode()).hexdigest(), self.board)
 
+    @property
+    def board_keys(self) -> BoardKeys:
+        return self.keys.board(self.board)
+
     async def issue(
         self,
         user_id: str,
@@ -52,9 +57,10 @@ class Board:
     ) -> str:
         token = secrets.token_urlsafe(32)
         await self.scripts.issue_action_token(
-            [self.keys.rate_limit("action_token", user_id, self.board), self.token_key(token)],
+            self.board_keys,
             rule,
             user_id=user_id,
+            token_hash=hashlib.sha256(token.encode()).hexdigest(),
             session_id=session_id,
             action_type=action_type,
             max_increase=max_increase,
@@ -62,19 +68,12 @@ class Board:
         )
         return token
 
-    def submit_keys(self, user_id: str, token: str) -> list[str]:
-        k, b = self.keys, self.board
-        return [
-            k.rate_limit("score_update", user_id, b),
-            self.token_key(token),
-            k.leaderboard(b),
-            k.players(b),
-            k.user(user_id, b),
-            k.sequence(b),
-            k.events(b),
-            k.updates_channel(b),
-            k.board_ready(b),
-        ]
+    async def make_ready(self) -> None:
+        """An empty board's state, as a first rebuild leaves it."""
+        await self.client.hset(
+            self.keys.board_state(self.board), mapping={"epoch": "e1", "seq": 0, "players": 0}
+        )
+        self._ready = True
 
     async def submit(
         self,
@@ -99,13 +98,11 @@ class Board:
             ip="127.0.0.1",
             user_agent="board-test",
             action_data_json="",
+            fingerprint=fingerprint(increase, session_id, action_type, ""),
         )
         if not self._ready:
-            await self.client.set(self.keys.board_ready(self.board), "1")
-            self._ready = True
-        return await self.scripts.submit_score(
-            self.submit_keys(user_id, token), self.board, submission, policy or self.policy
-        )
+            await self.make_ready()
+        return await self.scripts.submit_score(self.board_keys, submission, policy or self.policy)
 
     def with_policy(self, **changes: object) -> ScoringPolicy:
         return replace(self.policy, **changes)  # type: ignore[arg-type]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from scoreboard.errors import BoardUnavailable
 from tests.lua.board_helpers import Board
 
 
@@ -21,13 +23,9 @@ async def seeded(lua_backend: aioredis.Redis) -> AsyncIterator[tuple[Board, list
     await board.cleanup()
 
 
-def _range_keys(board: Board) -> list[str]:
-    return [board.keys.leaderboard(), board.keys.players(), board.keys.sequence()]
-
-
 async def test_read_range_pages_in_rank_order(seeded: tuple[Board, list[str]]) -> None:
     board, users = seeded
-    page = await board.scripts.read_range(_range_keys(board), 2, 4)
+    page = await board.scripts.read_range(board.board_keys, 2, 4)
     assert page.total_players == 6 and page.sequence == 6
     assert [(e.rank, e.user_id, e.score) for e in page.entries] == [
         (3, users[2], 40),
@@ -39,22 +37,32 @@ async def test_read_range_pages_in_rank_order(seeded: tuple[Board, list[str]]) -
 
 async def test_read_range_past_the_end_is_empty(seeded: tuple[Board, list[str]]) -> None:
     board, _ = seeded
-    page = await board.scripts.read_range(_range_keys(board), 10, 19)
+    page = await board.scripts.read_range(board.board_keys, 10, 19)
     assert page.entries == [] and page.total_players == 6
 
 
 async def test_read_around_centres_on_the_player(seeded: tuple[Board, list[str]]) -> None:
     board, users = seeded
-    keys = [board.keys.leaderboard(), board.keys.players()]
-    around = await board.scripts.read_around(keys, users[1], 2)
+    around = await board.scripts.read_around(board.board_keys, users[1], 2)
     assert around.rank == 2
     assert [e.rank for e in around.entries] == [1, 2, 3, 4]
-    alone = await board.scripts.read_around(keys, users[5], 0)
+    alone = await board.scripts.read_around(board.board_keys, users[5], 0)
     assert (alone.rank, [e.score for e in alone.entries]) == (6, [10])
 
 
 async def test_read_around_an_unranked_player(seeded: tuple[Board, list[str]]) -> None:
     board, _ = seeded
-    keys = [board.keys.leaderboard(), board.keys.players()]
-    around = await board.scripts.read_around(keys, str(uuid.uuid4()), 3)
+    around = await board.scripts.read_around(board.board_keys, str(uuid.uuid4()), 3)
     assert (around.rank, around.entries, around.total_players) == (0, [], 6)
+
+
+async def test_reads_of_a_lost_board_say_so_instead_of_empty(
+    seeded: tuple[Board, list[str]],
+) -> None:
+    """Without its state the board is lost: a read answers 'not ready', never 0."""
+    board, users = seeded
+    await board.client.delete(board.keys.board_state())
+    with pytest.raises(BoardUnavailable):
+        await board.scripts.read_range(board.board_keys, 0, 9)
+    with pytest.raises(BoardUnavailable):
+        await board.scripts.read_around(board.board_keys, users[0], 1)

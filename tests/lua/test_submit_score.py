@@ -23,6 +23,7 @@ def _uid() -> str:
 @pytest_asyncio.fixture
 async def board(lua_backend: aioredis.Redis) -> AsyncIterator[Board]:
     b = Board(lua_backend)
+    await b.make_ready()
     yield b
     await b.cleanup()
 
@@ -116,8 +117,40 @@ async def test_a_token_works_once(board: Board) -> None:
     token = await board.issue(user)
     await board.submit(user, token, 10)
     with pytest.raises(InvalidActionToken) as caught:
-        await board.submit(user, token, 10)
+        await board.submit(user, token, 9)
     assert caught.value.details["reason"] == "already_used"
+
+
+async def test_the_owners_identical_retry_gets_the_first_answer_again(board: Board) -> None:
+    """A client that lost the answer retries with the same token and body: it is told
+    what happened, and nothing is applied twice."""
+    user, other = _uid(), _uid()
+    await board.submit(other, await board.issue(other), 50)
+    token = await board.issue(user)
+    first = await board.submit(user, token, 10)
+    await board.submit(other, await board.issue(other), 1)  # the board moves on
+    again = await board.submit(user, token, 10)
+    assert again.replayed and not first.replayed
+    assert (again.new_score, again.new_rank, again.old_score, again.old_rank) == (
+        first.new_score,
+        first.new_rank,
+        first.old_score,
+        first.old_rank,
+    )
+    assert await board.client.xlen(board.keys.events()) == 3
+    assert (
+        int(await board.client.zscore(board.keys.leaderboard(), await _member(board, user))) == 10
+    )
+
+
+async def test_a_retried_refusal_is_refused_the_same_way(board: Board) -> None:
+    user = _uid()
+    token = await board.issue(user, max_increase=50)
+    for _ in range(2):
+        with pytest.raises(ScoreValidationFailed) as caught:
+            await board.submit(user, token, 51)
+        assert caught.value.details == {"reason": "above_max", "max_score_increase": 50}
+    assert [e["type"] for e in await _events(board)] == ["score_rejected"]
 
 
 async def test_unknown_and_expired_tokens(board: Board) -> None:
@@ -277,13 +310,24 @@ async def test_top_is_sent_only_when_the_top_n_changes(board: Board) -> None:
 
 
 async def test_fifty_parallel_submissions_of_one_token_apply_once(board: Board) -> None:
+    """Fifty different requests on one token: one applied, 49 refused."""
     user = _uid()
     token = await board.issue(user)
     results = await asyncio.gather(
-        *(board.submit(user, token, 10) for _ in range(50)), return_exceptions=True
+        *(board.submit(user, token, 10 + n) for n in range(50)), return_exceptions=True
     )
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert all(isinstance(r, InvalidActionToken) for r in results if isinstance(r, Exception))
+    assert await board.client.xlen(board.keys.events()) == 1
+
+
+async def test_fifty_parallel_identical_retries_apply_once(board: Board) -> None:
+    """The same request fifty times at once: applied once, the others told the same."""
+    user = _uid()
+    token = await board.issue(user)
+    results = await asyncio.gather(*(board.submit(user, token, 10) for _ in range(50)))
+    assert sum(not r.replayed for r in results) == 1
+    assert {(r.new_score, r.new_rank) for r in results} == {(10, 1)}
     assert await board.client.xlen(board.keys.events()) == 1
     assert (
         int(await board.client.zscore(board.keys.leaderboard(), await _member(board, user))) == 10
