@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from scoreboard.app import create_app
 from scoreboard.database import create_pool
 from scoreboard.rebuild import ensure_board
 from scoreboard.services import Services
@@ -397,3 +398,50 @@ async def test_a_lost_board_is_rebuilt_from_postgresql_and_the_tail(
     assert await _board(services) == before
     after = await submit(client, players[1], 1)
     assert after.json()["data"]["rank"] == 2
+
+
+async def test_a_token_maximum_past_32_bits_reaches_postgresql(settings: Settings) -> None:
+    """Was: the syncer died with 'value out of int32 range' copying such a token."""
+    big = 2**53 - 1
+    wide = dataclasses.replace(
+        settings, action_types={"game_completion": big}, anticheat_mode="off"
+    )
+    services = await Services.open(wide)
+    try:
+        app = create_app(wide)
+        app.state.services = services
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            player = await new_player(http)
+            response = await submit(http, player, 3_000_000_000)
+        assert response.status_code == 200, response.text
+        syncer = Syncer(wide, services.redis, services.pool)
+        await syncer.run(burst=True)
+        assert syncer.stats.dead_letters == 0
+        stored = await services.pool.fetchval(
+            "SELECT max_score_increase FROM action_tokens WHERE user_id = $1::uuid",
+            player["user_id"],
+        )
+        assert stored == big
+    finally:
+        await services.close()
+
+
+async def test_a_row_the_driver_refuses_is_a_dead_letter_not_a_dead_syncer(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    players = [await new_player(client) for _ in range(2)]
+    await _play(client, players, 1)
+    events = services.keys.events()
+    good = (await services.redis.xrange(events))[-1][1]
+    poisoned = {**good, b"event_id": str(uuid.uuid4()).encode(), b"token_max": str(2**64)}
+    poisoned[b"token_hash"] = b"f" * 64
+    await services.redis.xadd(events, poisoned)
+    await _play(client, players, 1)
+    syncer = Syncer(services.settings, services.redis, services.pool)
+    await syncer.run(burst=True)
+    dead = await services.redis.xrange(services.keys.dead_letters())
+    assert len(dead) == 1, dead
+    assert dead[0][1][b"error"].startswith((b"Overflow", b"DataError")), dead[0][1][b"error"]
+    assert await _rows(services, players) == 4
+    assert await _stream_state(services) == (0, 0)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from scoreboard import __version__
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.leaderboard import iso_ms
+from scoreboard.redis_store import as_text
 from scoreboard.responses import ok
 from scoreboard.routes.common import services
 from scoreboard.services import Services
@@ -93,7 +94,7 @@ async def _check_board(svc: Services) -> dict[str, Any]:
         return {"status": "unknown", "error": type(exc).__name__}
     if epoch is None:
         return {"status": "rebuilding", "rebuilds": svc.guard.stats.rebuilt}
-    return {"status": "ready", "epoch": epoch.decode(), "rebuilds": svc.guard.stats.rebuilt}
+    return {"status": "ready", "epoch": as_text(epoch), "rebuilds": svc.guard.stats.rebuilt}
 
 
 async def _within_deadline(check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
