@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test pytest lint typecheck format bench clean
+.PHONY: install serve test pytest lint typecheck format bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ typecheck: install
 # writes bench/RESULTS.md and bench/results.json.
 bench: install
 	$(BIN)/python -m bench.run
+
+# Minutes of mixed load on a private Redis while a fault strikes every 30 s; checks that
+# what players were told is what the board and PostgreSQL hold. Writes bench/SOAK.md.
+soak: install
+	$(BIN)/python -m bench.soak
 
 format: install
 	$(BIN)/ruff format .

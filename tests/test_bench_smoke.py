@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+from tests.services_under_test import IN_CI
 
 
 def _bench(module: str, arguments: list[str], redis_url: str, postgres_admin: str) -> None:
@@ -45,3 +49,26 @@ def test_the_fan_out_benchmark_runs(redis_url: str, postgres_admin: str, tmp_pat
     for row in rows:
         assert row["failed_clients"] == 0 and row["messages"] > 0
     assert "| 200 WS |" in (tmp_path / "FANOUT.md").read_text()
+
+
+def test_the_short_soak_run_heals_every_fault(
+    redis_url: str, postgres_admin: str, tmp_path: Path
+) -> None:
+    """`make soak` in short: every fault once under load, then the invariant (exact,
+    with AOF `always`) and every feed client served after the last fault."""
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("redis-server is required in CI", pytrace=False)
+        pytest.skip("redis-server is not installed")
+    out = tmp_path / "SOAK.md"
+    _bench("bench.soak", ["--short", "--out", str(out)], redis_url, postgres_admin)
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert [fault for fault, _ in result["recoveries"]] == [
+        "syncer kill -9",
+        "redis SIGSTOP",
+        "postgres cut",
+        "redis emptied",
+        "server kill -9",
+    ]
+    assert all(seconds < 10 for _, seconds in result["recoveries"])
+    assert result["invariant"]["exact"] and result["feeds"]["passed"]

@@ -264,3 +264,39 @@ async def test_the_syncer_rides_out_every_kind_of_redis_error(
             await live.play(http, 1)
             await _synced(live)
             assert live.syncer.alive
+
+
+def _run_cli(live: Deployment, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scoreboard", *args],
+        env=live.env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_reconcile_by_hand_reports_then_repairs(live: Deployment, tmp_path: Path) -> None:
+    async with httpx.AsyncClient(base_url=live.servers[0].url, timeout=10) as http:
+        await live.join(http, 3)
+        await live.play(http, 2)
+        await _synced(live)
+        victim = live.players[1]["user_id"]
+        client = live.redis.client()
+        keys = live.settings_keys()
+        member = client.hget(keys.players(), victim).decode().split("|")[0]
+        client.zadd(keys.leaderboard(), {member: 1})  # Redis damaged: a total went back
+
+        dry = await asyncio.to_thread(_run_cli, live, tmp_path, "reconcile", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "behind: 1" in dry.stdout and victim in dry.stdout
+        assert "not repaired" in dry.stdout
+        assert live.board()[victim] == 1
+
+        fixed = await asyncio.to_thread(_run_cli, live, tmp_path, "reconcile")
+        assert fixed.returncode == 0, fixed.stderr
+        assert "repaired" in fixed.stdout
+        await _synced(live)
+        again = await asyncio.to_thread(_run_cli, live, tmp_path, "reconcile")
+        assert "the board matches PostgreSQL" in again.stdout
