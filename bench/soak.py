@@ -388,10 +388,19 @@ async def drained(soak: Soak, within: float = 120.0) -> None:
             client = soak.redis()
             groups = client.xinfo_groups(stream) if client.exists(stream) else []
             group = next((g for g in groups if g["name"] == b"sync"), None)
-            if group is not None and group["lag"] == 0 and group["pending"] == 0:
-                return
+            last = client.xinfo_stream(stream)["last-generated-id"] if group else None
+            if group is not None and group["pending"] == 0:
+                delivered = group["last-delivered-id"]
+                if _id(delivered) >= _id(last):
+                    return
         await asyncio.sleep(0.5)
     raise RuntimeError("the syncer did not drain the stream")
+
+
+def _id(value: bytes | str) -> tuple[int, int]:
+    text = value.decode() if isinstance(value, bytes) else value
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 async def check(soak: Soak) -> dict[str, Any]:
@@ -588,6 +597,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up children on a timeout
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--fault-every", type=float, default=30.0)

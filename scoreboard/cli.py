@@ -54,8 +54,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from scoreboard.app import create_app
     from scoreboard.embedded import banner
+    from scoreboard.preflight import preflight
     from scoreboard.ws_protocol import PROTOCOL_PATH
 
+    settings.require_secrets()
     if args.workers < 1:
         raise SettingsError("--workers: must be at least 1")
     if settings.embedded and args.workers > 1:
@@ -65,6 +67,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     if settings.embedded:
         print(banner(settings.data_dir), file=sys.stderr, flush=True)
+    asyncio.run(preflight(settings))  # one clear line, before any worker starts
     common = {
         "host": args.host,
         "port": args.port,
@@ -122,6 +125,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
     from scoreboard.gc_tuning import tune_for_service
+    from scoreboard.preflight import preflight
     from scoreboard.redis_store import connect
     from scoreboard.services import open_database
     from sync import Syncer
@@ -132,6 +136,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
             " set REDIS_URL and DATABASE_URL to run it on its own"
         )
     assert settings.redis_url
+    await preflight(settings)
     pool, _server = await open_database(settings)
     # The syncer's reads block for up to SCOREBOARD_SYNC_BLOCK_MS: its timeout is longer.
     redis = connect(settings.redis_url, timeout=settings.sync_block_ms / 1000 + 1.0)
@@ -165,7 +170,7 @@ async def _board_tools(settings: Settings, command: str) -> AsyncIterator[_Board
     pool, _server = await open_database(settings)
     redis = connect(settings.redis_url, timeout=30.0)
     try:
-        yield _BoardTools(redis, pool, Scripts(redis), Keys(settings.redis_prefix).board())
+        yield _BoardTools(redis, pool, Scripts(redis), Keys.for_settings(settings).board())
     finally:
         await redis.aclose()
         await pool.close()

@@ -11,9 +11,22 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from scoreboard.settings import Settings
 
 DEFAULT_BOARD = "global"
 BOARD_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+def redis_db(url: str | None) -> int:
+    """The DB number a redis:// URL selects (0 when it names none)."""
+    if not url:
+        return 0
+    path = urlsplit(url).path.lstrip("/")
+    return int(path) if path.isdigit() else 0
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -32,7 +45,16 @@ def _board_prefix(prefix: str, board: str) -> str:
 
 @dataclass(frozen=True)
 class Keys:
+    """Key names carry the deployment's prefix. Channel names carry the DB number too:
+    Redis pub/sub ignores DB numbers, so two deployments told apart only by their DB
+    would otherwise hear each other's boards."""
+
     prefix: str = "sb"
+    db: int = 0
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Keys:
+        return cls(settings.redis_prefix, redis_db(settings.redis_url))
 
     def _board(self, board: str) -> str:
         return _board_prefix(self.prefix, board)
@@ -84,7 +106,7 @@ class Keys:
         return f"{self._board(board)}:user:{user_id}"
 
     def updates_channel(self, board: str = DEFAULT_BOARD) -> str:
-        return f"{self._board(board)}:updates"
+        return f"{self._board(board)}:db{self.db}:updates"
 
     def auth_rate_limit(self, rule: str, subject: str) -> str:
         """Rate-limit state of the account routes, which belong to no board."""
@@ -96,7 +118,7 @@ class Keys:
         return f"{self.prefix}:auth:revoked"
 
     def revocations_channel(self) -> str:
-        return f"{self.prefix}:auth:revocations"
+        return f"{self.prefix}:auth:db{self.db}:revocations"
 
     def board(self, board: str = DEFAULT_BOARD) -> BoardKeys:
         """Every key of one board, for the script wrappers to build their KEYS from."""

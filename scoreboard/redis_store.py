@@ -6,8 +6,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scoreboard.errors import ServiceUnavailable
@@ -80,17 +88,33 @@ class _RedisErrors:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
-            raise ServiceUnavailable("Redis is unavailable") from exc
-        if isinstance(exc, ResponseError):
+        if isinstance(exc, RedisError):
             reason = transient_reply(exc)
             if reason is not None:
                 raise ServiceUnavailable(reason, details={"redis": reason}) from exc
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            raise ServiceUnavailable("Redis is unavailable") from exc
 
 
-def transient_reply(exc: ResponseError) -> str | None:
+# redis-py turns some reply errors into classes of their own (and drops the first word
+# from the message); the pipelined connection raises them as plain ResponseError.
+_TRANSIENT_CLASSES: tuple[tuple[type[RedisError], str], ...] = (
+    (BusyLoadingError, "LOADING"),
+    (OutOfMemoryError, "OOM"),
+    (ReadOnlyError, "READONLY"),
+    (ClusterDownError, "CLUSTERDOWN"),
+    (TryAgainError, "TRYAGAIN"),
+)
+
+
+def transient_reply(exc: RedisError) -> str | None:
     """What a reply error that means 'not now' says, or None for any other error."""
-    return _TRANSIENT_REPLIES.get(str(exc).split(" ", 1)[0])
+    for cls, code in _TRANSIENT_CLASSES:
+        if isinstance(exc, cls):
+            return _TRANSIENT_REPLIES[code]
+    if isinstance(exc, ResponseError):
+        return _TRANSIENT_REPLIES.get(str(exc).split(" ", 1)[0])
+    return None
 
 
 _REDIS_ERRORS = _RedisErrors()
@@ -99,3 +123,24 @@ _REDIS_ERRORS = _RedisErrors()
 def redis_errors() -> _RedisErrors:
     """Turn an unreachable or stalled Redis into SERVICE_UNAVAILABLE."""
     return _REDIS_ERRORS
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms or 0), int(seq or 0)
+
+
+async def consumer_lag(redis: RedisClient, stream: str, group: dict[Any, Any]) -> int:
+    """Entries of `stream` not yet delivered to the consumer `group` (its XINFO GROUPS
+    record). Redis 7.0's own `lag` can be wrong or missing after an AOF reload or a
+    trim, so it is trusted only when it fits: nothing is lagging once the group has
+    been delivered the stream's last entry, and never more than the stream holds."""
+    if not group:
+        return int(await redis.xlen(stream))
+    info = await redis.xinfo_stream(stream)
+    delivered = _stream_id(as_text(group.get("last-delivered-id", "0-0")))
+    if delivered >= _stream_id(as_text(info.get("last-generated-id", "0-0"))):
+        return 0
+    length = int(info.get("length", 0))
+    reported = group.get("lag")
+    return length if reported is None else min(int(reported), length)

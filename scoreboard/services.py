@@ -22,6 +22,7 @@ from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.leaderboard import Leaderboard
 from scoreboard.migrations import migrate
 from scoreboard.passwords import PasswordHasher
+from scoreboard.preflight import check_postgres, redis_warnings
 from scoreboard.ratelimit import RateLimiter
 from scoreboard.realtime import Hub
 from scoreboard.redis_pipeline import PipelinedConnection
@@ -51,6 +52,8 @@ async def open_database(settings: Settings) -> tuple[asyncpg.Pool, Any]:
     dsn = settings.database_url
     if dsn is None:
         dsn, server = await embedded.start_postgres(settings.data_dir)
+    else:
+        await check_postgres(settings)  # unreachable: one line naming it
     pool = await create_pool(dsn, size=settings.db_pool_size)
     await migrate(pool)
     return pool, server
@@ -94,6 +97,7 @@ class Services:
     pipelined: PipelinedConnection | None = None
     syncer: Any = None
     syncer_task: asyncio.Task[None] | None = None
+    redis_warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def run_mode(self) -> str:
@@ -109,6 +113,8 @@ class Services:
             else redis_store.connect_in_process()
         )
         services = await cls.assemble(settings, redis, pool, server)
+        if settings.redis_url:
+            services.redis_warnings = await redis_warnings(redis, settings)
         await services.guard.check()
         services.guard.start()
         await services.feed.start()
@@ -128,7 +134,7 @@ class Services:
         cls, settings: Settings, redis: RedisClient, pool: asyncpg.Pool, server: Any = None
     ) -> Services:
         assert settings.jwt_secret and settings.jwt_refresh_secret
-        keys = Keys(settings.redis_prefix)
+        keys = Keys.for_settings(settings)
         pipelined = (
             PipelinedConnection(settings.redis_url, redis_store.SOCKET_TIMEOUT_SECONDS)
             if settings.redis_url and redis_pipeline.supports(settings.redis_url)

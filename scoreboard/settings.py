@@ -85,6 +85,7 @@ class Settings:
     sync_max_attempts: int = 5
     sync_consumer: str = field(default_factory=socket.gethostname)
     reconcile_interval_ms: int = 60_000
+    allow_eviction: bool = False
     broadcast_interval_ms: int = 100
     ws_max_message_bytes: int = 4096
     ws_max_messages_per_second: int = 20
@@ -156,6 +157,7 @@ class Settings:
             reconcile_interval_ms=reader.get(
                 "SCOREBOARD_RECONCILE_INTERVAL_MS", 60_000, _int_in(0, 86_400_000)
             ),
+            allow_eviction=reader.get("SCOREBOARD_ALLOW_EVICTION", False, _bool),
             broadcast_interval_ms=reader.get(
                 "SCOREBOARD_BROADCAST_INTERVAL_MS", 100, _int_in(0, 60_000)
             ),
@@ -186,13 +188,21 @@ class Settings:
             ("JWT_SECRET", self.jwt_secret),
             ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
         ):
-            if secret is None:
-                if not self.embedded:
-                    raise SettingsError(f"{name}: required when REDIS_URL/DATABASE_URL are set")
-            elif len(secret.encode()) < MIN_SECRET_BYTES:
+            if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
                 raise SettingsError(f"{name}: must be at least {MIN_SECRET_BYTES} bytes long")
         if self.jwt_secret is not None and self.jwt_secret == self.jwt_refresh_secret:
             raise SettingsError("JWT_REFRESH_SECRET: must differ from JWT_SECRET")
+
+    def require_secrets(self) -> None:
+        """Only the commands that sign or check tokens (`serve`) need the JWT secrets."""
+        if self.embedded:
+            return
+        for name, secret in (
+            ("JWT_SECRET", self.jwt_secret),
+            ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
+        ):
+            if secret is None:
+                raise SettingsError(f"{name}: required when REDIS_URL/DATABASE_URL are set")
 
 
 class _EnvReader:

@@ -32,7 +32,7 @@ from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.rebuild import ReconcileReport, persisted_max_seq, reconcile
-from scoreboard.redis_store import RedisClient, as_text, redis_errors
+from scoreboard.redis_store import RedisClient, as_text, consumer_lag, redis_errors
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
 from sync.events import StreamEvent, parse
@@ -121,7 +121,7 @@ class Syncer:
         self.redis = redis
         self.pool = pool
         self.consumer = consumer or settings.sync_consumer
-        self.keys = Keys(settings.redis_prefix)
+        self.keys = Keys.for_settings(settings)
         self.board = self.keys.board(board)
         self.scripts = Scripts(redis)
         self.stream = self.board.events
@@ -430,11 +430,12 @@ class Syncer:
         self._health_written = now
         async with redis_errors():
             group = await self._group_info()
+            lag = await consumer_lag(self.redis, self.stream, group)
             dead = await self.redis.xlen(self.keys.dead_letters(self.board.name))
             record = {
                 "consumer": self.consumer,
                 "pending": int(group.get("pending") or 0),
-                "lag": int(group.get("lag") or 0),
+                "lag": lag,
                 "dead_letters": int(dead),
                 "committed_events": self.stats.committed_events,
                 "last_commit_ms": self.stats.last_commit_ms,

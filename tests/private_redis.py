@@ -85,6 +85,13 @@ class PrivateRedis:
             time.sleep(0.05)
         raise RuntimeError(f"redis-server on {self.port} did not start")
 
+    def wait_for_rewrite(self, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        with self.client() as client:
+            while client.info("persistence")["aof_rewrite_in_progress"]:
+                assert time.monotonic() < deadline, "the AOF rewrite did not finish"
+                time.sleep(0.05)
+
     def kill(self) -> None:
         """`kill -9`: nothing is written on the way down."""
         if self.process is not None and self.process.poll() is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis
 
 from scoreboard.settings import Settings
 from tests.auth_helpers import bearer, issue_token
@@ -300,3 +302,40 @@ async def test_reconcile_by_hand_reports_then_repairs(live: Deployment, tmp_path
         await _synced(live)
         again = await asyncio.to_thread(_run_cli, live, tmp_path, "reconcile")
         assert "the board matches PostgreSQL" in again.stdout
+
+
+async def test_a_full_redis_is_a_503_and_leaves_nothing_half_applied(live: Deployment) -> None:
+    """At maxmemory with noeviction: updates, tokens and logins answer 503 (was: 500),
+    no token is spent without its score, and the same token works once Redis has room."""
+    async with httpx.AsyncClient(base_url=live.servers[0].url, timeout=10) as http:
+        await live.join(http, 1)
+        await live.play(http, 1)
+        await _synced(live)
+        player = live.players[0]
+        token = await issue_token(http, player["access_token"])
+        headers = {**bearer(player["access_token"]), "X-Action-Token": token}
+        client = live.redis.client()
+        for filler in range(256):
+            client.set(f"filler:{filler}", "x" * 4096)
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", str(used - 512 * 1024))  # full, and stays full
+        with pytest.raises(redis.OutOfMemoryError):
+            client.set("one-more", "x")
+        events_before = client.xlen(live.settings_keys().events())
+        full = await http.post("/v1/scores/update", json={"score_increase": 5}, headers=headers)
+        assert full.status_code == 503, full.text
+        assert full.json()["error"]["details"]["redis"] == "Redis is out of memory"
+        refused_token = await http.post(
+            "/v1/auth/action-token",
+            json={"action_type": "game_completion", "session_id": "s"},
+            headers=bearer(player["access_token"]),
+        )
+        assert refused_token.status_code == 503
+        assert client.xlen(live.settings_keys().events()) == events_before
+        token_key = live.settings_keys().action_token(hashlib.sha256(token.encode()).hexdigest())
+        assert client.hget(token_key, "used") == b"0"
+        client.config_set("maxmemory", "0")
+        later = await http.post("/v1/scores/update", json={"score_increase": 5}, headers=headers)
+        assert later.status_code == 200, later.text
+        live.ledger.accepted[player["user_id"]] += 5
+        await _synced(live)

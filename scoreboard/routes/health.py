@@ -15,7 +15,7 @@ from starlette.routing import Route
 from scoreboard import __version__
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.leaderboard import iso_ms
-from scoreboard.redis_store import as_text
+from scoreboard.redis_store import as_text, consumer_lag
 from scoreboard.responses import ok
 from scoreboard.routes.common import services
 from scoreboard.services import Services
@@ -66,15 +66,16 @@ async def sync_status(svc: Services) -> dict[str, Any]:
     try:
         exists = await svc.redis.exists(keys.events())
         groups = await svc.redis.xinfo_groups(keys.events()) if exists else []
+        group = next((g for g in groups if g["name"] in (b"sync", "sync")), {})
+        lag = await consumer_lag(svc.redis, keys.events(), group) if exists else 0
         dead = await svc.redis.xlen(keys.dead_letters())
         raw = await svc.redis.get(keys.sync_health())
     except Exception as exc:
         return {"status": "unknown", "error": type(exc).__name__}
-    group = next((g for g in groups if g["name"] in (b"sync", "sync")), {})
     record = json.loads(raw) if raw else None
     return {
         "status": "running" if record else "not running",
-        "lag": group.get("lag"),
+        "lag": lag,
         "pending": group.get("pending", 0),
         "dead_letters": dead,
         "last_commit": iso_ms(record.get("last_commit_ms")) if record else None,
@@ -121,6 +122,7 @@ async def health_detailed(request: Request) -> Response:
         "mode": svc.run_mode,
         "uptime_seconds": round(time.time() - svc.started_at, 1),
         "components": components,
+        "warnings": svc.redis_warnings,
     }
     if not healthy:
         raise ServiceUnavailable(
