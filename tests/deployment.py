@@ -182,20 +182,29 @@ class Deployment:
 
 @contextmanager
 def deployment(
-    settings: Settings, redis: PrivateRedis, cwd: Path, servers: int = 1, **env: str
+    settings: Settings,
+    redis: PrivateRedis,
+    cwd: Path,
+    servers: int = 1,
+    redis_url: str | None = None,
+    sync_redis_url: str | None = None,
+    **env: str,
 ) -> Iterator[Deployment]:
+    """`redis_url` and `sync_redis_url`: how the servers and the syncer log in (by
+    default, as whoever `redis.url` lets in)."""
     import dataclasses
 
-    settings = dataclasses.replace(settings, redis_url=redis.url)
+    settings = dataclasses.replace(settings, redis_url=redis_url or redis.url)
     full_env = server_env(settings, **{**FAST_SYNC, **env})
+    sync_env = {**full_env, "REDIS_URL": sync_redis_url or full_env["REDIS_URL"]}
     running: list[RunningServer] = []
     syncer = None
     try:
         running = [RunningServer(full_env, cwd) for _ in range(servers)]
         for server in running:
             server.wait_ready()
-        syncer = SyncerProcess(full_env, cwd)
-        yield Deployment(settings, redis, running, syncer, full_env)
+        syncer = SyncerProcess(sync_env, cwd)
+        yield Deployment(settings, redis, running, syncer, sync_env)
     finally:
         if syncer is not None:
             syncer.stop()

@@ -34,37 +34,38 @@ def _binary() -> str:
 class PrivateRedis:
     """One `redis-server` process; `args` are extra configuration options."""
 
-    def __init__(self, directory: Path, *args: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *args: str,
+        config: Path | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.args = args
+        self.config = config  # a configuration file (then no defaults of ours)
+        self.login = login  # (user, password) for our own client, where auth is required
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def url_as(self, user: str, password: str) -> str:
+        return f"redis://{user}:{password}@127.0.0.1:{self.port}/0"
+
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        user, password = self.login or (None, None)
+        return redis.Redis(port=self.port, socket_timeout=5, username=user, password=password)
 
     def start(self) -> None:
         log = (self.directory / "redis.log").open("ab")
+        defaults = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        head = [str(self.config)] if self.config else defaults
         self.process = subprocess.Popen(
-            [
-                _binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                *self.args,
-            ],
+            [_binary(), *head, "--port", str(self.port), "--dir", str(self.directory), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -75,7 +76,7 @@ class PrivateRedis:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             try:
-                with redis.Redis(port=self.port, socket_timeout=1) as probe:
+                with self.client() as probe:
                     if probe.ping():
                         return
             except redis.BusyLoadingError:
@@ -121,8 +122,13 @@ class PrivateRedis:
 
 
 @contextmanager
-def private_redis(directory: Path, *args: str) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(directory, *args)
+def private_redis(
+    directory: Path,
+    *args: str,
+    config: Path | None = None,
+    login: tuple[str, str] | None = None,
+) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(directory, *args, config=config, login=login)
     server.start()
     try:
         yield server
