@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scoreboard.errors import ScoreboardError, SettingsError
-from scoreboard.settings import Settings
+from scoreboard.settings import Settings, unknown_variables
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -239,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env(os.environ)
+        for line in unknown_variables(os.environ):
+            print(f"scoreboard: warning: {line}", file=sys.stderr)
         return _dispatch(settings, args)
     except SettingsError as exc:
         print(f"scoreboard: configuration error: {exc.message}", file=sys.stderr)

@@ -32,6 +32,7 @@ from scoreboard.scoring import Scoring
 from scoreboard.scripts import Scripts
 from scoreboard.sessions import Sessions
 from scoreboard.settings import Settings
+from scoreboard.sync_status import SyncWatch
 
 
 def resolve_embedded_secrets(settings: Settings) -> Settings:
@@ -92,6 +93,7 @@ class Services:
     feed: BoardFeed
     hub: Hub
     guard: BoardGuard
+    sync_watch: SyncWatch
     started_at: float
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
@@ -118,6 +120,7 @@ class Services:
         await services.guard.check()
         services.guard.start()
         await services.feed.start()
+        services.sync_watch.start()
         if settings.embedded:
             services.start_embedded_syncer()
         return services
@@ -182,6 +185,7 @@ class Services:
             feed=feed,
             hub=hub,
             guard=guard,
+            sync_watch=SyncWatch(redis, keys, settings),
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,
@@ -191,6 +195,7 @@ class Services:
         if self.syncer is not None and self.syncer_task is not None:
             self.syncer.stop()
             await self.syncer_task
+        await self.sync_watch.stop()
         await self.guard.stop()
         await self.feed.stop()
         await self.hub.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -86,6 +87,7 @@ class Settings:
     sync_consumer: str = field(default_factory=socket.gethostname)
     reconcile_interval_ms: int = 60_000
     allow_eviction: bool = False
+    sync_max_backlog: int = 100_000
     broadcast_interval_ms: int = 100
     ws_max_message_bytes: int = 4096
     ws_max_messages_per_second: int = 20
@@ -158,6 +160,9 @@ class Settings:
                 "SCOREBOARD_RECONCILE_INTERVAL_MS", 60_000, _int_in(0, 86_400_000)
             ),
             allow_eviction=reader.get("SCOREBOARD_ALLOW_EVICTION", False, _bool),
+            sync_max_backlog=reader.get(
+                "SCOREBOARD_SYNC_MAX_BACKLOG", 100_000, _int_in(1, 1_000_000_000)
+            ),
             broadcast_interval_ms=reader.get(
                 "SCOREBOARD_BROADCAST_INTERVAL_MS", 100, _int_in(0, 60_000)
             ),
@@ -203,6 +208,37 @@ class Settings:
         ):
             if secret is None:
                 raise SettingsError(f"{name}: required when REDIS_URL/DATABASE_URL are set")
+
+
+# Read elsewhere than in `from_env`: a failure-injection hook of the syncer's tests.
+_OTHER_VARIABLES = frozenset({"SCOREBOARD_SYNC_FAILPOINT"})
+
+
+class _Recording(dict[str, str]):
+    """An empty environment that notes every name asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.asked.add(key)
+        return default
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One line for each `SCOREBOARD_*` variable that nothing reads (a typo, most
+    likely), naming the closest known one."""
+    recording = _Recording()
+    Settings.from_env(recording)
+    known = sorted(recording.asked | _OTHER_VARIABLES)
+    lines = []
+    for name in sorted(key for key in env if key.startswith("SCOREBOARD_")):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"{name} is not a setting of this version and is ignored{hint}")
+    return lines
 
 
 class _EnvReader:

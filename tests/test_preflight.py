@@ -96,3 +96,12 @@ def test_an_unreachable_store_is_one_line_naming_it_without_its_password(
 def test_redacted_urls_keep_everything_but_the_password() -> None:
     assert redacted("redis://app:s3cret@host:6380/2") == "redis://app:***@host:6380/2"
     assert redacted("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_an_unknown_variable_is_reported_when_a_command_starts(
+    settings: Settings, tmp_path: Path
+) -> None:
+    result = _run(settings, tmp_path, "migrate", SCOREBOARD_RATELIMIT_LOGIN="5/minute")
+    assert result.returncode == 0, result.stderr
+    assert "SCOREBOARD_RATELIMIT_LOGIN is not a setting" in result.stderr
+    assert "did you mean SCOREBOARD_RATE_LIMIT_LOGIN?" in result.stderr

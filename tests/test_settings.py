@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from scoreboard.errors import SettingsError
-from scoreboard.settings import RateRule, Settings
+from scoreboard.settings import RateRule, Settings, unknown_variables
 
 SECRET_A = "a" * 32
 SECRET_B = "b" * 32
@@ -138,3 +138,13 @@ def test_scoring_settings() -> None:
     assert settings.live_top_n == 25
     defaults = Settings.from_env({})
     assert (defaults.anticheat_mode, defaults.score_ceiling) == ("enforce", 2**53 - 1)
+
+
+def test_an_unknown_variable_is_reported_with_the_closest_setting() -> None:
+    """Was: a typo such as SCOREBOARD_RATELIMIT_LOGIN was silently ignored."""
+    env = {"SCOREBOARD_RATELIMIT_LOGIN": "5/minute", "SCOREBOARD_BCRYPT_ROUNDS": "10"}
+    assert unknown_variables(env) == [
+        "SCOREBOARD_RATELIMIT_LOGIN is not a setting of this version and is ignored;"
+        " did you mean SCOREBOARD_RATE_LIMIT_LOGIN?"
+    ]
+    assert unknown_variables({"SCOREBOARD_SYNC_FAILPOINT": "x", "OTHER": "y"}) == []

@@ -445,3 +445,29 @@ async def test_a_row_the_driver_refuses_is_a_dead_letter_not_a_dead_syncer(
     assert dead[0][1][b"error"].startswith((b"Overflow", b"DataError")), dead[0][1][b"error"]
     assert await _rows(services, players) == 4
     assert await _stream_state(services) == (0, 0)
+
+
+async def test_health_says_degraded_while_no_syncer_reports_or_it_falls_behind(
+    client: httpx.AsyncClient, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was: with no syncer running, /health/detailed said ok while nothing reached
+    PostgreSQL, and serve said nothing."""
+    player = await new_player(client)
+    await submit(client, player, 5)
+    health = await client.get("/health/detailed")
+    assert health.status_code == 200  # the API itself works: not a reason to drain it
+    data = health.json()["data"]
+    assert data["status"] == "degraded"
+    assert data["problems"] == ["no syncer has reported recently: nothing reaches PostgreSQL"]
+    with caplog.at_level(logging.WARNING, logger="scoreboard.sync_status"):
+        await services.sync_watch.check()
+    assert "degraded: no syncer has reported recently" in caplog.text
+
+    await Syncer(services.settings, services.redis, services.pool).run(burst=True)
+    assert (await client.get("/health/detailed")).json()["data"]["status"] == "ok"
+
+    services.settings = dataclasses.replace(services.settings, sync_max_backlog=2)
+    for _ in range(3):
+        await submit(client, player, 1)
+    data = (await client.get("/health/detailed")).json()["data"]
+    assert data["problems"] == ["the syncer is 3 events behind (more than 2)"]

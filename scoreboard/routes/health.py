@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -14,11 +13,11 @@ from starlette.routing import Route
 
 from scoreboard import __version__
 from scoreboard.errors import ServiceUnavailable
-from scoreboard.leaderboard import iso_ms
-from scoreboard.redis_store import as_text, consumer_lag
+from scoreboard.redis_store import as_text
 from scoreboard.responses import ok
 from scoreboard.routes.common import services
 from scoreboard.services import Services
+from scoreboard.sync_status import read_sync_status, sync_problems
 
 CHECK_TIMEOUT_SECONDS = 0.8
 
@@ -61,30 +60,7 @@ async def _check_postgres(svc: Services) -> dict[str, Any]:
 
 
 async def sync_status(svc: Services) -> dict[str, Any]:
-    """The write-behind syncer as Redis sees it: backlog, dead letters, last record."""
-    keys = svc.keys
-    try:
-        exists = await svc.redis.exists(keys.events())
-        groups = await svc.redis.xinfo_groups(keys.events()) if exists else []
-        group = next((g for g in groups if g["name"] in (b"sync", "sync")), {})
-        lag = await consumer_lag(svc.redis, keys.events(), group) if exists else 0
-        dead = await svc.redis.xlen(keys.dead_letters())
-        raw = await svc.redis.get(keys.sync_health())
-    except Exception as exc:
-        return {"status": "unknown", "error": type(exc).__name__}
-    record = json.loads(raw) if raw else None
-    return {
-        "status": "running" if record else "not running",
-        "lag": lag,
-        "pending": group.get("pending", 0),
-        "dead_letters": dead,
-        "last_commit": iso_ms(record.get("last_commit_ms")) if record else None,
-        "consumer": record.get("consumer") if record else None,
-        "rebuilds": record.get("rebuilds") if record else None,
-        "reconciles": record.get("reconciles") if record else None,
-        "repairs": record.get("repairs") if record else None,
-        "rollbacks": record.get("rollbacks") if record else None,
-    }
+    return await read_sync_status(svc.redis, svc.keys)
 
 
 async def _check_board(svc: Services) -> dict[str, Any]:
@@ -116,8 +92,10 @@ async def health_detailed(request: Request) -> Response:
     )
     components = {"redis": redis, "postgres": postgres, "sync": sync, "board": board}
     healthy = redis["status"] == postgres["status"] == "up" and board["status"] == "ready"
+    problems = sync_problems(sync, svc.settings) if "lag" in sync else []
     data = {
-        "status": "ok" if healthy else "degraded",
+        "status": "ok" if healthy and not problems else "degraded",
+        "problems": problems,
         "version": __version__,
         "mode": svc.run_mode,
         "uptime_seconds": round(time.time() - svc.started_at, 1),
