@@ -173,7 +173,7 @@ class Soak:
     ledger: Ledger = field(default_factory=Ledger)
     players: list[dict[str, Any]] = field(default_factory=list)
     feeds: list[FeedClient] = field(default_factory=list)
-    recoveries: list[tuple[str, float]] = field(default_factory=list)
+    recoveries: list[tuple[str, float, float]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     last_fault_end: float = 0.0
 
@@ -314,7 +314,7 @@ async def sse_loop(soak: Soak, client: FeedClient, index: int) -> None:
 
 
 async def probe_recovery(soak: Soak, started: float, within: float = 60.0) -> float:
-    """Seconds from the fault's start to the first update accepted after it."""
+    """Seconds from the end of the fault to the first update accepted after it."""
     deadline = started + within
     while time.monotonic() < deadline:
         after = [t for t in soak.ledger.accepted_at if t > started]
@@ -359,8 +359,9 @@ async def nemesis(soak: Soak) -> None:
         started = time.monotonic()
         print(f"soak: {fault}", flush=True)
         await inject(soak, fault)
-        soak.last_fault_end = time.monotonic()
-        soak.recoveries.append((fault, await probe_recovery(soak, started)))
+        ended = soak.last_fault_end = time.monotonic()
+        recovered = await probe_recovery(soak, ended)
+        soak.recoveries.append((fault, ended - started, recovered))
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
 
@@ -575,9 +576,15 @@ def report(result: dict[str, Any]) -> str:
         f"{result['seconds']:.0f} s of load, a fault every {result['fault_every']:.0f} s,"
         f" Redis persistence `{result['persistence']}`; two servers, one syncer.",
         "",
-        "| fault | seconds until updates were accepted again |",
-        "| --- | ---: |",
-        *(f"| {fault} | {seconds:.2f} |" for fault, seconds in result["recoveries"]),
+        "| fault | the fault lasted (s) | updates accepted again after it (s) |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {fault} | {lasted:.2f} | {seconds:.2f} |"
+            for fault, lasted, seconds in result["recoveries"]
+        ),
+        "",
+        "A fault's duration includes bringing back what it killed (a Redis restarted from"
+        " its AOF, a syncer or server started again).",
         "",
         f"Operations: {ops['ok']} updates accepted, refused by status {ops['failed']},"
         f" {ops['unknown']} without an answer.",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scoreboard.preflight import StartupError, check_redis, redacted
+from scoreboard.preflight import StartupError, check_redis, redacted, redis_warnings
 from scoreboard.settings import Settings
 from tests.conftest import server_env
 from tests.private_redis import PrivateRedis, private_redis
@@ -105,3 +105,12 @@ def test_an_unknown_variable_is_reported_when_a_command_starts(
     assert result.returncode == 0, result.stderr
     assert "SCOREBOARD_RATELIMIT_LOGIN is not a setting" in result.stderr
     assert "did you mean SCOREBOARD_RATE_LIMIT_LOGIN?" in result.stderr
+
+
+async def test_a_redis_older_than_the_scripts_need_stops_the_command(settings: Settings) -> None:
+    class OldRedis:
+        async def info(self) -> dict[str, str]:
+            return {"redis_version": "6.2.14", "maxmemory_policy": "noeviction"}
+
+    with pytest.raises(StartupError, match=r"Redis 6\.2\.14 at .* is older than 7\.0"):
+        await redis_warnings(OldRedis(), settings)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ import redis
 
 from scoreboard.settings import Settings
 from tests.auth_helpers import bearer
-from tests.conftest import REPO
+from tests.conftest import REPO, server_env
 from tests.deployment import Deployment, deployment
 from tests.private_redis import PrivateRedis, private_redis
 
@@ -119,3 +119,21 @@ async def test_the_service_runs_as_its_users_with_nothing_refused(
         await live.wait_consistent()
     refused = shipped.client().acl_log()
     assert refused == [], refused
+
+
+def test_a_wrong_password_is_one_line(
+    settings: Settings, shipped: PrivateRedis, tmp_path: Path
+) -> None:
+    wrong = dataclasses.replace(settings, redis_url=shipped.url_as("scoreboard-app", "nope"))
+    result = subprocess.run(
+        [sys.executable, "-m", "scoreboard", "serve", "--workers", "2"],
+        env=server_env(wrong),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("scoreboard"))
+    assert "refused the login" in line and "scoreboard-app:***@127.0.0.1" in line
