@@ -13,7 +13,8 @@ fault, in turn:
 - `syncer kill -9`, restarted at once (as a supervisor would);
 - `redis SIGSTOP` for 2 s;
 - `postgres cut`: every connection to PostgreSQL dropped and refused for 5 s (what a
-  restart looks like to the service; the shared server itself is left alone);
+  restart looks like to the service; the shared server itself is left alone; the
+  proxy is the test suite's own, `tests/pg_proxy.py`);
 - `redis emptied`: with `--persistence always` Redis is killed with -9 and restarted
   from its AOF; with `none`, FLUSHALL (the data is gone, as after a restart without
   persistence);
@@ -56,6 +57,8 @@ import httpx
 import redis
 import websockets
 
+from tests.pg_proxy import CuttableProxy
+
 HERE = Path(__file__).resolve().parent
 FAULTS = ("syncer kill -9", "redis SIGSTOP", "postgres cut", "redis emptied", "server kill -9")
 PASSWORD = "correct horse battery"
@@ -65,46 +68,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class Proxy:
-    """A TCP proxy in front of PostgreSQL that can drop and refuse every connection."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._links):
-            writer.transport.abort()
-        self._links.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._links |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._links -= {writer, up_writer}
 
 
 class Process:
@@ -167,7 +130,7 @@ class Soak:
     servers: list[Process]
     server_urls: list[str]
     syncer: Process
-    proxy: Proxy
+    proxy: CuttableProxy
     prefix: str
     database_url: str
     ledger: Ledger = field(default_factory=Ledger)
@@ -335,7 +298,7 @@ async def inject(soak: Soak, fault: str) -> None:
     elif fault == "postgres cut":
         await soak.proxy.cut()
         await asyncio.sleep(5)
-        await soak.proxy.start()
+        await soak.proxy.restore()
     elif fault == "redis emptied":
         if soak.args.persistence == "always":
             soak.redis_server.kill()
@@ -470,7 +433,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'CREATE DATABASE "{database}"')
     parts = urlsplit(admin_dsn)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     user = parts.username or "postgres"
     via_proxy = urlunsplit(

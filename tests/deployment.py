@@ -20,7 +20,7 @@ import httpx
 
 from scoreboard.settings import Settings
 from tests.auth_helpers import bearer, new_player
-from tests.conftest import RunningServer, server_env
+from tests.conftest import RunningServer, server_env, terminate
 from tests.private_redis import PrivateRedis
 
 FAST_SYNC = {
@@ -53,12 +53,7 @@ class SyncerProcess:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
         self._log.close()
 
 
@@ -147,6 +142,17 @@ class Deployment:
             await conn.close()
         assert duplicates == 0
         return {row["id"]: (row["current_score"], row["summed"]) for row in rows}
+
+    def run_cli(self, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """`scoreboard <args>` as the syncer's user, as an operator would run it."""
+        return subprocess.run(
+            [sys.executable, "-m", "scoreboard", *args],
+            env=self.env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def board(self) -> dict[str, int]:
         client = self.redis.client()

@@ -102,15 +102,7 @@ async def test_the_service_runs_as_its_users_with_nothing_refused(
         )
         assert logout.status_code == 200
         for command in (["rebuild"], ["reconcile"]):
-            done = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "scoreboard", *command],
-                env=live.env,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            done = await asyncio.to_thread(live.run_cli, tmp_path, *command)
             assert done.returncode == 0, done.stderr
         shipped.client().delete("sb:{global}:lb")  # the app's users heal it themselves
         await live.play(http, 1)

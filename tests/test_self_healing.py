@@ -8,8 +8,6 @@ import asyncio
 import dataclasses
 import hashlib
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,15 +135,7 @@ async def test_an_operators_rebuild_reaches_every_server_at_once(
                 )
             finally:
                 await conn.close()
-            rebuilt = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "scoreboard", "rebuild"],
-                env=live.env,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            rebuilt = await asyncio.to_thread(live.run_cli, tmp_path, "rebuild")
             assert rebuilt.returncode == 0, rebuilt.stderr
             for http in (first, second):
                 await _until_top_says(http, cheater, 1)
@@ -268,17 +258,6 @@ async def test_the_syncer_rides_out_every_kind_of_redis_error(
             assert live.syncer.alive
 
 
-def _run_cli(live: Deployment, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scoreboard", *args],
-        env=live.env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_reconcile_by_hand_reports_then_repairs(live: Deployment, tmp_path: Path) -> None:
     async with httpx.AsyncClient(base_url=live.servers[0].url, timeout=10) as http:
         await live.join(http, 3)
@@ -290,17 +269,17 @@ async def test_reconcile_by_hand_reports_then_repairs(live: Deployment, tmp_path
         member = client.hget(keys.players(), victim).decode().split("|")[0]
         client.zadd(keys.leaderboard(), {member: 1})  # Redis damaged: a total went back
 
-        dry = await asyncio.to_thread(_run_cli, live, tmp_path, "reconcile", "--dry-run")
+        dry = await asyncio.to_thread(live.run_cli, tmp_path, "reconcile", "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert "behind: 1" in dry.stdout and victim in dry.stdout
         assert "not repaired" in dry.stdout
         assert live.board()[victim] == 1
 
-        fixed = await asyncio.to_thread(_run_cli, live, tmp_path, "reconcile")
+        fixed = await asyncio.to_thread(live.run_cli, tmp_path, "reconcile")
         assert fixed.returncode == 0, fixed.stderr
         assert "repaired" in fixed.stdout
         await _synced(live)
-        again = await asyncio.to_thread(_run_cli, live, tmp_path, "reconcile")
+        again = await asyncio.to_thread(live.run_cli, tmp_path, "reconcile")
         assert "the board matches PostgreSQL" in again.stdout
 
 
