@@ -6,6 +6,7 @@ The size limit is enforced while the body is read (see middleware.BodyLimitMiddl
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
@@ -14,15 +15,19 @@ from starlette.requests import ClientDisconnect, Request
 from scoreboard.errors import InvalidRequest, UnsupportedMediaType
 
 
+class _Refused(ValueError):
+    """A reason of ours, fit to show the client."""
+
+
 def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _Refused(f"{name} is not valid JSON")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key!r}")
+            raise _Refused("a key appears twice in one object")
         result[key] = value
     return result
 
@@ -30,14 +35,48 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
+def _reason(exc: Exception) -> str:
+    """Why the body was refused, in our own words (never Python's internals)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, _Refused):
+        return str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return "the body is not UTF-8"
+    if isinstance(exc, RecursionError):
+        return "the body is nested too deeply"
+    return "a number in the body has too many digits"  # int() past 4300 digits
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
 def parse_json(raw: bytes) -> Any:
-    """UTF-8 JSON (RFC 8259 for JSON between systems), decoded by one shared decoder."""
+    """UTF-8 JSON (RFC 8259 for JSON between systems), decoded by one shared decoder.
+    Every string must hold Unicode scalar values only: a lone surrogate can arrive
+    only through a \\u escape (UTF-8 cannot encode one), so only such bodies are searched."""
     try:
-        return _DECODER.decode(raw.decode("utf-8"))
+        data = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(
-            "The request body is not valid JSON", details={"reason": str(exc)[:200]}
+            "The request body is not valid JSON", details={"reason": _reason(exc)}
         ) from None
+    if b"\\u" in raw and _has_lone_surrogate(data):
+        raise InvalidRequest(
+            "The request body is not valid JSON",
+            details={"reason": "a string holds a lone surrogate (not a Unicode character)"},
+        )
+    return data
 
 
 async def _body(request: Request) -> bytes:

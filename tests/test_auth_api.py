@@ -382,3 +382,50 @@ async def test_a_crash_in_a_handler_is_a_500_envelope_without_a_trace(
     assert error_code(response) == "INTERNAL_ERROR"
     assert "secret internals" not in response.text
     assert response.json()["error"]["details"]["request_id"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"username": "ab\\ud800c", "email": "a@example.com", "password": "correct horse"}',
+        b'{"\\ud800": 1, "username": "abc", "email": "a@example.com", "password": "x"}',
+        b'{"username": "abc", "email": "a@example.com", "password": "pass\\udfffword"}',
+    ],
+)
+async def test_a_lone_surrogate_is_a_400_not_a_500(client: httpx.AsyncClient, body: bytes) -> None:
+    """Was: an unauthenticated 500 (UnicodeEncodeError hashing the name, and again
+    while building the error for an unknown key)."""
+    response = await client.post(
+        "/v1/auth/register", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400 and error_code(response) == "INVALID_REQUEST"
+    assert "surrogate" in response.json()["error"]["details"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("body", "internals"),
+    [
+        (b'{"username": ' + b"1" * 5000 + b', "password": "x"}', "set_int_max_str_digits"),
+        (b"[" * 30_000 + b"]" * 30_000, "recursion"),
+    ],
+)
+async def test_error_messages_are_in_our_own_words(
+    client: httpx.AsyncClient, body: bytes, internals: str
+) -> None:
+    response = await client.post(
+        "/v1/auth/login", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400 and error_code(response) == "INVALID_REQUEST"
+    assert internals not in response.text and "sys." not in response.text
+
+
+async def test_escaped_characters_that_are_whole_still_pass(client: httpx.AsyncClient) -> None:
+    name = new_username()
+    body = (
+        f'{{"username": "{name}", "email": "{name}@example.com",'
+        ' "password": "emoji \\ud83d\\ude00 pass"}'
+    ).encode()
+    response = await client.post(
+        "/v1/auth/register", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
