@@ -21,6 +21,7 @@ from scoreboard.errors import (
     ScoreboardError,
 )
 from scoreboard.gc_tuning import tune_for_service
+from scoreboard.log_redaction import redact_server_logs
 from scoreboard.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from scoreboard.responses import failure
 from scoreboard.routes import all_routes
@@ -60,6 +61,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redact_server_logs()
         services = await Services.open(settings)
         app.state.services = services
         tune_for_service()

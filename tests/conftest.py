@@ -135,7 +135,9 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
 class RunningServer:
     """`scoreboard serve` as a real process on a free port."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, workers: int = 1) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, workers: int = 1, access_log: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / f"server-{self.port}.log"
@@ -150,6 +152,7 @@ class RunningServer:
                 str(self.port),
                 "--workers",
                 str(workers),
+                *(["--access-log"] if access_log else []),
             ],
             env=env,
             cwd=cwd,
@@ -186,13 +189,18 @@ def terminate(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def serving(
-    env: dict[str, str], cwd: Path, count: int = 1, workers: int = 1, within: float = 60.0
+    env: dict[str, str],
+    cwd: Path,
+    count: int = 1,
+    workers: int = 1,
+    within: float = 60.0,
+    access_log: bool = False,
 ) -> Iterator[list[RunningServer]]:
     """`count` ready server processes on one configuration, stopped afterwards."""
     servers: list[RunningServer] = []
     try:
         for _ in range(count):
-            servers.append(RunningServer(env, cwd, workers))
+            servers.append(RunningServer(env, cwd, workers, access_log))
         for server in servers:
             server.wait_ready(within)
         yield servers

@@ -254,3 +254,27 @@ async def test_pings_keep_a_live_client_and_drop_a_silent_one(
             await asyncio.sleep(1.5)
             await alive.send(json.dumps({"type": "ping"}))
             assert json.loads(await asyncio.wait_for(alive.recv(), 3)) == {"type": "pong"}
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+async def test_no_token_reaches_the_log(
+    settings: Settings, tmp_path: Path, access_log: bool
+) -> None:
+    """Was: every WebSocket handshake wrote the full access JWT to the log, even with
+    the access log off."""
+    with serving(_env(settings), tmp_path, access_log=access_log) as (server,):
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            player = await new_player(http)
+            async with connect(_ws_url(server, player["access_token"])) as ws:
+                await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
+                await _next_update(ws)
+            with pytest.raises(InvalidStatus):
+                async with connect(_ws_url(server, "eyJnot.a.token")):
+                    pass
+            await http.get(f"/leaderboard/top10?token={player['refresh_token']}")
+        await asyncio.sleep(0.2)
+        log = server.log_path.read_text()
+    assert '"WebSocket /ws/leaderboard?…" [accepted]' in log
+    assert '"WebSocket /ws/leaderboard?…" 403' in log
+    assert "eyJ" not in log
+    assert player["access_token"] not in log and player["refresh_token"] not in log
