@@ -88,6 +88,7 @@ class Settings:
     reconcile_interval_ms: int = 60_000
     allow_eviction: bool = False
     sync_max_backlog: int = 100_000
+    allowed_origins: tuple[str, ...] = ()
     broadcast_interval_ms: int = 100
     ws_max_message_bytes: int = 4096
     ws_max_messages_per_second: int = 20
@@ -163,6 +164,7 @@ class Settings:
             sync_max_backlog=reader.get(
                 "SCOREBOARD_SYNC_MAX_BACKLOG", 100_000, _int_in(1, 1_000_000_000)
             ),
+            allowed_origins=reader.get("SCOREBOARD_ALLOWED_ORIGINS", (), _origins),
             broadcast_interval_ms=reader.get(
                 "SCOREBOARD_BROADCAST_INTERVAL_MS", 100, _int_in(0, 60_000)
             ),
@@ -310,6 +312,14 @@ def _action_types(raw: str) -> dict[str, int]:
                 f"max increase for {name!r} must be a whole number from 1 to {MAX_EXACT_SCORE}"
             )
     return value
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/").lower() for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[a-z0-9.\-]+(:\d{1,5})?", origin):
+            raise ValueError(f"{origin!r} is not an origin such as https://game.example.com")
+    return origins
 
 
 def _networks(raw: str) -> tuple[IpNetwork, ...]:

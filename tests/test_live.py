@@ -278,3 +278,20 @@ async def test_no_token_reaches_the_log(
     assert '"WebSocket /ws/leaderboard?…" 403' in log
     assert "eyJ" not in log
     assert player["access_token"] not in log and player["refresh_token"] not in log
+
+
+async def test_a_websocket_from_another_site_is_refused(settings: Settings, tmp_path: Path) -> None:
+    """Was: a WebSocket from Origin http://evil.example was accepted."""
+    env = _env(settings, SCOREBOARD_ALLOWED_ORIGINS="https://game.example")
+    with serving(env, tmp_path) as (server,):
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            player = await new_player(http)
+        url = _ws_url(server, player["access_token"])
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, origin="http://evil.example"):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 403
+        for origin in (server.url, "https://game.example", None):
+            async with connect(url, origin=origin) as ws:  # type: ignore[arg-type]
+                await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
+                await _next_update(ws)

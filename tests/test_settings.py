@@ -148,3 +148,12 @@ def test_an_unknown_variable_is_reported_with_the_closest_setting() -> None:
         " did you mean SCOREBOARD_RATE_LIMIT_LOGIN?"
     ]
     assert unknown_variables({"SCOREBOARD_SYNC_FAILPOINT": "x", "OTHER": "y"}) == []
+
+
+def test_allowed_origins_are_origins() -> None:
+    settings = Settings.from_env(
+        {"SCOREBOARD_ALLOWED_ORIGINS": "https://A.example/, http://b:8080"}
+    )
+    assert settings.allowed_origins == ("https://a.example", "http://b:8080")
+    with pytest.raises(SettingsError, match=r"^SCOREBOARD_ALLOWED_ORIGINS: 'game\.example'"):
+        Settings.from_env({"SCOREBOARD_ALLOWED_ORIGINS": "game.example"})

@@ -46,7 +46,25 @@ async def _authenticate(websocket: WebSocket) -> AccessClaims | None:
         return None
 
 
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Browsers send the page's Origin with every WebSocket handshake: a page of another
+    site may not open one with a player's token (cross-site WebSocket hijacking). The
+    server's own origin is always allowed (the live page), others only when listed in
+    SCOREBOARD_ALLOWED_ORIGINS ('*': any). Clients that send no Origin are no browser."""
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed or origin in allowed:
+        return True
+    return host is not None and origin.partition("://")[2] == host.strip().lower()
+
+
 async def ws_leaderboard(websocket: WebSocket) -> None:
+    settings = services(websocket).settings
+    origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
+    if not origin_allowed(origin, host, settings.allowed_origins):
+        await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
+        return
     claims = await _authenticate(websocket)
     if claims is None:
         await websocket.close(code=POLICY_VIOLATION, reason="invalid or missing token")
