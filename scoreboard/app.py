@@ -21,6 +21,7 @@ from scoreboard.errors import (
     ScoreboardError,
 )
 from scoreboard.gc_tuning import tune_for_service
+from scoreboard.http_protocol import DeadlineHttpProtocol
 from scoreboard.log_redaction import redact_server_logs
 from scoreboard.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from scoreboard.responses import failure
@@ -59,6 +60,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings) -> Starlette:
+    DeadlineHttpProtocol.configure(settings.request_read_timeout_ms)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redact_server_logs()

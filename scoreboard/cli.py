@@ -54,6 +54,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from scoreboard.app import create_app
     from scoreboard.embedded import banner
+    from scoreboard.http_protocol import PROTOCOL_PATH as HTTP_PROTOCOL_PATH
     from scoreboard.preflight import preflight
     from scoreboard.ws_protocol import PROTOCOL_PATH
 
@@ -83,6 +84,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # and inflating client frames invites compression bombs.
         "ws_per_message_deflate": False,
         "ws": PROTOCOL_PATH,
+        # A deadline for reading each request (slowloris); see scoreboard/http_protocol.py.
+        "http": HTTP_PROTOCOL_PATH,
     }
     if args.workers == 1:
         uvicorn.run(create_app(settings), **common)

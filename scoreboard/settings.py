@@ -89,6 +89,7 @@ class Settings:
     allow_eviction: bool = False
     sync_max_backlog: int = 100_000
     allowed_origins: tuple[str, ...] = ()
+    request_read_timeout_ms: int = 10_000
     broadcast_interval_ms: int = 100
     ws_max_message_bytes: int = 4096
     ws_max_messages_per_second: int = 20
@@ -165,6 +166,9 @@ class Settings:
                 "SCOREBOARD_SYNC_MAX_BACKLOG", 100_000, _int_in(1, 1_000_000_000)
             ),
             allowed_origins=reader.get("SCOREBOARD_ALLOWED_ORIGINS", (), _origins),
+            request_read_timeout_ms=reader.get(
+                "SCOREBOARD_REQUEST_READ_TIMEOUT_MS", 10_000, _int_in(100, 3_600_000)
+            ),
             broadcast_interval_ms=reader.get(
                 "SCOREBOARD_BROADCAST_INTERVAL_MS", 100, _int_in(0, 60_000)
             ),
