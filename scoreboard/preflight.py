@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from scoreboard.errors import ScoreboardError
 from scoreboard.redis_store import RedisClient
@@ -47,7 +47,12 @@ def _version(text: str) -> tuple[int, ...]:
 async def redis_warnings(client: RedisClient, settings: Settings) -> list[str]:
     """Raises StartupError for a Redis the service must not run on; returns warnings."""
     url = redacted(settings.redis_url or "")
-    info = await client.info()
+    try:
+        info = await client.info()
+    except ResponseError as exc:  # INFO denied, or a Redis stand-in without it
+        message = f"could not check the configuration of Redis at {url}: {exc}"
+        log.warning(message)
+        return [message]
     version = str(info.get("redis_version", "0"))
     if _version(version) < MIN_REDIS:
         raise StartupError(f"Redis {version} at {url} is older than 7.0, which the scripts need")

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import httpx
@@ -24,12 +25,20 @@ from tests.services_under_test import (
     postgres_server,
     redis_server,
     scratch_database,
+    used_services_line,
 )
 
 ACCESS_SECRET = "test-access-secret-0123456789abcdef"
 REFRESH_SECRET = "test-refresh-secret-0123456789abcdef"
 GENEROUS = RateRule(100_000, 60)
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say once, at the end of the run, which Redis and PostgreSQL the tests used."""
+    line = used_services_line()
+    if line is not None:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,17 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+# What this run used, for the line printed at its end: name -> description.
+USED: dict[str, str] = {}
+
+
+def used_services_line() -> str | None:
+    """'Redis: …; PostgreSQL: …', or None when no test needed either."""
+    if not USED:
+        return None
+    return "services used: " + "; ".join(f"{name}: {what}" for name, what in sorted(USED.items()))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -47,6 +58,7 @@ def redis_server() -> Iterator[str]:
     except redis.RedisError as exc:
         _missing("Redis", exc)
     else:
+        USED["Redis"] = f"real, {url}"
         yield url
         return
     finally:
@@ -57,6 +69,7 @@ def redis_server() -> Iterator[str]:
     server = fakeredis.TcpFakeServer(("127.0.0.1", port), server_version=(7, 0))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    USED["Redis"] = "FALLBACK, fakeredis over TCP (no Redis reachable)"
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
@@ -102,9 +115,11 @@ def postgres_server() -> Iterator[str]:
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         _missing("PostgreSQL", exc)
     else:
+        USED["PostgreSQL"] = f"real, {dsn}"
         yield dsn
         return
     with _embedded_postgres() as embedded_dsn:
+        USED["PostgreSQL"] = "FALLBACK, an embedded PostgreSQL (none reachable)"
         yield embedded_dsn
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -60,6 +61,10 @@ def test_the_short_soak_run_heals_every_fault(
         if IN_CI:
             pytest.fail("redis-server is required in CI", pytrace=False)
         pytest.skip("redis-server is not installed")
+    if urlsplit(postgres_admin).hostname is None:
+        pytest.skip(
+            "the embedded PostgreSQL listens on a socket, which the soak's proxy cannot cut"
+        )
     out = tmp_path / "SOAK.md"
     _bench("bench.soak", ["--short", "--out", str(out)], redis_url, postgres_admin)
     result = json.loads(out.with_suffix(".json").read_text())

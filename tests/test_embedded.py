@@ -82,3 +82,19 @@ async def test_embedded_mode_syncs_and_rebuilds_the_board_after_a_restart(
     strip = [(e["user_id"], e["rank"], e["score"]) for e in before]
     assert [(e["user_id"], e["rank"], e["score"]) for e in after] == strip
     assert [e["score"] for e in after] == [50, 30, 30]
+
+
+def test_the_run_says_which_services_it_used() -> None:
+    from tests import services_under_test as under_test
+
+    saved = dict(under_test.USED)
+    try:
+        under_test.USED.clear()
+        assert under_test.used_services_line() is None
+        under_test.USED.update(Redis="real, redis://x", PostgreSQL="FALLBACK, embedded")
+        assert under_test.used_services_line() == (
+            "services used: PostgreSQL: FALLBACK, embedded; Redis: real, redis://x"
+        )
+    finally:
+        under_test.USED.clear()
+        under_test.USED.update(saved)

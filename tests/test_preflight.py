@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis import exceptions as redis_exceptions
 
 from scoreboard.preflight import StartupError, check_redis, redacted, redis_warnings
 from scoreboard.settings import Settings
@@ -114,3 +115,12 @@ async def test_a_redis_older_than_the_scripts_need_stops_the_command(settings: S
 
     with pytest.raises(StartupError, match=r"Redis 6\.2\.14 at .* is older than 7\.0"):
         await redis_warnings(OldRedis(), settings)  # type: ignore[arg-type]
+
+
+async def test_a_redis_that_cannot_be_inspected_is_a_warning(settings: Settings) -> None:
+    class NoInfo:
+        async def info(self) -> dict[str, str]:
+            raise redis_exceptions.ResponseError("unknown command 'info'")
+
+    warnings = await redis_warnings(NoInfo(), settings)  # type: ignore[arg-type]
+    assert len(warnings) == 1 and "could not check the configuration" in warnings[0]

@@ -1,6 +1,7 @@
 """A Hypothesis state machine: random issue / submit / replay / misuse / expire sequences
 against a plain Python model. The board always equals the sum of accepted increases,
-and every read route agrees on ranks."""
+the owner's identical retry of a spent token gets the first answer again (any other
+use of it is refused), and every read route agrees on ranks."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class ModelToken:
     owner: int
     session: str
     state: str = "fresh"  # fresh | spent | expired
+    first_body: dict[str, Any] | None = None  # the request that spent it
+    first_answer: tuple[int, Any] | None = None  # (status, new_score or error code)
 
 
 class ScoringMachine(RuleBasedStateMachine):
@@ -88,14 +91,31 @@ class ScoringMachine(RuleBasedStateMachine):
         )
         return ModelToken(token, player, session)
 
+    def _answer(self, response: httpx.Response) -> tuple[int, Any]:
+        body = response.json()
+        if body["success"]:
+            return response.status_code, body["data"]["new_score"]
+        return response.status_code, body["error"]["code"]
+
+    def _spend(self, entry: ModelToken, body: dict[str, Any], response: httpx.Response) -> bool:
+        """Check the answer to a spent or expired token; False for a fresh one."""
+        if entry.state == "spent" and body == entry.first_body:
+            assert self._answer(response) == entry.first_answer  # the retry, replayed
+            return True
+        if entry.state != "fresh":
+            assert response.json()["error"]["code"] == "INVALID_ACTION_TOKEN"
+            return True
+        entry.state, entry.first_body = "spent", body
+        entry.first_answer = self._answer(response)
+        return False
+
     @rule(entry=tokens, increase=st.integers(1, MAX_INCREASE + 20))
     def submit(self, entry: ModelToken, increase: int) -> None:
-        response = self._update(entry.owner, entry.token, {"score_increase": increase})
-        code = response.json().get("error", {}).get("code")
-        if entry.state != "fresh":
-            assert code == "INVALID_ACTION_TOKEN"
+        body = {"score_increase": increase}
+        response = self._update(entry.owner, entry.token, body)
+        if self._spend(entry, body, response):
             return
-        entry.state = "spent"
+        code = response.json().get("error", {}).get("code")
         if increase > MAX_INCREASE:
             assert code == "SCORE_VALIDATION_FAILED"
             return
@@ -114,19 +134,16 @@ class ScoringMachine(RuleBasedStateMachine):
     @rule(entry=tokens)
     def submit_with_the_wrong_session(self, entry: ModelToken) -> None:
         other = "b" if entry.session == "a" else "a"
-        response = self._update(
-            entry.owner, entry.token, {"score_increase": 1, "session_id": other}
-        )
-        assert response.json()["error"]["code"] == "INVALID_ACTION_TOKEN"
-        if entry.state == "fresh":
-            entry.state = "spent"
+        body = {"score_increase": 1, "session_id": other}
+        response = self._update(entry.owner, entry.token, body)
+        if not self._spend(entry, body, response):
+            assert response.json()["error"]["code"] == "INVALID_ACTION_TOKEN"
 
     @rule(entry=tokens)
     def expire(self, entry: ModelToken) -> None:
         key = self.services.keys.action_token(token_hash(entry.token))
         self.run(self.services.redis.delete(key))
-        if entry.state == "fresh":
-            entry.state = "expired"
+        entry.state = "expired"  # gone: no more replays either
 
     @invariant()
     def reads_agree_with_the_model(self) -> None:
