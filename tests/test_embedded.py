@@ -98,3 +98,31 @@ def test_the_run_says_which_services_it_used() -> None:
     finally:
         under_test.USED.clear()
         under_test.USED.update(saved)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_killed_server_leaves_no_embedded_postgresql_for_ever(tmp_path: Path) -> None:
+    """Was: after `kill -9` of serve the embedded PostgreSQL kept running, and no later
+    run ever stopped it."""
+    data_dir = tmp_path / "data"
+    env = _embedded_env(data_dir)
+    with serving(env, tmp_path, within=120) as (first,):
+        first.process.kill()
+        first.process.wait()
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    assert _alive(postmaster)  # orphaned by the kill
+    with serving(env, tmp_path, within=120) as (second,):
+        async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+            assert (await http.get("/health/detailed")).status_code == 200
+    for _ in range(100):  # the second server, exiting as the last user, stopped it
+        if not _alive(postmaster):
+            break
+        await asyncio.sleep(0.1)
+    assert not _alive(postmaster)
