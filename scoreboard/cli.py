@@ -12,41 +12,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from scoreboard.cli_parser import parser
 from scoreboard.errors import ScoreboardError, SettingsError
 from scoreboard.settings import Settings, unknown_variables
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scoreboard", description="Live leaderboard service")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP/WebSocket server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument(
-        "--access-log", action="store_true", help="log every request (off by default)"
-    )
-    sync = commands.add_parser("sync", help="run the write-behind syncer")
-    sync.add_argument("--burst", action="store_true", help="stop once the stream is drained")
-    commands.add_parser("migrate", help="apply database migrations")
-    commands.add_parser("rebuild", help="rebuild the Redis board from PostgreSQL")
-    reconcile = commands.add_parser(
-        "reconcile",
-        help="compare the Redis board with PostgreSQL plus the unsynced stream, and repair",
-    )
-    reconcile.add_argument(
-        "--dry-run", action="store_true", help="report the differences, repair nothing"
-    )
-    users = commands.add_parser("users", help="manage accounts")
-    users_commands = users.add_subparsers(dest="users_command", required=True)
-    create = users_commands.add_parser("create", help="create an account (password on stdin)")
-    create.add_argument("name")
-    create.add_argument("--email", required=True)
-    create.add_argument("--admin", action="store_true")
-    return parser
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -106,12 +77,24 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _read_password() -> str:
+    """Asked twice without echo on a terminal; the first line of stdin otherwise."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        raise SettingsError("password: the two entries differ")
+    return password
+
+
 async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.accounts import Accounts
     from scoreboard.passwords import PasswordHasher
     from scoreboard.services import open_database
 
-    password = sys.stdin.readline().rstrip("\r\n")
+    password = _read_password()
     pool, _server = await open_database(settings)
     try:
         accounts = Accounts(pool, PasswordHasher(settings.bcrypt_rounds))
@@ -238,7 +221,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env(os.environ)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from scoreboard import __version__
 from scoreboard.migrations import available
 from scoreboard.settings import Settings
 from tests.auth_helpers import error_code, login, new_username
@@ -101,3 +105,47 @@ async def test_users_create_reads_the_password_from_stdin(
             assert tokens["user_id"]
             wrong = await http.post("/auth/login", json={"username": name, "password": "nope"})
             assert error_code(wrong) == "INVALID_CREDENTIALS"
+
+
+def test_version_and_every_commands_help(settings: Settings, tmp_path: Path) -> None:
+    env = server_env(settings)
+    version = _run(["--version"], env, tmp_path)
+    assert version.returncode == 0 and version.stdout.strip() == f"scoreboard {__version__}"
+    for command in (["serve"], ["sync"], ["migrate"], ["rebuild"], ["reconcile"]):
+        shown = _run([*command, "--help"], env, tmp_path)
+        assert shown.returncode == 0 and "environment: " in shown.stdout, command
+    serve = _run(["serve", "--help"], env, tmp_path).stdout
+    assert "(default: 127.0.0.1)" in serve and "(default: 8000)" in serve
+    assert "SCOREBOARD_BCRYPT_ROUNDS" in _run(["users", "create", "--help"], env, tmp_path).stdout
+
+
+def test_users_create_asks_for_the_password_on_a_terminal(
+    settings: Settings, own_database: str, tmp_path: Path
+) -> None:
+    """On a terminal: asked twice, never echoed; the account then logs in."""
+    name = new_username()
+    env = server_env(dataclasses.replace(settings, database_url=own_database))
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the command, with the pty as its controlling terminal
+        os.chdir(tmp_path)
+        command = [sys.executable, "-m", "scoreboard", "users", "create", name]
+        os.execve(sys.executable, [*command, "--email", f"{name}@example.com"], env)
+    seen = b""
+    for answer in (b"correct horse battery\n", b"correct horse battery\n"):
+        while not seen.endswith(b": "):
+            seen += os.read(terminal, 1024)
+        os.write(terminal, answer)
+        seen += b"|"
+    while True:
+        try:
+            chunk = os.read(terminal, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert b"Password: |" in seen and b"Password again: |" in seen
+    assert b"correct horse" not in seen  # not echoed
+    assert b"created player " + name.encode() in seen

@@ -1,0 +1,104 @@
+"""The command line's words: every command, its options with their defaults, and the
+environment variables it reads (README, Configuration, says what each one means)."""
+
+from __future__ import annotations
+
+import argparse
+
+from scoreboard import __version__
+
+_STORES = (
+    "REDIS_URL and DATABASE_URL (both, or neither for embedded mode with its data in"
+    " SCOREBOARD_DATA_DIR)"
+)
+_READS = {
+    "serve": f"{_STORES}, JWT_SECRET, JWT_REFRESH_SECRET, and every SCOREBOARD_* setting",
+    "sync": f"{_STORES}, SCOREBOARD_REDIS_PREFIX, SCOREBOARD_SYNC_*,"
+    " SCOREBOARD_RECONCILE_INTERVAL_MS, SCOREBOARD_ALLOW_EVICTION",
+    "migrate": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
+    "rebuild": "REDIS_URL, DATABASE_URL, SCOREBOARD_REDIS_PREFIX",
+    "reconcile": "REDIS_URL, DATABASE_URL, SCOREBOARD_REDIS_PREFIX",
+    "create": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode), SCOREBOARD_BCRYPT_ROUNDS",
+}
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}.\n\n{description}",
+        epilog=f"environment: {_READS[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="scoreboard", description="A Redis-first live leaderboard service."
+    )
+    top.add_argument("--version", action="version", version=f"scoreboard {__version__}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = _command(
+        commands,
+        "serve",
+        "run the HTTP and WebSocket API",
+        "Applies migrations first (safe when several start at once). With nothing\n"
+        "configured it runs embedded: in-process Redis, embedded PostgreSQL, syncer inside.",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes; above 1 needs real services (default: %(default)s)",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request (default: off)")
+    sync = _command(
+        commands,
+        "sync",
+        "run the write-behind syncer",
+        "Persists the board's event stream to PostgreSQL, exactly once. Stops on SIGTERM or\n"
+        "SIGINT after the batch in flight; fails at start when a store is unreachable,\n"
+        "then rides out outages of either.",
+    )
+    sync.add_argument("--burst", action="store_true", help="stop once the stream is drained")
+    _command(commands, "migrate", "apply database migrations", "Then exits.")
+    _command(
+        commands,
+        "rebuild",
+        "rebuild the Redis board from PostgreSQL",
+        "PostgreSQL's totals plus the events not yet persisted; readers never see an empty\n"
+        "board, and every running server reads the new one at once.",
+    )
+    reconcile = _command(
+        commands,
+        "reconcile",
+        "compare the Redis board with PostgreSQL and repair it",
+        "Prints every difference; PostgreSQL plus the unsynced stream wins.",
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="report the differences, repair nothing"
+    )
+    users = commands.add_parser("users", help="manage accounts", description="Manage accounts.")
+    users_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    create = _command(
+        users_commands,
+        "create",
+        "create an account",
+        "Asks for the password (twice, not echoed) on a terminal; otherwise reads it from\n"
+        "the first line of standard input.",
+    )
+    create.add_argument("name", help="the username (3-32 letters, digits, _ . -)")
+    create.add_argument("--email", required=True, help="the account's email address")
+    create.add_argument("--admin", action="store_true", help="give the account the admin role")
+    return top
