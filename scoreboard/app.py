@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
+from scoreboard import lifecycle
 from scoreboard.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -61,12 +63,16 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     DeadlineHttpProtocol.configure(settings.request_read_timeout_ms)
+    # The live feeds end their own streams when shutdown begins (scoreboard.lifecycle),
+    # cleanly; sse-starlette's drain would cut them mid-response instead.
+    AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redact_server_logs()
         services = await Services.open(settings)
         app.state.services = services
+        lifecycle.on_shutdown(services.hub.going_away)
         tune_for_service()
         try:
             yield

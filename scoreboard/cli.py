@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from scoreboard.cli_parser import parser
 from scoreboard.errors import ScoreboardError, SettingsError
 from scoreboard.settings import Settings, unknown_variables
 
+SHUTDOWN_GRACE_SECONDS = 10
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
@@ -57,7 +59,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "ws": PROTOCOL_PATH,
         # A deadline for reading each request (slowloris); see scoreboard/http_protocol.py.
         "http": HTTP_PROTOCOL_PATH,
+        # SIGTERM: stop accepting, close WebSockets (1001) and end SSE streams, finish
+        # in-flight requests, and give up on what is left after this long.
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
     }
+    # uvicorn re-raises SIGTERM once it has shut down, which would end the process with
+    # that signal; a graceful stop is a success (exit 0) for supervisors.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     if args.workers == 1:
         uvicorn.run(create_app(settings), **common)
     else:
@@ -108,8 +116,6 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _sync(settings: Settings, args: argparse.Namespace) -> int:
-    import signal
-
     from scoreboard.gc_tuning import tune_for_service
     from scoreboard.preflight import preflight
     from scoreboard.redis_store import connect

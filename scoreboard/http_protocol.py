@@ -19,6 +19,8 @@ from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from scoreboard.lifecycle import begin_shutdown
+
 PROTOCOL_PATH = "scoreboard.http_protocol:DeadlineHttpProtocol"
 
 
@@ -50,6 +52,10 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        begin_shutdown()  # end the live feeds' streams, then let in-flight requests finish
+        super().shutdown()
 
     def _arm(self) -> None:
         self._disarm()

@@ -159,6 +159,7 @@ class Hub:
         self.sent = 0  # broadcasts
         self.written_directly = 0  # messages written straight to a client's socket
         self.sse_streams: Counter[str] = Counter()  # open SSE streams per client address
+        self.closing = False  # the process is shutting down: streams end
 
     @property
     def subscriber_count(self) -> int:
@@ -179,6 +180,12 @@ class Hub:
             self._by_session[session].discard(subscriber)
             if not self._by_session[session]:
                 del self._by_session[session]
+
+    def going_away(self) -> None:
+        """The process is shutting down: wake every client so its stream ends."""
+        self.closing = True
+        for subscriber in self._subscribers:
+            subscriber.wake()
 
     def session_revoked(self, session_id: str) -> None:
         """Stop writing to the session's clients and wake them to close."""

@@ -23,6 +23,8 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from scoreboard.lifecycle import begin_shutdown
+
 FRAME_WRITER = "scoreboard.shared_frames"
 PROTOCOL_PATH = "scoreboard.ws_protocol:SharedFrameWebSocketProtocol"
 
@@ -34,6 +36,9 @@ def text_frame(payload: bytes) -> bytes:
     return Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
+GOING_AWAY = 1001
+
+
 class SharedFrameWebSocketProtocol(WebSocketsSansIOProtocol):
     conn: ServerProtocol
 
@@ -43,6 +48,17 @@ class SharedFrameWebSocketProtocol(WebSocketsSansIOProtocol):
         # With an extension (compression) negotiated, frames differ per connection.
         if scope is not None and not self.conn.extensions:
             scope["extensions"][FRAME_WRITER] = self.write_shared_frame
+
+    def shutdown(self) -> None:
+        """Close with 1001 (going away: reconnect elsewhere) where uvicorn says 1012."""
+        begin_shutdown()
+        if self.close_sent or not self.handshake_complete:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": GOING_AWAY})
+        self.conn.send_close(GOING_AWAY)
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     def write_shared_frame(self, frame: bytes) -> bool:
         """Write a frame built by `text_frame`; False (nothing written) when the connection

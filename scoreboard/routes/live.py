@@ -172,7 +172,7 @@ async def sse_leaderboard(request: Request) -> EventSourceResponse:
     async def events() -> AsyncIterator[dict[str, Any]]:
         try:
             yield _sse_event(current)
-            while True:
+            while not svc.hub.closing:  # shutting down: end cleanly, the client reconnects
                 message = await subscriber.next(TICK_SECONDS)
                 if message is not None:
                     yield _sse_event(message)
