@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -13,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from scoreboard import logs
 from scoreboard.cli_parser import parser
 from scoreboard.errors import ScoreboardError, SettingsError
 from scoreboard.settings import Settings, unknown_variables
@@ -48,6 +48,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "proxy_headers": False,
         "server_header": False,
         "log_level": "info",
+        "log_config": logs.config(settings.log_format),
         "access_log": args.access_log,
         "ws_max_size": settings.ws_max_message_bytes,
         # A client that has not answered a ping within one more interval is gone.
@@ -228,9 +229,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env(os.environ)
+        logs.configure(settings.log_format)
         for line in unknown_variables(os.environ):
             print(f"scoreboard: warning: {line}", file=sys.stderr)
         return _dispatch(settings, args)

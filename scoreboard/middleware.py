@@ -10,6 +10,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scoreboard.errors import PayloadTooLarge
+from scoreboard.logs import REQUEST_ID
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -33,6 +34,7 @@ class RequestIdMiddleware:
         incoming = Headers(scope=scope).get("x-request-id", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else self._next_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        REQUEST_ID.set(request_id)  # on every log line of this request
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -44,14 +44,18 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
-async def redis_warnings(client: RedisClient, settings: Settings) -> list[str]:
-    """Raises StartupError for a Redis the service must not run on; returns warnings."""
+async def redis_warnings(
+    client: RedisClient, settings: Settings, *, quiet: bool = False
+) -> list[str]:
+    """Raises StartupError for a Redis the service must not run on; returns warnings
+    (and logs them, unless `quiet`: the command's own check said them already)."""
+    say = log.debug if quiet else log.warning
     url = redacted(settings.redis_url or "")
     try:
         info = await client.info()
     except ResponseError as exc:  # INFO denied, or a Redis stand-in without it
         message = f"could not check the configuration of Redis at {url}: {exc}"
-        log.warning(message)
+        say(message)
         return [message]
     version = str(info.get("redis_version", "0"))
     if _version(version) < MIN_REDIS:
@@ -64,14 +68,14 @@ async def redis_warnings(client: RedisClient, settings: Settings) -> list[str]:
         )
         if not settings.allow_eviction:
             raise StartupError(f"{message} (or SCOREBOARD_ALLOW_EVICTION=true to experiment)")
-        log.warning("%s; running anyway (SCOREBOARD_ALLOW_EVICTION)", message)
+        say("%s; running anyway (SCOREBOARD_ALLOW_EVICTION)", message)
         return [message]
     if not int(info.get("aof_enabled", 0)):
         message = (
             f"Redis at {url} runs without AOF: updates accepted since the syncer's last"
             " commit are lost if Redis restarts"
         )
-        log.warning(message)
+        say(message)
         return [message]
     return []
 

@@ -116,7 +116,7 @@ class Services:
         )
         services = await cls.assemble(settings, redis, pool, server)
         if settings.redis_url:
-            services.redis_warnings = await redis_warnings(redis, settings)
+            services.redis_warnings = await redis_warnings(redis, settings, quiet=True)
         await services.guard.check()
         services.guard.start()
         await services.feed.start()

@@ -90,6 +90,7 @@ class Settings:
     sync_max_backlog: int = 100_000
     allowed_origins: tuple[str, ...] = ()
     request_read_timeout_ms: int = 10_000
+    log_format: str = "auto"
     broadcast_interval_ms: int = 100
     ws_max_message_bytes: int = 4096
     ws_max_messages_per_second: int = 20
@@ -169,6 +170,7 @@ class Settings:
             request_read_timeout_ms=reader.get(
                 "SCOREBOARD_REQUEST_READ_TIMEOUT_MS", 10_000, _int_in(100, 3_600_000)
             ),
+            log_format=reader.get("SCOREBOARD_LOG_FORMAT", "auto", _log_format),
             broadcast_interval_ms=reader.get(
                 "SCOREBOARD_BROADCAST_INTERVAL_MS", 100, _int_in(0, 60_000)
             ),
@@ -316,6 +318,12 @@ def _action_types(raw: str) -> dict[str, int]:
                 f"max increase for {name!r} must be a whole number from 1 to {MAX_EXACT_SCORE}"
             )
     return value
+
+
+def _log_format(raw: str) -> str:
+    if raw not in ("auto", "json", "text"):
+        raise ValueError("expected auto, json or text")
+    return raw
 
 
 def _origins(raw: str) -> tuple[str, ...]:
