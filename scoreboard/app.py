@@ -25,6 +25,7 @@ from scoreboard.errors import (
 from scoreboard.gc_tuning import tune_for_service
 from scoreboard.http_protocol import DeadlineHttpProtocol
 from scoreboard.log_redaction import redact_server_logs
+from scoreboard.metrics import MetricsMiddleware, count_error
 from scoreboard.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from scoreboard.responses import failure
 from scoreboard.routes import all_routes
@@ -36,6 +37,7 @@ log = logging.getLogger("scoreboard")
 
 async def _scoreboard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScoreboardError)
+    count_error(exc.code, request.scope)
     return failure(exc)
 
 
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[Mount("/v1", routes=routes), *routes],
         middleware=[
+            Middleware(MetricsMiddleware),
             Middleware(RequestIdMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],

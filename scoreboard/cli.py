@@ -7,8 +7,8 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,11 +69,29 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
     if args.workers == 1:
         uvicorn.run(create_app(settings), **common)
-    else:
+        return 0
+    with _metrics_directory():
         uvicorn.run(
             "scoreboard.app:create_app_from_env", factory=True, workers=args.workers, **common
         )
     return 0
+
+
+@contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """Where the workers keep their metric samples for /metrics to add up: the
+    operator's PROMETHEUS_MULTIPROC_DIR, or a fresh directory removed afterwards."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="scoreboard-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 async def _migrate(settings: Settings) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +29,7 @@ from scoreboard.errors import (
     ScoreValidationFailed,
 )
 from scoreboard.keys import BoardKeys
+from scoreboard.metrics import SCRIPT_LATENCY
 from scoreboard.ratelimit import RateDecision, refusal
 from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
@@ -209,6 +211,13 @@ class Scripts:
         self._pipelined = pipelined
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self._call_once(name, keys, args)
+        finally:
+            SCRIPT_LATENCY.labels(name).observe(time.perf_counter() - started)
+
+    async def _call_once(self, name: str, keys: list[str], args: list[Any]) -> Any:
         async with redis_errors():
             conn = self._pipelined
             if conn is None:

@@ -358,8 +358,8 @@ async def test_poison_entries_go_to_the_dead_letters_and_the_rest_flows(
     health = (await client.get("/health/detailed")).json()["data"]["components"]["sync"]
     assert health["dead_letters"] == 2
     metrics = (await client.get("/metrics")).text
-    assert 'scoreboard_sync_dead_letters{board="global"} 2' in metrics
-    assert 'scoreboard_sync_pending{board="global"} 0' in metrics
+    assert 'scoreboard_sync_dead_letters{board="global"} 2.0' in metrics
+    assert 'scoreboard_sync_pending{board="global"} 0.0' in metrics
     await _assert_persisted_equals_board(services)
 
 

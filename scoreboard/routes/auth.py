@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scoreboard.errors import InsufficientPermissions
+from scoreboard.metrics import ACTION_TOKENS
 from scoreboard.ratelimit import rate_headers
 from scoreboard.request_body import read_object
 from scoreboard.responses import ok
@@ -55,6 +56,7 @@ async def action_token(request: Request) -> Response:
         request, required=("action_type", "session_id"), optional=("timestamp",)
     )
     issued = await services(request).action_tokens.issue(claims.user_id, body)
+    ACTION_TOKENS.inc()
     data = {
         "action_token": issued.action_token,
         "expires_in": issued.expires_in,

@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from scoreboard.errors import UserNotFound
 from scoreboard.leaderboard import iso_ms
+from scoreboard.metrics import SCORE_UPDATES
 from scoreboard.ratelimit import rate_headers
 from scoreboard.request_body import read_object
 from scoreboard.responses import ok
@@ -21,6 +22,7 @@ async def update(request: Request) -> Response:
     body = await read_object(request, required=UPDATE_FIELDS, optional=UPDATE_OPTIONAL)
     meta = RequestMeta(address(request), request.headers.get("user-agent", ""))
     applied = await services(request).scoring.submit(claims, token, body, meta)
+    SCORE_UPDATES.labels("replayed" if applied.replayed else "accepted").inc()
     data = {
         "new_score": applied.new_score,
         "score_increase": applied.new_score - applied.old_score,
