@@ -11,6 +11,7 @@ at scrape time by a collector.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable
@@ -51,6 +52,19 @@ SCRIPT_LATENCY = Histogram(
 )
 
 
+@functools.cache
+def _request_children(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The labelled children of one route, method and status, looked up once (a
+    `labels()` call per request costs more than the sample itself)."""
+    return HTTP_LATENCY.labels(route, method), HTTP_REQUESTS.labels(route, method, str(status))
+
+
+@functools.cache
+def script_latency(script: str) -> Any:
+    """The latency child of one script, looked up once."""
+    return SCRIPT_LATENCY.labels(script)
+
+
 def route_of(scope: Scope) -> str:
     endpoint = scope.get("endpoint")
     return getattr(endpoint, "__name__", "unmatched") if endpoint is not None else "unmatched"
@@ -70,9 +84,11 @@ class MetricsMiddleware:
 
         async def timed(message: Message) -> None:
             if message["type"] == "http.response.start":
-                route, method = route_of(scope), scope["method"]
-                HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
-                HTTP_REQUESTS.labels(route, method, str(message["status"])).inc()
+                latency, requests = _request_children(
+                    route_of(scope), scope["method"], message["status"]
+                )
+                latency.observe(time.perf_counter() - started)
+                requests.inc()
             await send(message)
 
         await self.app(scope, receive, timed)

@@ -29,7 +29,7 @@ from scoreboard.errors import (
     ScoreValidationFailed,
 )
 from scoreboard.keys import BoardKeys
-from scoreboard.metrics import SCRIPT_LATENCY
+from scoreboard.metrics import script_latency
 from scoreboard.ratelimit import RateDecision, refusal
 from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
@@ -215,7 +215,7 @@ class Scripts:
         try:
             return await self._call_once(name, keys, args)
         finally:
-            SCRIPT_LATENCY.labels(name).observe(time.perf_counter() - started)
+            script_latency(name).observe(time.perf_counter() - started)
 
     async def _call_once(self, name: str, keys: list[str], args: list[Any]) -> Any:
         async with redis_errors():

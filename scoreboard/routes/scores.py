@@ -22,7 +22,7 @@ async def update(request: Request) -> Response:
     body = await read_object(request, required=UPDATE_FIELDS, optional=UPDATE_OPTIONAL)
     meta = RequestMeta(address(request), request.headers.get("user-agent", ""))
     applied = await services(request).scoring.submit(claims, token, body, meta)
-    SCORE_UPDATES.labels("replayed" if applied.replayed else "accepted").inc()
+    (REPLAYED if applied.replayed else ACCEPTED).inc()
     data = {
         "new_score": applied.new_score,
         "score_increase": applied.new_score - applied.old_score,
@@ -59,6 +59,8 @@ async def user_score(request: Request) -> Response:
     }
     return ok(data, headers=headers)
 
+
+ACCEPTED, REPLAYED = SCORE_UPDATES.labels("accepted"), SCORE_UPDATES.labels("replayed")
 
 routes = [
     Route("/scores/update", update, methods=["POST"]),
