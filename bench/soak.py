@@ -57,6 +57,7 @@ import httpx
 import redis
 import websockets
 
+from scoreboard.redis_store import as_text, stream_position
 from tests.pg_proxy import CuttableProxy
 
 HERE = Path(__file__).resolve().parent
@@ -355,16 +356,10 @@ async def drained(soak: Soak, within: float = 120.0) -> None:
             last = client.xinfo_stream(stream)["last-generated-id"] if group else None
             if group is not None and group["pending"] == 0:
                 delivered = group["last-delivered-id"]
-                if _id(delivered) >= _id(last):
+                if stream_position(as_text(delivered)) >= stream_position(as_text(last)):
                     return
         await asyncio.sleep(0.5)
     raise RuntimeError("the syncer did not drain the stream")
-
-
-def _id(value: bytes | str) -> tuple[int, int]:
-    text = value.decode() if isinstance(value, bytes) else value
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 async def check(soak: Soak) -> dict[str, Any]:

@@ -113,7 +113,6 @@ class BoardFeed:
         self._task: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self.connected = False
-        self.rebuilds_heard = 0
 
     def add_listener(self, listener: FeedListener) -> None:
         self._listeners.append(listener)
@@ -211,7 +210,6 @@ class BoardFeed:
         """Parse an event only when a listener wants it: a writer's own events, for
         instance, arrive after it has applied them."""
         if data.startswith(b"rebuilt "):
-            self.rebuilds_heard += 1
             log.info("the board was rebuilt (%s); reading it afresh", data.decode())
             self.resync()
             return

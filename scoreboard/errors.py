@@ -125,9 +125,8 @@ class BoardUnavailable(ServiceUnavailable):
     """The board is missing from Redis (lost, or being rebuilt from PostgreSQL): its
     scores are not known for the moment, which is never the same as 0."""
 
-    def __init__(self, *, lost: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__("The board is being rebuilt; retry shortly", retry_after=2)
-        self.lost = lost
 
 
 class FeatureNotBuilt(ScoreboardError):

@@ -26,7 +26,6 @@ PROTOCOL_PATH = "scoreboard.http_protocol:DeadlineHttpProtocol"
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
     read_deadline_seconds: ClassVar[float] = 10.0
-    closed_slow: ClassVar[int] = 0  # connections closed for being too slow, this process
     _read_timer: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -69,5 +68,4 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     def _too_slow(self) -> None:
         self._read_timer = None
         if not self.transport.is_closing():
-            type(self).closed_slow += 1
             self.transport.close()

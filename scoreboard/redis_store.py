@@ -125,7 +125,8 @@ def redis_errors() -> _RedisErrors:
     return _REDIS_ERRORS
 
 
-def _stream_id(text: str) -> tuple[int, int]:
+def stream_position(text: str) -> tuple[int, int]:
+    """A stream id ('<ms>-<seq>') as a pair that compares in stream order."""
     ms, _, seq = text.partition("-")
     return int(ms or 0), int(seq or 0)
 
@@ -138,8 +139,8 @@ async def consumer_lag(redis: RedisClient, stream: str, group: dict[Any, Any]) -
     if not group:
         return int(await redis.xlen(stream))
     info = await redis.xinfo_stream(stream)
-    delivered = _stream_id(as_text(group.get("last-delivered-id", "0-0")))
-    if delivered >= _stream_id(as_text(info.get("last-generated-id", "0-0"))):
+    delivered = stream_position(as_text(group.get("last-delivered-id", "0-0")))
+    if delivered >= stream_position(as_text(info.get("last-generated-id", "0-0"))):
         return 0
     length = int(info.get("length", 0))
     reported = group.get("lag")

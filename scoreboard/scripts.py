@@ -167,10 +167,8 @@ class ScoringPolicy:
 def _raise_for(reply: list[Any], rule: RateRule) -> None:
     """The one place where script statuses become errors."""
     status = ScriptStatus(as_text(reply[0]))
-    if status is ScriptStatus.BOARD_NOT_READY:
-        raise BoardUnavailable()
-    if status is ScriptStatus.BOARD_LOST:
-        raise BoardUnavailable(lost=True)
+    if status in (ScriptStatus.BOARD_NOT_READY, ScriptStatus.BOARD_LOST):
+        raise BoardUnavailable()  # lost: the script deleted the state; the guard heals it
     if status is ScriptStatus.RATE_LIMITED:
         raise refusal(RateDecision.refused(rule, int(reply[1]) / 1e6, int(reply[2]) / 1e6))
     if status in (ScriptStatus.TOKEN_UNKNOWN, ScriptStatus.TOKEN_NOT_OWNED):

@@ -59,10 +59,6 @@ async def _check_postgres(svc: Services) -> dict[str, Any]:
     }
 
 
-async def sync_status(svc: Services) -> dict[str, Any]:
-    return await read_sync_status(svc.redis, svc.keys)
-
-
 async def _check_board(svc: Services) -> dict[str, Any]:
     """Whether the board is whole in Redis (lost: it is being rebuilt)."""
     try:
@@ -87,7 +83,7 @@ async def health_detailed(request: Request) -> Response:
     redis, postgres, sync, board = await asyncio.gather(
         _within_deadline(_check_redis(svc)),
         _within_deadline(_check_postgres(svc)),
-        _within_deadline(sync_status(svc)),
+        _within_deadline(read_sync_status(svc.redis, svc.keys)),
         _within_deadline(_check_board(svc)),
     )
     components = {"redis": redis, "postgres": postgres, "sync": sync, "board": board}

@@ -9,8 +9,8 @@ from starlette.routing import Route
 from scoreboard.errors import BoardUnavailable
 from scoreboard.metrics import Metric, counter, gauge, render
 from scoreboard.routes.common import services
-from scoreboard.routes.health import sync_status
 from scoreboard.services import Services
+from scoreboard.sync_status import read_sync_status
 
 BOARD = {"board": "global"}
 _SYNC_GAUGES = (
@@ -26,7 +26,7 @@ def _number(value: object) -> float | None:
 
 async def _read_now(svc: Services) -> list[Metric]:
     """What this scrape reads: the syncer's record in Redis and this process's state."""
-    sync = await sync_status(svc)
+    sync = await read_sync_status(svc.redis, svc.keys)
     families = [
         gauge(name, text, value, BOARD)
         for name, text, field in _SYNC_GAUGES
