@@ -19,8 +19,7 @@
 --            retry of the same request gets the same answer for the token's lifetime)
 --   KEYS[3]  the board (sorted set of members, score = points)
 --   KEYS[4]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
---   KEYS[5]  this player's anti-cheat state (hash: last_us, and recent: points per
---            tenth of the window, '<bucket>:<points>,...', at most seven buckets)
+--   KEYS[5]  this player's anti-cheat history (hash; fields in include/anticheat.lua)
 --   KEYS[6]  the board's state (hash: epoch, seq, players). Absent: the board is
 --            missing or being rebuilt and takes no update. A players count that no
 --            longer matches the sorted set and the players hash means one of them was
@@ -33,16 +32,18 @@
 --   ARGV[6]  rate limit per period   ARGV[7]  rate period in microseconds
 --   ARGV[8]  score ceiling (largest total a player may reach)
 --   ARGV[9]  anti-cheat mode: 'enforce' | 'flag' | 'off'
---   ARGV[10] anti-cheat: most points in one window   ARGV[11] window in microseconds
---   ARGV[12] anti-cheat: slack allowed on a claimed duration, microseconds
---   ARGV[13] claimed duration of the action in microseconds, '' = not claimed
---   ARGV[14] N of the top N that subscribers are sent
---   ARGV[15] event id (UUID)         ARGV[16] token hash      ARGV[17] board name
---   ARGV[18] client address          ARGV[19] client user agent
---   ARGV[20] the action's telemetry (JSON text, '' = none)
---   ARGV[21] the request's fingerprint (a digest of its body): a retry with the same
---            fingerprint replays the first answer
---   (ARGV 18-20 are kept in the stream only, for the audit trail)
+--   ARGV[10] anti-cheat thresholds (JSON: those of include/anticheat.lua, and `flag`
+--            and `reject`, the risks from which an update is flagged or rejected)
+--   ARGV[11] claimed duration of the action in microseconds, '' = not claimed
+--   ARGV[12] claimed level of the action, '' = not claimed
+--   ARGV[13] N of the top N that subscribers are sent
+--   ARGV[14] event id (UUID)         ARGV[15] token hash      ARGV[16] board name
+--   ARGV[17] client address          ARGV[18] client user agent
+--   ARGV[19] the action's telemetry (JSON text, '' = none)
+--   ARGV[20] the request's fingerprint (a digest of its body): a retry with the same
+--            fingerprint replays the first answer; the automation check compares it
+--            with the previous submission's
+--   (ARGV 17-19 are kept in the stream only, for the audit trail)
 --
 -- Output:
 --   { 'BOARD_NOT_READY' }          nothing done; retry after the rebuild
@@ -50,7 +51,8 @@
 --                                  its sorted set or players hash went missing
 --   { 'OK', new_score, new_rank, old_score, old_rank (0 = was not ranked), stream_id,
 --     risk, flagged (0/1), rate_remaining, rate_reset_us, total_players,
---     top_json ('' unless the change touched the top N), sequence, epoch }
+--     top_json ('' unless the change touched the top N), sequence, epoch,
+--     reasons ('<check>:<risk>,...', highest first; '' = none fired) }
 --   { 'REPLAYED', rate_remaining, rate_reset_us, status, ... }
 --                                  the owner retried a spent token with the same
 --                                  request: the first answer, nothing changed; for OK
@@ -68,10 +70,13 @@
 --   { 'TOKEN_MISMATCH', field }    bound to another 'session' or 'action_type'
 --   { 'ABOVE_MAX', max }           increase above the token's maximum
 --   { 'OVERFLOW', ceiling }        the total would pass the ceiling
---   { 'ANTICHEAT_REJECTED', reason, risk }  reason: points_per_window | impossible_duration
+--   { 'ANTICHEAT_REJECTED', reason, risk, reasons }  reason: the check with the highest
+--                                  risk (points_per_window | impossible_duration |
+--                                  points_per_second | outlier | automation)
 
 -- @include clock_and_gcra
 -- @include board_entries
+-- @include anticheat
 
 local S_OK = 'OK'
 local S_BOARD_NOT_READY = 'BOARD_NOT_READY'
@@ -96,13 +101,12 @@ local increase_text = ARGV[5]
 local increase = tonumber(increase_text)
 local ceiling = tonumber(ARGV[8])
 local anticheat_mode = ARGV[9]
-local window_points, window_us = tonumber(ARGV[10]), tonumber(ARGV[11])
-local duration_slack_us = tonumber(ARGV[12])
-local claimed_us = tonumber(ARGV[13])
-local top_n = tonumber(ARGV[14])
-local event_id, token_hash, board = ARGV[15], ARGV[16], ARGV[17]
-local client_ip, user_agent, action_data = ARGV[18], ARGV[19], ARGV[20]
-local fingerprint = ARGV[21]
+local thresholds = cjson.decode(ARGV[10])
+local claimed_us, claimed_level = tonumber(ARGV[11]), tonumber(ARGV[12])
+local top_n = tonumber(ARGV[13])
+local event_id, token_hash, board = ARGV[14], ARGV[15], ARGV[16]
+local client_ip, user_agent, action_data = ARGV[17], ARGV[18], ARGV[19]
+local fingerprint = ARGV[20]
 
 local function int(n)
   return string.format('%d', n)
@@ -111,9 +115,10 @@ end
 local now = redis_now_us()
 local now_ms = int(math.floor(now / 1000))
 
-local function audit_rejection(status, reason, session_id, action_type, risk)
+local function audit_rejection(status, reason, session_id, action_type, risk, reasons)
   rcall('XADD', events_key, '*', 'type', 'score_rejected', 'event_id', event_id,
-    'board', board, 'user_id', user_id, 'status', status, 'reason', reason,
+    'board', board, 'user_id', user_id, 'username', username, 'status', status,
+    'reason', reason, 'reasons', reasons or '',
     'delta', increase_text, 'action_type', action_type, 'session_id', session_id,
     'token_hash', token_hash, 'risk', risk, 'ip', client_ip, 'user_agent', user_agent,
     'action_data', action_data, 'ts', now_ms)
@@ -139,7 +144,7 @@ end
 
 -- 2. the token
 local token = rcall('HMGET', token_key, 'user', 'session', 'action', 'max', 'used', 'fp',
-  'answer')
+  'answer', 'issued_us')
 if not token[1] then
   return { S_TOKEN_UNKNOWN }
 end
@@ -196,36 +201,28 @@ if new_score > ceiling then
   return answer({ S_OVERFLOW, ARGV[8] })
 end
 
--- 4. anti-cheat: points in the last window (six buckets of a sixth of it, the current
--- one included, so the state stays a few bytes), claimed duration vs time since the
--- player's last update
-local stats = rcall('HMGET', stats_key, 'last_us', 'recent')
-local last_us = tonumber(stats[1])
-local current_bucket = math.floor(now / (window_us / 6))
-local recent_points, kept = 0, {}
-for bucket, points in string.gmatch(stats[2] or '', '(%d+):(%d+)') do
-  if current_bucket - tonumber(bucket) < 6 then
-    recent_points = recent_points + tonumber(points)
-    kept[bucket] = tonumber(points)
-  end
-end
-local risk, reason = 0, ''
+-- 4. anti-cheat: the player's history, judged and updated in this same step
+local wait_us = now - (tonumber(token[8]) or now)
+local risk, reason, reasons_text, verdict = 0, '', '', 'approved'
+local stats, kept, bucket, run, since_last
 if anticheat_mode ~= 'off' then
-  local ratio = (recent_points + increase) / window_points
-  risk = math.min(1, ratio)
-  if ratio > 1 then
-    reason = 'points_per_window'
-  end
-  if claimed_us and last_us and claimed_us > (now - last_us) + duration_slack_us then
-    risk, reason = 1, 'impossible_duration'
-  end
+  local reasons
+  stats = ac_history(stats_key)
+  risk, reasons, kept, bucket, run, since_last = ac_judge(thresholds, stats, now, increase,
+    action_type, claimed_us, claimed_level, fingerprint)
+  reasons_text = ac_reasons_text(reasons)
+  reason = reasons[1] and reasons[1][1] or ''
+  verdict = ac_verdict(thresholds, risk, reasons)
 end
 local risk_text = string.format('%.3f', risk)
-if reason ~= '' and anticheat_mode == 'enforce' then
-  audit_rejection(S_ANTICHEAT_REJECTED, reason, session_id, action_type, risk_text)
-  return answer({ S_ANTICHEAT_REJECTED, reason, risk_text })
+if verdict == 'rejected' and anticheat_mode == 'enforce' then
+  ac_remember(stats_key, stats, now, increase, false, kept, bucket, run, since_last,
+    fingerprint, wait_us)
+  audit_rejection(S_ANTICHEAT_REJECTED, reason, session_id, action_type, risk_text,
+    reasons_text)
+  return answer({ S_ANTICHEAT_REJECTED, reason, risk_text, reasons_text })
 end
-local flagged = (reason ~= '') and 1 or 0
+local flagged = verdict ~= 'approved' and 1 or 0
 
 -- 5. apply
 local sequence = rcall('HINCRBY', state_key, 'seq', 1)
@@ -239,13 +236,10 @@ end
 rcall('ZADD', board_key, int(new_score), new_member)
 local new_rank = rcall('ZREVRANK', board_key, new_member) + 1
 rcall('HSET', players_key, user_id, new_member .. '|' .. now_ms .. '|' .. username)
-local bucket_key = int(current_bucket)
-kept[bucket_key] = (kept[bucket_key] or 0) + increase
-local buckets = {}
-for bucket, points in pairs(kept) do
-  buckets[#buckets + 1] = bucket .. ':' .. int(points)
+if anticheat_mode ~= 'off' then
+  ac_remember(stats_key, stats, now, increase, true, kept, bucket, run, since_last,
+    fingerprint, wait_us)
 end
-rcall('HSET', stats_key, 'last_us', int(now), 'recent', table.concat(buckets, ','))
 local total = rcall('ZCARD', board_key)
 
 local top = nil
@@ -265,7 +259,8 @@ local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
   'delta', increase_text, 'old_score', int(old_score), 'new_score', int(new_score),
   'old_rank', int(old_rank), 'new_rank', int(new_rank), 'action_type', action_type,
   'session_id', session_id, 'token_hash', token_hash, 'risk', risk_text,
-  'flagged', int(flagged), 'reason', reason, 'ip', client_ip, 'user_agent', user_agent,
+  'flagged', int(flagged), 'reason', reason, 'reasons', reasons_text,
+  'token_wait_ms', int(math.floor(wait_us / 1000)), 'ip', client_ip, 'user_agent', user_agent,
   'action_data', action_data, 'ts', now_ms)
 
 local message = { seq = int(sequence), id = stream_id, board = board, user_id = user_id, username = username,
@@ -279,4 +274,4 @@ rcall('PUBLISH', channel, int(sequence) .. ' ' .. cjson.encode(message))
 
 answer({ S_OK, int(new_score), new_rank, int(old_score), old_rank })
 return { S_OK, int(new_score), new_rank, int(old_score), old_rank, stream_id, risk_text,
-  flagged, rate_remaining, rate_reset, total, top_json, sequence, epoch }
+  flagged, rate_remaining, rate_reset, total, top_json, sequence, epoch, reasons_text }

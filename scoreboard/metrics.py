@@ -38,7 +38,7 @@ HTTP_LATENCY = Histogram(
 ERRORS = Counter("scoreboard_errors", "Error answers by code and route", ["code", "route"])
 SCORE_UPDATES = Counter(
     "scoreboard_score_updates",
-    "Score updates by outcome (accepted, replayed or the error code)",
+    "Score updates by outcome (accepted, flagged, replayed or the error code)",
     ["outcome"],
 )
 ACTION_TOKENS = Counter("scoreboard_action_tokens_issued", "Action tokens issued")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scoreboard.action_tokens import token_hash, validate_action_type, validate_session_id
+from scoreboard.anticheat import AnticheatPolicy
 from scoreboard.board_guard import BoardGuard
 from scoreboard.errors import BoardUnavailable, InvalidRequest
 from scoreboard.event_ids import new_event_id
@@ -22,8 +23,8 @@ from scoreboard.settings import Settings
 DIGITS_RE = re.compile(r"\A[0-9]{1,16}\Z")
 MAX_ACTION_DATA_BYTES = 2048
 MAX_DURATION_SECONDS = 86_400
+MAX_LEVEL = 1_000_000
 MAX_USER_AGENT_CHARS = 256
-ANTICHEAT_WINDOW_US = 60_000_000
 UPDATE_FIELDS = ("score_increase",)
 UPDATE_OPTIONAL = ("action_type", "session_id", "action_data")
 
@@ -59,8 +60,8 @@ def _number(data: dict[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def parse_action_data(value: object) -> tuple[dict[str, Any], int | None]:
-    """The action's telemetry and its claimed duration in microseconds, if any."""
+def parse_action_data(value: object) -> tuple[dict[str, Any], int | None, int | None]:
+    """The action's telemetry, its claimed duration in microseconds and its level."""
     if not isinstance(value, dict):
         raise InvalidRequest("action_data must be an object", details={"field": "action_data"})
     if len(json.dumps(value)) > MAX_ACTION_DATA_BYTES:
@@ -69,9 +70,10 @@ def parse_action_data(value: object) -> tuple[dict[str, Any], int | None]:
             details={"field": "action_data"},
         )
     level = value.get("level")
-    if "level" in value and (type(level) is not int or level < 0):
+    if "level" in value and (type(level) is not int or not 0 <= level <= MAX_LEVEL):
         raise InvalidRequest(
-            "action_data.level must be a whole number >= 0", details={"field": "level"}
+            f"action_data.level must be a whole number from 0 to {MAX_LEVEL}",
+            details={"field": "level"},
         )
     accuracy = _number(value, "accuracy")
     if accuracy is not None and not 0 <= accuracy <= 1:
@@ -84,7 +86,7 @@ def parse_action_data(value: object) -> tuple[dict[str, Any], int | None]:
             f"action_data.time_taken must be seconds, above 0 and at most {MAX_DURATION_SECONDS}",
             details={"field": "time_taken"},
         )
-    return value, None if taken is None else int(taken * 1_000_000)
+    return value, None if taken is None else int(taken * 1_000_000), level
 
 
 def policy_from(settings: Settings) -> ScoringPolicy:
@@ -92,9 +94,7 @@ def policy_from(settings: Settings) -> ScoringPolicy:
         rate_rule=settings.rate_limit_score_update,
         ceiling=settings.score_ceiling,
         anticheat_mode=settings.anticheat_mode,
-        window_points=settings.anticheat_max_points_per_minute,
-        window_us=ANTICHEAT_WINDOW_US,
-        duration_slack_us=settings.anticheat_duration_slack * 1_000_000,
+        anticheat=AnticheatPolicy.from_settings(settings),
         top_n=settings.live_top_n,
     )
 
@@ -131,8 +131,8 @@ class Scoring:
             if "action_type" in body
             else None
         )
-        action_data, claimed_us = (
-            parse_action_data(body["action_data"]) if "action_data" in body else (None, None)
+        action_data, claimed_us, level = (
+            parse_action_data(body["action_data"]) if "action_data" in body else (None, None, None)
         )
         data_json = "" if action_data is None else json.dumps(action_data, separators=(",", ":"))
         return ScoreSubmission(
@@ -143,6 +143,7 @@ class Scoring:
             increase=increase,
             token_hash=token_hash(token),
             claimed_duration_us=claimed_us,
+            claimed_level=level,
             event_id=new_event_id(),
             ip=meta.ip,
             user_agent=meta.user_agent[:MAX_USER_AGENT_CHARS],

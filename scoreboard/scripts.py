@@ -22,6 +22,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from scoreboard.anticheat import AnticheatPolicy, Reason, parse_reasons
 from scoreboard.errors import (
     BoardUnavailable,
     InvalidActionToken,
@@ -117,6 +118,7 @@ class ScoreSubmission:
     user_agent: str
     action_data_json: str  # '' when the action came without telemetry
     fingerprint: str  # digest of the request: the same retry replays the first answer
+    claimed_level: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,16 @@ class ScoreApplied:
     sequence: int
     epoch: str
     replayed: bool = False
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The anti-cheat verdict on one simulated submission."""
+
+    risk: float
+    reasons: tuple[Reason, ...]
+    verdict: str  # 'approved' | 'flagged' | 'rejected'
 
 
 @dataclass(frozen=True)
@@ -158,9 +170,7 @@ class ScoringPolicy:
     rate_rule: RateRule
     ceiling: int
     anticheat_mode: str
-    window_points: int
-    window_us: int
-    duration_slack_us: int
+    anticheat: AnticheatPolicy
     top_n: int
 
 
@@ -193,7 +203,11 @@ def _raise_for(reply: list[Any], rule: RateRule) -> None:
     if status is ScriptStatus.ANTICHEAT_REJECTED:
         raise ScoreValidationFailed(
             "The score update was rejected as implausible",
-            details={"reason": as_text(reply[1]), "risk_score": float(reply[2])},
+            details={
+                "reason": as_text(reply[1]),
+                "risk_score": float(reply[2]),
+                "reasons": [reason.as_dict() for reason in parse_reasons(as_text(reply[3]))],
+            },
         )
     raise ScoreboardError(f"unexpected script status {status}")
 
@@ -286,10 +300,9 @@ class Scripts:
                 policy.rate_rule.period_us,
                 policy.ceiling,
                 policy.anticheat_mode,
-                policy.window_points,
-                policy.window_us,
-                policy.duration_slack_us,
+                policy.anticheat.as_json,
                 "" if submission.claimed_duration_us is None else submission.claimed_duration_us,
+                "" if submission.claimed_level is None else submission.claimed_level,
                 policy.top_n,
                 submission.event_id,
                 submission.token_hash,
@@ -309,6 +322,39 @@ class Scripts:
         if status != ScriptStatus.OK:
             _raise_for(reply, policy.rate_rule)
         return _applied(reply, policy.rate_rule)
+
+    async def judge_submission(
+        self,
+        board: BoardKeys,
+        policy: AnticheatPolicy,
+        *,
+        user_id: str,
+        now_us: int,
+        increase: int,
+        action_type: str,
+        claimed_duration_us: int | None,
+        claimed_level: int | None,
+        fingerprint: str,
+        token_wait_us: int,
+    ) -> Judgement:
+        """The anti-cheat judge alone, at a given moment, on the player's history."""
+        reply = await self._call(
+            "judge_submission",
+            [board.user(user_id)],
+            [
+                now_us,
+                policy.as_json,
+                increase,
+                action_type,
+                "" if claimed_duration_us is None else claimed_duration_us,
+                "" if claimed_level is None else claimed_level,
+                fingerprint,
+                token_wait_us,
+            ],
+        )
+        return Judgement(
+            float(reply[1]), tuple(parse_reasons(as_text(reply[2]))), as_text(reply[3])
+        )
 
     async def install_board(
         self, board: BoardKeys, max_seq: int, last_stream_id: str, epoch: str
@@ -401,4 +447,5 @@ def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:
         top=top,
         sequence=int(reply[12]),
         epoch=as_text(reply[13]),
+        reasons=tuple(parse_reasons(as_text(reply[14]))),
     )

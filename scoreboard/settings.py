@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import math
 import re
 import socket
 from collections.abc import Callable, Mapping
@@ -77,6 +78,16 @@ class Settings:
     anticheat_mode: str = "enforce"
     anticheat_max_points_per_minute: int = 1000
     anticheat_duration_slack: int = 5
+    # action type -> points per second of play; a type not named: its maximum / 10
+    anticheat_points_per_second: Mapping[str, float] | None = None
+    anticheat_min_duration_ms: int = 1000
+    anticheat_level_bonus_percent: int = 10
+    anticheat_min_history: int = 20
+    anticheat_max_zscore: float = 5.0
+    anticheat_automation_run: int = 5
+    anticheat_spacing_tolerance_ms: int = 250
+    anticheat_flag_at: float = 0.5
+    anticheat_reject_at: float = 0.8
     live_top_n: int = 10
     sync_batch_size: int = 5000
     sync_interval_ms: int = 250
@@ -149,6 +160,29 @@ class Settings:
             anticheat_duration_slack=reader.get(
                 "SCOREBOARD_ANTICHEAT_DURATION_SLACK", 5, _int_in(0, 3600)
             ),
+            anticheat_points_per_second=reader.get(
+                "SCOREBOARD_ANTICHEAT_POINTS_PER_SECOND", None, _points_per_second
+            ),
+            anticheat_min_duration_ms=reader.get(
+                "SCOREBOARD_ANTICHEAT_MIN_DURATION_MS", 1000, _int_in(0, 3_600_000)
+            ),
+            anticheat_level_bonus_percent=reader.get(
+                "SCOREBOARD_ANTICHEAT_LEVEL_BONUS_PERCENT", 10, _int_in(0, 10_000)
+            ),
+            anticheat_min_history=reader.get(
+                "SCOREBOARD_ANTICHEAT_MIN_HISTORY", 20, _int_in(2, 1_000_000)
+            ),
+            anticheat_max_zscore=reader.get(
+                "SCOREBOARD_ANTICHEAT_MAX_ZSCORE", 5.0, _number_in(0.5, 1000.0)
+            ),
+            anticheat_automation_run=reader.get(
+                "SCOREBOARD_ANTICHEAT_AUTOMATION_RUN", 5, _int_in(2, 1_000_000)
+            ),
+            anticheat_spacing_tolerance_ms=reader.get(
+                "SCOREBOARD_ANTICHEAT_SPACING_TOLERANCE_MS", 250, _int_in(0, 3_600_000)
+            ),
+            anticheat_flag_at=reader.get("SCOREBOARD_ANTICHEAT_FLAG_AT", 0.5, _number_in(0, 1)),
+            anticheat_reject_at=reader.get("SCOREBOARD_ANTICHEAT_REJECT_AT", 0.8, _number_in(0, 1)),
             live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(10, 100)),
             sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 5000, _int_in(1, 10_000)),
             sync_interval_ms=reader.get("SCOREBOARD_SYNC_INTERVAL_MS", 250, _int_in(0, 60_000)),
@@ -205,6 +239,24 @@ class Settings:
                 raise SettingsError(f"{name}: must be at least {MIN_SECRET_BYTES} bytes long")
         if self.jwt_secret is not None and self.jwt_secret == self.jwt_refresh_secret:
             raise SettingsError("JWT_REFRESH_SECRET: must differ from JWT_SECRET")
+        if self.anticheat_flag_at > self.anticheat_reject_at:
+            raise SettingsError(
+                "SCOREBOARD_ANTICHEAT_FLAG_AT: must not be above SCOREBOARD_ANTICHEAT_REJECT_AT"
+            )
+        rates = self.anticheat_points_per_second or {}
+        for name in rates:
+            if name not in self.action_types:
+                raise SettingsError(
+                    f"SCOREBOARD_ANTICHEAT_POINTS_PER_SECOND: {name!r} is not an action type"
+                    " of SCOREBOARD_ACTION_TYPES"
+                )
+
+    def points_per_second(self) -> dict[str, float]:
+        """Most points per second of play per action type: as set, else a tenth of the
+        type's maximum increase (the maximum in no less than ten seconds of play)."""
+        rates = {name: max(1.0, limit / 10) for name, limit in self.action_types.items()}
+        rates.update(self.anticheat_points_per_second or {})
+        return rates
 
     def require_secrets(self) -> None:
         """Only the commands that sign or check tokens (`serve`) need the JWT secrets."""
@@ -276,6 +328,19 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _number_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            number = float(raw)
+        except ValueError:
+            number = math.nan
+        if not low <= number <= high:
+            raise ValueError(f"expected a number from {low:g} to {high:g}")
+        return number
+
+    return parse
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -318,6 +383,19 @@ def _action_types(raw: str) -> dict[str, int]:
                 f"max increase for {name!r} must be a whole number from 1 to {MAX_EXACT_SCORE}"
             )
     return value
+
+
+def _points_per_second(raw: str) -> dict[str, float]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError('expected a JSON object such as {"game_completion": 10}') from None
+    if not isinstance(value, dict) or not value:
+        raise ValueError("expected a non-empty JSON object of action type to points per second")
+    for name, rate in value.items():
+        if type(rate) not in (int, float) or not 0 < rate <= MAX_EXACT_SCORE:
+            raise ValueError(f"points per second for {name!r} must be a number above 0")
+    return {name: float(rate) for name, rate in value.items()}
 
 
 def _log_format(raw: str) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from scoreboard.anticheat import parse_reasons
+
 APPLIED = "score_updated"
 REJECTED = "score_rejected"
 
@@ -50,10 +52,13 @@ class StreamEvent:
     user_agent: str | None
     action_data: str | None
     ts_ms: int
+    reasons: str = ""  # '<check>:<risk>,...' as the script wrote them
+    token_wait_ms: int | None = None
 
     def record(self) -> tuple[Any, ...]:
-        """Its row in the staging table (columns `COLUMNS`)."""
-        return tuple(getattr(self, name) for name in COLUMNS)
+        """Its row in the staging table (columns `COLUMNS`: the fields, then the audit
+        row's details)."""
+        return (*(getattr(self, name) for name in FIELDS), self.details_json())
 
     def score_row(self) -> tuple[Any, ...]:
         """Its row in `scores` (columns `SCORE_COLUMNS`); applied events only. The
@@ -111,9 +116,16 @@ class StreamEvent:
             ("old_rank", self.old_rank),
             ("new_rank", self.new_rank),
             ("new_score", self.new_score),
+            ("token_wait_ms", self.token_wait_ms),
         ):
             if number is not None:
                 parts.append(f'"{name}":{number}')
+        if self.reasons:
+            listed = ",".join(
+                f'{{"check":{_quote(r.check)},"risk":{r.risk!r}}}'
+                for r in parse_reasons(self.reasons)
+            )
+            parts.append(f'"reasons":[{listed}]')
         return "{" + ",".join(parts) + "}"
 
     def audit_row(self) -> tuple[Any, ...]:
@@ -134,7 +146,8 @@ class StreamEvent:
         )
 
 
-COLUMNS = [f.name for f in fields(StreamEvent)]
+FIELDS = [f.name for f in fields(StreamEvent)]
+COLUMNS = [*FIELDS, "details"]
 SCORE_COLUMNS = [
     "id",
     "event_id",
@@ -270,4 +283,6 @@ def parse(stream_id: Any, raw_fields: dict[Any, Any]) -> StreamEvent:
         user_agent=user_agent,
         action_data=action_data,
         ts_ms=int(raw[b"ts"]),
+        reasons=raw.get(b"reasons", b"").decode(),
+        token_wait_ms=_optional_int(raw, b"token_wait_ms"),
     )

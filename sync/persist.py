@@ -37,7 +37,7 @@ CREATE TEMP TABLE IF NOT EXISTS sync_staging (
   delta bigint, new_score bigint, old_rank bigint, new_rank bigint, action_type text,
   session_id text, token_hash text, token_max bigint, token_expires_ms bigint,
   risk float8, flagged boolean, reason text, status text, ip inet, user_agent text,
-  action_data jsonb, ts_ms bigint
+  action_data jsonb, ts_ms bigint, reasons text, token_wait_ms bigint, details jsonb
 ) ON COMMIT DELETE ROWS
 """
 
@@ -95,12 +95,7 @@ SELECT event_id, stream_id,
        user_id, ip, user_agent, delta,
        CASE WHEN kind = 'score_rejected' THEN 'rejected'
             WHEN flagged THEN 'flagged' ELSE 'approved' END,
-       risk,
-       jsonb_strip_nulls(jsonb_build_object(
-         'board', board, 'seq', seq, 'reason', NULLIF(reason, ''), 'status', status,
-         'action_type', action_type, 'session_id', session_id, 'token_hash', token_hash,
-         'old_rank', old_rank, 'new_rank', new_rank, 'new_score', new_score)),
-       to_timestamp(ts_ms / 1000.0)
+       risk, details, to_timestamp(ts_ms / 1000.0)
 FROM sync_staging
 ON CONFLICT (event_id) DO NOTHING
 """

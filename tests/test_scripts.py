@@ -7,6 +7,7 @@ from typing import Any
 
 import fakeredis
 
+from scoreboard.anticheat import AnticheatPolicy
 from scoreboard.keys import Keys
 from scoreboard.scripts import (
     ScoreSubmission,
@@ -45,6 +46,7 @@ def test_includes_are_pasted_in() -> None:
         "read_around",
         "install_board",
         "trim_stream",
+        "judge_submission",
     }
 
 
@@ -77,8 +79,20 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
         ttl_ms=1,
     )
     submission = ScoreSubmission("u", "n", None, None, 1, "h", None, "e", "ip", "ua", "", "f")
-    policy = ScoringPolicy(rule, 10, "off", 1, 1, 1, 10)
+    policy = ScoringPolicy(rule, 10, "off", AnticheatPolicy(), 10)
     await scripts.submit_score(board, submission, policy)
+    await scripts.judge_submission(
+        board,
+        AnticheatPolicy(),
+        user_id="u",
+        now_us=1,
+        increase=1,
+        action_type="a",
+        claimed_duration_us=None,
+        claimed_level=None,
+        fingerprint="f",
+        token_wait_us=0,
+    )
     await scripts.install_board(board, 0, "0-0", "e")
     await scripts.trim_stream(board, "0-0")
     await scripts.read_range(board, 0, 1)
@@ -92,7 +106,8 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
 _REPLIES: dict[str, Any] = {
     "rate_limit": [1, 1, 0, 0],
     "issue_action_token": ["OK", 1, 1],
-    "submit_score": ["OK", 1, 1, 0, 0, "1-0", "0", 0, 1, 1, 1, "", 1, "e"],
+    "submit_score": ["OK", 1, 1, 0, 0, "1-0", "0", 0, 1, 1, 1, "", 1, "e", ""],
+    "judge_submission": ["OK", "0.000", "", "approved"],
     "install_board": ["OK", 0, 0],
     "trim_stream": ["OK", 0],
     "read_range": ["OK", 0, 0, "e"],

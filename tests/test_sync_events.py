@@ -98,6 +98,12 @@ def test_an_unusable_address_is_left_out() -> None:
         {"session_id": 'quote" back\\slash', "action_type": "tab\tnew\nline"},
         {"session_id": "caf\u00e9 \u2028 \U0001f600", "reason": "above_max"},
         {"type": REJECTED, "seq": "", "new_score": "", "new_rank": "", "status": "ABOVE_MAX"},
+        {
+            "flagged": "1",
+            "reason": "points_per_second",
+            "reasons": "points_per_second:0.700,automation:0.600",
+            "token_wait_ms": "42",
+        },
     ],
 )
 def test_audit_details_match_the_json_module(changes: dict[str, str]) -> None:
@@ -113,6 +119,13 @@ def test_audit_details_match_the_json_module(changes: dict[str, str]) -> None:
         "old_rank": event.old_rank,
         "new_rank": event.new_rank,
         "new_score": event.new_score,
+        "token_wait_ms": event.token_wait_ms,
+        "reasons": [
+            {"check": check, "risk": float(risk)}
+            for check, _, risk in (part.partition(":") for part in event.reasons.split(","))
+        ]
+        if event.reasons
+        else None,
     }
     written = event.details_json()
     assert json.loads(written) == {k: v for k, v in expected.items() if v is not None}

@@ -22,7 +22,7 @@ async def update(request: Request) -> Response:
     body = await read_object(request, required=UPDATE_FIELDS, optional=UPDATE_OPTIONAL)
     meta = RequestMeta(address(request), request.headers.get("user-agent", ""))
     applied = await services(request).scoring.submit(claims, token, body, meta)
-    (REPLAYED if applied.replayed else ACCEPTED).inc()
+    (REPLAYED if applied.replayed else FLAGGED if applied.flagged else ACCEPTED).inc()
     data = {
         "new_score": applied.new_score,
         "score_increase": applied.new_score - applied.old_score,
@@ -61,6 +61,7 @@ async def user_score(request: Request) -> Response:
 
 
 ACCEPTED, REPLAYED = SCORE_UPDATES.labels("accepted"), SCORE_UPDATES.labels("replayed")
+FLAGGED = SCORE_UPDATES.labels("flagged")  # accepted, and marked for review
 
 routes = [
     Route("/scores/update", update, methods=["POST"]),

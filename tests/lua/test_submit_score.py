@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 import pytest_asyncio
@@ -245,12 +246,16 @@ async def test_rate_limit_counts_every_attempt_and_keeps_the_token(board: Board)
 
 async def test_anticheat_points_per_window(board: Board) -> None:
     user = _uid()
-    policy = board.with_policy(window_points=100)
+    policy = board.with_anticheat(window_points=100)
     await board.submit(user, await board.issue(user), 60, policy=policy)
     token = await board.issue(user)
     with pytest.raises(ScoreValidationFailed) as caught:
         await board.submit(user, token, 50, policy=policy)
-    assert caught.value.details == {"reason": "points_per_window", "risk_score": 1.0}
+    assert caught.value.details == {
+        "reason": "points_per_window",
+        "risk_score": 1.0,
+        "reasons": [{"check": "points_per_window", "risk": 1.0}],
+    }
     with pytest.raises(InvalidActionToken):
         await board.submit(user, token, 1, policy=policy)
     assert (await board.submit(user, await board.issue(user), 40, policy=policy)).new_score == 100
@@ -268,7 +273,7 @@ async def test_anticheat_impossible_duration(board: Board) -> None:
 
 async def test_flag_mode_accepts_and_marks(board: Board) -> None:
     user = _uid()
-    policy = board.with_policy(anticheat_mode="flag", window_points=10)
+    policy = replace(board.with_anticheat(window_points=10), anticheat_mode="flag")
     applied = await board.submit(user, await board.issue(user), 50, policy=policy)
     assert applied.flagged and applied.risk == 1.0 and applied.new_score == 50
     event = (await _events(board))[-1]
@@ -277,7 +282,7 @@ async def test_flag_mode_accepts_and_marks(board: Board) -> None:
 
 async def test_off_mode_never_judges(board: Board) -> None:
     user = _uid()
-    policy = board.with_policy(anticheat_mode="off", window_points=10)
+    policy = replace(board.with_anticheat(window_points=10), anticheat_mode="off")
     applied = await board.submit(user, await board.issue(user), 50, policy=policy)
     assert not applied.flagged and applied.risk == 0.0
 
@@ -336,7 +341,7 @@ async def test_fifty_parallel_identical_retries_apply_once(board: Board) -> None
 
 async def test_anticheat_window_forgets_old_points_and_stays_small(board: Board) -> None:
     user = _uid()
-    policy = board.with_policy(window_points=100, window_us=600_000)
+    policy = board.with_anticheat(window_points=100, window_us=600_000)
     for _ in range(5):
         await board.submit(user, await board.issue(user), 20, policy=policy)
     with pytest.raises(ScoreValidationFailed):
