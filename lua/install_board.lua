@@ -5,16 +5,20 @@
 --
 -- The staged board holds every update up to ARGV[2]; each applied update after it
 -- adds its increase on top (its stored total came from the board being replaced,
--- which may have been wrong: that is why it is being rebuilt).
+-- which may have been wrong: that is why it is being rebuilt). An update of a banned
+-- player moves their kept standing; a total that reaches 0 (an admin's removal)
+-- takes the player off.
 --
 -- Input:
---   KEYS[1]  the staged board (sorted set; renamed onto KEYS[3])
---   KEYS[2]  the staged players (hash; renamed onto KEYS[4])
---   KEYS[3]  the board (sorted set of '<15-digit inverted sequence>:<user id>')
---   KEYS[4]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
---   KEYS[5]  the board's state (hash: epoch, seq, players; written here)
---   KEYS[6]  the board's event stream
---   KEYS[7]  the board's update channel (the announcement goes there)
+--   KEYS[1]  the staged board (sorted set; renamed onto KEYS[4])
+--   KEYS[2]  the staged players (hash; renamed onto KEYS[5])
+--   KEYS[3]  the staged banned players (hash; renamed onto KEYS[6])
+--   KEYS[4]  the board (sorted set of members; encodings in include/board_change.lua)
+--   KEYS[5]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   KEYS[6]  the board's banned players (hash)
+--   KEYS[7]  the board's state (hash: epoch, seq, players; written here)
+--   KEYS[8]  the board's event stream
+--   KEYS[9]  the board's update channel (the announcement goes there)
 --   ARGV[1]  highest update sequence the staged board includes
 --   ARGV[2]  last stream id read while staging ('0-0' when none)
 --   ARGV[3]  the new build's epoch (random, never reused)
@@ -25,13 +29,15 @@
 --
 -- Errors: none.
 
+-- @include board_entries
+-- @include board_change
+
 local S_OK = 'OK'
-local INVERT = 999999999999999
 
 local rcall = redis.call
-local staged_board, staged_players = KEYS[1], KEYS[2]
-local board_key, players_key, state_key = KEYS[3], KEYS[4], KEYS[5]
-local events_key, channel = KEYS[6], KEYS[7]
+local staged_board, staged_players, staged_banned = KEYS[1], KEYS[2], KEYS[3]
+local board_key, players_key, banned_key, state_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local events_key, channel = KEYS[8], KEYS[9]
 local max_seq = tonumber(ARGV[1])
 local epoch = ARGV[3]
 
@@ -45,6 +51,7 @@ end
 
 install(staged_board, board_key)
 install(staged_players, players_key)
+install(staged_banned, banned_key)
 
 local caught_up = 0
 for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
@@ -53,18 +60,32 @@ for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
     fields[entry[2][i]] = entry[2][i + 1]
   end
   if fields.type == 'score_updated' then
-    local seq = tonumber(fields.seq)
-    local info = rcall('HGET', players_key, fields.user_id)
-    local old_member = info and string.match(info, '^([^|]+)')
-    local score = 0
-    if old_member then
-      score = tonumber(rcall('ZSCORE', board_key, old_member) or '0')
-      rcall('ZREM', board_key, old_member)
+    local seq, user_id = tonumber(fields.seq), fields.user_id
+    local member = bc_member(seq, user_id)
+    local banned = rcall('HGET', banned_key, user_id)
+    if banned then
+      local score = tonumber(string.match(banned, '|(%d+)$') or '0') + tonumber(fields.delta)
+      local entry = '-'
+      if score > 0 then
+        entry = member .. '|' .. fields.ts .. '|' .. fields.username .. '|' .. string.format('%d', score)
+      end
+      rcall('HSET', banned_key, user_id, entry)
+    else
+      local info = rcall('HGET', players_key, user_id)
+      local old_member = info and string.match(info, '^([^|]+)')
+      local score = 0
+      if old_member then
+        score = tonumber(rcall('ZSCORE', board_key, old_member) or '0')
+        rcall('ZREM', board_key, old_member)
+      end
+      score = score + tonumber(fields.delta)
+      if score > 0 then
+        rcall('ZADD', board_key, string.format('%d', score), member)
+        rcall('HSET', players_key, user_id, member .. '|' .. fields.ts .. '|' .. fields.username)
+      else
+        rcall('HDEL', players_key, user_id)
+      end
     end
-    local member = string.format('%015d', INVERT - seq) .. ':' .. fields.user_id
-    rcall('ZADD', board_key, string.format('%d', score + tonumber(fields.delta)), member)
-    rcall('HSET', players_key, fields.user_id,
-      member .. '|' .. fields.ts .. '|' .. fields.username)
     caught_up = caught_up + 1
     if seq > max_seq then
       max_seq = seq

@@ -4,6 +4,7 @@
 -- Input:
 --   KEYS[1]  rate-limit state of the action-token rule for this user (string)
 --   KEYS[2]  the token: sb:{board}:tok:<sha256> (hash, expires after the TTL)
+--   KEYS[3]  the board's banned players (hash): a banned player gets no token
 --   ARGV[1]  rate limit: requests per period (integer >= 1)
 --   ARGV[2]  rate limit: period in microseconds
 --   ARGV[3]  user id
@@ -16,6 +17,7 @@
 --   { 'OK', remaining, reset_us }                 token stored
 --   { 'RATE_LIMITED', retry_after_us, reset_us }  nothing stored
 --   { 'TOKEN_EXISTS' }                            hash collision; nothing stored
+--   { 'BANNED' }                                  the player is banned; nothing stored
 --
 -- Fields of the token hash: user, session, action, max, issued_us, used ('0'/'1').
 
@@ -24,11 +26,15 @@
 local S_OK = 'OK'
 local S_RATE_LIMITED = 'RATE_LIMITED'
 local S_TOKEN_EXISTS = 'TOKEN_EXISTS'
+local S_BANNED = 'BANNED'
 
 local rcall = redis.call
 local rate_key = KEYS[1]
 local token_key = KEYS[2]
 
+if rcall('HEXISTS', KEYS[3], ARGV[3]) == 1 then
+  return { S_BANNED }
+end
 local now = redis_now_us()
 local allowed, remaining, retry_after, reset =
   gcra(rate_key, tonumber(ARGV[1]), tonumber(ARGV[2]), now)

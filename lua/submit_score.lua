@@ -9,8 +9,7 @@
 -- Refusals past the ownership check are appended to the stream as `score_rejected`
 -- events for the audit trail (nothing is published for them).
 --
--- Board members are `<15-digit inverted sequence>:<user id>`: equal scores sort by who
--- reached them first, and a rank always equals the position in the listing.
+-- Board members, players and banned entries: include/board_change.lua.
 --
 -- Input:
 --   KEYS[1]  rate-limit state of the score-update rule for this user (string)
@@ -26,6 +25,7 @@
 --            lost: the state is deleted (the board must be rebuilt), never read as 0.
 --   KEYS[7]  the board's event stream (no MAXLEN: the syncer trims what it persisted)
 --   KEYS[8]  the board's update channel (pub/sub)
+--   KEYS[9]  the board's banned players (hash; include/board_change.lua)
 --   ARGV[1]  user id                 ARGV[2]  username
 --   ARGV[3]  session id, '' = the token's      ARGV[4]  action type, '' = the token's
 --   ARGV[5]  increase (decimal digits, >= 1)
@@ -49,6 +49,7 @@
 --   { 'BOARD_NOT_READY' }          nothing done; retry after the rebuild
 --   { 'BOARD_LOST' }               nothing done; the board's state was deleted because
 --                                  its sorted set or players hash went missing
+--   { 'BANNED' }                   the player is banned from the board; nothing done
 --   { 'OK', new_score, new_rank, old_score, old_rank (0 = was not ranked), stream_id,
 --     risk, flagged (0/1), rate_remaining, rate_reset_us, total_players,
 --     top_json ('' unless the change touched the top N), sequence, epoch,
@@ -58,11 +59,7 @@
 --                                  request: the first answer, nothing changed; for OK
 --                                  `new_score, new_rank, old_score, old_rank`, else the
 --                                  refusal's own fields
---   The published message is '<sequence> <JSON>' (the sequence first, so a subscriber
---   that already holds a newer state skips the JSON): { seq, id, board, user_id,
---   username, delta, old_score, new_score, old_rank, new_rank, ts, total, epoch
---   [, top] },
---   numbers as decimal strings, top as [[user_id, username, score, updated_ms], ...].
+--   Published: the change, as bc_publish in include/board_change.lua describes it.
 --   { 'RATE_LIMITED', retry_after_us, reset_us }
 --   { 'TOKEN_UNKNOWN' }            no such token (never issued, or expired)
 --   { 'TOKEN_NOT_OWNED' }          issued to another user; left untouched
@@ -76,11 +73,11 @@
 
 -- @include clock_and_gcra
 -- @include board_entries
+-- @include board_change
 -- @include anticheat
 
 local S_OK = 'OK'
-local S_BOARD_NOT_READY = 'BOARD_NOT_READY'
-local S_BOARD_LOST = 'BOARD_LOST'
+local S_BANNED = 'BANNED'
 local S_REPLAYED = 'REPLAYED'
 local S_RATE_LIMITED = 'RATE_LIMITED'
 local S_TOKEN_UNKNOWN = 'TOKEN_UNKNOWN'
@@ -94,6 +91,7 @@ local S_ANTICHEAT_REJECTED = 'ANTICHEAT_REJECTED'
 local rcall = redis.call
 local rate_key, token_key, board_key, players_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local stats_key, state_key, events_key, channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local banned_key = KEYS[9]
 
 local user_id, username = ARGV[1], ARGV[2]
 local want_session, want_action = ARGV[3], ARGV[4]
@@ -124,15 +122,13 @@ local function audit_rejection(status, reason, session_id, action_type, risk, re
     'action_data', action_data, 'ts', now_ms)
 end
 
--- 0. the board is whole: its state is there and its counts match
-local state = rcall('HMGET', state_key, 'epoch', 'players')
-local epoch, board_players = state[1], tonumber(state[2])
+-- 0. the board is whole, and the player may play on it
+local epoch, not_whole = bc_whole(state_key, players_key, board_key)
 if not epoch then
-  return { S_BOARD_NOT_READY }
+  return { not_whole }
 end
-if rcall('HLEN', players_key) ~= board_players or rcall('ZCARD', board_key) ~= board_players then
-  rcall('DEL', state_key)
-  return { S_BOARD_LOST }
+if rcall('HEXISTS', banned_key, user_id) == 1 then
+  return { S_BANNED }
 end
 
 -- 1. rate limit
@@ -229,7 +225,7 @@ local sequence = rcall('HINCRBY', state_key, 'seq', 1)
 if not player then
   rcall('HINCRBY', state_key, 'players', 1)
 end
-local new_member = string.format('%015d', 999999999999999 - sequence) .. ':' .. user_id
+local new_member = bc_member(sequence, user_id)
 if old_member then
   rcall('ZREM', board_key, old_member)
 end
@@ -244,11 +240,7 @@ local total = rcall('ZCARD', board_key)
 
 local top = nil
 if new_rank <= top_n or (old_rank > 0 and old_rank <= top_n) then
-  local flat = board_entries(board_key, players_key, 0, top_n - 1)
-  top = {}
-  for i = 1, #flat, 4 do
-    top[#top + 1] = { flat[i], flat[i + 1], flat[i + 2], flat[i + 3] }
-  end
+  top = bc_top(board_key, players_key, top_n)
 end
 local top_json = top and cjson.encode(top) or ''
 
@@ -263,14 +255,10 @@ local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
   'token_wait_ms', int(math.floor(wait_us / 1000)), 'ip', client_ip, 'user_agent', user_agent,
   'action_data', action_data, 'ts', now_ms)
 
-local message = { seq = int(sequence), id = stream_id, board = board, user_id = user_id, username = username,
-  delta = increase_text, old_score = int(old_score), new_score = int(new_score),
-  old_rank = int(old_rank), new_rank = int(new_rank), ts = now_ms, total = int(total),
-  epoch = epoch }
-if top then
-  message.top = top
-end
-rcall('PUBLISH', channel, int(sequence) .. ' ' .. cjson.encode(message))
+bc_publish(channel, { seq = int(sequence), id = stream_id, board = board, user_id = user_id,
+  username = username, delta = increase_text, old_score = int(old_score),
+  new_score = int(new_score), old_rank = int(old_rank), new_rank = int(new_rank),
+  ts = now_ms, total = int(total), epoch = epoch }, top)
 
 answer({ S_OK, int(new_score), new_rank, int(old_score), old_rank })
 return { S_OK, int(new_score), new_rank, int(old_score), old_rank, stream_id, risk_text,

@@ -50,7 +50,8 @@ class BoardEvent:
         """From a published '<sequence> <JSON>' message."""
         raw = data.encode() if isinstance(data, str) else data
         body = json.loads(raw.partition(b" ")[2])
-        top = body.get("top")
+        top = body.get("top")  # an empty top (Lua's empty table) arrives as {}
+        entries = None if top is None else [f for entry in top or [] for f in entry]
         return cls(
             seq=int(body["seq"]),
             stream_id=body["id"],
@@ -62,7 +63,7 @@ class BoardEvent:
             new_score=int(body["new_score"]),
             ts_ms=int(body["ts"]),
             total_players=int(body["total"]),
-            top=entries_from_flat([f for entry in top for f in entry], 1) if top else None,
+            top=None if entries is None else entries_from_flat(entries, 1),
             epoch=body["epoch"],
         )
 

@@ -41,6 +41,16 @@ class InvalidToken(ScoreboardError):
     default_message = "The access token is missing, invalid, expired or revoked"
 
 
+class RefreshTokenRefused(InvalidToken):
+    """A refresh token that was spent, revoked or expired was presented: its family is
+    revoked (a reuse means it was stolen, or the client lost track)."""
+
+    def __init__(self, user_id: str, session_id: str) -> None:
+        super().__init__("The refresh token is invalid, spent or revoked")
+        self.user_id = user_id
+        self.session_id = session_id
+
+
 class InvalidCredentials(ScoreboardError):
     code = "INVALID_CREDENTIALS"
     status = 401

@@ -75,6 +75,11 @@ class Keys:
     def events(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:events"
 
+    def banned(self, board: str = DEFAULT_BOARD) -> str:
+        """Hash of the board's banned players, off the board with their standing kept
+        (the encoding: lua/include/board_change.lua)."""
+        return f"{self._board(board)}:banned"
+
     def dead_letters(self, board: str = DEFAULT_BOARD) -> str:
         """Stream of events the syncer gave up on, with the error that stopped them."""
         return f"{self._board(board)}:events:dead"
@@ -95,12 +100,18 @@ class Keys:
         so a lost sorted set or hash shows as a count that no longer matches."""
         return f"{self._board(board)}:state"
 
+    def audit_floods(self, window_start_s: int, board: str = DEFAULT_BOARD) -> str:
+        """Hash of subject -> refused attempts in the audit window starting then."""
+        return f"{self._board(board)}:audit:floods:{window_start_s}"
+
     def rebuild_lock(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:rebuild:lock"
 
-    def rebuild_staging(self, board: str = DEFAULT_BOARD) -> tuple[str, str]:
-        """Where a rebuild assembles the board and its players before swapping them in."""
-        return f"{self._board(board)}:lb:rebuild", f"{self._board(board)}:players:rebuild"
+    def rebuild_staging(self, board: str = DEFAULT_BOARD) -> tuple[str, str, str]:
+        """Where a rebuild assembles the board, its players and its banned players
+        before swapping them in."""
+        base = self._board(board)
+        return f"{base}:lb:rebuild", f"{base}:players:rebuild", f"{base}:banned:rebuild"
 
     def user(self, user_id: str, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:user:{user_id}"
@@ -161,11 +172,18 @@ class BoardKeys:
         return self.keys.rebuild_lock(self.name)
 
     @functools.cached_property
-    def rebuild_staging(self) -> tuple[str, str]:
+    def banned(self) -> str:
+        return self.keys.banned(self.name)
+
+    @functools.cached_property
+    def rebuild_staging(self) -> tuple[str, str, str]:
         return self.keys.rebuild_staging(self.name)
 
     def action_token(self, token_hash: str) -> str:
         return self.keys.action_token(token_hash, self.name)
+
+    def audit_floods(self, window_start_s: int) -> str:
+        return self.keys.audit_floods(window_start_s, self.name)
 
     def rate_limit(self, rule: str, subject: str) -> str:
         return self.keys.rate_limit(rule, subject, self.name)

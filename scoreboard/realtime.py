@@ -252,7 +252,11 @@ class Hub:
             return
         latest = max(window, key=lambda event: event.seq)
         assert latest.top is not None
-        data = board_data(latest.top[: self._top_shown], latest.total_players, window, latest.ts_ms)
+        # a ban or unban (no change of score) moves the board but is nobody's update
+        changes = [event for event in window if event.delta]
+        data = board_data(
+            latest.top[: self._top_shown], latest.total_players, changes, latest.ts_ms
+        )
         message = Broadcast(latest.stream_id, data)
         started = time.monotonic()
         direct = 0

@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 
+from scoreboard.board_values import banned_entry, member, member_user, parse_banned, player_entry
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import BoardKeys
@@ -34,7 +35,6 @@ from scoreboard.scripts import Scripts
 
 log = logging.getLogger("scoreboard.rebuild")
 
-INVERT = 999_999_999_999_999
 CHUNK = 5000
 LOCK_MS = 120_000
 RECONCILE_MAX_TAIL = 50_000
@@ -42,8 +42,8 @@ _UUID_RE = re.compile(r"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z
 
 _PLAYERS_SQL = """
 SELECT id::text AS user_id, username, current_score AS score, last_event_seq AS seq,
-       (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms
-FROM users WHERE current_score > 0
+       (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, banned
+FROM users WHERE current_score > 0 OR banned
 """
 _PERSISTED_SQL = "SELECT id::text FROM scores WHERE id = ANY($1::uuid[])"
 _MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM users"
@@ -55,9 +55,10 @@ class Standing:
     score: int
     seq: int
     updated_ms: int
+    banned: bool = False
 
     def member(self, user_id: str) -> str:
-        return f"{INVERT - self.seq:015d}:{user_id}"
+        return member(self.seq, user_id)
 
 
 @dataclass(frozen=True)
@@ -189,26 +190,45 @@ async def expected_board(
         ids = [update.event_id for update in updates]
         persisted = {row[0] for row in await conn.fetch(_PERSISTED_SQL, ids)} if ids else set()
     standings = {
-        row["user_id"]: Standing(row["username"], row["score"], row["seq"], row["updated_ms"])
+        row["user_id"]: Standing(
+            row["username"], row["score"], row["seq"], row["updated_ms"], row["banned"]
+        )
         for row in rows
     }
     added = _add_unpersisted(standings, updates, persisted)
-    return Expected({u: s for u, s in standings.items() if s.score > 0}, last_id, added)
+    kept = {u: s for u, s in standings.items() if s.score > 0 or s.banned}
+    return Expected(kept, last_id, added)
 
 
 async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Standing]) -> None:
-    staged_board, staged_players = board.rebuild_staging
+    """Ranked players onto the staged board and players hash; banned ones, with their
+    standing kept, into the staged banned hash."""
+    staged_board, staged_players, staged_banned = board.rebuild_staging
     items = list(standings.items())
     async with redis_errors():
-        await redis.delete(staged_board, staged_players)
+        await redis.delete(staged_board, staged_players, staged_banned)
         for offset in range(0, len(items), CHUNK):
             chunk = items[offset : offset + CHUNK]
+            ranked = [(uid, s) for uid, s in chunk if not s.banned]
+            banned = [(uid, s) for uid, s in chunk if s.banned]
             pipe = redis.pipeline(transaction=False)
-            pipe.zadd(staged_board, {s.member(uid): s.score for uid, s in chunk})
-            pipe.hset(
-                staged_players,
-                mapping={uid: f"{s.member(uid)}|{s.updated_ms}|{s.username}" for uid, s in chunk},
-            )
+            if ranked:
+                pipe.zadd(staged_board, {s.member(uid): s.score for uid, s in ranked})
+                pipe.hset(
+                    staged_players,
+                    mapping={
+                        uid: player_entry(s.member(uid), s.updated_ms, s.username)
+                        for uid, s in ranked
+                    },
+                )
+            if banned:
+                pipe.hset(
+                    staged_banned,
+                    mapping={
+                        uid: banned_entry(s.member(uid), s.updated_ms, s.username, s.score)
+                        for uid, s in banned
+                    },
+                )
             await pipe.execute()
 
 
@@ -220,7 +240,8 @@ async def install(
     caught_up, _ = await scripts.install_board(
         board, expected.max_seq, expected.last_id, secrets.token_hex(8)
     )
-    report = RebuildReport(len(expected.standings), expected.from_stream, caught_up)
+    ranked = sum(not standing.banned for standing in expected.standings.values())
+    report = RebuildReport(ranked, expected.from_stream, caught_up)
     log.info("board %s rebuilt: %s", board.name, report)
     return report
 
@@ -281,6 +302,7 @@ class LiveBoard:
 
     def __init__(self) -> None:
         self.scores: dict[str, int] = {}
+        self.banned: dict[str, int] = {}
         self.seq = 0
 
     async def read(self, redis: RedisClient, board: BoardKeys) -> tuple[list[TailUpdate], str]:
@@ -288,19 +310,38 @@ class LiveBoard:
             pipe = redis.pipeline(transaction=True)
             pipe.xrange(board.events, min="-", max="+")
             pipe.zrange(board.leaderboard, 0, -1, withscores=True)
+            pipe.hgetall(board.banned)
             pipe.hget(board.state, "seq")
-            entries, members, seq = await pipe.execute()
-        for member, score in members:
-            self.scores[as_text(member).partition(":")[2]] = int(score)
+            entries, members, banned, seq = await pipe.execute()
+        for member_text, score in members:
+            self.scores[member_user(as_text(member_text))] = int(score)
+        for user_id, value in (banned or {}).items():
+            self.banned[as_text(user_id)] = parse_banned(as_text(value)).score
         self.seq = int(seq or 0)
         return _parse_tail(entries or [])
 
 
+def _compare_banned(live: LiveBoard, expected: Expected, report: ReconcileReport) -> None:
+    for user_id, standing in expected.standings.items():
+        if standing.banned != (user_id in live.banned):
+            kind = "ban_missing" if standing.banned else "unban_missing"
+            report.note(kind, user_id, None, standing.score)
+        elif standing.banned and live.banned[user_id] != standing.score:
+            report.note("banned_score", user_id, live.banned[user_id], standing.score)
+    for user_id, held in live.banned.items():
+        if user_id not in expected.standings:
+            report.note("unban_missing", user_id, held, None)
+
+
 def compare(live: LiveBoard, expected: Expected, report: ReconcileReport) -> None:
     report.players = len(expected.standings)
+    _compare_banned(live, expected, report)
     for user_id, standing in expected.standings.items():
         held = live.scores.get(user_id)
-        if held is None:
+        if standing.banned:
+            if held is not None:
+                report.note("banned_on_board", user_id, held, standing.score)
+        elif held is None:
             report.note("missing", user_id, None, standing.score)
         elif held < standing.score:
             report.note("behind", user_id, held, standing.score)

@@ -25,7 +25,9 @@ from redis.exceptions import NoScriptError
 from scoreboard.anticheat import AnticheatPolicy, Reason, parse_reasons
 from scoreboard.errors import (
     BoardUnavailable,
+    InsufficientPermissions,
     InvalidActionToken,
+    InvalidRequest,
     ScoreboardError,
     ScoreValidationFailed,
 )
@@ -57,6 +59,8 @@ class ScriptStatus(StrEnum):
     OVERFLOW = "OVERFLOW"
     ANTICHEAT_REJECTED = "ANTICHEAT_REJECTED"
     NOT_RANKED = "NOT_RANKED"
+    BANNED = "BANNED"
+    NEGATIVE = "NEGATIVE"
 
 
 def lua_dir() -> Path:
@@ -149,6 +153,23 @@ class Judgement:
 
 
 @dataclass(frozen=True)
+class BanChange:
+    """A ban or unban: the rank the player left or took (0: none) and the kept score."""
+
+    rank: int
+    score: int
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Adjusted:
+    new_score: int
+    new_rank: int  # 0: off the board
+    old_score: int
+    changed: bool
+
+
+@dataclass(frozen=True)
 class BoardPage:
     total_players: int
     sequence: int
@@ -179,6 +200,8 @@ def _raise_for(reply: list[Any], rule: RateRule) -> None:
     status = ScriptStatus(as_text(reply[0]))
     if status in (ScriptStatus.BOARD_NOT_READY, ScriptStatus.BOARD_LOST):
         raise BoardUnavailable()  # lost: the script deleted the state; the guard heals it
+    if status is ScriptStatus.BANNED:
+        raise InsufficientPermissions("This account is suspended")
     if status is ScriptStatus.RATE_LIMITED:
         raise refusal(RateDecision.refused(rule, int(reply[1]) / 1e6, int(reply[2]) / 1e6))
     if status in (ScriptStatus.TOKEN_UNKNOWN, ScriptStatus.TOKEN_NOT_OWNED):
@@ -267,7 +290,11 @@ class Scripts:
     ) -> RateDecision:
         reply = await self._call(
             "issue_action_token",
-            [board.rate_limit("action_token", user_id), board.action_token(token_hash)],
+            [
+                board.rate_limit("action_token", user_id),
+                board.action_token(token_hash),
+                board.banned,
+            ],
             [rule.limit, rule.period_us, user_id, session_id, action_type, max_increase, ttl_ms],
         )
         if as_text(reply[0]) != ScriptStatus.OK:
@@ -289,6 +316,7 @@ class Scripts:
                 board.state,
                 board.events,
                 board.updates_channel,
+                board.banned,
             ],
             [
                 user_id,
@@ -356,6 +384,122 @@ class Scripts:
             float(reply[1]), tuple(parse_reasons(as_text(reply[2]))), as_text(reply[3])
         )
 
+    async def _ban_script(self, name: str, board: BoardKeys, user_id: str, top_n: int) -> BanChange:
+        reply = await self._call(
+            name,
+            [
+                board.leaderboard,
+                board.players,
+                board.banned,
+                board.state,
+                board.updates_channel,
+                board.rebuild_lock,
+            ],
+            [user_id, top_n, board.name],
+        )
+        status = as_text(reply[0])
+        if status == ScriptStatus.REBUILDING:
+            raise BoardUnavailable()
+        if status != ScriptStatus.OK:
+            raise BoardUnavailable()
+        return BanChange(int(reply[1]), int(reply[2]), bool(int(reply[3])))
+
+    async def ban_player(self, board: BoardKeys, user_id: str, top_n: int) -> BanChange:
+        """Off the board, standing kept; no tokens or updates until unbanned."""
+        return await self._ban_script("ban_player", board, user_id, top_n)
+
+    async def unban_player(self, board: BoardKeys, user_id: str, top_n: int) -> BanChange:
+        """Back on the board with the kept score and tie position."""
+        return await self._ban_script("unban_player", board, user_id, top_n)
+
+    async def adjust_score(
+        self,
+        board: BoardKeys,
+        *,
+        user_id: str,
+        username: str,
+        delta: int | None,
+        ceiling: int,
+        top_n: int,
+        event_id: str,
+        admin_id: str,
+        reason: str,
+    ) -> Adjusted:
+        """An admin's change of a score; delta None removes the player's score."""
+        reply = await self._call(
+            "adjust_score",
+            [
+                board.leaderboard,
+                board.players,
+                board.banned,
+                board.state,
+                board.events,
+                board.updates_channel,
+            ],
+            [
+                user_id,
+                username,
+                "remove" if delta is None else "adjust",
+                delta or 0,
+                ceiling,
+                top_n,
+                event_id,
+                board.name,
+                admin_id,
+                reason,
+            ],
+        )
+        status = as_text(reply[0])
+        if status == ScriptStatus.NEGATIVE:
+            raise InvalidRequest(
+                "The adjustment would take the score below 0",
+                details={"field": "delta", "current_score": int(reply[1])},
+            )
+        if status == ScriptStatus.OVERFLOW:
+            raise InvalidRequest(
+                "The adjustment would take the score past the ceiling",
+                details={"field": "delta", "ceiling": int(reply[1])},
+            )
+        if status != ScriptStatus.OK:
+            raise BoardUnavailable()
+        return Adjusted(int(reply[1]), int(reply[2]), int(reply[3]), bool(int(reply[4])))
+
+    async def record_audit(
+        self,
+        board: BoardKeys,
+        *,
+        window_start_s: int,
+        subject: str,
+        sample: int,
+        ttl_ms: int,
+        event_id: str,
+        event_type: str,
+        user_id: str | None,
+        ip: str,
+        user_agent: str,
+        result: str,
+        details_json: str,
+    ) -> bool:
+        """Append a security event; False when it was only counted (a flood)."""
+        reply = await self._call(
+            "record_audit",
+            [board.events, board.audit_floods(window_start_s)],
+            [
+                subject,
+                sample,
+                ttl_ms,
+                event_id,
+                board.name,
+                event_type,
+                user_id or "",
+                ip,
+                user_agent,
+                result,
+                details_json,
+            ],
+        )
+        return bool(int(reply[1]))
+
     async def install_board(
         self, board: BoardKeys, max_seq: int, last_stream_id: str, epoch: str
     ) -> tuple[int, int]:
@@ -366,6 +510,7 @@ class Scripts:
                 *board.rebuild_staging,
                 board.leaderboard,
                 board.players,
+                board.banned,
                 board.state,
                 board.events,
                 board.updates_channel,

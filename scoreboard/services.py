@@ -14,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from scoreboard import embedded, redis_pipeline, redis_store
 from scoreboard.accounts import Accounts
 from scoreboard.action_tokens import ActionTokens
+from scoreboard.admin import Admin
+from scoreboard.audit import AuditTrail
 from scoreboard.board_feed import BoardFeed
 from scoreboard.board_guard import BoardGuard
 from scoreboard.database import create_pool
@@ -94,6 +96,8 @@ class Services:
     hub: Hub
     guard: BoardGuard
     sync_watch: SyncWatch
+    audit: AuditTrail
+    admin: Admin
     started_at: float
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
@@ -170,6 +174,16 @@ class Services:
         feed.add_listener(hub)
         revocations.follow(hub.session_revoked)
         feed.add_channel(revocations.channel, revocations)
+        audit = AuditTrail(scripts, board, settings)
+        admin = Admin(
+            settings=settings,
+            pool=pool,
+            scripts=scripts,
+            board=board,
+            accounts=accounts,
+            sessions=sessions,
+            audit=audit,
+        )
         return cls(
             settings=settings,
             redis=redis,
@@ -186,6 +200,8 @@ class Services:
             hub=hub,
             guard=guard,
             sync_watch=SyncWatch(redis, keys, settings),
+            audit=audit,
+            admin=admin,
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,

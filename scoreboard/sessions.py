@@ -22,6 +22,7 @@ from scoreboard.errors import (
     InvalidCredentials,
     InvalidRequest,
     InvalidToken,
+    RefreshTokenRefused,
 )
 from scoreboard.jwt_tokens import AccessClaims, TokenCodec
 from scoreboard.keys import Keys
@@ -151,7 +152,7 @@ class Sessions:
                 )
         if row is None:
             await self.revoke(claims.session_id, "reuse")
-            raise InvalidToken("The refresh token is invalid, spent or revoked")
+            raise RefreshTokenRefused(claims.user_id, claims.session_id)
         principal = _Principal(row["user_id"], row["username"], row["role"])
         return self._pair(
             principal, claims.session_id, next_jti, int(time.time()), row["family_exp"]
@@ -166,6 +167,21 @@ class Sessions:
                 reason,
             )
         await self._revocations.revoke(session_id)
+
+    async def revoke_all(self, user_id: str, reason: str) -> int:
+        """Every live session of the player (a ban): their refresh tokens stop at once,
+        their access tokens and open live feeds with them."""
+        async with db_errors():
+            rows = await self._pool.fetch(
+                "UPDATE refresh_families SET revoked_at = now(), revoked_reason = $2"
+                " WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now()"
+                " RETURNING id::text",
+                user_id,
+                reason,
+            )
+        for row in rows:
+            await self._revocations.revoke(row["id"])
+        return len(rows)
 
     async def is_revoked(self, claims: AccessClaims) -> bool:
         return await self._revocations.is_revoked(claims.session_id)

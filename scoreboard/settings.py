@@ -88,6 +88,8 @@ class Settings:
     anticheat_spacing_tolerance_ms: int = 250
     anticheat_flag_at: float = 0.5
     anticheat_reject_at: float = 0.8
+    audit_flood_window: int = 60
+    audit_flood_sample: int = 5
     live_top_n: int = 10
     sync_batch_size: int = 5000
     sync_interval_ms: int = 250
@@ -183,6 +185,10 @@ class Settings:
             ),
             anticheat_flag_at=reader.get("SCOREBOARD_ANTICHEAT_FLAG_AT", 0.5, _number_in(0, 1)),
             anticheat_reject_at=reader.get("SCOREBOARD_ANTICHEAT_REJECT_AT", 0.8, _number_in(0, 1)),
+            audit_flood_window=reader.get("SCOREBOARD_AUDIT_FLOOD_WINDOW", 60, _int_in(1, 86_400)),
+            audit_flood_sample=reader.get(
+                "SCOREBOARD_AUDIT_FLOOD_SAMPLE", 5, _int_in(0, 1_000_000)
+            ),
             live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(10, 100)),
             sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 5000, _int_in(1, 10_000)),
             sync_interval_ms=reader.get("SCOREBOARD_SYNC_INTERVAL_MS", 250, _int_in(0, 60_000)),

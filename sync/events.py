@@ -19,6 +19,7 @@ from scoreboard.anticheat import parse_reasons
 
 APPLIED = "score_updated"
 REJECTED = "score_rejected"
+AUDIT = "audit"  # a security event of no score: a login refused, a ban, a logout...
 
 _UUID_RE = re.compile(rb"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,11 +55,17 @@ class StreamEvent:
     ts_ms: int
     reasons: str = ""  # '<check>:<risk>,...' as the script wrote them
     token_wait_ms: int | None = None
+    admin_id: str | None = None  # an admin's change of a score
+    audit_type: str | None = None  # AUDIT entries: their event type...
+    details: str | None = None  # ...and their details (a JSON object)
 
     def record(self) -> tuple[Any, ...]:
         """Its row in the staging table (columns `COLUMNS`: the fields, then the audit
-        row's details)."""
-        return (*(getattr(self, name) for name in FIELDS), self.details_json())
+        row's event type, result, score change, risk and details)."""
+        row = [getattr(self, name) for name in FIELDS]
+        row[_USER_ID] = self.user_id or None
+        audit = self.audit_row()
+        return (*row, audit[2], audit[7], audit[6], audit[8], audit[9])
 
     def score_row(self) -> tuple[Any, ...]:
         """Its row in `scores` (columns `SCORE_COLUMNS`); applied events only. The
@@ -98,6 +105,13 @@ class StreamEvent:
             moment(self.ts_ms),
         )
 
+    def _audit_details(self) -> str:
+        """An AUDIT entry's details, with the board it came through."""
+        given = self.details or "{}"
+        if given.strip() == "{}":
+            return f'{{"board":{_quote(self.board)}}}'
+        return f'{{"board":{_quote(self.board)},{given.strip()[1:]}'
+
     def details_json(self) -> str:
         """The audit row's details: the event's context, absent values left out. Written
         out field by field (strings escaped by the json module's own encoder), which
@@ -120,6 +134,8 @@ class StreamEvent:
         ):
             if number is not None:
                 parts.append(f'"{name}":{number}')
+        if self.admin_id:
+            parts.append(f'"admin_id":{_quote(self.admin_id)}')
         if self.reasons:
             listed = ",".join(
                 f'{{"check":{_quote(r.check)},"risk":{r.risk!r}}}'
@@ -129,12 +145,31 @@ class StreamEvent:
         return "{" + ",".join(parts) + "}"
 
     def audit_row(self) -> tuple[Any, ...]:
-        """Its row in `audit_log` (`AUDIT_COLUMNS`)."""
+        """Its row in `audit_log` (`AUDIT_COLUMNS`): the one definition of how each
+        kind of entry is audited."""
+        if self.kind == AUDIT:
+            return (
+                self.event_id,
+                self.stream_id,
+                self.audit_type,
+                self.user_id or None,
+                self.ip,
+                self.user_agent,
+                None,
+                self.status,
+                None,
+                self._audit_details(),
+                moment(self.ts_ms),
+            )
         applied = self.kind == APPLIED
+        if applied and self.admin_id:
+            event_type = self.action_type  # admin_adjust | admin_remove
+        else:
+            event_type = "score_update" if applied else "score_rejected"
         return (
             self.event_id,
             self.stream_id,
-            "score_update" if applied else "score_rejected",
+            event_type,
             self.user_id,
             self.ip,
             self.user_agent,
@@ -147,7 +182,15 @@ class StreamEvent:
 
 
 FIELDS = [f.name for f in fields(StreamEvent)]
-COLUMNS = [*FIELDS, "details"]
+_USER_ID = FIELDS.index("user_id")
+COLUMNS = [
+    *FIELDS,
+    "audit_event_type",
+    "audit_result",
+    "audit_score_change",
+    "audit_risk",
+    "audit_details",
+]
 SCORE_COLUMNS = [
     "id",
     "event_id",
@@ -255,6 +298,8 @@ def parse(stream_id: Any, raw_fields: dict[Any, Any]) -> StreamEvent:
     if not raw_fields or not isinstance(next(iter(raw_fields)), bytes):  # a decoding client
         raw = {_as_bytes(k): _as_bytes(v) for k, v in raw_fields.items()}
     kind = raw[b"type"].decode()
+    if kind == AUDIT:
+        return _parse_audit(stream_id, raw)
     if kind not in (APPLIED, REJECTED):
         raise ValueError(f"unknown event type {kind!r}")
     ip, user_agent, action_data = _client(raw)
@@ -285,4 +330,42 @@ def parse(stream_id: Any, raw_fields: dict[Any, Any]) -> StreamEvent:
         ts_ms=int(raw[b"ts"]),
         reasons=raw.get(b"reasons", b"").decode(),
         token_wait_ms=_optional_int(raw, b"token_wait_ms"),
+        admin_id=_uuid(raw[b"admin_id"]) if raw.get(b"admin_id") else None,
+    )
+
+
+def _parse_audit(stream_id: Any, raw: dict[bytes, bytes]) -> StreamEvent:
+    """A security event (lua/record_audit.lua): type, subject, client, result, details."""
+    details = raw.get(b"details", b"{}").decode()
+    if not isinstance(json.loads(details), dict):
+        raise ValueError("audit details are not an object")
+    user = raw.get(b"user_id", b"")
+    ip, user_agent, _ = _client(raw)
+    result = raw.get(b"result", b"").decode()
+    return StreamEvent(
+        stream_id=stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id),
+        event_id=_uuid(raw[b"event_id"]),
+        kind=AUDIT,
+        seq=None,
+        board=raw[b"board"].decode(),
+        user_id=_uuid(user) if user else "",
+        delta=0,
+        new_score=None,
+        old_rank=None,
+        new_rank=None,
+        action_type="",
+        session_id="",
+        token_hash="",
+        token_max=None,
+        token_expires_ms=None,
+        risk=0.0,
+        flagged=False,
+        reason="",
+        status=result or None,
+        ip=ip,
+        user_agent=user_agent,
+        action_data=None,
+        ts_ms=int(raw[b"ts"]),
+        audit_type=raw[b"event_type"].decode(),
+        details=details,
     )

@@ -37,7 +37,9 @@ CREATE TEMP TABLE IF NOT EXISTS sync_staging (
   delta bigint, new_score bigint, old_rank bigint, new_rank bigint, action_type text,
   session_id text, token_hash text, token_max bigint, token_expires_ms bigint,
   risk float8, flagged boolean, reason text, status text, ip inet, user_agent text,
-  action_data jsonb, ts_ms bigint, reasons text, token_wait_ms bigint, details jsonb
+  action_data jsonb, ts_ms bigint, reasons text, token_wait_ms bigint, admin_id uuid,
+  audit_type text, details text, audit_event_type text, audit_result text,
+  audit_score_change bigint, audit_risk float8, audit_details jsonb
 ) ON COMMIT DELETE ROWS
 """
 
@@ -83,19 +85,15 @@ INSERT INTO action_tokens (id, event_id, user_id, token_hash, board, action_type
                            max_score_increase, expires_at, used_at)
 SELECT event_id, event_id, user_id, token_hash, board, action_type, session_id, token_max,
        to_timestamp(token_expires_ms / 1000.0), to_timestamp(ts_ms / 1000.0)
-FROM sync_staging WHERE kind = 'score_updated'
+FROM sync_staging WHERE kind = 'score_updated' AND token_hash <> ''
 ON CONFLICT DO NOTHING
 """
 
 _AUDIT = """
 INSERT INTO audit_log (event_id, stream_id, event_type, user_id, ip_address, user_agent,
                        score_change, validation_result, risk_score, details, created_at)
-SELECT event_id, stream_id,
-       CASE kind WHEN 'score_updated' THEN 'score_update' ELSE 'score_rejected' END,
-       user_id, ip, user_agent, delta,
-       CASE WHEN kind = 'score_rejected' THEN 'rejected'
-            WHEN flagged THEN 'flagged' ELSE 'approved' END,
-       risk, details, to_timestamp(ts_ms / 1000.0)
+SELECT event_id, stream_id, audit_event_type, user_id, ip, user_agent, audit_score_change,
+       audit_result, audit_risk, audit_details, to_timestamp(ts_ms / 1000.0)
 FROM sync_staging
 ON CONFLICT (event_id) DO NOTHING
 """
@@ -146,11 +144,9 @@ async def persist_fresh(conn: asyncpg.Connection, events: list[StreamEvent]) -> 
         await conn.copy_records_to_table(
             "scores", records=[event.score_row() for event in applied], columns=SCORE_COLUMNS
         )
-        await conn.copy_records_to_table(
-            "action_tokens",
-            records=[event.token_row() for event in applied],
-            columns=TOKEN_COLUMNS,
-        )
+        spent = [event.token_row() for event in applied if event.token_hash]
+        if spent:
+            await conn.copy_records_to_table("action_tokens", records=spent, columns=TOKEN_COLUMNS)
     await conn.copy_records_to_table(
         "audit_log", records=[event.audit_row() for event in events], columns=AUDIT_COLUMNS
     )

@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 from redis.exceptions import ResponseError
 
+from scoreboard.audit import AuditTrail
 from scoreboard.board_guard import BoardGuard
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
@@ -44,6 +45,7 @@ GROUP = "sync"
 HEALTH_TTL_SECONDS = 30
 HEALTH_EVERY_SECONDS = 1.0
 BOARD_CHECK_SECONDS = 1.0
+FLOOD_FLUSH_SECONDS = 5.0
 CLAIM_EVERY_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
 # What PostgreSQL may refuse about one row (a value out of a column's range, say): that
@@ -105,6 +107,7 @@ class SyncStats:
     reconciles: int = 0
     repairs: dict[str, int] = field(default_factory=dict)  # differences repaired, by kind
     rollbacks: int = 0  # times the update sequence went back (Redis lost updates)
+    flood_records: int = 0  # counted audit records written for refusal floods
 
 
 class Syncer:
@@ -126,6 +129,8 @@ class Syncer:
         self.scripts = Scripts(redis)
         self.stream = self.board.events
         self.guard = BoardGuard(redis, pool, self.scripts, self.board)
+        self.audit = AuditTrail(self.scripts, self.board, settings)
+        self._next_flood_flush = 0.0
         self.stats = SyncStats()
         self._seq_seen: int | None = None  # highest update sequence read or persisted
         self._next_reconcile = time.monotonic() + settings.reconcile_interval_ms / 1000
@@ -149,6 +154,7 @@ class Syncer:
             started = time.monotonic()
             try:
                 await self._check_board()
+                await self._flush_floods()
                 processed = await self.sync_once(block=not burst)
                 await self._maybe_reconcile()
                 backoff = 0.5
@@ -187,6 +193,15 @@ class Syncer:
             return
         self._next_board_check = now + BOARD_CHECK_SECONDS
         await self.guard.check()
+
+    async def _flush_floods(self) -> None:
+        """Counted records of refusal floods whose window is over, into the stream
+        (and so into PostgreSQL with the next batches)."""
+        now = time.monotonic()
+        if now < self._next_flood_flush:
+            return
+        self._next_flood_flush = now + FLOOD_FLUSH_SECONDS
+        self.stats.flood_records += await self.audit.flush_floods(self.redis)
 
     async def _maybe_reconcile(self) -> ReconcileReport | None:
         """Compare the board with PostgreSQL now and then, and at once when the update

@@ -32,12 +32,15 @@ def scoring_server(settings: Settings, tmp_path: Path) -> Iterator[RunningServer
 
 
 def _board_state(settings: Settings) -> tuple[list[tuple[bytes, float]], int]:
+    """The board, and how many score events (applied or refused) its stream holds;
+    the security events beside them (spent tokens presented again) are not counted."""
     keys = Keys(settings.redis_prefix)
     assert settings.redis_url
     client = redis.Redis.from_url(settings.redis_url)
     try:
         board = client.zrange(keys.leaderboard(), 0, -1, withscores=True)
-        return board, int(client.xlen(keys.events()))
+        entries = client.xrange(keys.events())
+        return board, sum(fields[b"type"] != b"audit" for _, fields in entries)
     finally:
         client.close()
 

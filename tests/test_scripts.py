@@ -47,6 +47,10 @@ def test_includes_are_pasted_in() -> None:
         "install_board",
         "trim_stream",
         "judge_submission",
+        "ban_player",
+        "unban_player",
+        "adjust_score",
+        "record_audit",
     }
 
 
@@ -93,6 +97,33 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
         fingerprint="f",
         token_wait_us=0,
     )
+    await scripts.ban_player(board, "u", 10)
+    await scripts.unban_player(board, "u", 10)
+    await scripts.adjust_score(
+        board,
+        user_id="u",
+        username="n",
+        delta=1,
+        ceiling=10,
+        top_n=10,
+        event_id="e",
+        admin_id="a",
+        reason="r",
+    )
+    await scripts.record_audit(
+        board,
+        window_start_s=0,
+        subject="",
+        sample=1,
+        ttl_ms=1,
+        event_id="e",
+        event_type="t",
+        user_id=None,
+        ip="",
+        user_agent="",
+        result="",
+        details_json="{}",
+    )
     await scripts.install_board(board, 0, "0-0", "e")
     await scripts.trim_stream(board, "0-0")
     await scripts.read_range(board, 0, 1)
@@ -108,6 +139,10 @@ _REPLIES: dict[str, Any] = {
     "issue_action_token": ["OK", 1, 1],
     "submit_score": ["OK", 1, 1, 0, 0, "1-0", "0", 0, 1, 1, 1, "", 1, "e", ""],
     "judge_submission": ["OK", "0.000", "", "approved"],
+    "ban_player": ["OK", 0, 0, 1],
+    "unban_player": ["OK", 0, 0, 1],
+    "adjust_score": ["OK", 1, 1, 0, 1],
+    "record_audit": ["OK", 1, 0],
     "install_board": ["OK", 0, 0],
     "trim_stream": ["OK", 0],
     "read_range": ["OK", 0, 0, "e"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from scoreboard.routes import auth, health, leaderboard, live, metrics, scores
+from scoreboard.routes import admin, auth, health, leaderboard, live, metrics, scores
 
 
 def all_routes() -> list[BaseRoute]:
@@ -15,4 +15,5 @@ def all_routes() -> list[BaseRoute]:
         *scores.routes,
         *leaderboard.routes,
         *live.routes,
+        *admin.routes,
     ]

@@ -8,12 +8,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scoreboard.errors import InsufficientPermissions
+from scoreboard import audit as audit_events
+from scoreboard.errors import (
+    InsufficientPermissions,
+    InvalidCredentials,
+    RateLimitExceeded,
+    RefreshTokenRefused,
+    ScoreboardError,
+)
 from scoreboard.metrics import ACTION_TOKENS
 from scoreboard.ratelimit import rate_headers
 from scoreboard.request_body import read_object
 from scoreboard.responses import ok
-from scoreboard.routes.common import address, require_access, services
+from scoreboard.routes.common import address, audit, require_access, services
 from scoreboard.sessions import TokenPair
 
 
@@ -31,22 +38,53 @@ async def register(request: Request) -> Response:
     return ok({"user_id": user.id, "username": user.username, "email": user.email}, status=201)
 
 
+_LOGIN_REFUSALS: dict[type[ScoreboardError], tuple[str, str]] = {
+    InvalidCredentials: (audit_events.LOGIN_FAILED, "refused"),
+    RateLimitExceeded: (audit_events.LOGIN_THROTTLED, "throttled"),
+    InsufficientPermissions: (audit_events.LOGIN_SUSPENDED, "refused"),
+}
+
+
 async def login(request: Request) -> Response:
     body = await read_object(request, required=("username", "password"))
-    pair, decision = await services(request).sessions.login(
-        body["username"], body["password"], address(request)
-    )
+    try:
+        pair, decision = await services(request).sessions.login(
+            body["username"], body["password"], address(request)
+        )
+    except (InvalidCredentials, RateLimitExceeded, InsufficientPermissions) as refused:
+        event_type, result = _LOGIN_REFUSALS[type(refused)]
+        name = body["username"] if isinstance(body["username"], str) else ""
+        await audit(request, event_type, result=result, details={"username": name}, flood=True)
+        raise
     return _pair(pair, rate_headers(decision))
 
 
 async def refresh(request: Request) -> Response:
     body = await read_object(request, required=("refresh_token",))
-    return _pair(await services(request).sessions.refresh(body["refresh_token"]))
+    try:
+        pair = await services(request).sessions.refresh(body["refresh_token"])
+    except RefreshTokenRefused as refused:
+        await audit(
+            request,
+            audit_events.REFRESH_REUSE,
+            user_id=refused.user_id,
+            result="revoked",
+            details={"session_id": refused.session_id},
+            flood=True,
+        )
+        raise
+    return _pair(pair)
 
 
 async def logout(request: Request) -> Response:
     claims = await require_access(request)
     await services(request).sessions.revoke(claims.session_id, "logout")
+    await audit(
+        request,
+        audit_events.LOGOUT,
+        user_id=claims.user_id,
+        details={"session_id": claims.session_id},
+    )
     return ok({"logged_out": True})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import cast
+from typing import Any, cast
 
 from starlette.requests import HTTPConnection
 
@@ -30,13 +30,38 @@ async def require_access(conn: HTTPConnection) -> AccessClaims:
     return await services(conn).sessions.authenticate(token.strip())
 
 
-def path_user_id(conn: HTTPConnection) -> str:
-    """The `{user_id}` path parameter, which must be a UUID."""
-    raw = conn.path_params["user_id"]
+async def audit(
+    conn: HTTPConnection,
+    event_type: str,
+    *,
+    user_id: str | None = None,
+    result: str = "",
+    details: dict[str, Any] | None = None,
+    flood: bool = False,
+) -> None:
+    """A security event of this request, with the caller's address and user agent."""
+    await services(conn).audit.record(
+        event_type,
+        user_id=user_id,
+        ip=address(conn),
+        user_agent=conn.headers.get("user-agent", ""),
+        result=result,
+        details=details,
+        flood=flood,
+    )
+
+
+def parse_user_id(raw: str) -> str:
+    """A user id given by the client (path or query), which must be a UUID."""
     try:
         return str(uuid.UUID(raw))
     except ValueError:
         raise InvalidRequest("user_id must be a UUID", details={"field": "user_id"}) from None
+
+
+def path_user_id(conn: HTTPConnection) -> str:
+    """The `{user_id}` path parameter."""
+    return parse_user_id(conn.path_params["user_id"])
 
 
 def query_int(conn: HTTPConnection, name: str, default: int, low: int, high: int) -> int:

@@ -6,14 +6,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scoreboard.errors import UserNotFound
+from scoreboard.audit import TOKEN_REFUSED
+from scoreboard.errors import InvalidActionToken, UserNotFound
 from scoreboard.leaderboard import iso_ms
 from scoreboard.metrics import SCORE_UPDATES
 from scoreboard.ratelimit import rate_headers
 from scoreboard.request_body import read_object
 from scoreboard.responses import ok
-from scoreboard.routes.common import address, path_user_id, read_quota, require_access, services
+from scoreboard.routes.common import (
+    address,
+    audit,
+    path_user_id,
+    read_quota,
+    require_access,
+    services,
+)
 from scoreboard.scoring import UPDATE_FIELDS, UPDATE_OPTIONAL, RequestMeta
+
+# refusals the board's stream does not record itself (no token to bind them to);
+# a token of another user, or bound to another session, is in the stream already
+_AUDITED_TOKEN_REFUSALS = frozenset({"unknown_or_expired", "already_used"})
 
 
 async def update(request: Request) -> Response:
@@ -21,7 +33,19 @@ async def update(request: Request) -> Response:
     token = request.headers.get("x-action-token", "")
     body = await read_object(request, required=UPDATE_FIELDS, optional=UPDATE_OPTIONAL)
     meta = RequestMeta(address(request), request.headers.get("user-agent", ""))
-    applied = await services(request).scoring.submit(claims, token, body, meta)
+    try:
+        applied = await services(request).scoring.submit(claims, token, body, meta)
+    except InvalidActionToken as refused:
+        if refused.details.get("reason") in _AUDITED_TOKEN_REFUSALS:
+            await audit(
+                request,
+                TOKEN_REFUSED,
+                user_id=claims.user_id,
+                result="refused",
+                details={"reason": refused.details["reason"]},
+                flood=True,
+            )
+        raise
     (REPLAYED if applied.replayed else FLAGGED if applied.flagged else ACCEPTED).inc()
     data = {
         "new_score": applied.new_score,

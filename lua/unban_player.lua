@@ -1,0 +1,62 @@
+-- unban_player.lua: put a banned player back on the board with the score and tie
+-- position they had, and let them play again. Announced like an update.
+--
+-- Input:
+--   KEYS[1]  the board (sorted set; encodings in include/board_change.lua)
+--   KEYS[2]  the board's players (hash)
+--   KEYS[3]  the board's banned players (hash)
+--   KEYS[4]  the board's state (hash: epoch, seq, players)
+--   KEYS[5]  the board's update channel
+--   KEYS[6]  the board's rebuild lock: no unban while a rebuild is staging the board
+--   ARGV[1]  user id      ARGV[2]  N of the top N that subscribers are sent
+--   ARGV[3]  board name
+--
+-- Output:
+--   { 'OK', new_rank (0 = not ranked: no score), score, changed (0 = was not banned) }
+--   { 'REBUILDING' } | { 'BOARD_NOT_READY' } | { 'BOARD_LOST' }  as ban_player.lua
+--   Published (when the player returns to the board): the change, as bc_publish
+--   describes it, with old_rank 0.
+
+-- @include clock_and_gcra
+-- @include board_entries
+-- @include board_change
+
+local S_OK = 'OK'
+local S_REBUILDING = 'REBUILDING'
+
+local rcall = redis.call
+local board_key, players_key, banned_key, state_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local channel, lock_key = KEYS[5], KEYS[6]
+local user_id, top_n, board = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+if rcall('EXISTS', lock_key) == 1 then
+  return { S_REBUILDING }
+end
+local epoch, not_whole = bc_whole(state_key, players_key, board_key)
+if not epoch then
+  return { not_whole }
+end
+local kept = rcall('HGET', banned_key, user_id)
+if not kept then
+  return { S_OK, 0, 0, 0 }
+end
+rcall('HDEL', banned_key, user_id)
+if kept == '-' then
+  return { S_OK, 0, 0, 1 }
+end
+local member, updated, username, score = string.match(kept, '^([^|]+)|([^|]*)|(.*)|(%d+)$')
+rcall('ZADD', board_key, score, member)
+rcall('HSET', players_key, user_id, member .. '|' .. updated .. '|' .. username)
+rcall('HINCRBY', state_key, 'players', 1)
+local new_rank = rcall('ZREVRANK', board_key, member) + 1
+local seq = rcall('HINCRBY', state_key, 'seq', 1)
+local top = nil
+if new_rank <= top_n then
+  top = bc_top(board_key, players_key, top_n)
+end
+bc_publish(channel, { seq = string.format('%d', seq), id = 'seq-' .. seq, board = board,
+  user_id = user_id, username = username, delta = '0', old_score = score, new_score = score,
+  old_rank = '0', new_rank = string.format('%d', new_rank),
+  ts = string.format('%d', math.floor(redis_now_us() / 1000)),
+  total = string.format('%d', rcall('ZCARD', board_key)), epoch = epoch }, top)
+return { S_OK, new_rank, tonumber(score), 1 }
