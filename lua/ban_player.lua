@@ -17,27 +17,21 @@
 --   { 'OK', old_rank (0 = was not ranked), score, changed (0 = was banned already) }
 --   { 'REBUILDING' }  a rebuild holds the board; nothing done, retry shortly
 --   { 'BOARD_NOT_READY' } | { 'BOARD_LOST' }  as submit_score.lua
---   Published (when the player was ranked): the change, as bc_publish describes it,
---   with new_rank 0 and new_score the kept score.
+--   Published (when the player was ranked): the move, as bc_announce_move describes.
 
 -- @include clock_and_gcra
 -- @include board_entries
 -- @include board_change
 
 local S_OK = 'OK'
-local S_REBUILDING = 'REBUILDING'
 
 local rcall = redis.call
 local board_key, players_key, banned_key, state_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local channel, lock_key = KEYS[5], KEYS[6]
-local user_id, top_n, board = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local user_id, top_n = ARGV[1], tonumber(ARGV[2])
 
-if rcall('EXISTS', lock_key) == 1 then
-  return { S_REBUILDING }
-end
-local epoch, not_whole = bc_whole(state_key, players_key, board_key)
+local epoch, not_settled = bc_settled(KEYS[6], state_key, players_key, board_key)
 if not epoch then
-  return { not_whole }
+  return { not_settled }
 end
 local kept = rcall('HGET', banned_key, user_id)
 if kept then
@@ -48,21 +42,14 @@ if not player then
   rcall('HSET', banned_key, user_id, '-')
   return { S_OK, 0, 0, 1 }
 end
-local member, updated, username = string.match(player, '^([^|]+)|([^|]*)|(.*)$')
+local member, _, username = string.match(player, '^([^|]+)|([^|]*)|(.*)$')
 local score = rcall('ZSCORE', board_key, member)
 local old_rank = rcall('ZREVRANK', board_key, member) + 1
 rcall('ZREM', board_key, member)
 rcall('HDEL', players_key, user_id)
 rcall('HINCRBY', state_key, 'players', -1)
 rcall('HSET', banned_key, user_id, player .. '|' .. score)
-local seq = rcall('HINCRBY', state_key, 'seq', 1)
-local top = nil
-if old_rank <= top_n then
-  top = bc_top(board_key, players_key, top_n)
-end
-bc_publish(channel, { seq = string.format('%d', seq), id = 'seq-' .. seq, board = board,
-  user_id = user_id, username = username, delta = '0', old_score = score, new_score = score,
-  old_rank = string.format('%d', old_rank), new_rank = '0',
-  ts = string.format('%d', math.floor(redis_now_us() / 1000)),
-  total = string.format('%d', rcall('ZCARD', board_key)), epoch = epoch }, top)
+bc_announce_move(KEYS[5], { board_key, players_key, state_key }, top_n, { board = ARGV[3],
+  epoch = epoch, user_id = user_id, username = username, score = score,
+  old_rank = old_rank, new_rank = 0 })
 return { S_OK, old_rank, tonumber(score), 1 }

@@ -14,27 +14,22 @@
 -- Output:
 --   { 'OK', new_rank (0 = not ranked: no score), score, changed (0 = was not banned) }
 --   { 'REBUILDING' } | { 'BOARD_NOT_READY' } | { 'BOARD_LOST' }  as ban_player.lua
---   Published (when the player returns to the board): the change, as bc_publish
---   describes it, with old_rank 0.
+--   Published (when the player returns to the board): the move, as bc_announce_move
+--   describes.
 
 -- @include clock_and_gcra
 -- @include board_entries
 -- @include board_change
 
 local S_OK = 'OK'
-local S_REBUILDING = 'REBUILDING'
 
 local rcall = redis.call
 local board_key, players_key, banned_key, state_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local channel, lock_key = KEYS[5], KEYS[6]
-local user_id, top_n, board = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local user_id, top_n = ARGV[1], tonumber(ARGV[2])
 
-if rcall('EXISTS', lock_key) == 1 then
-  return { S_REBUILDING }
-end
-local epoch, not_whole = bc_whole(state_key, players_key, board_key)
+local epoch, not_settled = bc_settled(KEYS[6], state_key, players_key, board_key)
 if not epoch then
-  return { not_whole }
+  return { not_settled }
 end
 local kept = rcall('HGET', banned_key, user_id)
 if not kept then
@@ -49,14 +44,7 @@ rcall('ZADD', board_key, score, member)
 rcall('HSET', players_key, user_id, member .. '|' .. updated .. '|' .. username)
 rcall('HINCRBY', state_key, 'players', 1)
 local new_rank = rcall('ZREVRANK', board_key, member) + 1
-local seq = rcall('HINCRBY', state_key, 'seq', 1)
-local top = nil
-if new_rank <= top_n then
-  top = bc_top(board_key, players_key, top_n)
-end
-bc_publish(channel, { seq = string.format('%d', seq), id = 'seq-' .. seq, board = board,
-  user_id = user_id, username = username, delta = '0', old_score = score, new_score = score,
-  old_rank = '0', new_rank = string.format('%d', new_rank),
-  ts = string.format('%d', math.floor(redis_now_us() / 1000)),
-  total = string.format('%d', rcall('ZCARD', board_key)), epoch = epoch }, top)
+bc_announce_move(KEYS[5], { board_key, players_key, state_key }, top_n, { board = ARGV[3],
+  epoch = epoch, user_id = user_id, username = username, score = score,
+  old_rank = 0, new_rank = new_rank })
 return { S_OK, new_rank, tonumber(score), 1 }

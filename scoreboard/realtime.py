@@ -127,7 +127,7 @@ def _updated_user(event: BoardEvent) -> dict[str, Any]:
         "user_id": event.user_id,
         "username": event.username,
         "old_rank": event.old_rank,
-        "new_rank": event.new_rank,
+        "new_rank": event.new_rank or None,  # None: off the board (an admin's removal)
         "score_change": event.delta,
         "new_score": event.new_score,
     }

@@ -340,3 +340,56 @@ async def test_a_ban_set_by_hand_in_postgresql_is_reconciled(
         headers=bearer(player["access_token"]),
     )
     assert token_response.status_code == 403
+
+
+async def _reasons_of(
+    client: httpx.AsyncClient, services: Services, admin: dict[str, Any], user_id: str
+) -> set[str]:
+    await _sync(services)
+    page = await client.get("/v1/admin/flagged?limit=200", headers=bearer(admin["access_token"]))
+    return {
+        reason["check"]
+        for item in page.json()["data"]["items"]
+        if item["user_id"] == user_id
+        for reason in item["reasons"]
+    }
+
+
+def _human(n: int) -> dict[str, Any]:
+    """Telemetry of a plausible short round, different every time."""
+    return {"time_taken": 4.5, "level": 11, "accuracy": round(0.3 + (n % 60) / 100, 4)}
+
+
+async def test_a_bot_per_check_is_caught(client: httpx.AsyncClient, services: Services) -> None:
+    """Each bot cheats one way, through the API: each is flagged or rejected for it."""
+    admin = await _admin(client, services)
+    bots = {
+        name: await new_player(client) for name in ("window", "duration", "rate", "outlier", "run")
+    }
+
+    # points per window: plausible rounds, but 1,000 points a minute is the cap
+    for n in range(12):
+        await submit(client, bots["window"], 90, action_data=_human(n))
+    # impossible duration: a 10-minute round claimed a moment after the previous one
+    await submit(client, bots["duration"], 10, action_data=_human(0))
+    await submit(client, bots["duration"], 10, action_data={**_human(1), "time_taken": 600})
+    # points per second: 90 points for one second of play
+    await submit(client, bots["rate"], 90, action_data={**_human(0), "time_taken": 1.0})
+    # outlier: twenty rounds of about 5, then 60 at once
+    for n in range(20):
+        await submit(client, bots["outlier"], 4 + n % 3, action_data=_human(n))
+    await submit(client, bots["outlier"], 60, action_data=_human(99))
+    # automation: the same small round, again and again, evenly spaced
+    for _ in range(6):
+        await submit(client, bots["run"], 3, action_data={"time_taken": 4.5, "level": 2})
+        await asyncio.sleep(0.05)
+
+    expected = {
+        "window": "points_per_window",
+        "duration": "impossible_duration",
+        "rate": "points_per_second",
+        "outlier": "outlier",
+        "run": "automation",
+    }
+    for name, check in expected.items():
+        assert check in await _reasons_of(client, services, admin, bots[name]["user_id"]), name

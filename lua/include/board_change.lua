@@ -1,6 +1,6 @@
 -- include/board_change.lua: shared helpers of the scripts that change a board
 -- (submit_score, adjust_score, ban_player, unban_player), pasted by the loader after
--- board_entries. Not a command of its own.
+-- clock_and_gcra and board_entries. Not a command of its own.
 --
 -- The board's encodings (see scoreboard/board_values.py for the Python side):
 --   member   '<15-digit inverted sequence>:<user id>': equal scores sort by who
@@ -12,12 +12,18 @@
 -- bc_whole(state_key, players_key, board_key) -> epoch, or nil and the status when
 --   the board is not whole ('BOARD_NOT_READY'; 'BOARD_LOST' after deleting the state
 --   of a board whose sorted set or players hash went missing)
+-- bc_settled(lock_key, state_key, players_key, board_key) -> epoch, or nil and the
+--   status: 'REBUILDING' while a rebuild holds the board (an admin's change must wait:
+--   the rebuild would install a board staged before it), else as bc_whole
 -- bc_member(seq, user_id) -> the member of an update with this sequence
 -- bc_top(board_key, players_key, top_n) -> { {user_id, username, score, updated}, ... }
 -- bc_publish(channel, message, top): publishes '<seq> <JSON>' (the sequence first, so
 --   a subscriber that already holds a newer state skips the JSON); `message` holds
 --   seq, id, board, user_id, username, delta, old_score, new_score, old_rank,
 --   new_rank, ts, total, epoch as decimal strings; `top` is added when not nil
+-- bc_announce_move(channel, keys, top_n, move): publishes a ban's or unban's move (no
+--   change of score) under a new sequence; keys = {board, players, state}, move =
+--   {board, epoch, user_id, username, score, old_rank, new_rank} (ranks 0 = none)
 
 local function bc_whole(state_key, players_key, board_key)
   local state = redis.call('HMGET', state_key, 'epoch', 'players')
@@ -30,6 +36,13 @@ local function bc_whole(state_key, players_key, board_key)
     return nil, 'BOARD_LOST'
   end
   return state[1]
+end
+
+local function bc_settled(lock_key, state_key, players_key, board_key)
+  if redis.call('EXISTS', lock_key) == 1 then
+    return nil, 'REBUILDING'
+  end
+  return bc_whole(state_key, players_key, board_key)
 end
 
 local function bc_member(seq, user_id)
@@ -50,4 +63,19 @@ local function bc_publish(channel, message, top)
     message.top = top
   end
   redis.call('PUBLISH', channel, message.seq .. ' ' .. cjson.encode(message))
+end
+
+local function bc_announce_move(channel, keys, top_n, move)
+  local board_key, players_key, state_key = keys[1], keys[2], keys[3]
+  local seq = redis.call('HINCRBY', state_key, 'seq', 1)
+  local top = nil
+  if (move.old_rank > 0 and move.old_rank <= top_n) or (move.new_rank > 0 and move.new_rank <= top_n) then
+    top = bc_top(board_key, players_key, top_n)
+  end
+  bc_publish(channel, { seq = string.format('%d', seq), id = 'seq-' .. seq, board = move.board,
+    user_id = move.user_id, username = move.username, delta = '0', old_score = move.score,
+    new_score = move.score, old_rank = string.format('%d', move.old_rank),
+    new_rank = string.format('%d', move.new_rank),
+    ts = string.format('%d', math.floor(redis_now_us() / 1000)),
+    total = string.format('%d', redis.call('ZCARD', board_key)), epoch = move.epoch }, top)
 end

@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from bench.honest_players import false_positives
@@ -24,14 +22,6 @@ BOT_DATA = '{"level":1,"time_taken":0.01,"accuracy":1.0}'
 
 def _uid() -> str:
     return str(uuid.uuid4())
-
-
-@pytest_asyncio.fixture
-async def board(lua_backend: aioredis.Redis) -> AsyncIterator[Board]:
-    b = Board(lua_backend)
-    await b.make_ready()
-    yield b
-    await b.cleanup()
 
 
 def _checks(applied_or_details: object) -> list[str]:

@@ -7,12 +7,9 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-import pytest_asyncio
-import redis.asyncio as aioredis
 
 from scoreboard.audit import AuditTrail
 from scoreboard.errors import BoardUnavailable, InsufficientPermissions, InvalidRequest
@@ -25,14 +22,6 @@ TOP_N = 3
 
 def _uid() -> str:
     return str(uuid.uuid4())
-
-
-@pytest_asyncio.fixture
-async def board(lua_backend: aioredis.Redis) -> AsyncIterator[Board]:
-    b = Board(lua_backend)
-    await b.make_ready()
-    yield b
-    await b.cleanup()
 
 
 async def _ranking(board: Board) -> list[tuple[str, int]]:

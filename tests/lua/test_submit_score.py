@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-import pytest_asyncio
-import redis.asyncio as aioredis
 
 from scoreboard.errors import InvalidActionToken, RateLimitExceeded, ScoreValidationFailed
 from scoreboard.settings import RateRule
@@ -19,14 +16,6 @@ from tests.lua.board_helpers import Board
 
 def _uid() -> str:
     return str(uuid.uuid4())
-
-
-@pytest_asyncio.fixture
-async def board(lua_backend: aioredis.Redis) -> AsyncIterator[Board]:
-    b = Board(lua_backend)
-    await b.make_ready()
-    yield b
-    await b.cleanup()
 
 
 async def _events(board: Board) -> list[dict[str, str]]:
