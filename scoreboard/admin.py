@@ -35,6 +35,7 @@ from scoreboard.errors import (
 from scoreboard.event_ids import new_event_id
 from scoreboard.jwt_tokens import AccessClaims
 from scoreboard.keys import BoardKeys
+from scoreboard.leaderboard import Leaderboard
 from scoreboard.scripts import BanChange, Scripts
 from scoreboard.sessions import Sessions
 from scoreboard.settings import Settings
@@ -139,6 +140,7 @@ class Admin:
         accounts: Accounts,
         sessions: Sessions,
         audit: AuditTrail,
+        leaderboard: Leaderboard,
     ) -> None:
         self._settings = settings
         self._pool = pool
@@ -147,6 +149,7 @@ class Admin:
         self._accounts = accounts
         self._sessions = sessions
         self._audit = audit
+        self._leaderboard = leaderboard
 
     async def require_admin(self, claims: AccessClaims) -> None:
         """The token says admin, and PostgreSQL still does (a demoted or banned admin
@@ -165,14 +168,19 @@ class Admin:
         return user
 
     async def _on_board(self, name: str, user_id: str) -> BanChange:
-        """A ban script, retried while a rebuild holds the board."""
+        """A ban script, retried while a rebuild holds the board; this process's top N
+        follows at once, before the answer (the others by the published change)."""
         call = self._scripts.ban_player if name == "ban" else self._scripts.unban_player
         for _ in range(BOARD_RETRIES):
             try:
-                return await call(self._board, user_id, self._settings.live_top_n)
+                change = await call(self._board, user_id, self._settings.live_top_n)
+                break
             except BoardUnavailable:
                 await asyncio.sleep(BOARD_RETRY_SECONDS)
-        return await call(self._board, user_id, self._settings.live_top_n)
+        else:
+            change = await call(self._board, user_id, self._settings.live_top_n)
+        await self._leaderboard.on_board_changed()
+        return change
 
     async def ban(self, user_id: str, reason: str, meta: Meta) -> dict[str, Any]:
         user = await self._player(user_id)
@@ -234,6 +242,9 @@ class Admin:
             admin_id=meta.admin_id,
             reason=reason,
         )
+        # this process's top N follows at once, before the answer (the others by the
+        # published change)
+        await self._leaderboard.on_board_changed()
         if delta is None:
             return {"user_id": user_id, "removed": True}
         return {

@@ -183,6 +183,7 @@ class Services:
             accounts=accounts,
             sessions=sessions,
             audit=audit,
+            leaderboard=leaderboard,
         )
         return cls(
             settings=settings,
