@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy scoreboard sync
+	$(BIN)/mypy scoreboard
 
 # Real processes against REDIS_URL / DATABASE_URL (default: the local servers);
 # writes bench/RESULTS.md and bench/results.json.

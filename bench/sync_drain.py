@@ -26,7 +26,7 @@ from scoreboard.gc_tuning import tune_for_service
 from scoreboard.keys import Keys
 from scoreboard.migrations import migrate
 from scoreboard.settings import Settings
-from sync import Syncer
+from scoreboard.sync import Syncer
 
 PLAYERS = 1000
 

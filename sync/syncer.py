@@ -36,8 +36,8 @@ from scoreboard.rebuild import ReconcileReport, persisted_max_seq, reconcile
 from scoreboard.redis_store import RedisClient, as_text, consumer_lag, redis_errors
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
-from sync.events import StreamEvent, parse
-from sync.persist import persist_batch, persist_fresh
+from scoreboard.sync.events import StreamEvent, parse
+from scoreboard.sync.persist import persist_batch, persist_fresh
 
 log = logging.getLogger("scoreboard.sync")
 

@@ -16,7 +16,7 @@ import pytest
 from scoreboard.rebuild import ensure_board, reconcile
 from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
-from sync import Syncer
+from scoreboard.sync import Syncer
 from tests.auth_helpers import (
     PASSWORD,
     bearer,

@@ -6,9 +6,11 @@ import asyncio
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.auth_helpers import login, new_player, register, submit
 from tests.conftest import serving
@@ -126,3 +128,17 @@ async def test_a_killed_server_leaves_no_embedded_postgresql_for_ever(tmp_path: 
             break
         await asyncio.sleep(0.1)
     assert not _alive(postmaster)
+
+
+def test_embedded_mode_without_its_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An image built for real services has neither in-process store: embedded mode
+    then fails in one line naming the extra, not with an ImportError."""
+    from scoreboard import redis_store
+    from scoreboard.errors import EmbeddedExtraMissing
+
+    monkeypatch.setitem(sys.modules, "fakeredis", None)
+    with pytest.raises(EmbeddedExtraMissing) as missing:
+        redis_store.connect_in_process()
+    assert "scoreboard[embedded]" in missing.value.message

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from sync.events import REJECTED, SCORE_COLUMNS, parse
+from scoreboard.sync.events import REJECTED, SCORE_COLUMNS, parse
 
 EVENT_ID, USER_ID = str(uuid.uuid4()), str(uuid.uuid4())
 

@@ -23,8 +23,8 @@ from scoreboard.database import create_pool
 from scoreboard.rebuild import ensure_board
 from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
-from sync import Syncer
-from sync.syncer import GROUP
+from scoreboard.sync import Syncer
+from scoreboard.sync.syncer import GROUP
 from tests.auth_helpers import error_code, new_player, submit
 from tests.conftest import server_env
 from tests.pg_proxy import CuttableProxy

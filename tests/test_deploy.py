@@ -1,0 +1,270 @@
+"""The deployment as shipped: docker-compose.yml and .env.example agree and pin what
+they run, the Redis users get the passwords of .env, and the load balancer's own
+config (deploy/nginx.conf, run by Debian's nginx) serves two server processes with
+logins, updates, WebSockets and unbuffered SSE, passing the client's address only as
+it rewrote it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import yaml
+from websockets.asyncio.client import connect
+
+from scoreboard.keys import Keys
+from scoreboard.settings import Settings
+from tests.auth_helpers import bearer, new_player, submit
+from tests.conftest import RunningServer, server_env, serving
+from tests.services_under_test import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED_RE = re.compile(r"\$\{([A-Z_]+):\?[^}]*\}")
+PINNED_RE = re.compile(r"^[a-z0-9./-]+:\d+(\.\d+)+(-[a-z0-9]+)?$")
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_compose_runs_the_whole_deployment() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"redis", "postgres", "migrate", "app1", "app2", "syncer", "lb"}
+    assert services["app1"] == services["app2"]
+    assert services["app1"]["command"][0] == "serve"
+    assert services["syncer"]["command"] == ["sync"] and "profiles" not in services["syncer"]
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["migrate"]["restart"] == "no"
+    for name in ("app1", "syncer"):
+        assert services[name]["restart"] == "unless-stopped"
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert services["lb"]["depends_on"] == {
+        "app1": {"condition": "service_healthy"},
+        "app2": {"condition": "service_healthy"},
+    }
+    for name, service in services.items():
+        image = service["image"].replace("${SCOREBOARD_VERSION:-", "").replace("}", "")
+        assert PINNED_RE.match(image), (name, image)
+        if name not in ("syncer", "migrate", "app1", "app2"):
+            assert "test" in service["healthcheck"], name
+    trusted = services["app1"]["environment"]["SCOREBOARD_TRUSTED_PROXIES"]
+    assert trusted == services["lb"]["networks"]["backend"]["ipv4_address"]
+
+
+def test_every_secret_comes_from_the_env_file() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    required = set(REQUIRED_RE.findall(text))
+    assert required == {
+        "JWT_SECRET",
+        "JWT_REFRESH_SECRET",
+        "POSTGRES_PASSWORD",
+        "REDIS_APP_PASSWORD",
+        "REDIS_SYNC_PASSWORD",
+        "REDIS_HEALTHCHECK_PASSWORD",
+    }
+    example = (ROOT / ".env.example").read_text()
+    listed = {line.split("=")[0] for line in example.splitlines() if re.match(r"^[A-Z_]+=", line)}
+    assert listed == required
+    assert all(re.search(rf"^{name}=$", example, re.MULTILINE) for name in required)
+    assert "change-me" not in text.replace("change-me-", "")  # no placeholder secret
+    assert not re.search(r"(SECRET|PASSWORD): [^$\s]", text)
+
+
+def test_the_image_is_slim_non_root_and_without_embedded_stores() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert len(stages) == 2 and all(PINNED_RE.match(s) and "slim" in s for s in stages)
+    assert re.search(r"^USER scoreboard$", dockerfile, re.MULTILINE)
+    assert re.search(r"^HEALTHCHECK ", dockerfile, re.MULTILINE)
+    assert re.search(r"^STOPSIGNAL SIGTERM$", dockerfile, re.MULTILINE)
+    assert "org.opencontainers.image.title" in dockerfile
+    assert "[embedded]" not in dockerfile and "-e " not in dockerfile
+
+
+def test_redis_users_take_the_passwords_of_the_env_file(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "REDIS_APP_PASSWORD": "app-from-env",
+        "REDIS_SYNC_PASSWORD": "sync-from-env",
+        "REDIS_HEALTHCHECK_PASSWORD": "check-from-env",
+    }
+    rendered = tmp_path / "redis.conf"
+    script = ROOT / "deploy" / "render-redis-conf.sh"
+    subprocess.run(
+        ["sh", str(script), str(ROOT / "redis.conf"), str(rendered)], env=env, check=True
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", str(rendered), "--port", str(port), "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for user, password in (
+            ("scoreboard-app", "app-from-env"),
+            ("healthcheck", "check-from-env"),
+        ):
+            client = redis.Redis(port=port, username=user, password=password)
+            for _ in range(50):
+                try:
+                    assert client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.1)
+            client.close()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(
+                port=port, username="scoreboard-app", password="change-me-app-password"
+            ).ping()
+    finally:
+        server.terminate()
+        server.wait()
+    unset = {k: v for k, v in env.items() if k != "REDIS_SYNC_PASSWORD"}
+    refused = subprocess.run(
+        ["sh", str(script), str(ROOT / "redis.conf"), str(tmp_path / "x.conf")],
+        env=unset,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1 and "REDIS_SYNC_PASSWORD" in refused.stderr
+
+
+# -- the load balancer, for real ---------------------------------------------------------
+
+
+def _user() -> str:
+    """Workers as this user (root in CI), so they can use the test's temp directory."""
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _nginx() -> str:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is not installed (CI installs Debian's package)")
+        pytest.skip("nginx is not installed (apt install nginx)")
+    return found
+
+
+@pytest.fixture
+def balanced(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, list[RunningServer]]]:
+    nginx = _nginx()
+    env = server_env(
+        settings,
+        SCOREBOARD_TRUSTED_PROXIES="127.0.0.1",
+        SCOREBOARD_BROADCAST_INTERVAL_MS="50",
+        SCOREBOARD_ANTICHEAT_MODE="off",
+    )
+    with serving(env, tmp_path, count=2) as servers:
+        port = free_port()
+        conf = (ROOT / "deploy" / "nginx.conf").read_text()
+        conf = conf.replace("server app1:8000", f"server 127.0.0.1:{servers[0].port}")
+        conf = conf.replace("server app2:8000", f"server 127.0.0.1:{servers[1].port}")
+        conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+        (tmp_path / "nginx.conf").write_text(conf)
+        (tmp_path / "logs").mkdir()
+        log = (tmp_path / "nginx.log").open("wb")
+        process = subprocess.Popen(
+            [
+                nginx,
+                "-p",
+                str(tmp_path),
+                "-c",
+                str(tmp_path / "nginx.conf"),
+                "-g",
+                f"daemon off; pid {tmp_path}/nginx.pid; user {_user()};",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError((tmp_path / "nginx.log").read_text())
+                time.sleep(0.1)
+            yield url, servers
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            log.close()
+
+
+async def test_the_load_balancer_serves_the_whole_flow(
+    balanced: tuple[str, list[RunningServer]], settings: Settings
+) -> None:
+    url, _ = balanced
+    # the client comes from 127.0.0.2 and claims another address: only what nginx saw
+    # (and wrote into X-Forwarded-For) reaches the servers
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=url, timeout=30, transport=transport) as http:
+        player, watcher = await new_player(http), await new_player(http)
+        refused = await http.post(
+            "/v1/auth/login",
+            json={"username": player["username"], "password": "wrong password"},
+            headers={"X-Forwarded-For": "203.0.113.99"},
+        )
+        assert refused.status_code == 401
+        ws_url = (
+            url.replace("http://", "ws://") + f"/ws/leaderboard?token={watcher['access_token']}"
+        )
+        async with connect(ws_url) as ws:
+            await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert first["type"] == "leaderboard_update"
+            async with http.stream("GET", "/sse/leaderboard") as stream:
+                lines = stream.aiter_lines()
+
+                async def next_data() -> dict[str, Any]:
+                    async for line in lines:
+                        if line.startswith("data:"):
+                            data: dict[str, Any] = json.loads(line[5:])
+                            return data
+                    raise AssertionError("the stream ended")
+
+                await asyncio.wait_for(next_data(), 5)
+                started = time.monotonic()
+                updated = await submit(http, player, 21)
+                assert updated.status_code == 200, updated.text
+                sse = await asyncio.wait_for(next_data(), 2)
+                assert time.monotonic() - started < 2  # not held in a proxy buffer
+                assert sse["updated_user"]["user_id"] == player["user_id"]
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if message["type"] == "leaderboard_update" and message["data"]["updated_user"]:
+                    break
+            assert message["data"]["updated_user"]["user_id"] == player["user_id"]
+        top = await http.get("/v1/leaderboard/top10", headers=bearer(player["access_token"]))
+        assert top.json()["data"]["leaderboard"][0]["score"] == 21
+    keys = Keys(settings.redis_prefix)
+    assert settings.redis_url
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        entries = client.xrange(keys.events())
+    finally:
+        client.close()
+    failed = [fields for _, fields in entries if fields.get(b"event_type") == b"login_failed"]
+    assert [fields[b"ip"] for fields in failed] == [b"127.0.0.2"]
