@@ -18,11 +18,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
-__all__ = ["Metric", "counter", "gauge", "render"]
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Metric", "counter", "gauge", "render", "summary"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -137,6 +142,12 @@ class _Together:
     def collect(self) -> Iterable[Metric]:
         for source in self._sources:
             yield from source.collect()
+
+
+def summary(name: str, help_text: str, count: int, total: float, labels: dict[str, str]) -> Metric:
+    family = SummaryMetricFamily(name, help_text, labels=list(labels))
+    family.add_metric(list(labels.values()), count_value=count, sum_value=total)
+    return family
 
 
 def render(extra: list[Metric]) -> bytes:

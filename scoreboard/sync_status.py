@@ -21,7 +21,17 @@ from scoreboard.settings import Settings
 log = logging.getLogger("scoreboard.sync_status")
 
 WATCH_SECONDS = 5.0
-_RECORD_FIELDS = ("consumer", "rebuilds", "reconciles", "repairs", "rollbacks")
+_RECORD_FIELDS = (
+    "consumer",
+    "rebuilds",
+    "reconciles",
+    "repairs",
+    "rollbacks",
+    "committed_events",
+    "transactions",
+    "commit_seconds",
+    "last_batch_events",
+)
 
 
 async def read_sync_status(redis: RedisClient, keys: Keys) -> dict[str, Any]:

@@ -104,6 +104,8 @@ class SyncStats:
     transactions: int = 0
     dead_letters: int = 0
     last_commit_ms: int | None = None
+    commit_seconds: float = 0.0  # time spent committing batches, all of them
+    last_batch_events: int = 0
     reconciles: int = 0
     repairs: dict[str, int] = field(default_factory=dict)  # differences repaired, by kind
     rollbacks: int = 0  # times the update sequence went back (Redis lost updates)
@@ -373,12 +375,15 @@ class Syncer:
         return persisted, rejected
 
     async def _commit(self, events: list[StreamEvent], *, fresh: bool) -> None:
+        started = time.perf_counter()
         async with db_errors(), self.pool.acquire() as conn:
             if not fresh or not await self._commit_fresh(conn, events):
                 async with conn.transaction():
                     await persist_batch(conn, events)
+        self.stats.commit_seconds += time.perf_counter() - started
         self.stats.committed_events += len(events)
         self.stats.transactions += 1
+        self.stats.last_batch_events = len(events)
         self.stats.last_commit_ms = int(time.time() * 1000)
 
     async def _commit_fresh(self, conn: asyncpg.Connection, events: list[StreamEvent]) -> bool:
@@ -453,6 +458,9 @@ class Syncer:
                 "lag": lag,
                 "dead_letters": int(dead),
                 "committed_events": self.stats.committed_events,
+                "transactions": self.stats.transactions,
+                "commit_seconds": round(self.stats.commit_seconds, 6),
+                "last_batch_events": self.stats.last_batch_events,
                 "last_commit_ms": self.stats.last_commit_ms,
                 "updated_ms": int(time.time() * 1000),
                 "board_lost": self.guard.stats.lost,

@@ -68,3 +68,71 @@ async def test_metrics_move_as_players_play(settings: Settings, tmp_path: Path) 
     )
     labels = {key for _, pairs in samples for key, _ in pairs}
     assert "user_id" not in labels and "path" not in labels  # bounded label values only
+
+
+async def test_the_syncers_commits_show(
+    settings: Settings, own_database: str, tmp_path: Path
+) -> None:
+    """Batch sizes and commit latency of the syncer, scraped from a server."""
+    import asyncio
+    import dataclasses
+
+    from tests.deployment import FAST_SYNC, SyncerProcess
+
+    env = server_env(dataclasses.replace(settings, database_url=own_database), **FAST_SYNC)
+    syncer = SyncerProcess(env, tmp_path)
+    try:
+        with serving(env, tmp_path) as (server,):
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+                player = await new_player(http)
+                for increase in (3, 4, 5):
+                    assert (await submit(http, player, increase)).status_code == 200
+                for _ in range(150):
+                    text = (await http.get("/metrics")).text
+                    samples = _samples(text)
+                    if _value(samples, "scoreboard_sync_committed_events_total", board="global"):
+                        break
+                    await asyncio.sleep(0.1)
+    finally:
+        syncer.stop()
+    committed = _value(samples, "scoreboard_sync_committed_events_total", board="global")
+    assert committed >= 3, syncer.log()
+    commits = _value(samples, "scoreboard_sync_commit_duration_seconds_count", board="global")
+    seconds = _value(samples, "scoreboard_sync_commit_duration_seconds_sum", board="global")
+    assert commits >= 1 and 0 < seconds / commits < 5
+    assert _value(samples, "scoreboard_sync_last_batch_events", board="global") >= 1
+    # every metric the shipped alert rules and dashboard use is one the service exposes
+    exposed = _family_names(text)
+    for name in _metrics_named_in_deploy():
+        assert name in exposed, name
+
+
+def _family_names(text: str) -> set[str]:
+    """Every name a query may use, families without samples yet included."""
+    names = set()
+    for family in text_string_to_metric_families(text):
+        suffixes = {
+            "counter": ["_total"],
+            "histogram": ["_bucket", "_sum", "_count"],
+            "summary": ["_sum", "_count"],
+        }.get(family.type, [""])
+        names |= {family.name + suffix for suffix in suffixes}
+    return names
+
+
+def _metrics_named_in_deploy() -> set[str]:
+    import json
+    import re
+
+    import yaml
+
+    deploy = Path(__file__).resolve().parent.parent / "deploy"
+    rules = yaml.safe_load((deploy / "prometheus" / "alerts.yml").read_text())
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    for rule in (r for g in rules["groups"] for r in g["rules"]):
+        assert rule["alert"].startswith("Scoreboard") and rule["annotations"]["summary"]
+    dashboard = json.loads((deploy / "grafana" / "scoreboard.json").read_text())
+    exprs += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    names = set(re.findall(r"\bscoreboard_[a-z_]+", " ".join(exprs)))
+    assert len(names) >= 15
+    return names

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from scoreboard.errors import BoardUnavailable
-from scoreboard.metrics import Metric, counter, gauge, render
+from scoreboard.metrics import Metric, counter, gauge, render, summary
 from scoreboard.routes.common import services
 from scoreboard.services import Services
 from scoreboard.sync_status import read_sync_status
 
 BOARD = {"board": "global"}
+INFO_SECONDS = 0.5
 _SYNC_GAUGES = (
     ("scoreboard_sync_lag", "Board events not yet read by the syncer", "lag"),
     ("scoreboard_sync_pending", "Board events read by the syncer and not yet committed", "pending"),
@@ -83,6 +87,8 @@ async def _read_now(svc: Services) -> list[Metric]:
             ["board"],
         ),
     ]
+    families += _commit_families(sync)
+    families += await _redis_families(svc)
     rollbacks = _number(sync.get("rollbacks"))
     if rollbacks is not None:
         families.append(
@@ -113,6 +119,45 @@ async def _read_now(svc: Services) -> list[Metric]:
             gauge("scoreboard_players", "Players with a score on the board", players, BOARD)
         )
     return families
+
+
+async def _redis_families(svc: Services) -> list[Metric]:
+    """Whether Redis keeps an append-only file (nothing when it cannot be asked: a
+    stand-in without INFO, or Redis down, which the other families show)."""
+    try:
+        async with asyncio.timeout(INFO_SECONDS):
+            info = await svc.redis.info("persistence")
+    except (RedisError, TimeoutError):
+        return []
+    enabled = float(bool(int(info.get("aof_enabled", 0))))
+    return [gauge("scoreboard_redis_aof_enabled", "1 while Redis keeps an AOF", enabled, {})]
+
+
+def _commit_families(sync: dict[str, object]) -> list[Metric]:
+    """The syncer's commits: events and transactions (their ratio is the mean batch),
+    the time they took, and the last batch's size."""
+    events, commits = _number(sync.get("committed_events")), _number(sync.get("transactions"))
+    seconds, last = _number(sync.get("commit_seconds")), _number(sync.get("last_batch_events"))
+    if events is None or commits is None or seconds is None or last is None:
+        return []
+    return [
+        counter(
+            "scoreboard_sync_committed_events",
+            "Board events the syncer committed to PostgreSQL",
+            {("global",): events},
+            ["board"],
+        ),
+        summary(
+            "scoreboard_sync_commit_duration_seconds",
+            "Time the syncer's PostgreSQL transactions took (count: transactions)",
+            int(commits),
+            seconds,
+            BOARD,
+        ),
+        gauge(
+            "scoreboard_sync_last_batch_events", "Events in the last committed batch", last, BOARD
+        ),
+    ]
 
 
 async def metrics(request: Request) -> Response:
