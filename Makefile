@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test pytest lint typecheck format bench soak clean
+.PHONY: install serve test pytest lint typecheck format bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy scoreboard
+
+# schemathesis against a real server with many examples per operation (the suite runs
+# a few): positive and negative cases and the stateful phase.
+fuzz: install
+	SCOREBOARD_FUZZ_EXAMPLES=$${SCOREBOARD_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q \
+		tests/test_openapi.py -k schemathesis -p no:timeout
 
 # Real processes against REDIS_URL / DATABASE_URL (default: the local servers);
 # writes bench/RESULTS.md and bench/results.json.

@@ -13,7 +13,11 @@ from scoreboard.errors import Conflict, InvalidRequest
 from scoreboard.passwords import PasswordHasher, validate_password
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
+# ASCII addresses, any case; the domain is dot-separated letters, digits and hyphens
+# (scoreboard/openapi.py documents the same pattern)
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+\Z"
+)
 MAX_EMAIL_CHARS = 100
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
@@ -56,10 +60,9 @@ def normalize_email(raw: object) -> str:
     if not isinstance(raw, str):
         raise InvalidRequest("email must be a string", details={"field": "email"})
     _reject_invisible("email", raw)
-    email = raw.strip().lower()
-    if len(email) > MAX_EMAIL_CHARS or not EMAIL_RE.match(email):
+    if len(raw) > MAX_EMAIL_CHARS or not EMAIL_RE.match(raw):
         raise InvalidRequest("email is not a valid address", details={"field": "email"})
-    return email
+    return raw.lower()
 
 
 _INSERT_USER = (

@@ -98,7 +98,8 @@ def parse_delta(value: object, ceiling: int) -> int:
 
 
 def parse_cursor(raw: str | None) -> int | None:
-    if raw is None or raw == "":
+    """None when absent; an empty or malformed cursor is 400."""
+    if raw is None:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise InvalidRequest(

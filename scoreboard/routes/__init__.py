@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from scoreboard.routes import admin, auth, health, leaderboard, live, metrics, scores
+from scoreboard.routes import admin, auth, docs, health, leaderboard, live, metrics, scores
 
 
 def all_routes() -> list[BaseRoute]:
@@ -16,4 +16,5 @@ def all_routes() -> list[BaseRoute]:
         *leaderboard.routes,
         *live.routes,
         *admin.routes,
+        *docs.routes,
     ]

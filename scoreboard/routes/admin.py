@@ -84,16 +84,16 @@ async def history(request: Request) -> Response:
 
 async def audit(request: Request) -> Response:
     await _admin(request)
-    event_type = request.query_params.get("event_type") or None
+    event_type = request.query_params.get("event_type")
     if event_type is not None and (
-        len(event_type) > 50 or not set(event_type) <= _EVENT_TYPE_CHARS
+        not 1 <= len(event_type) <= 50 or not set(event_type) <= _EVENT_TYPE_CHARS
     ):
         raise InvalidRequest(
             "event_type must be lower-case letters and underscores",
             details={"field": "event_type"},
         )
     raw_user = request.query_params.get("user_id")
-    user_id = parse_user_id(raw_user) if raw_user else None
+    user_id = None if raw_user is None else parse_user_id(raw_user)
     cursor = parse_cursor(request.query_params.get("cursor"))
     admin = services(request).admin
     return _page(await admin.audit_records(event_type, user_id, _limit(request), cursor))

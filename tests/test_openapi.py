@@ -1,0 +1,115 @@
+"""The API document: every route in it, readable at /docs from assets this server
+ships, and schemathesis against a real server finding nothing (no 5xx, every answer
+in its schema and the envelope, valid input accepted, invalid input refused)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from scoreboard.app import create_app
+from scoreboard.openapi import OPERATIONS, route_operations
+from scoreboard.settings import Settings
+from tests.auth_helpers import PASSWORD, new_username
+from tests.conftest import RunningServer, server_env, serving
+
+GENEROUS = "100000/minute"
+EXAMPLES = os.environ.get("SCOREBOARD_FUZZ_EXAMPLES", "10")
+
+
+def test_every_route_has_an_operation_and_no_operation_is_stale() -> None:
+    served = set(route_operations(create_app(Settings()).routes))
+    assert served == set(OPERATIONS)
+
+
+async def test_the_document_and_the_docs_page(real_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=real_server.url, timeout=10) as http:
+        spec = (await http.get("/openapi.json")).json()
+        assert spec["openapi"] == "3.1.0"
+        paths = spec["paths"]
+        assert "/v1/scores/update" in paths and "/v1/admin/flagged" in paths
+        assert "/v1/ws/leaderboard" in spec["x-websockets"]
+        update = paths["/v1/scores/update"]["post"]
+        assert update["security"] == [{"bearer": [], "actionToken": []}]
+        assert set(update["responses"]) >= {"200", "400", "401", "403", "429", "503"}
+        for prefix in ("", "/v1"):
+            page = await http.get(f"{prefix}/docs")
+            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+            sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+            assert sources and all(
+                source.startswith(f"{prefix}/docs/assets/") for source in sources
+            )
+            assert "http://" not in page.text and "https://" not in page.text  # no CDN
+            for source in sources:
+                asset = await http.get(source)
+                assert asset.status_code == 200 and len(asset.content) > 1000, source
+
+
+def _admin(env: dict[str, str], cwd: Path) -> str:
+    name = new_username()
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scoreboard",
+            "users",
+            "create",
+            name,
+            "--email",
+            f"{name}@example.com",
+            "--admin",
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    return name
+
+
+def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_path: Path) -> None:
+    """Positive and negative cases for every operation and the stateful phase, as an
+    admin (re-logged in whenever a generated logout revokes the session)."""
+    import dataclasses
+
+    env = server_env(
+        dataclasses.replace(settings, database_url=own_database),
+        SCOREBOARD_RATE_LIMIT_SCORE_UPDATE=GENEROUS,
+        SCOREBOARD_RATE_LIMIT_ACTION_TOKEN=GENEROUS,
+        SCOREBOARD_RATE_LIMIT_LEADERBOARD=GENEROUS,
+    )
+    with serving(env, tmp_path) as (server,):
+        name = _admin(env, tmp_path)
+        config = Path(__file__).parent / "schemathesis.toml"
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "--config-file",
+                str(config),
+                "run",
+                f"{server.url}/openapi.json",
+                "--max-examples",
+                EXAMPLES,
+                "--checks",
+                "all",
+                "--seed",
+                os.environ.get("SCOREBOARD_FUZZ_SEED", "7"),
+            ],
+            env={**os.environ, "ADMIN_NAME": name, "ADMIN_PASSWORD": PASSWORD},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout
