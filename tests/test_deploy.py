@@ -1,12 +1,13 @@
 """The deployment as shipped: docker-compose.yml and .env.example agree and pin what
 they run, the Redis users get the passwords of .env, and the load balancer's own
-config (deploy/nginx.conf, run by Debian's nginx) serves two server processes with
-logins, updates, WebSockets and unbuffered SSE, passing the client's address only as
-it rewrote it."""
+config (deploy/nginx.conf, run by Debian's nginx) serves two server processes and a
+syncer with logins, updates, WebSockets and unbuffered SSE, passing the client's
+address only as it rewrote it."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -17,16 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import redis
 import yaml
 from websockets.asyncio.client import connect
 
-from scoreboard.keys import Keys
 from scoreboard.settings import Settings
 from tests.auth_helpers import bearer, new_player, submit
 from tests.conftest import RunningServer, server_env, serving
+from tests.deployment import FAST_SYNC, SyncerProcess
 from tests.services_under_test import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,14 +166,19 @@ def _nginx() -> str:
 
 
 @pytest.fixture
-def balanced(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, list[RunningServer]]]:
+def balanced(
+    settings: Settings, own_database: str, tmp_path: Path
+) -> Iterator[tuple[str, list[RunningServer]]]:
+    """The compose deployment's processes on loopback: two servers and a syncer behind
+    the shipped nginx config."""
     nginx = _nginx()
     env = server_env(
-        settings,
+        dataclasses.replace(settings, database_url=own_database),
+        **FAST_SYNC,
         SCOREBOARD_TRUSTED_PROXIES="127.0.0.1",
         SCOREBOARD_BROADCAST_INTERVAL_MS="50",
-        SCOREBOARD_ANTICHEAT_MODE="off",
     )
+    syncer = SyncerProcess(env, tmp_path)
     with serving(env, tmp_path, count=2) as servers:
         port = free_port()
         conf = (ROOT / "deploy" / "nginx.conf").read_text()
@@ -211,10 +218,11 @@ def balanced(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, list[Run
             process.terminate()
             process.wait(timeout=10)
             log.close()
+            syncer.stop()
 
 
 async def test_the_load_balancer_serves_the_whole_flow(
-    balanced: tuple[str, list[RunningServer]], settings: Settings
+    balanced: tuple[str, list[RunningServer]], settings: Settings, own_database: str
 ) -> None:
     url, _ = balanced
     # the client comes from 127.0.0.2 and claims another address: only what nginx saw
@@ -259,12 +267,21 @@ async def test_the_load_balancer_serves_the_whole_flow(
             assert message["data"]["updated_user"]["user_id"] == player["user_id"]
         top = await http.get("/v1/leaderboard/top10", headers=bearer(player["access_token"]))
         assert top.json()["data"]["leaderboard"][0]["score"] == 21
-    keys = Keys(settings.redis_prefix)
-    assert settings.redis_url
-    client = redis.Redis.from_url(settings.redis_url)
+    # the syncer persists what was played through the balancer, and the refused login
+    # with the address nginx saw
+    conn = await asyncpg.connect(own_database)
     try:
-        entries = client.xrange(keys.events())
+        for _ in range(100):
+            score = await conn.fetchval(
+                "SELECT current_score FROM users WHERE id = $1", player["user_id"]
+            )
+            addresses = await conn.fetch(
+                "SELECT host(ip_address) AS ip FROM audit_log WHERE event_type = 'login_failed'"
+            )
+            if score == 21 and addresses:
+                break
+            await asyncio.sleep(0.1)
     finally:
-        client.close()
-    failed = [fields for _, fields in entries if fields.get(b"event_type") == b"login_failed"]
-    assert [fields[b"ip"] for fields in failed] == [b"127.0.0.2"]
+        await conn.close()
+    assert [row["ip"] for row in addresses] == ["127.0.0.2"]
+    assert score == 21
