@@ -46,6 +46,11 @@ SCORE_UPDATES = Counter(
     "Score updates by outcome (accepted, flagged, replayed or the error code)",
     ["outcome"],
 )
+HASHES_SHED = Counter(
+    "scoreboard_password_hashes_shed",
+    "Logins, registrations and password checks refused with 503: no hashing slot in time",
+    ["reason"],
+)
 ACTION_TOKENS = Counter("scoreboard_action_tokens_issued", "Action tokens issued")
 LOGIN_FAILURES = Counter("scoreboard_login_failures", "Logins refused (bad name or password)")
 RATE_LIMITED = Counter("scoreboard_rate_limited", "Requests refused by a rate limit", ["rule"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,7 @@ class Services:
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
     syncer: Any = None
+    hasher: PasswordHasher | None = None
     syncer_task: asyncio.Task[None] | None = None
     redis_warnings: list[str] = dataclasses.field(default_factory=list)
 
@@ -149,7 +151,15 @@ class Services:
         )
         scripts = Scripts(redis, pipelined)
         limiter = RateLimiter(scripts)
-        hasher = await run_in_threadpool(PasswordHasher, settings.bcrypt_rounds)
+        hasher = await run_in_threadpool(
+            functools.partial(
+                PasswordHasher,
+                settings.bcrypt_rounds,
+                workers=settings.hash_workers or None,
+                queue_limit=settings.hash_queue_limit or None,
+                wait_ms=settings.hash_wait_ms,
+            )
+        )
         accounts = Accounts(pool, hasher)
         codec = TokenCodec(
             settings.jwt_secret, settings.jwt_refresh_secret, settings.access_token_ttl
@@ -206,6 +216,7 @@ class Services:
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,
+            hasher=hasher,
         )
 
     async def close(self) -> None:
@@ -220,5 +231,7 @@ class Services:
             await self.pipelined.close()
         await self.redis.aclose()
         await self.pool.close()
+        if self.hasher is not None:
+            self.hasher.close()
         if self.embedded_pg is not None:
             await run_in_threadpool(self.embedded_pg.cleanup)

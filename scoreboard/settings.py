@@ -62,6 +62,9 @@ class Settings:
     data_dir: Path = Path(".scoreboard")
     redis_prefix: str = "sb"
     bcrypt_rounds: int = 12
+    hash_workers: int = 0  # 0: half the CPUs, at least one
+    hash_wait_ms: int = 500
+    hash_queue_limit: int = 0  # 0: 256
     access_token_ttl: int = 3600
     refresh_token_ttl: int = 14 * 86400
     action_token_ttl: int = 300
@@ -126,6 +129,9 @@ class Settings:
             data_dir=Path(reader.text("SCOREBOARD_DATA_DIR") or ".scoreboard"),
             redis_prefix=reader.get("SCOREBOARD_REDIS_PREFIX", "sb", _prefix),
             bcrypt_rounds=reader.get("SCOREBOARD_BCRYPT_ROUNDS", 12, _int_in(4, 31)),
+            hash_workers=reader.get("SCOREBOARD_HASH_WORKERS", 0, _int_in(0, 256)),
+            hash_wait_ms=reader.get("SCOREBOARD_HASH_WAIT_MS", 500, _int_in(1, 60_000)),
+            hash_queue_limit=reader.get("SCOREBOARD_HASH_QUEUE_LIMIT", 0, _int_in(0, 100_000)),
             access_token_ttl=reader.get("SCOREBOARD_ACCESS_TOKEN_TTL", 3600, _int_in(10, 86400)),
             refresh_token_ttl=reader.get(
                 "SCOREBOARD_REFRESH_TOKEN_TTL", 14 * 86400, _int_in(60, 365 * 86400)

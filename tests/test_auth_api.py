@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
 import warnings
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 
+from scoreboard.app import create_app
 from scoreboard.jwt_tokens import ACCESS_AUDIENCE, ISSUER, REFRESH_AUDIENCE
 from scoreboard.services import Services
+from scoreboard.settings import Settings
 from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_username, register
 from tests.conftest import ACCESS_SECRET, REFRESH_SECRET
 
@@ -429,3 +433,37 @@ async def test_escaped_characters_that_are_whole_still_pass(client: httpx.AsyncC
         "/v1/auth/register", content=body, headers={"content-type": "application/json"}
     )
     assert response.status_code == 201, response.text
+
+
+async def test_a_login_storm_is_shed_quickly_not_queued(settings: Settings) -> None:
+    """More logins than the hashing pool can take: those that cannot start hashing
+    within SCOREBOARD_HASH_WAIT_MS get 503 with Retry-After at once, and /health stays
+    quick meanwhile."""
+    storm = dataclasses.replace(settings, bcrypt_rounds=12, hash_workers=1, hash_wait_ms=100)
+    services = await Services.open(storm)
+    app = create_app(storm)
+    app.state.services = services
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            user = await register(http)
+            body = {"username": user["username"], "password": PASSWORD}
+
+            async def timed(method: str, url: str, **kw: Any) -> tuple[float, httpx.Response]:
+                started = time.perf_counter()
+                response = await http.request(method, url, **kw)
+                return time.perf_counter() - started, response
+
+            logins = [timed("POST", "/v1/auth/login", json=body) for _ in range(12)]
+            health = [timed("GET", "/health") for _ in range(5)]
+            results = await asyncio.gather(*logins, *health)
+    finally:
+        await services.close()
+    answered = [response.status_code for _, response in results[:12]]
+    assert 200 in answered and 503 in answered
+    shed = [(took, r) for took, r in results[:12] if r.status_code == 503]
+    assert all(r.headers["Retry-After"] == "1" for _, r in shed)
+    assert all(error_code(r) == "SERVICE_UNAVAILABLE" for _, r in shed)
+    slowest_ok = max(took for took, r in results[:12] if r.status_code == 200)
+    assert max(took for took, _ in shed) < slowest_ok + 1.0  # refused, not queued
+    assert max(took for took, _ in results[12:]) < 1.0
