@@ -26,7 +26,7 @@ def _bench(module: str, arguments: list[str], redis_url: str, postgres_admin: st
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -77,3 +77,29 @@ def test_the_short_soak_run_heals_every_fault(
     ]
     assert all(seconds < 10 for _, _, seconds in result["recoveries"])
     assert result["invariant"]["exact"] and result["feeds"]["passed"]
+
+
+@pytest.mark.timeout(420)  # the first run installs Artillery (about a minute)
+def test_the_login_storm_sheds_quickly_and_clients_complete(
+    redis_url: str, postgres_admin: str, tmp_path: Path
+) -> None:
+    """The spec's scenario in short, at bcrypt cost 12, with Artillery: every flow of
+    the literal mode either completes or is answered a quick 503 (none times out), and
+    every flow of the real-client mode completes."""
+    if shutil.which("npm") is None:
+        if IN_CI:
+            pytest.fail("npm is required in CI (Artillery)", pytrace=False)
+        pytest.skip("npm is not installed (Artillery)")
+    _bench(
+        "bench.login_storm",
+        ["--quick", "--users", "800", "--out", str(tmp_path)],
+        redis_url,
+        postgres_admin,
+    )
+    result = json.loads((tmp_path / "storm.json").read_text())
+    spec, client = result["spec"], result["client"]
+    assert spec["flows"] > 0 and spec["completed"] > 0
+    assert spec["completed"] + spec["codes"].get("503", 0) == spec["flows"]
+    assert not {name for name in spec["errors"] if "TIMEDOUT" in name or "ECONN" in name}
+    assert spec["routes"]["login"]["p99"] < 3000  # answered, not queued to the timeout
+    assert client["completed"] == client["flows"] > 0
