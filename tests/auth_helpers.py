@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,3 +81,31 @@ async def submit(
         json={"score_increase": increase, **extra},
         headers={**bearer(player["access_token"]), "X-Action-Token": token},
     )
+
+
+def create_admin(env: dict[str, str], cwd: Path) -> str:
+    """An admin made as an operator would (`scoreboard users create --admin`, the
+    password on stdin); returns the name (the password is PASSWORD)."""
+    name = new_username()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scoreboard",
+            "users",
+            "create",
+            name,
+            "--email",
+            f"{name}@example.com",
+            "--admin",
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "created admin" in done.stdout
+    return name

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from scoreboard.settings import Settings
-from tests.auth_helpers import PASSWORD, bearer, login, new_player, new_username, submit
+from tests.auth_helpers import PASSWORD, bearer, create_admin, login, new_player, submit
 from tests.conftest import RunningServer, server_env, serving
 from tests.deployment import FAST_SYNC, SyncerProcess
 
@@ -69,37 +67,11 @@ async def _until(predicate: Any, within: float = 15.0) -> Any:
         await asyncio.sleep(0.2)
 
 
-def _create_admin(env: dict[str, str], cwd: Path) -> str:
-    name = new_username()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scoreboard",
-            "users",
-            "create",
-            name,
-            "--email",
-            f"{name}@example.com",
-            "--admin",
-        ],
-        input=PASSWORD + "\n",
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "created admin" in done.stdout
-    return name
-
-
 async def test_a_bot_is_caught_found_banned_and_unbanned(
     two_servers: list[RunningServer], env: dict[str, str], tmp_path: Path
 ) -> None:
     first, second = two_servers
-    admin_name = _create_admin(env, tmp_path)
+    admin_name = create_admin(env, tmp_path)
     async with (
         httpx.AsyncClient(base_url=first.url, timeout=30) as a,
         httpx.AsyncClient(base_url=second.url, timeout=30) as b,

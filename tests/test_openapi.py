@@ -15,7 +15,7 @@ import httpx
 from scoreboard.app import create_app
 from scoreboard.openapi import OPERATIONS, route_operations
 from scoreboard.settings import Settings
-from tests.auth_helpers import PASSWORD, new_username
+from tests.auth_helpers import PASSWORD, create_admin
 from tests.conftest import RunningServer, server_env, serving
 
 GENEROUS = "100000/minute"
@@ -50,31 +50,6 @@ async def test_the_document_and_the_docs_page(real_server: RunningServer) -> Non
                 assert asset.status_code == 200 and len(asset.content) > 1000, source
 
 
-def _admin(env: dict[str, str], cwd: Path) -> str:
-    name = new_username()
-    created = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scoreboard",
-            "users",
-            "create",
-            name,
-            "--email",
-            f"{name}@example.com",
-            "--admin",
-        ],
-        input=PASSWORD + "\n",
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert created.returncode == 0, created.stderr
-    return name
-
-
 def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_path: Path) -> None:
     """Positive and negative cases for every operation and the stateful phase, as an
     admin (re-logged in whenever a generated logout revokes the session)."""
@@ -87,7 +62,7 @@ def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_p
         SCOREBOARD_RATE_LIMIT_LEADERBOARD=GENEROUS,
     )
     with serving(env, tmp_path) as (server,):
-        name = _admin(env, tmp_path)
+        name = create_admin(env, tmp_path)
         config = Path(__file__).parent / "schemathesis.toml"
         run = subprocess.run(
             [
