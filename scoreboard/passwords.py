@@ -11,7 +11,9 @@ queueing without bound until every client has given up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -54,6 +56,17 @@ def validate_password(password: object) -> str:
     return password
 
 
+HASHING_NICENESS = 10
+
+
+def _yield_to_requests() -> None:
+    """Hashing threads run at a lower priority than the event loop's: where they share
+    a core with it, the scheduler serves requests first (Linux sets a thread's own
+    niceness; elsewhere this does nothing)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
 class HashingBusy(ServiceUnavailable):
     default_message = "Too many logins at once; retry in a moment"
 
@@ -71,7 +84,9 @@ class PasswordHasher:
         self.workers = workers or default_hash_workers()
         self._queue_limit = DEFAULT_QUEUE_LIMIT if queue_limit is None else queue_limit
         self._wait = wait_ms / 1000
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="bcrypt")
+        self._executor = ThreadPoolExecutor(
+            self.workers, thread_name_prefix="bcrypt", initializer=_yield_to_requests
+        )
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
         self._dummy_hash = bcrypt.hashpw(b"dummy password", bcrypt.gensalt(rounds))
