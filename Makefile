@@ -37,9 +37,11 @@ fuzz: install
 		tests/test_openapi.py -k schemathesis -p no:timeout
 
 # Real processes against REDIS_URL / DATABASE_URL (default: the local servers);
-# writes bench/RESULTS.md and bench/results.json.
+# writes bench/RESULTS.md and bench/results.json, then the spec's login scenario with
+# Artillery (needs Node.js and npm): bench/STORM.md and bench/storm.json.
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.login_storm
 
 # Minutes of mixed load on a private Redis while a fault strikes every 30 s; checks that
 # what players were told is what the board and PostgreSQL hold. Writes bench/SOAK.md.
