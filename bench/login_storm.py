@@ -46,20 +46,29 @@ QUIET_SECONDS = 5
 
 
 def artillery() -> str:
+    """The Artillery command: ARTILLERY, or one installed under ~/.cache (kept for later
+    runs). The install goes to a side directory first and is moved into place only once
+    `artillery version` runs, so an interrupted install is never taken for a good one."""
     given = os.environ.get("ARTILLERY")
     if given:
         return given
-    local = HERE / ".artillery" / "node_modules" / ".bin" / "artillery"
-    if not local.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise SystemExit("Artillery needs Node.js and npm (apt install nodejs npm)")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    home = cache / "scoreboard" / "artillery"
+    local = home / "node_modules" / ".bin" / "artillery"
+    if local.exists():
+        return str(local)
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("Artillery needs Node.js and npm (apt install nodejs npm)")
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="artillery-", dir=home.parent))
+    try:
         subprocess.run(
             [
                 npm,
                 "install",
                 "--prefix",
-                str(HERE / ".artillery"),
+                str(staging),
                 "--no-audit",
                 "--no-fund",
                 "--ignore-scripts",
@@ -68,6 +77,12 @@ def artillery() -> str:
             ],
             check=True,
         )
+        staged = staging / "node_modules" / ".bin" / "artillery"
+        subprocess.run([str(staged), "version"], check=True, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+        staging.rename(home)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return str(local)
 
 
