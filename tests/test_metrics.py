@@ -90,7 +90,10 @@ async def test_the_syncers_commits_show(
                 for _ in range(150):
                     text = (await http.get("/metrics")).text
                     samples = _samples(text)
-                    if _value(samples, "scoreboard_sync_committed_events_total", board="global"):
+                    if (
+                        _value(samples, "scoreboard_sync_committed_events_total", board="global")
+                        >= 3
+                    ):
                         break
                     await asyncio.sleep(0.1)
     finally:
