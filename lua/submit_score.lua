@@ -43,6 +43,14 @@
 --   ARGV[20] the request's fingerprint (a digest of its body): a retry with the same
 --            fingerprint replays the first answer; the automation check compares it
 --            with the previous submission's
+--   ARGV[21] the board's periods, comma-separated kinds ('daily,weekly'; '' = none):
+--            the update also counts in the current period of each, whose ranking is
+--            KEYS[3]..':'..<period id> with its players hash KEYS[4]..':'..<period id>
+--            (same encodings; ids from include/periods.lua at Redis TIME)
+--   ARGV[22] how long a closed period's ranking stays in Redis, in ms (each period
+--            key expires that long after its period ends, set when a player first
+--            enters it)
+--   ARGV[23] clock offset in microseconds added to Redis TIME ('0'; tests only)
 --   (ARGV 17-19 are kept in the stream only, for the audit trail)
 --
 -- Output:
@@ -53,11 +61,13 @@
 --   { 'OK', new_score, new_rank, old_score, old_rank (0 = was not ranked), stream_id,
 --     risk, flagged (0/1), rate_remaining, rate_reset_us, total_players,
 --     top_json ('' unless the change touched the top N), sequence, epoch,
---     reasons ('<check>:<risk>,...', highest first; '' = none fired) }
+--     reasons ('<check>:<risk>,...', highest first; '' = none fired),
+--     periods (JSON [[kind, period id, score, rank, ends ms], ...]; '[]' = none) }
 --   { 'REPLAYED', rate_remaining, rate_reset_us, status, ... }
 --                                  the owner retried a spent token with the same
 --                                  request: the first answer, nothing changed; for OK
---                                  `new_score, new_rank, old_score, old_rank`, else the
+--                                  `new_score, new_rank, old_score, old_rank, periods`,
+--                                  else the
 --                                  refusal's own fields
 --   Published: the change, as bc_publish in include/board_change.lua describes it.
 --   { 'RATE_LIMITED', retry_after_us, reset_us }
@@ -75,6 +85,7 @@
 -- @include board_entries
 -- @include board_change
 -- @include anticheat
+-- @include periods
 
 local S_OK = 'OK'
 local S_BANNED = 'BANNED'
@@ -105,12 +116,13 @@ local top_n = tonumber(ARGV[13])
 local event_id, token_hash, board = ARGV[14], ARGV[15], ARGV[16]
 local client_ip, user_agent, action_data = ARGV[17], ARGV[18], ARGV[19]
 local fingerprint = ARGV[20]
+local period_kinds, period_grace_ms = ARGV[21], tonumber(ARGV[22])
 
 local function int(n)
   return string.format('%d', n)
 end
 
-local now = redis_now_us()
+local now = redis_now_us() + tonumber(ARGV[23])
 local now_ms = int(math.floor(now / 1000))
 
 local function audit_rejection(status, reason, session_id, action_type, risk, reasons)
@@ -238,6 +250,38 @@ if anticheat_mode ~= 'off' then
 end
 local total = rcall('ZCARD', board_key)
 
+-- the current period of each of the board's periods: same member, so ties there too
+-- go to the earlier achiever
+local periods, period_ids, period_moves = {}, {}, {}
+for kind in string.gmatch(period_kinds, '[^,]+') do
+  local period_id, _, ends_ms = period_at(kind, math.floor(now / 1000))
+  local period_board, period_players = board_key .. ':' .. period_id, players_key .. ':' .. period_id
+  local previous = rcall('HGET', period_players, user_id)
+  local period_score, period_old_rank = increase, 0
+  if previous then
+    local previous_member = string.match(previous, '^([^|]+)')
+    local held = rcall('ZSCORE', period_board, previous_member)
+    if held then
+      period_score = tonumber(held) + increase
+      period_old_rank = rcall('ZREVRANK', period_board, previous_member) + 1
+      rcall('ZREM', period_board, previous_member)
+    end
+  end
+  rcall('ZADD', period_board, int(period_score), new_member)
+  rcall('HSET', period_players, user_id, new_member .. '|' .. now_ms .. '|' .. username)
+  if not previous then -- (relative to the script's clock, which tests may offset)
+    local keep_ms = int(ends_ms + period_grace_ms - math.floor(now / 1000))
+    rcall('PEXPIRE', period_board, keep_ms)
+    rcall('PEXPIRE', period_players, keep_ms)
+  end
+  local period_rank = rcall('ZREVRANK', period_board, new_member) + 1
+  periods[#periods + 1] = { kind, period_id, int(period_score), period_rank, int(ends_ms) }
+  period_ids[#period_ids + 1] = period_id
+  period_moves[kind] = { id = period_id, score = int(period_score), rank = period_rank,
+    old_rank = period_old_rank, total = rcall('ZCARD', period_board) }
+end
+local periods_json = #periods > 0 and cjson.encode(periods) or '[]'
+
 local top = nil
 if new_rank <= top_n or (old_rank > 0 and old_rank <= top_n) then
   top = bc_top(board_key, players_key, top_n)
@@ -253,13 +297,15 @@ local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
   'session_id', session_id, 'token_hash', token_hash, 'risk', risk_text,
   'flagged', int(flagged), 'reason', reason, 'reasons', reasons_text,
   'token_wait_ms', int(math.floor(wait_us / 1000)), 'ip', client_ip, 'user_agent', user_agent,
-  'action_data', action_data, 'ts', now_ms)
+  'action_data', action_data, 'periods', table.concat(period_ids, ','), 'ts', now_ms)
 
 bc_publish(channel, { seq = int(sequence), id = stream_id, board = board, user_id = user_id,
   username = username, delta = increase_text, old_score = int(old_score),
   new_score = int(new_score), old_rank = int(old_rank), new_rank = int(new_rank),
-  ts = now_ms, total = int(total), epoch = epoch }, top)
+  ts = now_ms, total = int(total), epoch = epoch, periods = #periods > 0 and period_moves or nil },
+  top)
 
-answer({ S_OK, int(new_score), new_rank, int(old_score), old_rank })
+answer({ S_OK, int(new_score), new_rank, int(old_score), old_rank, periods_json })
 return { S_OK, int(new_score), new_rank, int(old_score), old_rank, stream_id, risk_text,
-  flagged, rate_remaining, rate_reset, total, top_json, sequence, epoch, reasons_text }
+  flagged, rate_remaining, rate_reset, total, top_json, sequence, epoch, reasons_text,
+  periods_json }

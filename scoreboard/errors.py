@@ -92,6 +92,11 @@ class UserNotFound(NotFound):
     default_message = "No such user"
 
 
+class BoardNotFound(NotFound):
+    code = "BOARD_NOT_FOUND"
+    default_message = "No such board"
+
+
 class MethodNotAllowed(ScoreboardError):
     code = "METHOD_NOT_ALLOWED"
     status = 405

@@ -75,6 +75,16 @@ class Keys:
     def events(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:events"
 
+    def period_ranking(self, board: str, period_id: str) -> tuple[str, str]:
+        """The ranking of one period of the board and its players hash (same encodings
+        as the all-time ones). submit_score.lua names them itself, as the all-time
+        keys plus ':<period id>', because the period comes from Redis TIME."""
+        return f"{self.leaderboard(board)}:{period_id}", f"{self.players(board)}:{period_id}"
+
+    def season(self, board: str = DEFAULT_BOARD) -> str:
+        """The all-time ranking's current season number (absent: PostgreSQL's)."""
+        return f"{self._board(board)}:season"
+
     def banned(self, board: str = DEFAULT_BOARD) -> str:
         """Hash of the board's banned players, off the board with their standing kept
         (the encoding: lua/include/board_change.lua)."""
@@ -179,8 +189,15 @@ class BoardKeys:
     def rebuild_staging(self) -> tuple[str, str, str]:
         return self.keys.rebuild_staging(self.name)
 
+    @functools.cached_property
+    def season(self) -> str:
+        return self.keys.season(self.name)
+
     def action_token(self, token_hash: str) -> str:
         return self.keys.action_token(token_hash, self.name)
+
+    def period_ranking(self, period_id: str) -> tuple[str, str]:
+        return self.keys.period_ranking(self.name, period_id)
 
     def audit_floods(self, window_start_s: int) -> str:
         return self.keys.audit_floods(window_start_s, self.name)

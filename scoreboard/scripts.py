@@ -126,6 +126,26 @@ class ScoreSubmission:
 
 
 @dataclass(frozen=True)
+class PeriodStanding:
+    """A player's score and rank in the current period of one kind after an update."""
+
+    kind: str
+    period_id: str
+    score: int
+    rank: int
+    ends_ms: int
+
+
+def period_standings(periods_json: str) -> tuple[PeriodStanding, ...]:
+    if not periods_json or periods_json in ("[]", "{}"):
+        return ()
+    return tuple(
+        PeriodStanding(str(kind), str(pid), int(score), int(rank), int(ends))
+        for kind, pid, score, rank, ends in json.loads(periods_json)
+    )
+
+
+@dataclass(frozen=True)
 class ScoreApplied:
     new_score: int
     new_rank: int
@@ -141,6 +161,7 @@ class ScoreApplied:
     epoch: str
     replayed: bool = False
     reasons: tuple[Reason, ...] = ()
+    periods: tuple[PeriodStanding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +214,8 @@ class ScoringPolicy:
     anticheat_mode: str
     anticheat: AnticheatPolicy
     top_n: int
+    period_grace_ms: int = 3_600_000
+    clock_offset_us: int = 0
 
 
 def _raise_for(reply: list[Any], rule: RateRule) -> None:
@@ -302,8 +325,14 @@ class Scripts:
         return RateDecision(True, rule.limit, int(reply[1]), 0.0, int(reply[2]) / 1e6)
 
     async def submit_score(
-        self, board: BoardKeys, submission: ScoreSubmission, policy: ScoringPolicy
+        self,
+        board: BoardKeys,
+        submission: ScoreSubmission,
+        policy: ScoringPolicy,
+        periods: tuple[str, ...] = (),
     ) -> ScoreApplied:
+        """The update, on the board's all-time ranking and the current period of each
+        of `periods` (kinds)."""
         user_id = submission.user_id
         reply = await self._call(
             "submit_score",
@@ -339,6 +368,9 @@ class Scripts:
                 submission.user_agent,
                 submission.action_data_json,
                 submission.fingerprint,
+                ",".join(periods),
+                policy.period_grace_ms,
+                policy.clock_offset_us,
             ],
         )
         status = as_text(reply[0])
@@ -556,6 +588,7 @@ def _replayed(answer: list[Any], rule: RateRule, rate: RateDecision) -> ScoreApp
     if as_text(answer[0]) != ScriptStatus.OK:
         _raise_for(answer, rule)
     new_score, new_rank, old_score, old_rank = (int(as_text(v)) for v in answer[1:5])
+    periods = period_standings(as_text(answer[5])) if len(answer) > 5 else ()
     return ScoreApplied(
         new_score=new_score,
         new_rank=new_rank,
@@ -570,6 +603,7 @@ def _replayed(answer: list[Any], rule: RateRule, rate: RateDecision) -> ScoreApp
         sequence=0,
         epoch="",
         replayed=True,
+        periods=periods,
     )
 
 
@@ -593,4 +627,5 @@ def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:
         sequence=int(reply[12]),
         epoch=as_text(reply[13]),
         reasons=tuple(parse_reasons(as_text(reply[14]))),
+        periods=period_standings(as_text(reply[15])),
     )

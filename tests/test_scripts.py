@@ -137,7 +137,7 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
 _REPLIES: dict[str, Any] = {
     "rate_limit": [1, 1, 0, 0],
     "issue_action_token": ["OK", 1, 1],
-    "submit_score": ["OK", 1, 1, 0, 0, "1-0", "0", 0, 1, 1, 1, "", 1, "e", ""],
+    "submit_score": ["OK", 1, 1, 0, 0, "1-0", "0", 0, 1, 1, 1, "", 1, "e", "", "[]"],
     "judge_submission": ["OK", "0.000", "", "approved"],
     "ban_player": ["OK", 0, 0, 1],
     "unban_player": ["OK", 0, 0, 1],

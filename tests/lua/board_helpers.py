@@ -32,6 +32,7 @@ class Board:
     keys: Keys = field(default_factory=lambda: Keys(f"sbt{uuid.uuid4().hex[:10]}"))
     board: str = DEFAULT_BOARD
     policy: ScoringPolicy = POLICY
+    periods: tuple[str, ...] = ()
     _ready: bool = False
 
     @property
@@ -105,7 +106,9 @@ class Board:
         )
         if not self._ready:
             await self.make_ready()
-        return await self.scripts.submit_score(self.board_keys, submission, policy or self.policy)
+        return await self.scripts.submit_score(
+            self.board_keys, submission, policy or self.policy, self.periods
+        )
 
     def with_policy(self, **changes: object) -> ScoringPolicy:
         return replace(self.policy, **changes)  # type: ignore[arg-type]
