@@ -22,6 +22,7 @@ REJECTED = "score_rejected"
 AUDIT = "audit"  # a security event of no score: a login refused, a ban, a logout...
 
 _UUID_RE = re.compile(rb"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+_PERIOD_ID_RE = re.compile(r"\A(?:daily|weekly|monthly):[0-9W-]{4,10}\Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _quote = json.encoder.encode_basestring_ascii
 
@@ -58,6 +59,11 @@ class StreamEvent:
     admin_id: str | None = None  # an admin's change of a score
     audit_type: str | None = None  # AUDIT entries: their event type...
     details: str | None = None  # ...and their details (a JSON object)
+    periods: str = ""  # applied updates: the period ids they counted in, comma-separated
+
+    @property
+    def period_ids(self) -> list[str]:
+        return self.periods.split(",") if self.periods else []
 
     def record(self) -> tuple[Any, ...]:
         """Its row in the staging table (columns `COLUMNS`: the fields, then the audit
@@ -86,6 +92,7 @@ class StreamEvent:
             moment(self.ts_ms),
             self.ip,
             self.user_agent,
+            self.period_ids,
         )
 
     def token_row(self) -> tuple[Any, ...]:
@@ -207,6 +214,7 @@ SCORE_COLUMNS = [
     "created_at",
     "ip_address",
     "user_agent",
+    "periods",
 ]
 TOKEN_COLUMNS = [
     "id",
@@ -331,7 +339,15 @@ def parse(stream_id: Any, raw_fields: dict[Any, Any]) -> StreamEvent:
         reasons=raw.get(b"reasons", b"").decode(),
         token_wait_ms=_optional_int(raw, b"token_wait_ms"),
         admin_id=_uuid(raw[b"admin_id"]) if raw.get(b"admin_id") else None,
+        periods=_periods(raw.get(b"periods", b"")),
     )
+
+
+def _periods(value: bytes) -> str:
+    text = value.decode()
+    if text and not all(_PERIOD_ID_RE.match(pid) for pid in text.split(",")):
+        raise ValueError(f"malformed period ids: {text[:80]!r}")
+    return text
 
 
 def _parse_audit(stream_id: Any, raw: dict[bytes, bytes]) -> StreamEvent:

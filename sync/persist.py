@@ -18,18 +18,25 @@ order, so concurrent batches hold those row locks briefly and never deadlock.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
+from scoreboard.keys import DEFAULT_BOARD
 from scoreboard.sync.events import (
     APPLIED,
+    AUDIT,
     AUDIT_COLUMNS,
     COLUMNS,
     SCORE_COLUMNS,
     TOKEN_COLUMNS,
     StreamEvent,
+    moment,
 )
+
+SEASON_RESET = "season_reset"  # an audit entry of the board's stream: a season ended
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS sync_staging (
@@ -38,27 +45,49 @@ CREATE TEMP TABLE IF NOT EXISTS sync_staging (
   session_id text, token_hash text, token_max bigint, token_expires_ms bigint,
   risk float8, flagged boolean, reason text, status text, ip inet, user_agent text,
   action_data jsonb, ts_ms bigint, reasons text, token_wait_ms bigint, admin_id uuid,
-  audit_type text, details text, audit_event_type text, audit_result text,
+  audit_type text, details text, periods text, audit_event_type text, audit_result text,
   audit_score_change bigint, audit_risk float8, audit_details jsonb
 ) ON COMMIT DELETE ROWS
 """
 
 _SCORES = """
-WITH inserted AS (
-  INSERT INTO scores (id, event_id, stream_id, seq, board, user_id, score_change, new_score,
-                      action_type, session_id, action_data, risk_score, created_at,
-                      ip_address, user_agent)
-  SELECT event_id, event_id, stream_id, seq, board, user_id, delta, new_score, action_type,
-         session_id, action_data, risk, to_timestamp(ts_ms / 1000.0), ip, user_agent
-  FROM sync_staging WHERE kind = 'score_updated'
-  ON CONFLICT (id) DO NOTHING
-  RETURNING user_id, score_change, new_score, seq, stream_id
-), totals AS (
-  SELECT user_id, sum(score_change) AS gained, max(seq) AS last_seq,
-         (array_agg(stream_id ORDER BY seq DESC))[1] AS latest_stream_id
-  FROM inserted GROUP BY user_id
-)
-SELECT user_id, gained, last_seq, latest_stream_id FROM totals ORDER BY user_id
+INSERT INTO scores (id, event_id, stream_id, seq, board, user_id, score_change, new_score,
+                    action_type, session_id, action_data, risk_score, created_at,
+                    ip_address, user_agent, periods)
+SELECT event_id, event_id, stream_id, seq, board, user_id, delta, new_score, action_type,
+       session_id, action_data, risk, to_timestamp(ts_ms / 1000.0), ip, user_agent,
+       coalesce(string_to_array(nullif(periods, ''), ','), '{}')
+FROM sync_staging WHERE kind = 'score_updated'
+ON CONFLICT (id) DO NOTHING
+RETURNING event_id::text
+"""
+
+_CLEAR_STAGING = "DELETE FROM sync_staging"
+
+# Another board's all-time totals, and every board's period totals: upserted in key
+# order (the same deadlock rule as the players' rows).
+_BOARD_SCORES = """
+INSERT INTO board_scores AS b (board, user_id, score, last_event_seq, updated_at)
+SELECT board, user_id, gained, last_seq, to_timestamp(ts_ms / 1000.0)
+FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[])
+  AS t(board, user_id, gained, last_seq, ts_ms)
+ORDER BY board, user_id
+ON CONFLICT (board, user_id) DO UPDATE SET
+  score = b.score + EXCLUDED.score,
+  last_event_seq = GREATEST(b.last_event_seq, EXCLUDED.last_event_seq),
+  updated_at = GREATEST(b.updated_at, EXCLUDED.updated_at)
+"""
+
+_PERIOD_SCORES = """
+INSERT INTO period_scores AS p (board, period_id, user_id, score, last_event_seq, updated_at)
+SELECT board, period_id, user_id, gained, last_seq, to_timestamp(ts_ms / 1000.0)
+FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[], $5::bigint[], $6::bigint[])
+  AS t(board, period_id, user_id, gained, last_seq, ts_ms)
+ORDER BY board, period_id, user_id
+ON CONFLICT (board, period_id, user_id) DO UPDATE SET
+  score = p.score + EXCLUDED.score,
+  last_event_seq = GREATEST(p.last_event_seq, EXCLUDED.last_event_seq),
+  updated_at = GREATEST(p.updated_at, EXCLUDED.updated_at)
 """
 
 # Row locks on the players, taken in id order (the lock sits above the sort), so two
@@ -104,17 +133,68 @@ class _Gain:
     gained: int
     last_seq: int
     latest_stream_id: str
+    ts_ms: int = 0
 
 
-def _add(totals: dict[str, _Gain], user_id: str, gain: _Gain) -> None:
-    current = totals.get(user_id)
+def _add(totals: dict[Any, _Gain], key: Any, gain: _Gain) -> None:
+    current = totals.get(key)
     if current is None:
-        totals[user_id] = gain
+        totals[key] = gain
         return
     current.gained += gain.gained
     if gain.last_seq > current.last_seq:
         current.last_seq = gain.last_seq
         current.latest_stream_id = gain.latest_stream_id
+        current.ts_ms = gain.ts_ms
+
+
+async def _apply_totals(conn: asyncpg.Connection, applied: list[StreamEvent]) -> None:
+    """Move the totals by the increases of these newly inserted updates: the global
+    board's all-time ones in `users` (the spec's figures), other boards' in
+    `board_scores`, every period's in `period_scores`."""
+    players: dict[str, _Gain] = {}
+    boards: dict[tuple[str, str], _Gain] = {}
+    periods: dict[tuple[str, str, str], _Gain] = {}
+    for event in applied:
+        seq = event.seq or 0
+        if event.board == DEFAULT_BOARD:
+            _add(players, event.user_id, _Gain(event.delta, seq, event.stream_id, event.ts_ms))
+        else:
+            _add(
+                boards,
+                (event.board, event.user_id),
+                _Gain(event.delta, seq, event.stream_id, event.ts_ms),
+            )
+        for period_id in event.period_ids:
+            _add(
+                periods,
+                (event.board, period_id, event.user_id),
+                _Gain(event.delta, seq, event.stream_id, event.ts_ms),
+            )
+    await _update_players(conn, players)
+    if boards:
+        keys = sorted(boards)
+        gains = [boards[key] for key in keys]
+        await conn.execute(
+            _BOARD_SCORES,
+            [key[0] for key in keys],
+            [key[1] for key in keys],
+            [g.gained for g in gains],
+            [g.last_seq for g in gains],
+            [g.ts_ms for g in gains],
+        )
+    if periods:
+        period_keys = sorted(periods)
+        period_gains = [periods[key] for key in period_keys]
+        await conn.execute(
+            _PERIOD_SCORES,
+            [key[0] for key in period_keys],
+            [key[1] for key in period_keys],
+            [key[2] for key in period_keys],
+            [g.gained for g in period_gains],
+            [g.last_seq for g in period_gains],
+            [g.ts_ms for g in period_gains],
+        )
 
 
 async def _update_players(conn: asyncpg.Connection, totals: dict[str, _Gain]) -> None:
@@ -132,14 +212,103 @@ async def _update_players(conn: asyncpg.Connection, totals: dict[str, _Gain]) ->
     )
 
 
+_SEASON_RESET = """
+INSERT INTO season_resets (event_id, board, season, admin_id, reason, reset_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING
+RETURNING 1
+"""
+_ARCHIVE_GLOBAL = """
+WITH archived AS (
+  INSERT INTO season_standings (board, season, user_id, score, last_event_seq, updated_at)
+  SELECT $1, $2, id, current_score, last_event_seq, updated_at FROM users
+  WHERE current_score > 0 AND NOT banned
+  RETURNING 1
+) SELECT count(*) FROM archived
+"""
+_EMPTY_GLOBAL = "UPDATE users SET current_score = 0, updated_at = now() WHERE current_score <> 0"
+_ARCHIVE_BOARD = """
+WITH archived AS (
+  INSERT INTO season_standings (board, season, user_id, score, last_event_seq, updated_at)
+  SELECT b.board, $2, b.user_id, b.score, b.last_event_seq, b.updated_at
+  FROM board_scores b JOIN users u ON u.id = b.user_id
+  WHERE b.board = $1 AND b.score > 0 AND NOT u.banned
+  RETURNING 1
+) SELECT count(*) FROM archived
+"""
+_EMPTY_BOARD = "DELETE FROM board_scores WHERE board = $1"
+_NEXT_SEASON = """
+UPDATE boards SET season = GREATEST(season, $2 + 1), updated_at = now() WHERE name = $1
+"""
+
+
+def is_season_reset(event: StreamEvent) -> bool:
+    return event.kind == AUDIT and event.audit_type == SEASON_RESET
+
+
+def _segments(events: list[StreamEvent]) -> list[tuple[list[StreamEvent], StreamEvent | None]]:
+    """The batch cut after each season reset: what came before a reset counts in the
+    season it ends, what came after in the next."""
+    segments: list[tuple[list[StreamEvent], StreamEvent | None]] = []
+    current: list[StreamEvent] = []
+    for event in events:
+        current.append(event)
+        if is_season_reset(event):
+            segments.append((current, event))
+            current = []
+    if current or not segments:
+        segments.append((current, None))
+    return segments
+
+
+async def _end_season(conn: asyncpg.Connection, event: StreamEvent) -> None:
+    """Archive the board's all-time standings as the ended season's final ones and
+    empty them (once per reset event)."""
+    details = json.loads(event.details or "{}")
+    season = int(details["season"])
+    inserted = await conn.fetchval(
+        _SEASON_RESET,
+        event.event_id,
+        event.board,
+        season,
+        event.user_id or None,
+        str(details.get("reason", "")),
+        moment(event.ts_ms),
+    )
+    if inserted is None:
+        return
+    if event.board == DEFAULT_BOARD:
+        players = await conn.fetchval(_ARCHIVE_GLOBAL, event.board, season)
+        await conn.execute(_EMPTY_GLOBAL)
+    else:
+        players = await conn.fetchval(_ARCHIVE_BOARD, event.board, season)
+        await conn.execute(_EMPTY_BOARD, event.board)
+    await conn.execute(
+        "UPDATE season_resets SET players = $2 WHERE event_id = $1", event.event_id, players
+    )
+    await conn.execute(_NEXT_SEASON, event.board, season)
+
+
 async def persist_fresh(conn: asyncpg.Connection, events: list[StreamEvent]) -> None:
     """Write events never delivered before; the caller owns the transaction. Raises
     `asyncpg.UniqueViolationError` when one was persisted after all."""
+    for segment, reset in _segments(events):
+        await _persist_fresh(conn, segment)
+        if reset is not None:
+            await _end_season(conn, reset)
+
+
+async def persist_batch(conn: asyncpg.Connection, events: list[StreamEvent]) -> None:
+    """Write `events`, any of which may be persisted already; the caller owns the
+    transaction (and commits it)."""
+    for segment, reset in _segments(events):
+        await _persist_batch(conn, segment)
+        if reset is not None:
+            await _end_season(conn, reset)
+
+
+async def _persist_fresh(conn: asyncpg.Connection, events: list[StreamEvent]) -> None:
     applied = [event for event in events if event.kind == APPLIED]
-    totals: dict[str, _Gain] = {}
-    for event in applied:
-        seq = event.seq or 0
-        _add(totals, event.user_id, _Gain(event.delta, seq, event.stream_id))
     if applied:
         await conn.copy_records_to_table(
             "scores", records=[event.score_row() for event in applied], columns=SCORE_COLUMNS
@@ -150,21 +319,21 @@ async def persist_fresh(conn: asyncpg.Connection, events: list[StreamEvent]) -> 
     await conn.copy_records_to_table(
         "audit_log", records=[event.audit_row() for event in events], columns=AUDIT_COLUMNS
     )
-    await _update_players(conn, totals)
+    await _apply_totals(conn, applied)
 
 
-async def persist_batch(conn: asyncpg.Connection, events: list[StreamEvent]) -> None:
-    """Write `events`, any of which may be persisted already; the caller owns the
-    transaction (and commits it)."""
+async def _persist_batch(conn: asyncpg.Connection, events: list[StreamEvent]) -> None:
+    if not events:
+        return
     await conn.execute(_STAGING)
+    await conn.execute(_CLEAR_STAGING)  # a season reset splits a batch in two
     await conn.copy_records_to_table(
         "sync_staging", records=[event.record() for event in events], columns=COLUMNS
     )
-    rows = await conn.fetch(_SCORES)
+    inserted = {row[0] for row in await conn.fetch(_SCORES)}
     await conn.execute(_USED_TOKENS)
     await conn.execute(_AUDIT)
-    totals = {
-        str(row["user_id"]): _Gain(row["gained"], row["last_seq"], row["latest_stream_id"])
-        for row in rows
-    }
-    await _update_players(conn, totals)
+    await _apply_totals(
+        conn,
+        [e for e in events if e.kind == APPLIED and e.event_id.lower() in inserted],
+    )
