@@ -1,4 +1,9 @@
-"""One-time action tokens: 256 random bits to the client, only their SHA-256 in Redis."""
+"""One-time action tokens: 256 random bits to the client, only their SHA-256 in Redis.
+
+A token of another board than `global` starts with the board's name and a '.'
+(`speedrun.<random>`): the update that spends it names no board, the token does, and
+the board's name is covered by the token's hash like the rest of it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scoreboard.errors import InvalidRequest
-from scoreboard.keys import DEFAULT_BOARD, Keys
+from scoreboard.boards import BoardCatalog, BoardConfig
+from scoreboard.errors import BoardNotFound, InvalidRequest
+from scoreboard.keys import BOARD_RE, DEFAULT_BOARD, Keys
 from scoreboard.ratelimit import RateDecision
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
@@ -33,13 +39,24 @@ def validate_session_id(value: object) -> str:
     return value
 
 
-def validate_action_type(value: object, settings: Settings) -> str:
-    if not isinstance(value, str) or value not in settings.action_types:
+def validate_action_type(value: object, action_types: dict[str, int]) -> str:
+    if not isinstance(value, str) or value not in action_types:
         raise InvalidRequest(
-            "action_type is not one of this server's action types",
-            details={"field": "action_type", "allowed": sorted(settings.action_types)},
+            "action_type is not one of this board's action types",
+            details={"field": "action_type", "allowed": sorted(action_types)},
         )
     return value
+
+
+def token_board(token: str) -> str:
+    """The board a token was issued for (its prefix; none: `global`)."""
+    name, dot, _ = token.partition(".")
+    return name if dot and BOARD_RE.match(name) else DEFAULT_BOARD
+
+
+def new_token(board: str) -> str:
+    random_part = secrets.token_urlsafe(TOKEN_BYTES)
+    return random_part if board == DEFAULT_BOARD else f"{board}.{random_part}"
 
 
 def validate_timestamp(value: object) -> None:
@@ -59,23 +76,38 @@ class IssuedToken:
     expires_in: int
     max_score_increase: int
     rate: RateDecision
+    board: str = DEFAULT_BOARD
 
 
 class ActionTokens:
-    def __init__(self, scripts: Scripts, keys: Keys, settings: Settings) -> None:
+    def __init__(
+        self, scripts: Scripts, keys: Keys, settings: Settings, catalog: BoardCatalog
+    ) -> None:
         self._scripts = scripts
         self._keys = keys
         self._settings = settings
+        self._catalog = catalog
+
+    async def _board(self, body: dict[str, Any]) -> BoardConfig:
+        """The board asked for (default `global`); an unknown one is a bad request."""
+        name = body.get("board", DEFAULT_BOARD)
+        if not isinstance(name, str) or not BOARD_RE.match(name):
+            raise InvalidRequest("board must be a board's name", details={"field": "board"})
+        try:
+            return await self._catalog.find(name)
+        except BoardNotFound:
+            raise InvalidRequest("No such board", details={"field": "board"}) from None
 
     async def issue(self, user_id: str, body: dict[str, Any]) -> IssuedToken:
-        action_type = validate_action_type(body["action_type"], self._settings)
+        board = await self._board(body)
+        action_type = validate_action_type(body["action_type"], board.action_types)
         session_id = validate_session_id(body["session_id"])
         if "timestamp" in body:
             validate_timestamp(body["timestamp"])
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        maximum = self._settings.action_types[action_type]
+        token = new_token(board.name)
+        maximum = board.action_types[action_type]
         rate = await self._scripts.issue_action_token(
-            self._keys.board(DEFAULT_BOARD),
+            self._keys.board(board.name),
             self._settings.rate_limit_action_token,
             user_id=user_id,
             token_hash=token_hash(token),
@@ -84,4 +116,4 @@ class ActionTokens:
             max_increase=maximum,
             ttl_ms=self._settings.action_token_ttl * 1000,
         )
-        return IssuedToken(token, self._settings.action_token_ttl, maximum, rate)
+        return IssuedToken(token, self._settings.action_token_ttl, maximum, rate, board.name)

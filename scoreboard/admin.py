@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +26,7 @@ import asyncpg
 
 from scoreboard.accounts import Accounts, User
 from scoreboard.audit import ADMIN_BAN, ADMIN_UNBAN, AuditTrail
+from scoreboard.board_runtime import BoardRuntimes
 from scoreboard.database import db_errors
 from scoreboard.errors import (
     BoardUnavailable,
@@ -39,6 +42,8 @@ from scoreboard.leaderboard import Leaderboard
 from scoreboard.scripts import BanChange, Scripts
 from scoreboard.sessions import Sessions
 from scoreboard.settings import Settings
+
+log = logging.getLogger("scoreboard.admin")
 
 MAX_REASON_CHARS = 500
 BOARD_RETRIES = 20  # a rebuild holds the board for about a second at most
@@ -142,6 +147,7 @@ class Admin:
         sessions: Sessions,
         audit: AuditTrail,
         leaderboard: Leaderboard,
+        boards: BoardRuntimes,
     ) -> None:
         self._settings = settings
         self._pool = pool
@@ -151,6 +157,7 @@ class Admin:
         self._sessions = sessions
         self._audit = audit
         self._leaderboard = leaderboard
+        self._boards = boards
 
     async def require_admin(self, claims: AccessClaims) -> None:
         """The token says admin, and PostgreSQL still does (a demoted or banned admin
@@ -169,19 +176,35 @@ class Admin:
         return user
 
     async def _on_board(self, name: str, user_id: str) -> BanChange:
-        """A ban script, retried while a rebuild holds the board; this process's top N
-        follows at once, before the answer (the others by the published change)."""
+        """A ban script on every board, each retried while a rebuild holds it; this
+        process's top N follows at once, before the answer (the others by the published
+        change). The global board's change is the answer. Another board that cannot
+        take it now (not built yet, say) gets it from PostgreSQL when it is built, or
+        from the reconciliation."""
         call = self._scripts.ban_player if name == "ban" else self._scripts.unban_player
-        for _ in range(BOARD_RETRIES):
+        for board in self._boards.all_keys():
+            if board.name == self._board.name:
+                continue
             try:
-                change = await call(self._board, user_id, self._settings.live_top_n)
-                break
+                await self._retried(call, board, user_id)
             except BoardUnavailable:
-                await asyncio.sleep(BOARD_RETRY_SECONDS)
-        else:
-            change = await call(self._board, user_id, self._settings.live_top_n)
+                log.warning("board %s did not take the %s of %s now", board.name, name, user_id)
+        change = await self._retried(call, self._board, user_id)
         await self._leaderboard.on_board_changed()
         return change
+
+    async def _retried(
+        self,
+        call: Callable[[BoardKeys, str, int], Awaitable[BanChange]],
+        board: BoardKeys,
+        user_id: str,
+    ) -> BanChange:
+        for _ in range(BOARD_RETRIES):
+            try:
+                return await call(board, user_id, self._settings.live_top_n)
+            except BoardUnavailable:
+                await asyncio.sleep(BOARD_RETRY_SECONDS)
+        return await call(board, user_id, self._settings.live_top_n)
 
     async def ban(self, user_id: str, reason: str, meta: Meta) -> dict[str, Any]:
         user = await self._player(user_id)

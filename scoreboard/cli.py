@@ -139,7 +139,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.preflight import preflight
     from scoreboard.redis_store import connect
     from scoreboard.services import open_database
-    from scoreboard.sync import Syncer
+    from scoreboard.sync import SyncFleet
 
     if settings.embedded:
         raise SettingsError(
@@ -151,7 +151,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     pool, _server = await open_database(settings)
     # The syncer's reads block for up to SCOREBOARD_SYNC_BLOCK_MS: its timeout is longer.
     redis = connect(settings.redis_url, timeout=settings.sync_block_ms / 1000 + 1.0)
-    syncer = Syncer(settings, redis, pool)
+    syncer = SyncFleet(settings, redis, pool)
     tune_for_service()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -161,7 +161,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await redis.aclose()
         await pool.close()
-    print(f"scoreboard sync: stopped after {syncer.stats.committed_events} events")
+    print(f"scoreboard sync: stopped after {syncer.committed_events} events")
     return 0
 
 

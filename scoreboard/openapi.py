@@ -25,6 +25,7 @@ ERROR_CODES = [
     "INSUFFICIENT_PERMISSIONS",
     "NOT_FOUND",
     "USER_NOT_FOUND",
+    "BOARD_NOT_FOUND",
     "METHOD_NOT_ALLOWED",
     "CONFLICT",
     "PAYLOAD_TOO_LARGE",
@@ -37,7 +38,7 @@ _WHY = {
     400: "Invalid input: `details.field` or `details.reason` says what",
     401: "The access token is missing, invalid, expired or revoked",
     403: "Not allowed (a suspended account, a non-admin, registration closed)",
-    404: "No such user",
+    404: "No such user, board or ended season",
     409: "Taken, or not allowed in this state",
     413: "The body is larger than SCOREBOARD_MAX_BODY_BYTES",
     415: "The body is not application/json",
@@ -96,6 +97,41 @@ SCHEMAS: dict[str, Any] = {
             "leaderboard": {"type": "array", "items": _ref("Entry")},
             "last_updated": ISO_OR_NULL,
             "total_players": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "Period": _object(
+        {
+            "id": {"type": "string"},
+            "kind": {"enum": ["daily", "weekly", "monthly"]},
+            "starts_at": {"type": "string", "format": "date-time"},
+            "ends_at": {"type": "string", "format": "date-time"},
+            "next_reset_at": {"type": "string", "format": "date-time"},
+        }
+    ),
+    "PeriodStanding": _object(
+        {
+            "id": {"type": "string"},
+            "score": SCORE,
+            "rank": {"type": "integer", "minimum": 1},
+            "next_reset_at": {"type": "string", "format": "date-time"},
+        }
+    ),
+    "BoardInfo": _object(
+        {
+            "name": {"type": "string"},
+            "action_types": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "periods": {"type": "array", "items": _ref("Period")},
+            "season": {"type": "integer", "minimum": 1},
+        }
+    ),
+    "RankingPage": _object(
+        {
+            "leaderboard": {"type": "array", "items": _ref("Entry")},
+            "last_updated": ISO_OR_NULL,
+            "total_players": {"type": "integer", "minimum": 0},
+            "board": {"type": "string"},
+            "period": {"type": "string"},
+            "period_id": {"type": ["string", "null"]},
         }
     ),
     "TokenPair": _object(
@@ -227,6 +263,22 @@ EMAIL = {
 }
 PASSWORD = {"type": "string", "pattern": "^[ -~]{8,72}$"}
 SESSION_ID = {"type": "string", "pattern": "^[!-~]{1,100}$"}
+BOARD_NAME = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}
+PERIOD_KIND = {"enum": ["all", "daily", "weekly", "monthly"]}
+_BOARD_PATH = [{"name": "board", "in": "path", "required": True, "schema": BOARD_NAME}]
+_BOARD_READ_ERRORS = (400, 404, 429, 503)
+_ACTION_TYPES = {
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 50,
+    "propertyNames": {"pattern": "^[ -~]{1,50}$"},
+    "additionalProperties": {"type": "integer", "minimum": 1},
+}
+_PERIOD_KINDS = {
+    "type": "array",
+    "uniqueItems": True,
+    "items": {"enum": ["daily", "weekly", "monthly"]},
+}
 _REGISTER = _closed({"username": USERNAME, "email": EMAIL, "password": PASSWORD})
 
 
@@ -360,6 +412,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                         "score_increase": {"type": "integer"},
                         "rank": {"type": "integer", "minimum": 1},
                         "user_id": UUID,
+                        "board": BOARD_NAME,
+                        "periods": {
+                            "type": "object",
+                            "additionalProperties": _ref("PeriodStanding"),
+                        },
                     }
                 )
             ),
@@ -517,6 +574,143 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             *_PAGE_QUERY,
         ],
     ),
+    ("/boards", "get"): {
+        "tags": ["boards"],
+        "summary": "Every board, its current periods with their next reset, its season",
+        "responses": {
+            "200": _ok({"type": "array", "items": _ref("BoardInfo")}),
+            **_errors(429, 503),
+        },
+    },
+    ("/boards/{board}/top10", "get"): {
+        "tags": ["boards"],
+        "summary": "The top 10 of one of the board's rankings",
+        "parameters": [*_BOARD_PATH, _query("period", PERIOD_KIND)],
+        "responses": {"200": _ok(_ref("RankingPage")), **_errors(*_BOARD_READ_ERRORS)},
+    },
+    ("/boards/{board}/leaderboard", "get"): {
+        "tags": ["boards"],
+        "summary": "A page of one of the board's rankings",
+        "parameters": [
+            *_BOARD_PATH,
+            _query("period", PERIOD_KIND),
+            _query("limit", _integers(1, 100)),
+            _query("offset", _integers(0, 10_000_000)),
+        ],
+        "responses": {"200": _ok(_ref("RankingPage")), **_errors(*_BOARD_READ_ERRORS)},
+    },
+    ("/boards/{board}/around/{user_id}", "get"): {
+        "tags": ["boards"],
+        "summary": "A player's neighbourhood in one of the board's rankings",
+        "parameters": [
+            *_BOARD_PATH,
+            *_USER_PATH,
+            _query("period", PERIOD_KIND),
+            _query("radius", _integers(0, 50)),
+        ],
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "user_id": UUID,
+                        "rank": RANK_OR_NULL,
+                        "leaderboard": {"type": "array", "items": _ref("Entry")},
+                        "total_players": {"type": "integer", "minimum": 0},
+                        "board": {"type": "string"},
+                        "period": {"type": "string"},
+                    }
+                )
+            ),
+            **_errors(*_BOARD_READ_ERRORS),
+        },
+    },
+    ("/boards/{board}/players/{user_id}", "get"): {
+        "tags": ["boards"],
+        "summary": "A player's score and rank in every ranking of the board",
+        "parameters": [*_BOARD_PATH, *_USER_PATH],
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "user_id": UUID,
+                        "username": {"type": "string"},
+                        "board": {"type": "string"},
+                        "periods": {"type": "object"},
+                    }
+                )
+            ),
+            **_errors(*_BOARD_READ_ERRORS),
+        },
+    },
+    ("/boards/{board}/history/{period_id}", "get"): {
+        "tags": ["boards"],
+        "summary": "A closed period's or an ended season's final ranking (PostgreSQL)",
+        "parameters": [
+            *_BOARD_PATH,
+            {
+                "name": "period_id",
+                "in": "path",
+                "required": True,
+                "schema": {
+                    "type": "string",
+                    "pattern": "^(daily:[0-9]{4}-[0-9]{2}-[0-9]{2}|weekly:[0-9]{4}-W[0-9]{2}"
+                    "|monthly:[0-9]{4}-[0-9]{2}|season:[1-9][0-9]{0,8})$",
+                },
+            },
+            _query("limit", _integers(1, 100)),
+            _query("offset", _integers(0, 10_000_000)),
+        ],
+        "responses": {"200": _ok(_ref("RankingPage")), **_errors(*_BOARD_READ_ERRORS)},
+    },
+    ("/admin/boards", "post"): {
+        "tags": ["admin"],
+        "summary": "Create a board",
+        "security": BEARER,
+        "requestBody": _json_body(
+            _closed(
+                {"name": BOARD_NAME, "action_types": _ACTION_TYPES},
+                {"periods": _PERIOD_KINDS},
+            )
+        ),
+        "responses": {
+            "201": _ok(_ref("BoardInfo"), "Created"),
+            **_errors(*_BODY_ERRORS, 401, 403, 409, 503),
+        },
+    },
+    ("/admin/boards/{board}", "patch"): {
+        "tags": ["admin"],
+        "summary": "Change a board's action types or periods (every process follows)",
+        "security": BEARER,
+        "parameters": _BOARD_PATH,
+        "requestBody": _json_body(
+            _closed({}, {"action_types": _ACTION_TYPES, "periods": _PERIOD_KINDS})
+        ),
+        "responses": {
+            "200": _ok(_ref("BoardInfo")),
+            **_errors(*_BODY_ERRORS, 401, 403, 404, 503),
+        },
+    },
+    ("/admin/boards/{board}/reset", "post"): {
+        "tags": ["admin"],
+        "summary": "End the all-time ranking's season: archived, emptied, the number up",
+        "security": BEARER,
+        "parameters": _BOARD_PATH,
+        "requestBody": _json_body(_closed({"reason": REASON})),
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "board": {"type": "string"},
+                        "ended_season": {"type": "integer"},
+                        "season": {"type": "integer"},
+                        "players": {"type": "integer"},
+                        "archive": {"type": "string"},
+                    }
+                )
+            ),
+            **_errors(*_BODY_ERRORS, 401, 403, 404, 503),
+        },
+    },
     ("/openapi.json", "get"): {
         "tags": ["operations"],
         "summary": "This document",
@@ -552,7 +746,7 @@ def _bodies(action_types: tuple[str, ...], ceiling: int) -> dict[str, Any]:
         "ACTION_TOKEN_BODY": _json_body(
             _closed(
                 {"action_type": {"enum": types}, "session_id": SESSION_ID},
-                {"timestamp": {"type": "string", "format": "date-time"}},
+                {"timestamp": {"type": "string", "format": "date-time"}, "board": BOARD_NAME},
             )
         ),
         "UPDATE_BODY": _json_body(_update(types, ceiling)),

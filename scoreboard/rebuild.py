@@ -29,7 +29,7 @@ import asyncpg
 from scoreboard.board_values import banned_entry, member, member_user, parse_banned, player_entry
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
-from scoreboard.keys import BoardKeys
+from scoreboard.keys import DEFAULT_BOARD, BoardKeys
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
 
@@ -45,8 +45,18 @@ SELECT id::text AS user_id, username, current_score AS score, last_event_seq AS 
        (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, banned
 FROM users WHERE current_score > 0 OR banned
 """
+# another board's standings (its banned players too: a ban holds on every board)
+_BOARD_PLAYERS_SQL = """
+SELECT u.id::text AS user_id, u.username, coalesce(b.score, 0) AS score,
+       coalesce(b.last_event_seq, 0) AS seq,
+       (extract(epoch FROM coalesce(b.updated_at, u.updated_at)) * 1000)::bigint AS updated_ms,
+       u.banned
+FROM users u LEFT JOIN board_scores b ON b.user_id = u.id AND b.board = $1
+WHERE b.score > 0 OR u.banned
+"""
 _PERSISTED_SQL = "SELECT id::text FROM scores WHERE id = ANY($1::uuid[])"
 _MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM users"
+_BOARD_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM board_scores WHERE board = $1"
 
 
 @dataclass
@@ -182,7 +192,11 @@ async def expected_board(
         pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
-        rows = await conn.fetch(_PLAYERS_SQL)  # the snapshot starts here
+        # the snapshot starts here
+        if board.name == DEFAULT_BOARD:
+            rows = await conn.fetch(_PLAYERS_SQL)
+        else:
+            rows = await conn.fetch(_BOARD_PLAYERS_SQL, board.name)
         if live is None:
             updates, last_id = await _read_tail(redis, board.events)
         else:
@@ -392,8 +406,11 @@ async def reconcile(
     return report
 
 
-async def persisted_max_seq(pool: asyncpg.Pool) -> int:
-    """The highest update sequence PostgreSQL holds (the board's high-water mark)."""
+async def persisted_max_seq(pool: asyncpg.Pool, board: str = DEFAULT_BOARD) -> int:
+    """The highest update sequence PostgreSQL holds of the board (its high-water mark)."""
     async with db_errors():
-        value = await pool.fetchval(_MAX_SEQ_SQL)
+        if board == DEFAULT_BOARD:
+            value = await pool.fetchval(_MAX_SEQ_SQL)
+        else:
+            value = await pool.fetchval(_BOARD_MAX_SEQ_SQL, board)
     return int(value or 0)

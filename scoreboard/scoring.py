@@ -9,14 +9,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from scoreboard.action_tokens import token_hash, validate_action_type, validate_session_id
+from scoreboard.action_tokens import (
+    token_board,
+    token_hash,
+    validate_action_type,
+    validate_session_id,
+)
 from scoreboard.anticheat import AnticheatPolicy
-from scoreboard.board_guard import BoardGuard
-from scoreboard.errors import BoardUnavailable, InvalidRequest
+from scoreboard.board_runtime import BoardRuntimes
+from scoreboard.boards import BoardConfig
+from scoreboard.errors import BoardNotFound, BoardUnavailable, InvalidActionToken, InvalidRequest
 from scoreboard.event_ids import new_event_id
 from scoreboard.jwt_tokens import AccessClaims
-from scoreboard.keys import BoardKeys
-from scoreboard.leaderboard import Leaderboard
 from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 from scoreboard.settings import Settings
 
@@ -96,6 +100,8 @@ def policy_from(settings: Settings) -> ScoringPolicy:
         anticheat_mode=settings.anticheat_mode,
         anticheat=AnticheatPolicy.from_settings(settings),
         top_n=settings.live_top_n,
+        period_grace_ms=settings.period_grace_seconds * 1000,
+        clock_offset_us=settings.test_clock_offset_ms * 1000,
     )
 
 
@@ -105,29 +111,31 @@ def fingerprint(increase: int, session_id: str | None, action_type: str | None, 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Scored:
+    board: str
+    applied: ScoreApplied
+
+
 class Scoring:
-    def __init__(
-        self,
-        scripts: Scripts,
-        board: BoardKeys,
-        settings: Settings,
-        leaderboard: Leaderboard,
-        guard: BoardGuard | None = None,
-    ) -> None:
+    def __init__(self, scripts: Scripts, settings: Settings, boards: BoardRuntimes) -> None:
         self._scripts = scripts
-        self._board = board
         self._settings = settings
-        self._leaderboard = leaderboard
-        self._guard = guard
+        self._boards = boards
         self._policy = policy_from(settings)
 
     def _submission(
-        self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
+        self,
+        claims: AccessClaims,
+        token: str,
+        body: dict[str, Any],
+        meta: RequestMeta,
+        board: BoardConfig,
     ) -> ScoreSubmission:
         increase = parse_increase(body["score_increase"], self._settings.score_ceiling)
         session_id = validate_session_id(body["session_id"]) if "session_id" in body else None
         action_type = (
-            validate_action_type(body["action_type"], self._settings)
+            validate_action_type(body["action_type"], board.action_types)
             if "action_type" in body
             else None
         )
@@ -153,16 +161,23 @@ class Scoring:
 
     async def submit(
         self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
-    ) -> ScoreApplied:
-        submission = self._submission(claims, token, body, meta)
+    ) -> Scored:
+        """On the board the token was issued for, its all-time ranking and the current
+        period of each of its periods."""
         try:
-            applied = await self._scripts.submit_score(self._board, submission, self._policy)
+            board, runtime = await self._boards.board(token_board(token))
+        except BoardNotFound:
+            raise InvalidActionToken(details={"reason": "unknown_or_expired"}) from None
+        submission = self._submission(claims, token, body, meta, board)
+        try:
+            applied = await self._scripts.submit_score(
+                runtime.keys, submission, self._policy, board.periods
+            )
         except BoardUnavailable:
-            if self._guard is not None:
-                self._guard.poke()
+            runtime.guard.poke()
             raise
         if not applied.replayed:
-            self._leaderboard.apply(
+            runtime.leaderboard.apply(
                 applied.epoch, applied.sequence, applied.total_players, applied.top
             )
-        return applied
+        return Scored(board.name, applied)

@@ -191,6 +191,13 @@ class Adjusted:
 
 
 @dataclass(frozen=True)
+class SeasonEnded:
+    ended: int
+    season: int
+    players: int
+
+
+@dataclass(frozen=True)
 class BoardPage:
     total_players: int
     sequence: int
@@ -551,6 +558,37 @@ class Scripts:
         )
         return int(reply[1]), int(reply[2])
 
+    async def reset_season(
+        self,
+        board: BoardKeys,
+        *,
+        stored_season: int,
+        event_id: str,
+        admin_id: str,
+        reason: str,
+        ip: str,
+        user_agent: str,
+    ) -> SeasonEnded:
+        """End the all-time ranking's season: emptied, the number up, a reset in the
+        stream for the syncer to archive."""
+        reply = await self._call(
+            "reset_season",
+            [
+                board.leaderboard,
+                board.players,
+                board.banned,
+                board.state,
+                board.events,
+                board.updates_channel,
+                board.season,
+                board.rebuild_lock,
+            ],
+            [stored_season, event_id, board.name, admin_id, reason, ip, user_agent],
+        )
+        if as_text(reply[0]) != ScriptStatus.OK:
+            raise BoardUnavailable()
+        return SeasonEnded(int(reply[1]), int(reply[2]), int(reply[3]))
+
     async def trim_stream(self, board: BoardKeys, min_id: str) -> int | None:
         """Trim what the syncer persisted; None while a rebuild holds the stream."""
         reply = await self._call("trim_stream", [board.events, board.rebuild_lock], [min_id])
@@ -558,20 +596,28 @@ class Scripts:
             return None
         return int(reply[1])
 
-    async def read_range(self, board: BoardKeys, start: int, stop: int) -> BoardPage:
-        reply = await self._call(
-            "read_range", [board.leaderboard, board.players, board.state], [start, stop]
-        )
+    async def read_range(
+        self, board: BoardKeys, start: int, stop: int, ranking: tuple[str, str] | None = None
+    ) -> BoardPage:
+        """A page of the all-time ranking, or of `ranking` (a period's sorted set and
+        players hash, `BoardKeys.period_ranking`)."""
+        ranked, players = ranking or (board.leaderboard, board.players)
+        reply = await self._call("read_range", [ranked, players, board.state], [start, stop])
         if as_text(reply[0]) != ScriptStatus.OK:
             raise BoardUnavailable()
         return BoardPage(
             int(reply[1]), int(reply[2]), entries_from_flat(reply[4:], start + 1), as_text(reply[3])
         )
 
-    async def read_around(self, board: BoardKeys, user_id: str, radius: int) -> PlayerPosition:
-        reply = await self._call(
-            "read_around", [board.leaderboard, board.players, board.state], [user_id, radius]
-        )
+    async def read_around(
+        self,
+        board: BoardKeys,
+        user_id: str,
+        radius: int,
+        ranking: tuple[str, str] | None = None,
+    ) -> PlayerPosition:
+        ranked, players = ranking or (board.leaderboard, board.players)
+        reply = await self._call("read_around", [ranked, players, board.state], [user_id, radius])
         status = as_text(reply[0])
         if status == ScriptStatus.BOARD_NOT_READY:
             raise BoardUnavailable()

@@ -19,6 +19,8 @@ from scoreboard.admin import Admin
 from scoreboard.audit import AuditTrail
 from scoreboard.board_feed import BoardFeed
 from scoreboard.board_guard import BoardGuard
+from scoreboard.board_runtime import BoardRuntime, BoardRuntimes
+from scoreboard.boards import BoardCatalog
 from scoreboard.database import create_pool
 from scoreboard.jwt_tokens import LEEWAY_SECONDS, TokenCodec
 from scoreboard.keys import DEFAULT_BOARD, Keys
@@ -99,6 +101,8 @@ class Services:
     sync_watch: SyncWatch
     audit: AuditTrail
     admin: Admin
+    catalog: BoardCatalog
+    boards: BoardRuntimes
     started_at: float
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
@@ -123,8 +127,11 @@ class Services:
         services = await cls.assemble(settings, redis, pool, server)
         if settings.redis_url:
             services.redis_warnings = await redis_warnings(redis, settings, quiet=True)
+        await services.catalog.refresh()
+        services.catalog.start()
         await services.guard.check()
         services.guard.start()
+        services.boards.start()
         await services.feed.start()
         services.sync_watch.start()
         if settings.embedded:
@@ -133,9 +140,9 @@ class Services:
 
     def start_embedded_syncer(self) -> None:
         """In embedded mode the syncer runs inside the server process."""
-        from scoreboard.sync import Syncer
+        from scoreboard.sync import SyncFleet
 
-        self.syncer = Syncer(self.settings, self.redis, self.pool)
+        self.syncer = SyncFleet(self.settings, self.redis, self.pool)
         self.syncer_task = asyncio.create_task(self.syncer.run(), name="embedded-syncer")
 
     @classmethod
@@ -185,6 +192,17 @@ class Services:
         revocations.follow(hub.session_revoked)
         feed.add_channel(revocations.channel, revocations)
         audit = AuditTrail(scripts, board, settings)
+        catalog = BoardCatalog(pool, settings)
+        boards = BoardRuntimes(
+            redis=redis,
+            pool=pool,
+            scripts=scripts,
+            keys=keys,
+            catalog=catalog,
+            top_n=settings.live_top_n,
+            main=BoardRuntime(board, leaderboard, guard),
+            clock_offset_ms=settings.test_clock_offset_ms,
+        )
         admin = Admin(
             settings=settings,
             pool=pool,
@@ -194,6 +212,7 @@ class Services:
             sessions=sessions,
             audit=audit,
             leaderboard=leaderboard,
+            boards=boards,
         )
         return cls(
             settings=settings,
@@ -204,15 +223,17 @@ class Services:
             limiter=limiter,
             accounts=accounts,
             sessions=sessions,
-            action_tokens=ActionTokens(scripts, keys, settings),
+            action_tokens=ActionTokens(scripts, keys, settings, catalog),
             leaderboard=leaderboard,
-            scoring=Scoring(scripts, board, settings, leaderboard, guard),
+            scoring=Scoring(scripts, settings, boards),
             feed=feed,
             hub=hub,
             guard=guard,
             sync_watch=SyncWatch(redis, keys, settings),
             audit=audit,
             admin=admin,
+            catalog=catalog,
+            boards=boards,
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,
@@ -225,6 +246,8 @@ class Services:
             await self.syncer_task
         await self.sync_watch.stop()
         await self.guard.stop()
+        await self.boards.stop()
+        await self.catalog.stop()
         await self.feed.stop()
         await self.hub.close()
         if self.pipelined is not None:

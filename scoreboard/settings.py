@@ -94,6 +94,8 @@ class Settings:
     audit_flood_window: int = 60
     audit_flood_sample: int = 5
     live_top_n: int = 10
+    period_grace_seconds: int = 3600
+    test_clock_offset_ms: int = 0
     sync_batch_size: int = 5000
     sync_interval_ms: int = 250
     sync_block_ms: int = 1000
@@ -196,6 +198,12 @@ class Settings:
                 "SCOREBOARD_AUDIT_FLOOD_SAMPLE", 5, _int_in(0, 1_000_000)
             ),
             live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(10, 100)),
+            period_grace_seconds=reader.get(
+                "SCOREBOARD_PERIOD_GRACE_SECONDS", 3600, _int_in(60, 30 * 86_400)
+            ),
+            test_clock_offset_ms=reader.get(
+                "SCOREBOARD_TEST_CLOCK_OFFSET_MS", 0, _int_in(0, 10**13)
+            ),
             sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 5000, _int_in(1, 10_000)),
             sync_interval_ms=reader.get("SCOREBOARD_SYNC_INTERVAL_MS", 250, _int_in(0, 60_000)),
             sync_block_ms=reader.get("SCOREBOARD_SYNC_BLOCK_MS", 1000, _int_in(1, 60_000)),

@@ -233,7 +233,7 @@ class Syncer:
         if not seqs:
             return
         if self._seq_seen is None:
-            self._seq_seen = await persisted_max_seq(self.pool)
+            self._seq_seen = await persisted_max_seq(self.pool, self.board.name)
         if min(seqs) <= self._seq_seen:
             self.stats.rollbacks += 1
             self._reconcile_now = True

@@ -63,7 +63,14 @@ async def test_the_spec_load_scenario_as_artillery_sends_it(client: httpx.AsyncC
     assert response.status_code == 200, response.text
     assert response.json() == {
         "success": True,
-        "data": {"new_score": 52, "score_increase": 52, "rank": 1, "user_id": player["user_id"]},
+        "data": {
+            "new_score": 52,
+            "score_increase": 52,
+            "rank": 1,
+            "user_id": player["user_id"],
+            "board": "global",
+            "periods": {},
+        },
     }
     assert "ratelimit-remaining" in response.headers
 

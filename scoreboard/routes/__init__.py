@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from scoreboard.routes import admin, auth, docs, health, leaderboard, live, metrics, scores
+from scoreboard.routes import (
+    admin,
+    auth,
+    boards,
+    docs,
+    health,
+    leaderboard,
+    live,
+    metrics,
+    scores,
+)
 
 
 def all_routes() -> list[BaseRoute]:
@@ -14,6 +24,7 @@ def all_routes() -> list[BaseRoute]:
         *auth.routes,
         *scores.routes,
         *leaderboard.routes,
+        *boards.routes,
         *live.routes,
         *admin.routes,
         *docs.routes,

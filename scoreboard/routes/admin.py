@@ -25,7 +25,8 @@ MAX_PAGE = 200
 _EVENT_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 
 
-async def _admin(request: Request) -> Meta:
+async def admin_meta(request: Request) -> Meta:
+    """The calling admin (401 without a token, 403 for anyone else)."""
     claims = await require_access(request)
     await services(request).admin.require_admin(claims)
     return Meta(claims.user_id, address(request), request.headers.get("user-agent", ""))
@@ -40,14 +41,14 @@ def _limit(request: Request) -> int:
 
 
 async def ban(request: Request) -> Response:
-    meta = await _admin(request)
+    meta = await admin_meta(request)
     body = await read_object(request, required=("reason",))
     result = await services(request).admin.ban(path_user_id(request), parse_reason(body), meta)
     return ok(result)
 
 
 async def unban(request: Request) -> Response:
-    meta = await _admin(request)
+    meta = await admin_meta(request)
     has_body = request.headers.get("content-length", "0") != "0"
     body = await read_object(request, required=(), optional=("reason",)) if has_body else {}
     reason = parse_reason(body, required=False)
@@ -55,7 +56,7 @@ async def unban(request: Request) -> Response:
 
 
 async def adjust(request: Request) -> Response:
-    meta = await _admin(request)
+    meta = await admin_meta(request)
     svc = services(request)
     body = await read_object(request, required=("delta", "reason"))
     delta = parse_delta(body["delta"], svc.settings.score_ceiling)
@@ -63,27 +64,27 @@ async def adjust(request: Request) -> Response:
 
 
 async def remove_score(request: Request) -> Response:
-    meta = await _admin(request)
+    meta = await admin_meta(request)
     body = await read_object(request, required=("reason",))
     admin = services(request).admin
     return ok(await admin.adjust(path_user_id(request), None, parse_reason(body), meta))
 
 
 async def flagged(request: Request) -> Response:
-    await _admin(request)
+    await admin_meta(request)
     cursor = parse_cursor(request.query_params.get("cursor"))
     return _page(await services(request).admin.flagged(_limit(request), cursor))
 
 
 async def history(request: Request) -> Response:
-    await _admin(request)
+    await admin_meta(request)
     cursor = parse_cursor(request.query_params.get("cursor"))
     admin = services(request).admin
     return _page(await admin.history(path_user_id(request), _limit(request), cursor))
 
 
 async def audit(request: Request) -> Response:
-    await _admin(request)
+    await admin_meta(request)
     event_type = request.query_params.get("event_type")
     if event_type is not None and (
         not 1 <= len(event_type) <= 50 or not set(event_type) <= _EVENT_TYPE_CHARS

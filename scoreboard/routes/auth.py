@@ -91,7 +91,7 @@ async def logout(request: Request) -> Response:
 async def action_token(request: Request) -> Response:
     claims = await require_access(request)
     body = await read_object(
-        request, required=("action_type", "session_id"), optional=("timestamp",)
+        request, required=("action_type", "session_id"), optional=("timestamp", "board")
     )
     issued = await services(request).action_tokens.issue(claims.user_id, body)
     ACTION_TOKENS.inc()

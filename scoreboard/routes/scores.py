@@ -10,6 +10,7 @@ from scoreboard.audit import TOKEN_REFUSED
 from scoreboard.errors import InvalidActionToken, UserNotFound
 from scoreboard.leaderboard import iso_ms
 from scoreboard.metrics import SCORE_UPDATES
+from scoreboard.periods import iso_utc
 from scoreboard.ratelimit import rate_headers
 from scoreboard.request_body import read_object
 from scoreboard.responses import ok
@@ -34,7 +35,7 @@ async def update(request: Request) -> Response:
     body = await read_object(request, required=UPDATE_FIELDS, optional=UPDATE_OPTIONAL)
     meta = RequestMeta(address(request), request.headers.get("user-agent", ""))
     try:
-        applied = await services(request).scoring.submit(claims, token, body, meta)
+        scored = await services(request).scoring.submit(claims, token, body, meta)
     except InvalidActionToken as refused:
         if refused.details.get("reason") in _AUDITED_TOKEN_REFUSALS:
             await audit(
@@ -46,12 +47,23 @@ async def update(request: Request) -> Response:
                 flood=True,
             )
         raise
+    applied = scored.applied
     (REPLAYED if applied.replayed else FLAGGED if applied.flagged else ACCEPTED).inc()
     data = {
         "new_score": applied.new_score,
         "score_increase": applied.new_score - applied.old_score,
         "rank": applied.new_rank,
         "user_id": claims.user_id,
+        "board": scored.board,
+        "periods": {
+            period.kind: {
+                "id": period.period_id,
+                "score": period.score,
+                "rank": period.rank,
+                "next_reset_at": iso_utc(period.ends_ms),
+            }
+            for period in applied.periods
+        },
     }
     return ok(data, headers=rate_headers(applied.rate))
 

@@ -1,0 +1,349 @@
+"""Several boards over HTTP: an admin creates one with periods, players play on it and on
+`global`, each ranking answers on its own, a closed day stays readable from PostgreSQL
+after midnight (a test clock), and a season reset archives and empties the board."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from scoreboard.periods import iso_utc, period_at
+from scoreboard.services import Services
+from scoreboard.settings import RateRule, Settings
+from scoreboard.sync import SyncFleet
+from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_player, new_username
+
+GENEROUS = RateRule(100_000, 60)
+SPEEDRUN = {"name": "speedrun", "action_types": {"run": 500}, "periods": ["daily", "weekly"]}
+
+
+def _coming_monday_late() -> datetime:
+    """23:00 UTC of a Monday at least two days ahead: an hour before a day ends, with
+    the ISO week going on past midnight (the test clock only runs ahead)."""
+    day = datetime.now(UTC).date() + timedelta(days=2)
+    while day.weekday() != 0:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 23, tzinfo=UTC)
+
+
+TEST_NOW = _coming_monday_late()
+AFTER_MIDNIGHT = TEST_NOW + timedelta(minutes=90)
+DAY = period_at("daily", int(TEST_NOW.timestamp() * 1000))
+WEEK = period_at("weekly", int(TEST_NOW.timestamp() * 1000))
+NEXT_DAY = period_at("daily", int(AFTER_MIDNIGHT.timestamp() * 1000))
+
+
+def _offset_ms(target: datetime) -> int:
+    return max(0, int((target.timestamp() - time.time()) * 1000))
+
+
+@pytest.fixture
+def settings(settings: Settings, own_database: str) -> Settings:
+    return dataclasses.replace(
+        settings,
+        database_url=own_database,
+        rate_limit_score_update=GENEROUS,
+        rate_limit_action_token=GENEROUS,
+        rate_limit_leaderboard=GENEROUS,
+        anticheat_mode="off",
+        test_clock_offset_ms=_offset_ms(TEST_NOW),
+    )
+
+
+async def _admin(http: httpx.AsyncClient, services: Services) -> dict[str, Any]:
+    name = new_username()
+    user = await services.accounts.create(name, f"{name}@example.com", PASSWORD, role="admin")
+    return {"user_id": user.id, **await login(http, name)}
+
+
+async def _play(
+    http: httpx.AsyncClient, player: dict[str, Any], increase: int, board: str | None = None
+) -> httpx.Response:
+    body: dict[str, Any] = {
+        "action_type": "run" if board else "game_completion",
+        "session_id": "s1",
+    }
+    if board:
+        body["board"] = board
+    issued = await http.post(
+        "/v1/auth/action-token", json=body, headers=bearer(player["access_token"])
+    )
+    assert issued.status_code == 200, issued.text
+    return await http.post(
+        "/v1/scores/update",
+        json={"score_increase": increase},
+        headers={
+            **bearer(player["access_token"]),
+            "X-Action-Token": issued.json()["data"]["action_token"],
+        },
+    )
+
+
+async def _ids(http: httpx.AsyncClient, path: str) -> list[tuple[str, int]]:
+    response = await http.get(path)
+    assert response.status_code == 200, response.text
+    return [(e["user_id"], e["score"]) for e in response.json()["data"]["leaderboard"]]
+
+
+async def _sync(services: Services) -> None:
+    await SyncFleet(services.settings, services.redis, services.pool).run(burst=True)
+
+
+async def _create(
+    http: httpx.AsyncClient, admin: dict[str, Any], body: dict[str, Any]
+) -> httpx.Response:
+    return await http.post("/v1/admin/boards", json=body, headers=bearer(admin["access_token"]))
+
+
+async def test_a_new_board_with_periods_ranks_on_its_own(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    admin = await _admin(client, services)
+    created = await _create(client, admin, SPEEDRUN)
+    assert created.status_code == 201, created.text
+    info = created.json()["data"]
+    assert info["name"] == "speedrun" and info["season"] == 1
+    kinds = {p["kind"]: p for p in info["periods"]}
+    assert kinds["daily"]["id"] == DAY.id
+    assert kinds["daily"]["next_reset_at"] == iso_utc(DAY.ends_ms)
+    assert kinds["daily"]["next_reset_at"] == f"{NEXT_DAY.id[6:]}T00:00:00.000Z"
+    assert kinds["weekly"]["id"] == WEEK.id
+    assert kinds["weekly"]["next_reset_at"] == iso_utc(WEEK.ends_ms)
+
+    alice, bob = await new_player(client), await new_player(client)
+    answer = await _play(client, alice, 120, "speedrun")
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert data["board"] == "speedrun" and (data["new_score"], data["rank"]) == (120, 1)
+    assert data["periods"]["daily"] == {
+        "id": DAY.id,
+        "score": 120,
+        "rank": 1,
+        "next_reset_at": iso_utc(DAY.ends_ms),
+    }
+    assert (await _play(client, bob, 90, "speedrun")).status_code == 200
+    assert (await _play(client, bob, 40)).status_code == 200  # on global
+
+    assert await _ids(client, "/v1/boards/speedrun/top10") == [
+        (alice["user_id"], 120),
+        (bob["user_id"], 90),
+    ]
+    assert await _ids(client, "/v1/boards/speedrun/top10?period=daily") == [
+        (alice["user_id"], 120),
+        (bob["user_id"], 90),
+    ]
+    assert await _ids(client, "/v1/leaderboard/top10") == [(bob["user_id"], 40)]
+    assert await _ids(client, "/v1/boards/global/top10") == [(bob["user_id"], 40)]
+    top = (await client.get("/v1/boards/speedrun/top10?period=weekly")).json()["data"]
+    assert top["period_id"] == WEEK.id
+    assert top["next_reset_at"] == iso_utc(WEEK.ends_ms)
+
+    standing = await client.get(f"/v1/boards/speedrun/players/{bob['user_id']}")
+    periods = standing.json()["data"]["periods"]
+    assert (periods["all"]["score"], periods["all"]["rank"]) == (90, 2)
+    assert (periods["daily"]["score"], periods["daily"]["rank"]) == (90, 2)
+    around = await client.get(f"/v1/boards/speedrun/around/{bob['user_id']}?period=daily&radius=1")
+    assert around.json()["data"]["rank"] == 2
+
+    listed = (await client.get("/v1/boards")).json()["data"]
+    assert {b["name"] for b in listed} >= {"global", "speedrun"}
+
+    # the token is bound to its board: a global token spends on global only
+    await _sync(services)
+    rows = await services.pool.fetch(
+        "SELECT board, period_id, user_id::text, score FROM period_scores ORDER BY score DESC"
+    )
+    assert sorted((r["period_id"], r["score"]) for r in rows if r["board"] == "speedrun") == sorted(
+        [(DAY.id, 120), (WEEK.id, 120), (DAY.id, 90), (WEEK.id, 90)]
+    )
+    users = await services.pool.fetchval(
+        "SELECT current_score FROM users WHERE id = $1::uuid", bob["user_id"]
+    )
+    assert users == 40  # users.current_score stays the global board's
+
+
+async def test_bad_boards_and_periods_are_refused(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    admin = await _admin(client, services)
+    player = await new_player(client)
+    missing = await client.get("/v1/boards/nope/top10")
+    assert missing.status_code == 404 and error_code(missing) == "BOARD_NOT_FOUND"
+    issued = await client.post(
+        "/v1/auth/action-token",
+        json={"action_type": "run", "session_id": "s1", "board": "nope"},
+        headers=bearer(player["access_token"]),
+    )
+    assert issued.status_code == 400 and issued.json()["error"]["details"]["field"] == "board"
+    no_period = await client.get("/v1/boards/global/top10?period=daily")
+    assert no_period.status_code == 400 and error_code(no_period) == "INVALID_REQUEST"
+    for body in (
+        {**SPEEDRUN, "name": "Bad Name"},
+        {**SPEEDRUN, "periods": ["hourly"]},
+        {**SPEEDRUN, "periods": ["daily", "daily"]},
+        {**SPEEDRUN, "action_types": {}},
+        {**SPEEDRUN, "action_types": {"run": 0}},
+    ):
+        refused = await _create(client, admin, body)
+        assert refused.status_code == 400, body
+    assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+    taken = await _create(client, admin, SPEEDRUN)
+    assert taken.status_code == 409
+    other_type = await client.post(
+        "/v1/auth/action-token",
+        json={"action_type": "game_completion", "session_id": "s1", "board": "speedrun"},
+        headers=bearer(player["access_token"]),
+    )
+    assert other_type.status_code == 400
+    bad_history = await client.get("/v1/boards/speedrun/history/daily:2026-02-30")
+    assert bad_history.status_code == 400
+    not_ended = await client.get("/v1/boards/speedrun/history/season:1")
+    assert not_ended.status_code == 404
+    as_player = await client.post(
+        "/v1/admin/boards", json=SPEEDRUN, headers=bearer(player["access_token"])
+    )
+    assert as_player.status_code == 403
+
+
+async def test_changes_reach_every_process(client: httpx.AsyncClient, services: Services) -> None:
+    """A board created through another process (here: straight in PostgreSQL, as the
+    other process writes it) is usable at once, and a change is followed."""
+    other = await Services.open(services.settings)
+    try:
+        admin = await _admin(client, services)
+        assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+        config = await other.catalog.find("speedrun")
+        assert config.periods == ("daily", "weekly")
+        patched = await client.patch(
+            "/v1/admin/boards/speedrun",
+            json={"periods": ["monthly"], "action_types": {"run": 50, "jump": 5}},
+            headers=bearer(admin["access_token"]),
+        )
+        assert patched.status_code == 200, patched.text
+        assert [p["kind"] for p in patched.json()["data"]["periods"]] == ["monthly"]
+        for _ in range(50):
+            if other.catalog.get("speedrun").periods == ("monthly",):  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.1)
+        assert other.catalog.get("speedrun").action_types == {"run": 50, "jump": 5}  # type: ignore[union-attr]
+    finally:
+        await other.close()
+
+
+async def test_yesterday_stays_readable_after_midnight(settings: Settings) -> None:
+    """One process before midnight, one after (the test clock moved on), one database."""
+    before = await Services.open(settings)
+    app_http = _http(before)
+    try:
+        async with app_http as http:
+            admin = await _admin(http, before)
+            assert (await _create(http, admin, SPEEDRUN)).status_code == 201
+            alice, bob = await new_player(http), await new_player(http)
+            assert (await _play(http, alice, 70, "speedrun")).status_code == 200
+            assert (await _play(http, bob, 30, "speedrun")).status_code == 200
+            await _sync(before)
+    finally:
+        await before.close()
+    later = dataclasses.replace(settings, test_clock_offset_ms=_offset_ms(AFTER_MIDNIGHT))
+    after = await Services.open(later)
+    try:
+        async with _http(after) as http:
+            today = await http.get("/v1/boards/speedrun/top10?period=daily")
+            assert today.json()["data"]["period_id"] == NEXT_DAY.id
+            assert today.json()["data"]["leaderboard"] == []
+            assert (await _play(http, bob, 5, "speedrun")).status_code == 200
+            assert await _ids(http, "/v1/boards/speedrun/top10?period=daily") == [
+                (bob["user_id"], 5)
+            ]
+            assert await _ids(http, f"/v1/boards/speedrun/history/{DAY.id}") == [
+                (alice["user_id"], 70),
+                (bob["user_id"], 30),
+            ]
+            # the week goes on across midnight
+            assert await _ids(http, "/v1/boards/speedrun/top10?period=weekly") == [
+                (alice["user_id"], 70),
+                (bob["user_id"], 35),
+            ]
+            second = await http.get(f"/v1/boards/speedrun/history/{DAY.id}?limit=1&offset=1")
+            page = second.json()["data"]
+            assert (page["total_players"], page["leaderboard"][0]["rank"]) == (2, 2)
+    finally:
+        await after.close()
+
+
+def _http(services: Services) -> httpx.AsyncClient:
+    from scoreboard.app import create_app
+
+    app = create_app(services.settings)
+    app.state.services = services
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_a_season_reset_archives_and_empties_the_board(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    admin = await _admin(client, services)
+    assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+    alice, bob = await new_player(client), await new_player(client)
+    assert (await _play(client, alice, 100, "speedrun")).status_code == 200
+    assert (await _play(client, bob, 100, "speedrun")).status_code == 200  # tie: alice first
+    assert (await _play(client, bob, 10)).status_code == 200  # global: not reset
+    reset = await client.post(
+        "/v1/admin/boards/speedrun/reset",
+        json={"reason": "season 1 is over"},
+        headers=bearer(admin["access_token"]),
+    )
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["data"] == {
+        "board": "speedrun",
+        "ended_season": 1,
+        "season": 2,
+        "players": 2,
+        "archive": "season:1",
+    }
+    assert await _ids(client, "/v1/boards/speedrun/top10") == []
+    assert await _ids(client, "/v1/boards/speedrun/top10?period=daily") != []  # periods go on
+    assert await _ids(client, "/v1/leaderboard/top10") == [(bob["user_id"], 10)]
+    assert (await _play(client, bob, 7, "speedrun")).status_code == 200
+    await _sync(services)
+    assert await _ids(client, "/v1/boards/speedrun/history/season:1") == [
+        (alice["user_id"], 100),
+        (bob["user_id"], 100),
+    ]
+    assert await _ids(client, "/v1/boards/speedrun/top10") == [(bob["user_id"], 7)]
+    listed = {b["name"]: b for b in (await client.get("/v1/boards")).json()["data"]}
+    assert listed["speedrun"]["season"] == 2
+    scores = await services.pool.fetch(
+        "SELECT user_id::text, score FROM board_scores WHERE board = 'speedrun'"
+    )
+    assert [(r["user_id"], r["score"]) for r in scores] == [(bob["user_id"], 7)]
+    audit = await services.pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE event_type = 'season_reset'"
+    )
+    assert audit == 1
+    await _sync(services)  # a second pass archives nothing twice
+    assert await services.pool.fetchval("SELECT count(*) FROM season_standings") == 2
+
+
+async def test_a_ban_holds_on_every_board(client: httpx.AsyncClient, services: Services) -> None:
+    admin = await _admin(client, services)
+    assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+    cheat = await new_player(client)
+    assert (await _play(client, cheat, 50, "speedrun")).status_code == 200
+    banned = await client.post(
+        f"/v1/admin/players/{cheat['user_id']}/ban",
+        json={"reason": "bot"},
+        headers=bearer(admin["access_token"]),
+    )
+    assert banned.status_code == 200
+    assert await _ids(client, "/v1/boards/speedrun/top10") == []
+    assert await _ids(client, "/v1/boards/speedrun/top10?period=daily") == [
+        (cheat["user_id"], 50)
+    ]  # a ban takes the player off the all-time rankings (periods: not yet)
