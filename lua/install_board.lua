@@ -22,6 +22,12 @@
 --   ARGV[1]  highest update sequence the staged board includes
 --   ARGV[2]  last stream id read while staging ('0-0' when none)
 --   ARGV[3]  the new build's epoch (random, never reused)
+--   ARGV[4]  the current periods' ids, comma-separated ('' = none): each period's
+--            staged ranking and players (KEYS[1] and KEYS[2] plus ':<period id>') are
+--            renamed onto the live ones (KEYS[4] and KEYS[5] plus ':<period id>'), and
+--            the updates applied on top count in them too
+--   ARGV[5]  how long each of those periods' keys stay, in ms, comma-separated in the
+--            order of ARGV[4]
 --
 -- Output: { 'OK', caught_up, seq } where caught_up counts the updates applied on top
 --   and seq is the board's update sequence now.
@@ -53,6 +59,42 @@ install(staged_board, board_key)
 install(staged_players, players_key)
 install(staged_banned, banned_key)
 
+local periods = {} -- period id -> ms its keys stay
+local keep = {}
+for value in string.gmatch(ARGV[5], '[^,]+') do
+  keep[#keep + 1] = tonumber(value)
+end
+local index = 0
+for period_id in string.gmatch(ARGV[4], '[^,]+') do
+  index = index + 1
+  install(staged_board .. ':' .. period_id, board_key .. ':' .. period_id)
+  install(staged_players .. ':' .. period_id, players_key .. ':' .. period_id)
+  periods[period_id] = keep[index]
+end
+
+-- an update applied after the staged stream: its increase in one ranking (a sorted
+-- set and its players hash), under the update's member
+local function move(ranked_key, ranked_players, fields, member, user_id, keep_ms)
+  local info = rcall('HGET', ranked_players, user_id)
+  local old_member = info and string.match(info, '^([^|]+)')
+  local score = 0
+  if old_member then
+    score = tonumber(rcall('ZSCORE', ranked_key, old_member) or '0')
+    rcall('ZREM', ranked_key, old_member)
+  end
+  score = score + tonumber(fields.delta)
+  if score > 0 then
+    rcall('ZADD', ranked_key, string.format('%d', score), member)
+    rcall('HSET', ranked_players, user_id, member .. '|' .. fields.ts .. '|' .. fields.username)
+    if keep_ms and rcall('PTTL', ranked_players) < 0 then
+      rcall('PEXPIRE', ranked_key, keep_ms)
+      rcall('PEXPIRE', ranked_players, keep_ms)
+    end
+  else
+    rcall('HDEL', ranked_players, user_id)
+  end
+end
+
 local caught_up = 0
 for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
   local fields = {}
@@ -71,19 +113,12 @@ for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
       end
       rcall('HSET', banned_key, user_id, entry)
     else
-      local info = rcall('HGET', players_key, user_id)
-      local old_member = info and string.match(info, '^([^|]+)')
-      local score = 0
-      if old_member then
-        score = tonumber(rcall('ZSCORE', board_key, old_member) or '0')
-        rcall('ZREM', board_key, old_member)
-      end
-      score = score + tonumber(fields.delta)
-      if score > 0 then
-        rcall('ZADD', board_key, string.format('%d', score), member)
-        rcall('HSET', players_key, user_id, member .. '|' .. fields.ts .. '|' .. fields.username)
-      else
-        rcall('HDEL', players_key, user_id)
+      move(board_key, players_key, fields, member, user_id, nil)
+      for period_id in string.gmatch(fields.periods or '', '[^,]+') do
+        if periods[period_id] then
+          move(board_key .. ':' .. period_id, players_key .. ':' .. period_id, fields, member,
+            user_id, periods[period_id])
+        end
       end
     end
     caught_up = caught_up + 1

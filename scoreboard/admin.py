@@ -195,16 +195,20 @@ class Admin:
 
     async def _retried(
         self,
-        call: Callable[[BoardKeys, str, int], Awaitable[BanChange]],
+        call: Callable[[BoardKeys, str, int, tuple[str, ...], int], Awaitable[BanChange]],
         board: BoardKeys,
         user_id: str,
     ) -> BanChange:
+        config = self._boards.catalog.get(board.name)
+        periods = () if config is None else config.periods
+        offset_us = self._settings.test_clock_offset_ms * 1000
+        top_n = self._settings.live_top_n
         for _ in range(BOARD_RETRIES):
             try:
-                return await call(board, user_id, self._settings.live_top_n)
+                return await call(board, user_id, top_n, periods, offset_us)
             except BoardUnavailable:
                 await asyncio.sleep(BOARD_RETRY_SECONDS)
-        return await call(board, user_id, self._settings.live_top_n)
+        return await call(board, user_id, top_n, periods, offset_us)
 
     async def ban(self, user_id: str, reason: str, meta: Meta) -> dict[str, Any]:
         user = await self._player(user_id)

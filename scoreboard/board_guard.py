@@ -24,7 +24,7 @@ import asyncpg
 
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import BoardKeys
-from scoreboard.rebuild import ensure_board
+from scoreboard.rebuild import REAL_CLOCK, PeriodClock, ensure_board
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
 
@@ -58,12 +58,14 @@ class BoardGuard:
         scripts: Scripts,
         board: BoardKeys,
         follower: BoardFollower | None = None,
+        clock: PeriodClock = REAL_CLOCK,
     ) -> None:
         self._redis = redis
         self._pool = pool
         self._scripts = scripts
         self._board = board
         self._follower = follower
+        self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.stats = GuardStats()
@@ -93,7 +95,9 @@ class BoardGuard:
         self.healthy = False
         if self._follower is not None:
             self._follower.board_changed()
-        outcome = await ensure_board(self._redis, self._pool, self._scripts, self._board)
+        outcome = await ensure_board(
+            self._redis, self._pool, self._scripts, self._board, self._clock
+        )
         if outcome in ("rebuilt", "created"):
             self.stats.rebuilt += 1
         if outcome != "busy":

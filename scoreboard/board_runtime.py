@@ -21,6 +21,7 @@ from scoreboard.errors import BoardNotFound, InvalidRequest
 from scoreboard.keys import DEFAULT_BOARD, BoardKeys, Keys
 from scoreboard.leaderboard import Leaderboard
 from scoreboard.periods import ALL_TIME, Period, period_at
+from scoreboard.rebuild import REAL_CLOCK, PeriodClock
 from scoreboard.redis_store import RedisClient
 from scoreboard.scripts import BoardPage, PlayerPosition, Scripts
 
@@ -45,7 +46,7 @@ class BoardRuntimes:
         catalog: BoardCatalog,
         top_n: int,
         main: BoardRuntime,
-        clock_offset_ms: int = 0,
+        clock: PeriodClock = REAL_CLOCK,
     ) -> None:
         self._redis = redis
         self._pool = pool
@@ -55,11 +56,11 @@ class BoardRuntimes:
         self.catalog = catalog
         self._runtimes: dict[str, BoardRuntime] = {DEFAULT_BOARD: main}
         self._started = False
-        self._clock_offset_ms = clock_offset_ms
+        self._clock = clock
         catalog.on_change(self.follow_catalog)
 
     def now_ms(self) -> int:
-        return int(time.time() * 1000) + self._clock_offset_ms
+        return int(time.time() * 1000) + self._clock.offset_ms
 
     def follow_catalog(self) -> None:
         """A runtime (and a running guard) for every board of the catalogue."""
@@ -74,7 +75,7 @@ class BoardRuntimes:
         return BoardRuntime(
             board,
             Leaderboard(self._scripts, board, self._top_n),
-            BoardGuard(self._redis, self._pool, self._scripts, board),
+            BoardGuard(self._redis, self._pool, self._scripts, board, clock=self._clock),
         )
 
     def start(self) -> None:

@@ -166,8 +166,11 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 @asynccontextmanager
-async def _board_tools(settings: Settings, command: str) -> AsyncIterator[_BoardTools]:
-    from scoreboard.keys import Keys
+async def _board_tools(
+    settings: Settings, command: str, board: str = "global"
+) -> AsyncIterator[_BoardTools]:
+    from scoreboard.keys import BOARD_RE, Keys
+    from scoreboard.rebuild import PeriodClock
     from scoreboard.redis_store import connect
     from scoreboard.scripts import Scripts
     from scoreboard.services import open_database
@@ -178,10 +181,21 @@ async def _board_tools(settings: Settings, command: str) -> AsyncIterator[_Board
             " needs REDIS_URL and DATABASE_URL"
         )
     assert settings.redis_url
+    if not BOARD_RE.match(board):
+        raise SettingsError(f"--board: {board!r} is not a board's name")
     pool, _server = await open_database(settings)
     redis = connect(settings.redis_url, timeout=30.0)
     try:
-        yield _BoardTools(redis, pool, Scripts(redis), Keys.for_settings(settings).board())
+        known = await pool.fetchval("SELECT 1 FROM boards WHERE name = $1", board)
+        if known is None:
+            raise SettingsError(f"--board: there is no board {board!r}")
+        yield _BoardTools(
+            redis,
+            pool,
+            Scripts(redis),
+            Keys.for_settings(settings).board(board),
+            PeriodClock.from_settings(settings),
+        )
     finally:
         await redis.aclose()
         await pool.close()
@@ -193,13 +207,16 @@ class _BoardTools:
     pool: Any
     scripts: Any
     board: Any
+    clock: Any
 
 
-async def _rebuild(settings: Settings) -> int:
+async def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.rebuild import rebuild_with_lock
 
-    async with _board_tools(settings, "rebuild") as tools:
-        report = await rebuild_with_lock(tools.redis, tools.pool, tools.scripts, tools.board)
+    async with _board_tools(settings, "rebuild", args.board) as tools:
+        report = await rebuild_with_lock(
+            tools.redis, tools.pool, tools.scripts, tools.board, tools.clock
+        )
     print(
         f"scoreboard rebuild: {report.players} players, {report.from_stream} newer from the"
         f" stream, {report.caught_up} caught up while rebuilding"
@@ -210,9 +227,14 @@ async def _rebuild(settings: Settings) -> int:
 async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.rebuild import reconcile
 
-    async with _board_tools(settings, "reconcile") as tools:
+    async with _board_tools(settings, "reconcile", args.board) as tools:
         report = await reconcile(
-            tools.redis, tools.pool, tools.scripts, tools.board, repair=not args.dry_run
+            tools.redis,
+            tools.pool,
+            tools.scripts,
+            tools.board,
+            repair=not args.dry_run,
+            clock=tools.clock,
         )
     if report.skipped:
         print(f"scoreboard reconcile: not run: {report.skipped}", file=sys.stderr)
@@ -242,7 +264,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_sync(settings, args))
     if args.command == "reconcile":
         return asyncio.run(_reconcile(settings, args))
-    return asyncio.run(_rebuild(settings))
+    return asyncio.run(_rebuild(settings, args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -73,13 +73,14 @@ def parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--burst", action="store_true", help="stop once the stream is drained")
     _command(commands, "migrate", "apply database migrations", "Then exits.")
-    _command(
+    rebuild = _command(
         commands,
         "rebuild",
         "rebuild the Redis board from PostgreSQL",
         "PostgreSQL's totals plus the events not yet persisted; readers never see an empty\n"
         "board, and every running server reads the new one at once.",
     )
+    rebuild.add_argument("--board", default="global", help="the board (default: global)")
     reconcile = _command(
         commands,
         "reconcile",
@@ -89,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     reconcile.add_argument(
         "--dry-run", action="store_true", help="report the differences, repair nothing"
     )
+    reconcile.add_argument("--board", default="global", help="the board (default: global)")
     users = commands.add_parser("users", help="manage accounts", description="Manage accounts.")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
     create = _command(

@@ -30,8 +30,10 @@ from scoreboard.board_values import banned_entry, member, member_user, parse_ban
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, BoardKeys
+from scoreboard.periods import period_at
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
+from scoreboard.settings import Settings
 
 log = logging.getLogger("scoreboard.rebuild")
 
@@ -54,9 +56,39 @@ SELECT u.id::text AS user_id, u.username, coalesce(b.score, 0) AS score,
 FROM users u LEFT JOIN board_scores b ON b.user_id = u.id AND b.board = $1
 WHERE b.score > 0 OR u.banned
 """
+_BOARD_PERIODS_SQL = "SELECT periods FROM boards WHERE name = $1"
+# a current period's standings (banned players stay out of period rankings)
+_PERIOD_PLAYERS_SQL = """
+SELECT p.user_id::text AS user_id, u.username, p.score, p.last_event_seq AS seq,
+       (extract(epoch FROM p.updated_at) * 1000)::bigint AS updated_ms
+FROM period_scores p JOIN users u ON u.id = p.user_id
+WHERE p.board = $1 AND p.period_id = $2 AND p.score > 0 AND NOT u.banned
+"""
 _PERSISTED_SQL = "SELECT id::text FROM scores WHERE id = ANY($1::uuid[])"
 _MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM users"
 _BOARD_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM board_scores WHERE board = $1"
+
+
+@dataclass(frozen=True)
+class PeriodClock:
+    """How a rebuild names the current periods: Redis TIME plus the test clock's
+    offset; a staged period ranking expires `grace_ms` after its period ends."""
+
+    offset_ms: int = 0
+    grace_ms: int = 3_600_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PeriodClock:
+        return cls(settings.test_clock_offset_ms, settings.period_grace_seconds * 1000)
+
+
+REAL_CLOCK = PeriodClock()
+
+
+@dataclass(frozen=True)
+class CurrentPeriod:
+    period_id: str
+    keep_ms: int  # how long its keys stay from now
 
 
 @dataclass
@@ -81,15 +113,18 @@ class TailUpdate:
     delta: int
     seq: int
     ts_ms: int
+    periods: tuple[str, ...] = ()
 
 
 @dataclass
 class Expected:
-    """What the board should hold, as of stream id `last_id`."""
+    """What the board should hold, as of stream id `last_id`: the all-time standings
+    and those of each current period."""
 
     standings: dict[str, Standing]
     last_id: str
     from_stream: int
+    periods: dict[CurrentPeriod, dict[str, Standing]] = field(default_factory=dict)
 
     @property
     def max_seq(self) -> int:
@@ -135,6 +170,7 @@ def _tail_update(raw: dict[Any, Any] | None) -> TailUpdate | None:
             int(fields["delta"]),
             int(fields["seq"]),
             int(fields["ts"]),
+            tuple(pid for pid in fields.get("periods", "").split(",") if pid),
         )
     except (KeyError, ValueError):
         return None  # malformed: the syncer sends it to the dead letters
@@ -166,11 +202,18 @@ async def _read_tail(redis: RedisClient, events_key: str) -> tuple[list[TailUpda
 
 
 def _add_unpersisted(
-    standings: dict[str, Standing], updates: list[TailUpdate], persisted: set[str]
+    standings: dict[str, Standing],
+    updates: list[TailUpdate],
+    persisted: set[str],
+    period_id: str | None = None,
 ) -> int:
+    """Add the updates PostgreSQL does not hold yet (with `period_id`, only those that
+    counted in that period)."""
     added = 0
     for update in updates:
         if update.event_id in persisted:
+            continue
+        if period_id is not None and period_id not in update.periods:
             continue
         known = standings.get(update.user_id)
         if known is None:
@@ -182,11 +225,32 @@ def _add_unpersisted(
     return added
 
 
+async def _current_periods(
+    redis: RedisClient, conn: asyncpg.Connection, board: BoardKeys, clock: PeriodClock
+) -> list[CurrentPeriod]:
+    kinds = await conn.fetchval(_BOARD_PERIODS_SQL, board.name) or []
+    if not kinds:
+        return []
+    async with redis_errors():
+        seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000 + clock.offset_ms
+    current = []
+    for kind in kinds:
+        period = period_at(kind, now_ms)
+        current.append(CurrentPeriod(period.id, period.ends_ms + clock.grace_ms - now_ms))
+    return current
+
+
 async def expected_board(
-    redis: RedisClient, pool: asyncpg.Pool, board: BoardKeys, live: LiveBoard | None = None
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    board: BoardKeys,
+    live: LiveBoard | None = None,
+    clock: PeriodClock = REAL_CLOCK,
 ) -> Expected:
-    """PostgreSQL's totals plus the updates in the stream it does not hold yet. With
-    `live`, the live board is read in the same instant as the stream."""
+    """PostgreSQL's totals plus the updates in the stream it does not hold yet, for the
+    all-time ranking and each current period. With `live`, the live board is read in
+    the same instant as the stream."""
     async with (
         db_errors(),
         pool.acquire() as conn,
@@ -197,6 +261,11 @@ async def expected_board(
             rows = await conn.fetch(_PLAYERS_SQL)
         else:
             rows = await conn.fetch(_BOARD_PLAYERS_SQL, board.name)
+        current = await _current_periods(redis, conn, board, clock)
+        period_rows = {
+            period: await conn.fetch(_PERIOD_PLAYERS_SQL, board.name, period.period_id)
+            for period in current
+        }
         if live is None:
             updates, last_id = await _read_tail(redis, board.events)
         else:
@@ -211,7 +280,16 @@ async def expected_board(
     }
     added = _add_unpersisted(standings, updates, persisted)
     kept = {u: s for u, s in standings.items() if s.score > 0 or s.banned}
-    return Expected(kept, last_id, added)
+    banned = {u for u, s in kept.items() if s.banned}
+    periods = {}
+    for period, found in period_rows.items():
+        ranked = {
+            row["user_id"]: Standing(row["username"], row["score"], row["seq"], row["updated_ms"])
+            for row in found
+        }
+        _add_unpersisted(ranked, updates, persisted, period.period_id)
+        periods[period] = {u: s for u, s in ranked.items() if s.score > 0 and u not in banned}
+    return Expected(kept, last_id, added, periods)
 
 
 async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Standing]) -> None:
@@ -246,13 +324,48 @@ async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Stan
             await pipe.execute()
 
 
+async def _stage_periods(
+    redis: RedisClient, board: BoardKeys, periods: dict[CurrentPeriod, dict[str, Standing]]
+) -> None:
+    """Each current period's ranking, staged beside the board's staged keys (as the
+    install script finds them: the staged key plus ':<period id>'), expiring with it."""
+    staged_board, staged_players, _ = board.rebuild_staging
+    async with redis_errors():
+        for period, standings in periods.items():
+            ranking = f"{staged_board}:{period.period_id}"
+            players = f"{staged_players}:{period.period_id}"
+            await redis.delete(ranking, players)
+            items = list(standings.items())
+            for offset in range(0, len(items), CHUNK):
+                chunk = items[offset : offset + CHUNK]
+                pipe = redis.pipeline(transaction=False)
+                pipe.zadd(ranking, {s.member(uid): s.score for uid, s in chunk})
+                pipe.hset(
+                    players,
+                    mapping={
+                        uid: player_entry(s.member(uid), s.updated_ms, s.username)
+                        for uid, s in chunk
+                    },
+                )
+                await pipe.execute()
+            if items:
+                keep_ms = max(1, period.keep_ms)
+                await redis.pexpire(ranking, keep_ms)
+                await redis.pexpire(players, keep_ms)
+
+
 async def install(
     redis: RedisClient, scripts: Scripts, board: BoardKeys, expected: Expected
 ) -> RebuildReport:
     """Stage `expected` and swap it in as a new build of the board."""
     await _stage(redis, board, expected.standings)
+    await _stage_periods(redis, board, expected.periods)
     caught_up, _ = await scripts.install_board(
-        board, expected.max_seq, expected.last_id, secrets.token_hex(8)
+        board,
+        expected.max_seq,
+        expected.last_id,
+        secrets.token_hex(8),
+        [(period.period_id, period.keep_ms) for period in expected.periods],
     )
     ranked = sum(not standing.banned for standing in expected.standings.values())
     report = RebuildReport(ranked, expected.from_stream, caught_up)
@@ -261,10 +374,15 @@ async def install(
 
 
 async def rebuild_board(
-    redis: RedisClient, pool: asyncpg.Pool, scripts: Scripts, board: BoardKeys
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    scripts: Scripts,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
 ) -> RebuildReport:
     """Rebuild now; the caller holds the board's rebuild lock."""
-    return await install(redis, scripts, board, await expected_board(redis, pool, board))
+    expected = await expected_board(redis, pool, board, clock=clock)
+    return await install(redis, scripts, board, expected)
 
 
 @asynccontextmanager
@@ -283,17 +401,25 @@ async def rebuild_lock(redis: RedisClient, board: BoardKeys) -> AsyncIterator[bo
 
 
 async def rebuild_with_lock(
-    redis: RedisClient, pool: asyncpg.Pool, scripts: Scripts, board: BoardKeys
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    scripts: Scripts,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
 ) -> RebuildReport:
     """An operator's rebuild: refused while another process is rebuilding."""
     async with rebuild_lock(redis, board) as held:
         if not held:
             raise ServiceUnavailable("Another process is rebuilding this board")
-        return await rebuild_board(redis, pool, scripts, board)
+        return await rebuild_board(redis, pool, scripts, board, clock)
 
 
 async def ensure_board(
-    redis: RedisClient, pool: asyncpg.Pool, scripts: Scripts, board: BoardKeys
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    scripts: Scripts,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
 ) -> str:
     """Make the board ready for updates, rebuilding it first when Redis lost it.
     Returns 'ready', 'created', 'rebuilt', or 'busy' while another process rebuilds
@@ -307,7 +433,7 @@ async def ensure_board(
         async with redis_errors():
             if await redis.exists(board.state):
                 return "ready"  # another process finished while we took the lock
-        report = await rebuild_board(redis, pool, scripts, board)
+        report = await rebuild_board(redis, pool, scripts, board, clock)
     return "rebuilt" if report.players or report.from_stream else "created"
 
 
@@ -375,6 +501,7 @@ async def reconcile(
     board: BoardKeys,
     *,
     repair: bool = True,
+    clock: PeriodClock = REAL_CLOCK,
 ) -> ReconcileReport:
     """Compare the live board with PostgreSQL plus the unsynced stream; where they
     differ, PostgreSQL wins: the board is rebuilt from it (Redis's damage is never
@@ -389,7 +516,7 @@ async def reconcile(
             report.skipped = "another process is rebuilding the board"
             return report
         live = LiveBoard()
-        expected = await expected_board(redis, pool, board, live)
+        expected = await expected_board(redis, pool, board, live, clock)
         compare(live, expected, report)
         for user_id, held_score, want in report.examples:
             log.warning(

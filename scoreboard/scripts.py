@@ -423,7 +423,15 @@ class Scripts:
             float(reply[1]), tuple(parse_reasons(as_text(reply[2]))), as_text(reply[3])
         )
 
-    async def _ban_script(self, name: str, board: BoardKeys, user_id: str, top_n: int) -> BanChange:
+    async def _ban_script(
+        self,
+        name: str,
+        board: BoardKeys,
+        user_id: str,
+        top_n: int,
+        periods: tuple[str, ...],
+        clock_offset_us: int,
+    ) -> BanChange:
         reply = await self._call(
             name,
             [
@@ -434,7 +442,7 @@ class Scripts:
                 board.updates_channel,
                 board.rebuild_lock,
             ],
-            [user_id, top_n, board.name],
+            [user_id, top_n, board.name, ",".join(periods), clock_offset_us],
         )
         status = as_text(reply[0])
         if status == ScriptStatus.REBUILDING:
@@ -443,13 +451,31 @@ class Scripts:
             raise BoardUnavailable()
         return BanChange(int(reply[1]), int(reply[2]), bool(int(reply[3])))
 
-    async def ban_player(self, board: BoardKeys, user_id: str, top_n: int) -> BanChange:
-        """Off the board, standing kept; no tokens or updates until unbanned."""
-        return await self._ban_script("ban_player", board, user_id, top_n)
+    async def ban_player(
+        self,
+        board: BoardKeys,
+        user_id: str,
+        top_n: int,
+        periods: tuple[str, ...] = (),
+        clock_offset_us: int = 0,
+    ) -> BanChange:
+        """Off the board and its current periods, standing kept; no tokens or updates
+        until unbanned."""
+        return await self._ban_script("ban_player", board, user_id, top_n, periods, clock_offset_us)
 
-    async def unban_player(self, board: BoardKeys, user_id: str, top_n: int) -> BanChange:
-        """Back on the board with the kept score and tie position."""
-        return await self._ban_script("unban_player", board, user_id, top_n)
+    async def unban_player(
+        self,
+        board: BoardKeys,
+        user_id: str,
+        top_n: int,
+        periods: tuple[str, ...] = (),
+        clock_offset_us: int = 0,
+    ) -> BanChange:
+        """Back on the board (and its current periods) with the kept score and tie
+        position."""
+        return await self._ban_script(
+            "unban_player", board, user_id, top_n, periods, clock_offset_us
+        )
 
     async def adjust_score(
         self,
@@ -540,9 +566,16 @@ class Scripts:
         return bool(int(reply[1]))
 
     async def install_board(
-        self, board: BoardKeys, max_seq: int, last_stream_id: str, epoch: str
+        self,
+        board: BoardKeys,
+        max_seq: int,
+        last_stream_id: str,
+        epoch: str,
+        periods: list[tuple[str, int]] | None = None,
     ) -> tuple[int, int]:
-        """Swap a staged board into place; returns (events caught up, board sequence)."""
+        """Swap a staged board (and its current periods' rankings: (period id, ms its
+        keys stay)) into place; returns (events caught up, board sequence)."""
+        periods = periods or []
         reply = await self._call(
             "install_board",
             [
@@ -554,7 +587,13 @@ class Scripts:
                 board.events,
                 board.updates_channel,
             ],
-            [max_seq, last_stream_id, epoch],
+            [
+                max_seq,
+                last_stream_id,
+                epoch,
+                ",".join(period_id for period_id, _ in periods),
+                ",".join(str(max(1, keep_ms)) for _, keep_ms in periods),
+            ],
         )
         return int(reply[1]), int(reply[2])
 

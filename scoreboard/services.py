@@ -28,8 +28,10 @@ from scoreboard.leaderboard import Leaderboard
 from scoreboard.migrations import migrate
 from scoreboard.passwords import PasswordHasher
 from scoreboard.preflight import check_postgres, redis_warnings
+from scoreboard.ranking_feeds import RankingFeeds
 from scoreboard.ratelimit import RateLimiter
 from scoreboard.realtime import Hub
+from scoreboard.rebuild import PeriodClock
 from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient
 from scoreboard.revocations import Revocations
@@ -103,6 +105,7 @@ class Services:
     admin: Admin
     catalog: BoardCatalog
     boards: BoardRuntimes
+    ranking_feeds: RankingFeeds
     started_at: float
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
@@ -185,7 +188,8 @@ class Services:
         board = keys.board(DEFAULT_BOARD)
         leaderboard = Leaderboard(scripts, board, settings.live_top_n)
         feed = BoardFeed(redis, keys, url=settings.redis_url if pipelined else None)
-        guard = BoardGuard(redis, pool, scripts, board, LiveCopy(leaderboard, feed))
+        clock = PeriodClock.from_settings(settings)
+        guard = BoardGuard(redis, pool, scripts, board, LiveCopy(leaderboard, feed), clock)
         feed.add_listener(leaderboard)
         hub = Hub(leaderboard, settings.broadcast_interval_ms)
         feed.add_listener(hub)
@@ -201,8 +205,10 @@ class Services:
             catalog=catalog,
             top_n=settings.live_top_n,
             main=BoardRuntime(board, leaderboard, guard),
-            clock_offset_ms=settings.test_clock_offset_ms,
+            clock=clock,
         )
+        ranking_feeds = RankingFeeds(boards, settings.broadcast_interval_ms)
+        revocations.follow(ranking_feeds.session_revoked)
         admin = Admin(
             settings=settings,
             pool=pool,
@@ -234,6 +240,7 @@ class Services:
             admin=admin,
             catalog=catalog,
             boards=boards,
+            ranking_feeds=ranking_feeds,
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,
@@ -250,6 +257,7 @@ class Services:
         await self.catalog.stop()
         await self.feed.stop()
         await self.hub.close()
+        await self.ranking_feeds.close()
         if self.pipelined is not None:
             await self.pipelined.close()
         await self.redis.aclose()

@@ -32,7 +32,7 @@ from scoreboard.board_guard import BoardGuard
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
-from scoreboard.rebuild import ReconcileReport, persisted_max_seq, reconcile
+from scoreboard.rebuild import PeriodClock, ReconcileReport, persisted_max_seq, reconcile
 from scoreboard.redis_store import RedisClient, as_text, consumer_lag, redis_errors
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
@@ -130,7 +130,8 @@ class Syncer:
         self.board = self.keys.board(board)
         self.scripts = Scripts(redis)
         self.stream = self.board.events
-        self.guard = BoardGuard(redis, pool, self.scripts, self.board)
+        self.clock = PeriodClock.from_settings(settings)
+        self.guard = BoardGuard(redis, pool, self.scripts, self.board, clock=self.clock)
         self.audit = AuditTrail(self.scripts, self.board, settings)
         self._next_flood_flush = 0.0
         self.stats = SyncStats()
@@ -213,7 +214,7 @@ class Syncer:
         if not self._reconcile_now and (interval <= 0 or now < self._next_reconcile):
             return None
         self._next_reconcile = now + interval
-        report = await reconcile(self.redis, self.pool, self.scripts, self.board)
+        report = await reconcile(self.redis, self.pool, self.scripts, self.board, clock=self.clock)
         if report.skipped:
             log.info("reconcile skipped: %s", report.skipped)
             return report

@@ -344,6 +344,69 @@ async def test_a_ban_holds_on_every_board(client: httpx.AsyncClient, services: S
     )
     assert banned.status_code == 200
     assert await _ids(client, "/v1/boards/speedrun/top10") == []
-    assert await _ids(client, "/v1/boards/speedrun/top10?period=daily") == [
-        (cheat["user_id"], 50)
-    ]  # a ban takes the player off the all-time rankings (periods: not yet)
+    assert await _ids(client, "/v1/boards/speedrun/top10?period=daily") == []
+    assert await _ids(client, "/v1/boards/speedrun/top10?period=weekly") == []
+    unbanned = await client.post(
+        f"/v1/admin/players/{cheat['user_id']}/unban", headers=bearer(admin["access_token"])
+    )
+    assert unbanned.status_code == 200
+    for period in ("all", "daily", "weekly"):
+        assert await _ids(client, f"/v1/boards/speedrun/top10?period={period}") == [
+            (cheat["user_id"], 50)
+        ]
+
+
+async def test_a_lost_board_comes_back_with_its_periods(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Redis loses every key of a board with periods: the rebuild restores the all-time
+    ranking and each current period's, from PostgreSQL plus the updates it does not
+    hold yet, ties and expiry included."""
+    admin = await _admin(client, services)
+    assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+    alice, bob, carol = [await new_player(client) for _ in range(3)]
+    assert (await _play(client, alice, 60, "speedrun")).status_code == 200
+    assert (await _play(client, bob, 60, "speedrun")).status_code == 200
+    await _sync(services)  # these two are in PostgreSQL...
+    assert (await _play(client, carol, 60, "speedrun")).status_code == 200
+    assert (await _play(client, alice, 5, "speedrun")).status_code == 200  # ...these not yet
+    before = {
+        period: await _ids(client, f"/v1/boards/speedrun/top10?period={period}")
+        for period in ("all", "daily", "weekly")
+    }
+    assert before["daily"] == [
+        (alice["user_id"], 65),
+        (bob["user_id"], 60),
+        (carol["user_id"], 60),
+    ]
+    board = services.keys.board("speedrun")
+    events = [entry async for entry in _stream(services, board.events)]
+    lost = [
+        key
+        async for key in services.redis.scan_iter(
+            match=f"{services.settings.redis_prefix}:{{speedrun}}:*"
+        )
+        if key.decode() != board.events
+    ]
+    await services.redis.delete(*lost)
+    _, runtime = await services.boards.board("speedrun")
+    assert await runtime.guard.check() == "rebuilt"
+    after = {
+        period: await _ids(client, f"/v1/boards/speedrun/top10?period={period}")
+        for period in ("all", "daily", "weekly")
+    }
+    assert after == before
+    for key in services.keys.period_ranking("speedrun", DAY.id):
+        assert await services.redis.pttl(key) > 0
+    assert len(events) == 2  # the two not persisted yet (the syncer trims the rest)
+    # and it goes on: an update counts in the rebuilt periods
+    assert (await _play(client, carol, 10, "speedrun")).status_code == 200
+    assert (await _ids(client, "/v1/boards/speedrun/top10?period=daily"))[0] == (
+        carol["user_id"],
+        70,
+    )
+
+
+async def _stream(services: Services, key: str) -> Any:
+    for entry in await services.redis.xrange(key):
+        yield entry

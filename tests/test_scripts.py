@@ -51,6 +51,7 @@ def test_includes_are_pasted_in() -> None:
         "unban_player",
         "adjust_score",
         "record_audit",
+        "reset_season",
     }
 
 
@@ -124,6 +125,9 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
         result="",
         details_json="{}",
     )
+    await scripts.reset_season(
+        board, stored_season=1, event_id="e", admin_id="a", reason="r", ip="", user_agent=""
+    )
     await scripts.install_board(board, 0, "0-0", "e")
     await scripts.trim_stream(board, "0-0")
     await scripts.read_range(board, 0, 1)
@@ -143,6 +147,7 @@ _REPLIES: dict[str, Any] = {
     "unban_player": ["OK", 0, 0, 1],
     "adjust_score": ["OK", 1, 1, 0, 1],
     "record_audit": ["OK", 1, 0],
+    "reset_season": ["OK", 1, 2, 0],
     "install_board": ["OK", 0, 0],
     "trim_stream": ["OK", 0],
     "read_range": ["OK", 0, 0, "e"],

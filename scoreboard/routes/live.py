@@ -18,6 +18,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from scoreboard.errors import RateLimitExceeded, ScoreboardError
 from scoreboard.jwt_tokens import AccessClaims
+from scoreboard.keys import DEFAULT_BOARD
+from scoreboard.periods import ALL_TIME
+from scoreboard.ranking_feeds import is_main
 from scoreboard.realtime import Broadcast, Subscriber
 from scoreboard.routes.common import address, services
 from scoreboard.ws_protocol import FRAME_WRITER
@@ -84,6 +87,8 @@ class _WsSession:
         self.svc = services(websocket)
         self.subscriber: Subscriber | None = None
         self.messages: list[float] = []
+        # other rankings followed (another board, a period), each sent by a task of its own
+        self.rankings: dict[tuple[str, str], tuple[Subscriber, asyncio.Task[None]]] = {}
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
@@ -99,6 +104,9 @@ class _WsSession:
     def close(self) -> None:
         if self.subscriber is not None:
             self.svc.hub.unsubscribe(self.subscriber)
+        for subscriber, task in self.rankings.values():
+            self.svc.ranking_feeds.unsubscribe(subscriber)
+            task.cancel()
 
     async def _receive_loop(self) -> None:
         settings = self.svc.settings
@@ -119,6 +127,15 @@ class _WsSession:
         except ValueError:
             kind = None
         if kind == "subscribe_leaderboard":
+            wanted = _ranking(message.get("data"))
+            if wanted is None:
+                await self.websocket.send_text(
+                    _error("INVALID_REQUEST", "data.board and data.period must be text")
+                )
+                return
+            if not is_main(*wanted):
+                await self._follow_ranking(*wanted)
+                return
             if self.subscriber is None:
                 subscriber, current = await self.svc.hub.subscribe(self.claims.session_id)
                 self.subscriber = subscriber
@@ -133,6 +150,27 @@ class _WsSession:
         await self.websocket.send_text(
             _error("INVALID_REQUEST", 'expected {"type": "subscribe_leaderboard"}')
         )
+
+    async def _follow_ranking(self, board: str, period: str) -> None:
+        if (board, period) in self.rankings:
+            return
+        try:
+            subscriber, current = await self.svc.ranking_feeds.subscribe(
+                board, period, self.claims.session_id
+            )
+        except ScoreboardError as exc:
+            await self.websocket.send_text(_error(exc.code, exc.message))
+            return
+        await self.websocket.send_text(current.ws_text)
+        task = asyncio.create_task(self._send_ranking(subscriber))
+        self.rankings[(board, period)] = (subscriber, task)
+
+    async def _send_ranking(self, subscriber: Subscriber) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                message = await subscriber.next(TICK_SECONDS)
+                if message is not None:
+                    await self.websocket.send_text(message.ws_text)
 
     async def _send_loop(self) -> None:
         """Closes the connection when its token expires or its session is revoked, and
@@ -154,6 +192,18 @@ class _WsSession:
         await self.websocket.send_text(message.ws_text)
 
 
+def _ranking(data: object) -> tuple[str, str] | None:
+    """(board, period) a subscription asks for: both optional, `global` and `all`."""
+    if data is None:
+        return DEFAULT_BOARD, ALL_TIME
+    if not isinstance(data, dict):
+        return None
+    board, period = data.get("board", DEFAULT_BOARD), data.get("period", ALL_TIME)
+    if not isinstance(board, str) or not isinstance(period, str):
+        return None
+    return board, period
+
+
 def _sse_event(message: Broadcast) -> dict[str, Any]:
     return {"event": "leaderboard_update", "id": message.event_id, "data": message.sse_data}
 
@@ -166,8 +216,14 @@ async def sse_leaderboard(request: Request) -> EventSourceResponse:
         raise RateLimitExceeded(
             "Too many live connections from this address", headers={"Retry-After": "5"}
         )
+    board = request.query_params.get("board", DEFAULT_BOARD)
+    period = request.query_params.get("period", ALL_TIME)
+    main = is_main(board, period)
+    if main:
+        subscriber, current = await svc.hub.subscribe()
+    else:
+        subscriber, current = await svc.ranking_feeds.subscribe(board, period)
     streams[ip] += 1
-    subscriber, current = await svc.hub.subscribe()
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         try:
@@ -177,7 +233,10 @@ async def sse_leaderboard(request: Request) -> EventSourceResponse:
                 if message is not None:
                     yield _sse_event(message)
         finally:
-            svc.hub.unsubscribe(subscriber)
+            if main:
+                svc.hub.unsubscribe(subscriber)
+            else:
+                svc.ranking_feeds.unsubscribe(subscriber)
             streams[ip] -= 1
             if streams[ip] <= 0:
                 del streams[ip]
