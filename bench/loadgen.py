@@ -125,12 +125,22 @@ async def updates_loop(run: Run, _: str, worker: int, tokens: list[dict[str, str
             run.accepted[item["user_id"]] += INCREASE
 
 
+def token_body(board: str | None) -> bytes:
+    """The token request, for the global board or another one."""
+    if not board:
+        return TOKEN_BODY
+    return json.dumps(
+        {"action_type": "game_completion", "session_id": "bench", "board": board}
+    ).encode()
+
+
 async def issue_loop(run: Run, _: str, worker: int, todo: list[dict[str, str]]) -> None:
     conn = Connection(run.host, run.port)
     while todo:
         player = todo.pop()
+        body_out = token_body(player.get("board"))
         status, body = await conn.request(
-            "POST", "/auth/action-token", TOKEN_BODY, _auth(player["access"])
+            "POST", "/auth/action-token", body_out, _auth(player["access"])
         )
         if status == 200:
             token = json.loads(body)["data"]["action_token"]
@@ -151,6 +161,11 @@ async def main() -> None:
     parser.add_argument("--input", help="JSON lines: players or pre-issued tokens")
     parser.add_argument("--count", type=int, default=0, help="issue: tokens to issue")
     parser.add_argument("--rate", type=float, default=0, help="updates: requests/s (0: flat out)")
+    parser.add_argument(
+        "--boards",
+        default="",
+        help="issue: comma-separated boards, taken in turn (default: global)",
+    )
     args = parser.parse_args()
 
     items: list[dict[str, str]] = []
@@ -161,7 +176,11 @@ async def main() -> None:
     phase, _, path = args.phase.partition(":")
     loop = get_loop if phase == "get" else loops[phase]
     if phase == "issue":
-        items = [items[i % len(items)] for i in range(args.count)]
+        boards = [name for name in args.boards.split(",") if name]
+        items = [
+            {**items[i % len(items)], **({"board": boards[i % len(boards)]} if boards else {})}
+            for i in range(args.count)
+        ]
     run = Run(args.url, args.seconds, args.rate, args.concurrency)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()

@@ -199,6 +199,7 @@ def loadgen(
     concurrency: int,
     source: Path | None = None,
     count: int = 0,
+    boards: str = "",
 ) -> str:
     _, loadgen_cpu = _cpu_split()
     command = [
@@ -217,6 +218,8 @@ def loadgen(
         command += ["--input", str(source)]
     if count:
         command += ["--count", str(count)]
+    if boards:
+        command += ["--boards", boards]
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 

@@ -41,6 +41,11 @@ def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_pat
     assert "| 3. score updates |" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_the_boards_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+    _bench("bench.boards", ["--smoke", "--out", str(tmp_path)], redis_url, postgres_admin)
+    assert "Correct: True" in (tmp_path / "BOARDS.md").read_text()
+
+
 def test_the_fan_out_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
     # 200 WebSocket clients: 100 timing probes and 100 that read frame headers only
     command = ["--clients", "200", "--sse", "10", "--rate", "50", "--seconds", "2", "--runs", "1"]

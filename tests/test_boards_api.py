@@ -410,3 +410,99 @@ async def test_a_lost_board_comes_back_with_its_periods(
 async def _stream(services: Services, key: str) -> Any:
     for entry in await services.redis.xrange(key):
         yield entry
+
+
+async def test_updates_racing_a_season_reset_land_wholly_in_one_season(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    admin = await _admin(client, services)
+    assert (await _create(client, admin, {**SPEEDRUN, "periods": []})).status_code == 201
+    players = [await new_player(client) for _ in range(8)]
+    tokens = []
+    for player in players:
+        for _ in range(12):
+            issued = await client.post(
+                "/v1/auth/action-token",
+                json={"action_type": "run", "session_id": "s1", "board": "speedrun"},
+                headers=bearer(player["access_token"]),
+            )
+            tokens.append((player, issued.json()["data"]["action_token"]))
+
+    done = 0
+    a_third_done = asyncio.Event()
+
+    async def update(player: dict[str, Any], token: str, increase: int) -> tuple[str, int]:
+        nonlocal done
+        answer = await client.post(
+            "/v1/scores/update",
+            json={"score_increase": increase},
+            headers={**bearer(player["access_token"]), "X-Action-Token": token},
+        )
+        assert answer.status_code == 200, answer.text
+        done += 1
+        if done == len(tokens) // 3:
+            a_third_done.set()
+        return player["user_id"], increase
+
+    async def reset() -> httpx.Response:
+        await a_third_done.wait()  # while the other updates are in flight
+        return await client.post(
+            "/v1/admin/boards/speedrun/reset",
+            json={"reason": "race"},
+            headers=bearer(admin["access_token"]),
+        )
+
+    async def plays(player: dict[str, Any]) -> list[tuple[str, int]]:
+        """One player's updates one after another, so they spread over time."""
+        own = [token for who, token in tokens if who is player]
+        return [await update(player, token, 1 + i % 7) for i, token in enumerate(own)]
+
+    *played, reset_answer = await asyncio.gather(*(plays(p) for p in players), reset())
+    accepted = [answer for answers in played for answer in answers]
+    assert len(accepted) == len(tokens)
+    assert reset_answer.status_code == 200, reset_answer.text
+    await _sync(services)
+    told: dict[str, int] = {}
+    for user_id, increase in accepted:
+        told[user_id] = told.get(user_id, 0) + increase
+    archived = {
+        r["user_id"]: r["score"]
+        for r in await services.pool.fetch(
+            "SELECT user_id::text, score FROM season_standings WHERE board = 'speedrun'"
+        )
+    }
+    current = {
+        r["user_id"]: r["score"]
+        for r in await services.pool.fetch(
+            "SELECT user_id::text, score FROM board_scores WHERE board = 'speedrun'"
+        )
+    }
+    live = {
+        e["user_id"]: e["score"]
+        for e in (await client.get("/v1/boards/speedrun/leaderboard?limit=100")).json()["data"][
+            "leaderboard"
+        ]
+    }
+    assert live == {u: s for u, s in current.items() if s}  # the board is the new season
+    assert archived and live, "the reset did not land among the updates"
+    for user_id, total in told.items():
+        assert archived.get(user_id, 0) + current.get(user_id, 0) == total
+    # each update is in one season: the stream order splits them at the reset
+    rows = await services.pool.fetch(
+        "SELECT s.user_id::text, s.score_change, s.stream_id FROM scores s"
+        " WHERE s.board = 'speedrun' ORDER BY s.seq"
+    )
+    reset_row = await services.pool.fetchrow(
+        "SELECT a.stream_id FROM audit_log a WHERE a.event_type = 'season_reset'"
+    )
+    cut = _stream_key(reset_row["stream_id"])
+    before: dict[str, int] = {}
+    for row in rows:
+        if _stream_key(row["stream_id"]) < cut:
+            before[row["user_id"]] = before.get(row["user_id"], 0) + row["score_change"]
+    assert before == {u: s for u, s in archived.items()}
+
+
+def _stream_key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq)
