@@ -418,15 +418,7 @@ async def test_updates_racing_a_season_reset_land_wholly_in_one_season(
     admin = await _admin(client, services)
     assert (await _create(client, admin, {**SPEEDRUN, "periods": []})).status_code == 201
     players = [await new_player(client) for _ in range(8)]
-    tokens = []
-    for player in players:
-        for _ in range(12):
-            issued = await client.post(
-                "/v1/auth/action-token",
-                json={"action_type": "run", "session_id": "s1", "board": "speedrun"},
-                headers=bearer(player["access_token"]),
-            )
-            tokens.append((player, issued.json()["data"]["action_token"]))
+    tokens = [(player, await _token(client, player)) for player in players for _ in range(12)]
 
     done = 0
     a_third_done = asyncio.Event()
@@ -462,9 +454,7 @@ async def test_updates_racing_a_season_reset_land_wholly_in_one_season(
     assert len(accepted) == len(tokens)
     assert reset_answer.status_code == 200, reset_answer.text
     await _sync(services)
-    told: dict[str, int] = {}
-    for user_id, increase in accepted:
-        told[user_id] = told.get(user_id, 0) + increase
+    told = _summed(accepted)
     archived = {
         r["user_id"]: r["score"]
         for r in await services.pool.fetch(
@@ -496,11 +486,27 @@ async def test_updates_racing_a_season_reset_land_wholly_in_one_season(
         "SELECT a.stream_id FROM audit_log a WHERE a.event_type = 'season_reset'"
     )
     cut = _stream_key(reset_row["stream_id"])
-    before: dict[str, int] = {}
-    for row in rows:
-        if _stream_key(row["stream_id"]) < cut:
-            before[row["user_id"]] = before.get(row["user_id"], 0) + row["score_change"]
-    assert before == {u: s for u, s in archived.items()}
+    before = _summed(
+        [(r["user_id"], r["score_change"]) for r in rows if _stream_key(r["stream_id"]) < cut]
+    )
+    assert before == archived
+
+
+async def _token(client: httpx.AsyncClient, player: dict[str, Any]) -> str:
+    issued = await client.post(
+        "/v1/auth/action-token",
+        json={"action_type": "run", "session_id": "s1", "board": "speedrun"},
+        headers=bearer(player["access_token"]),
+    )
+    token: str = issued.json()["data"]["action_token"]
+    return token
+
+
+def _summed(pairs: list[tuple[str, int]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for user_id, points in pairs:
+        totals[user_id] = totals.get(user_id, 0) + points
+    return totals
 
 
 def _stream_key(stream_id: str) -> tuple[int, int]:
