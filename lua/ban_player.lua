@@ -10,11 +10,10 @@
 --   KEYS[5]  the board's update channel
 --   KEYS[6]  the board's rebuild lock: no ban while a rebuild is staging the board
 --            (it would install a board staged before the ban)
+--   KEYS[7..] three per current period of the board: its ranking, players and banned
+--            players (include/period_bans.lua); the player's entry there moves too
 --   ARGV[1]  user id      ARGV[2]  N of the top N that subscribers are sent
 --   ARGV[3]  board name
---   ARGV[4]  the board's periods, comma-separated kinds ('' = none): the player's
---            entry in the current period of each moves too (include/period_bans.lua)
---   ARGV[5]  clock offset in microseconds added to Redis TIME ('0'; tests only)
 --
 -- Output:
 --   { 'OK', old_rank (0 = was not ranked), score, changed (0 = was banned already) }
@@ -25,7 +24,6 @@
 -- @include clock_and_gcra
 -- @include board_entries
 -- @include board_change
--- @include periods
 -- @include period_bans
 
 local S_OK = 'OK'
@@ -33,14 +31,12 @@ local S_OK = 'OK'
 local rcall = redis.call
 local board_key, players_key, banned_key, state_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local user_id, top_n = ARGV[1], tonumber(ARGV[2])
-local period_kinds = ARGV[4]
-local now_ms = math.floor((redis_now_us() + tonumber(ARGV[5])) / 1000)
 
 local epoch, not_settled = bc_settled(KEYS[6], state_key, players_key, board_key)
 if not epoch then
   return { not_settled }
 end
-pb_ban(period_kinds, now_ms, board_key, players_key, banned_key, user_id)
+pb_ban(KEYS, 7, user_id)
 local kept = rcall('HGET', banned_key, user_id)
 if kept then
   return { S_OK, 0, tonumber(string.match(kept, '|(%d+)$') or '0'), 0 }

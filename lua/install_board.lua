@@ -19,13 +19,14 @@
 --   KEYS[7]  the board's state (hash: epoch, seq, players; written here)
 --   KEYS[8]  the board's event stream
 --   KEYS[9]  the board's update channel (the announcement goes there)
+--   KEYS[10..] four per current period of ARGV[4], in its order: the staged ranking
+--            and players (renamed onto the next two), the live ranking and players
 --   ARGV[1]  highest update sequence the staged board includes
 --   ARGV[2]  last stream id read while staging ('0-0' when none)
 --   ARGV[3]  the new build's epoch (random, never reused)
---   ARGV[4]  the current periods' ids, comma-separated ('' = none): each period's
---            staged ranking and players (KEYS[1] and KEYS[2] plus ':<period id>') are
---            renamed onto the live ones (KEYS[4] and KEYS[5] plus ':<period id>'), and
---            the updates applied on top count in them too
+--   ARGV[4]  the current periods' ids, comma-separated ('' = none): their staged
+--            rankings replace the live ones, and the updates applied on top count in
+--            them too
 --   ARGV[5]  how long each of those periods' keys stay, in ms, comma-separated in the
 --            order of ARGV[4]
 --
@@ -64,12 +65,15 @@ local keep = {}
 for value in string.gmatch(ARGV[5], '[^,]+') do
   keep[#keep + 1] = tonumber(value)
 end
+local period_keys = {} -- period id -> { live ranking, live players }
 local index = 0
 for period_id in string.gmatch(ARGV[4], '[^,]+') do
+  local first = 10 + 4 * index
   index = index + 1
-  install(staged_board .. ':' .. period_id, board_key .. ':' .. period_id)
-  install(staged_players .. ':' .. period_id, players_key .. ':' .. period_id)
+  install(KEYS[first], KEYS[first + 2])
+  install(KEYS[first + 1], KEYS[first + 3])
   periods[period_id] = keep[index]
+  period_keys[period_id] = { KEYS[first + 2], KEYS[first + 3] }
 end
 
 -- an update applied after the staged stream: its increase in one ranking (a sorted
@@ -116,8 +120,8 @@ for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
       move(board_key, players_key, fields, member, user_id, nil)
       for period_id in string.gmatch(fields.periods or '', '[^,]+') do
         if periods[period_id] then
-          move(board_key .. ':' .. period_id, players_key .. ':' .. period_id, fields, member,
-            user_id, periods[period_id])
+          local live = period_keys[period_id]
+          move(live[1], live[2], fields, member, user_id, periods[period_id])
         end
       end
     end

@@ -26,6 +26,9 @@
 --   KEYS[7]  the board's event stream (no MAXLEN: the syncer trims what it persisted)
 --   KEYS[8]  the board's update channel (pub/sub)
 --   KEYS[9]  the board's banned players (hash; include/board_change.lua)
+--   KEYS[10..] two per period of ARGV[21], in its order: the current
+--            period's ranking (sorted set) and its players hash, same encodings as
+--            KEYS[3] and KEYS[4]
 --   ARGV[1]  user id                 ARGV[2]  username
 --   ARGV[3]  session id, '' = the token's      ARGV[4]  action type, '' = the token's
 --   ARGV[5]  increase (decimal digits, >= 1)
@@ -44,16 +47,20 @@
 --            fingerprint replays the first answer; the automation check compares it
 --            with the previous submission's
 --   ARGV[21] the board's periods, comma-separated kinds ('daily,weekly'; '' = none):
---            the update also counts in the current period of each, whose ranking is
---            KEYS[3]..':'..<period id> with its players hash KEYS[4]..':'..<period id>
---            (same encodings; ids from include/periods.lua at Redis TIME)
+--            the update also counts in the current period of each (KEYS[10..])
 --   ARGV[22] how long a closed period's ranking stays in Redis, in ms (each period
 --            key expires that long after its period ends, set when a player first
 --            enters it)
 --   ARGV[23] clock offset in microseconds added to Redis TIME ('0'; tests only)
+--   ARGV[24] the ids of the periods whose keys were given, comma-separated: they must
+--            be the current ones at Redis TIME (include/periods.lua), else nothing is
+--            done and the answer names the current ones
 --   (ARGV 17-19 are kept in the stream only, for the audit trail)
 --
 -- Output:
+--   { 'PERIOD_MOVED', ids }        a period ended between naming its keys and now:
+--                                  nothing done; `ids` (comma-separated) are the
+--                                  current ones, to call again with their keys
 --   { 'BOARD_NOT_READY' }          nothing done; retry after the rebuild
 --   { 'BOARD_LOST' }               nothing done; the board's state was deleted because
 --                                  its sorted set or players hash went missing
@@ -88,6 +95,7 @@
 -- @include periods
 
 local S_OK = 'OK'
+local S_PERIOD_MOVED = 'PERIOD_MOVED'
 local S_BANNED = 'BANNED'
 local S_REPLAYED = 'REPLAYED'
 local S_RATE_LIMITED = 'RATE_LIMITED'
@@ -124,6 +132,18 @@ end
 
 local now = redis_now_us() + tonumber(ARGV[23])
 local now_ms = int(math.floor(now / 1000))
+
+-- the periods this update counts in, at Redis TIME: the keys given must be theirs
+local current_periods = {}
+local current_ids = {}
+for kind in string.gmatch(period_kinds, '[^,]+') do
+  local period_id, _, ends_ms = period_at(kind, math.floor(now / 1000))
+  current_periods[#current_periods + 1] = { kind, period_id, ends_ms }
+  current_ids[#current_ids + 1] = period_id
+end
+if table.concat(current_ids, ',') ~= ARGV[24] then
+  return { S_PERIOD_MOVED, table.concat(current_ids, ',') }
+end
 
 local function audit_rejection(status, reason, session_id, action_type, risk, reasons)
   rcall('XADD', events_key, '*', 'type', 'score_rejected', 'event_id', event_id,
@@ -253,9 +273,9 @@ local total = rcall('ZCARD', board_key)
 -- the current period of each of the board's periods: same member, so ties there too
 -- go to the earlier achiever
 local periods, period_ids, period_moves = {}, {}, {}
-for kind in string.gmatch(period_kinds, '[^,]+') do
-  local period_id, _, ends_ms = period_at(kind, math.floor(now / 1000))
-  local period_board, period_players = board_key .. ':' .. period_id, players_key .. ':' .. period_id
+for index, current in ipairs(current_periods) do
+  local kind, period_id, ends_ms = current[1], current[2], current[3]
+  local period_board, period_players = KEYS[8 + 2 * index], KEYS[9 + 2 * index]
   local previous = rcall('HGET', period_players, user_id)
   local period_score, period_old_rank = increase, 0
   if previous then

@@ -8,11 +8,9 @@
 --   KEYS[4]  the board's state (hash: epoch, seq, players)
 --   KEYS[5]  the board's update channel
 --   KEYS[6]  the board's rebuild lock: no unban while a rebuild is staging the board
+--   KEYS[7..] three per current period of the board, as ban_player.lua
 --   ARGV[1]  user id      ARGV[2]  N of the top N that subscribers are sent
 --   ARGV[3]  board name
---   ARGV[4]  the board's periods, comma-separated kinds ('' = none): the player's
---            entry in the current period of each moves too (include/period_bans.lua)
---   ARGV[5]  clock offset in microseconds added to Redis TIME ('0'; tests only)
 --
 -- Output:
 --   { 'OK', new_rank (0 = not ranked: no score), score, changed (0 = was not banned) }
@@ -23,7 +21,6 @@
 -- @include clock_and_gcra
 -- @include board_entries
 -- @include board_change
--- @include periods
 -- @include period_bans
 
 local S_OK = 'OK'
@@ -31,14 +28,12 @@ local S_OK = 'OK'
 local rcall = redis.call
 local board_key, players_key, banned_key, state_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local user_id, top_n = ARGV[1], tonumber(ARGV[2])
-local period_kinds = ARGV[4]
-local now_ms = math.floor((redis_now_us() + tonumber(ARGV[5])) / 1000)
 
 local epoch, not_settled = bc_settled(KEYS[6], state_key, players_key, board_key)
 if not epoch then
   return { not_settled }
 end
-pb_unban(period_kinds, now_ms, board_key, players_key, banned_key, user_id)
+pb_unban(KEYS, 7, user_id)
 local kept = rcall('HGET', banned_key, user_id)
 if not kept then
   return { S_OK, 0, 0, 0 }

@@ -39,6 +39,7 @@ from scoreboard.event_ids import new_event_id
 from scoreboard.jwt_tokens import AccessClaims
 from scoreboard.keys import BoardKeys
 from scoreboard.leaderboard import Leaderboard
+from scoreboard.periods import period_at
 from scoreboard.scripts import BanChange, Scripts
 from scoreboard.sessions import Sessions
 from scoreboard.settings import Settings
@@ -195,20 +196,21 @@ class Admin:
 
     async def _retried(
         self,
-        call: Callable[[BoardKeys, str, int, tuple[str, ...], int], Awaitable[BanChange]],
+        call: Callable[[BoardKeys, str, int, tuple[str, ...]], Awaitable[BanChange]],
         board: BoardKeys,
         user_id: str,
     ) -> BanChange:
         config = self._boards.catalog.get(board.name)
-        periods = () if config is None else config.periods
-        offset_us = self._settings.test_clock_offset_ms * 1000
+        kinds = () if config is None else config.periods
+        now_ms = self._boards.now_ms()
+        period_ids = tuple(period_at(kind, now_ms).id for kind in kinds)
         top_n = self._settings.live_top_n
         for _ in range(BOARD_RETRIES):
             try:
-                return await call(board, user_id, top_n, periods, offset_us)
+                return await call(board, user_id, top_n, period_ids)
             except BoardUnavailable:
                 await asyncio.sleep(BOARD_RETRY_SECONDS)
-        return await call(board, user_id, top_n, periods, offset_us)
+        return await call(board, user_id, top_n, period_ids)
 
     async def ban(self, user_id: str, reason: str, meta: Meta) -> dict[str, Any]:
         user = await self._player(user_id)

@@ -17,7 +17,7 @@ import asyncpg
 
 from scoreboard.board_guard import BoardGuard
 from scoreboard.boards import BoardCatalog, BoardConfig
-from scoreboard.errors import BoardNotFound, InvalidRequest
+from scoreboard.errors import BoardNotFound, NotFound
 from scoreboard.keys import DEFAULT_BOARD, BoardKeys, Keys
 from scoreboard.leaderboard import Leaderboard
 from scoreboard.periods import ALL_TIME, Period, period_at
@@ -112,12 +112,12 @@ class BoardRuntimes:
 
     def period(self, config: BoardConfig, kind: str) -> Period | None:
         """The current period of this kind on the board; None for the all-time ranking.
-        400 for a kind the board does not have."""
+        A kind the board does not have is no ranking of it: 404."""
         if kind == ALL_TIME:
             return None
         if kind not in config.periods:
-            raise InvalidRequest(
-                "period must be 'all' or one of the board's periods",
+            raise NotFound(
+                "This board has no such ranking: period must be 'all' or one of its periods",
                 details={"field": "period", "allowed": [ALL_TIME, *config.periods]},
             )
         return period_at(kind, self.now_ms())

@@ -63,7 +63,10 @@ def validate_action_types(value: object, ceiling: int) -> dict[str, int]:
             f"action_types must be an object of 1 to {MAX_ACTION_TYPES} action types",
             details={"field": "action_types"},
         )
-    for name, maximum in value.items():
+    maximums = {}
+    for name, given in value.items():
+        # a JSON number with nothing after the point (3.0) is that whole number
+        maximum = int(given) if type(given) is float and given.is_integer() else given
         if not 1 <= len(name) <= ACTION_TYPE_CHARS or not name.isascii() or not name.isprintable():
             raise InvalidRequest(
                 f"action type names must be 1-{ACTION_TYPE_CHARS} printable ASCII characters",
@@ -74,7 +77,8 @@ def validate_action_types(value: object, ceiling: int) -> dict[str, int]:
                 f"each action type's maximum increase must be a whole number from 1 to {ceiling}",
                 details={"field": "action_types", "action_type": name},
             )
-    return dict(value)
+        maximums[name] = maximum
+    return maximums
 
 
 def validate_periods(value: object) -> tuple[str, ...]:

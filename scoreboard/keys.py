@@ -77,9 +77,17 @@ class Keys:
 
     def period_ranking(self, board: str, period_id: str) -> tuple[str, str]:
         """The ranking of one period of the board and its players hash (same encodings
-        as the all-time ones). submit_score.lua names them itself, as the all-time
-        keys plus ':<period id>', because the period comes from Redis TIME."""
+        as the all-time ones)."""
         return f"{self.leaderboard(board)}:{period_id}", f"{self.players(board)}:{period_id}"
+
+    def period_banned(self, board: str, period_id: str) -> str:
+        """The period entries of the board's banned players, kept for an unban."""
+        return f"{self.banned(board)}:{period_id}"
+
+    def period_staging(self, board: str, period_id: str) -> tuple[str, str]:
+        """Where a rebuild assembles a current period's ranking and players."""
+        staged_board, staged_players, _ = self.rebuild_staging(board)
+        return f"{staged_board}:{period_id}", f"{staged_players}:{period_id}"
 
     def season(self, board: str = DEFAULT_BOARD) -> str:
         """The all-time ranking's current season number (absent: PostgreSQL's)."""
@@ -198,6 +206,12 @@ class BoardKeys:
 
     def period_ranking(self, period_id: str) -> tuple[str, str]:
         return self.keys.period_ranking(self.name, period_id)
+
+    def period_banned(self, period_id: str) -> str:
+        return self.keys.period_banned(self.name, period_id)
+
+    def period_staging(self, period_id: str) -> tuple[str, str]:
+        return self.keys.period_staging(self.name, period_id)
 
     def audit_floods(self, window_start_s: int) -> str:
         return self.keys.audit_floods(window_start_s, self.name)

@@ -327,13 +327,11 @@ async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Stan
 async def _stage_periods(
     redis: RedisClient, board: BoardKeys, periods: dict[CurrentPeriod, dict[str, Standing]]
 ) -> None:
-    """Each current period's ranking, staged beside the board's staged keys (as the
-    install script finds them: the staged key plus ':<period id>'), expiring with it."""
-    staged_board, staged_players, _ = board.rebuild_staging
+    """Each current period's ranking, staged for the install script, expiring with
+    its period."""
     async with redis_errors():
         for period, standings in periods.items():
-            ranking = f"{staged_board}:{period.period_id}"
-            players = f"{staged_players}:{period.period_id}"
+            ranking, players = board.period_staging(period.period_id)
             await redis.delete(ranking, players)
             items = list(standings.items())
             for offset in range(0, len(items), CHUNK):

@@ -21,6 +21,7 @@ from scoreboard.boards import BoardConfig
 from scoreboard.errors import BoardNotFound, BoardUnavailable, InvalidActionToken, InvalidRequest
 from scoreboard.event_ids import new_event_id
 from scoreboard.jwt_tokens import AccessClaims
+from scoreboard.periods import period_at
 from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 from scoreboard.settings import Settings
 
@@ -170,8 +171,10 @@ class Scoring:
             raise InvalidActionToken(details={"reason": "unknown_or_expired"}) from None
         submission = self._submission(claims, token, body, meta, board)
         try:
+            now_ms = self._boards.now_ms()
+            periods = tuple(period_at(kind, now_ms) for kind in board.periods)
             applied = await self._scripts.submit_score(
-                runtime.keys, submission, self._policy, board.periods
+                runtime.keys, submission, self._policy, periods
             )
         except BoardUnavailable:
             runtime.guard.poke()

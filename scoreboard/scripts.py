@@ -11,6 +11,7 @@ A script may share helpers with others through `-- @include NAME`, which pastes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -33,6 +34,7 @@ from scoreboard.errors import (
 )
 from scoreboard.keys import BoardKeys
 from scoreboard.metrics import script_latency
+from scoreboard.periods import Period
 from scoreboard.ratelimit import RateDecision, refusal
 from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
@@ -61,6 +63,7 @@ class ScriptStatus(StrEnum):
     NOT_RANKED = "NOT_RANKED"
     BANNED = "BANNED"
     NEGATIVE = "NEGATIVE"
+    PERIOD_MOVED = "PERIOD_MOVED"
 
 
 def lua_dir() -> Path:
@@ -336,12 +339,40 @@ class Scripts:
         board: BoardKeys,
         submission: ScoreSubmission,
         policy: ScoringPolicy,
-        periods: tuple[str, ...] = (),
+        periods: tuple[Period, ...] = (),
     ) -> ScoreApplied:
-        """The update, on the board's all-time ranking and the current period of each
-        of `periods` (kinds)."""
+        """The update, on the board's all-time ranking and on `periods` (the current
+        period of each of the board's kinds, as the caller's clock names them). Should
+        one have ended by Redis TIME, the script changes nothing and names the current
+        ones, and the update is sent again with theirs."""
+        reply = await self._submit_score(board, submission, policy, periods)
+        if as_text(reply[0]) == ScriptStatus.PERIOD_MOVED:
+            ids = as_text(reply[1]).split(",")
+            moved = tuple(
+                dataclasses.replace(period, id=period_id)
+                for period, period_id in zip(periods, ids, strict=True)
+            )
+            reply = await self._submit_score(board, submission, policy, moved)
+        status = as_text(reply[0])
+        if status == ScriptStatus.REPLAYED:
+            rate = RateDecision(
+                True, policy.rate_rule.limit, int(reply[1]), 0.0, int(reply[2]) / 1e6
+            )
+            return _replayed(reply[3:], policy.rate_rule, rate)
+        if status != ScriptStatus.OK:
+            _raise_for(reply, policy.rate_rule)
+        return _applied(reply, policy.rate_rule)
+
+    async def _submit_score(
+        self,
+        board: BoardKeys,
+        submission: ScoreSubmission,
+        policy: ScoringPolicy,
+        periods: tuple[Period, ...],
+    ) -> Any:
         user_id = submission.user_id
-        reply = await self._call(
+        period_keys = [key for period in periods for key in board.period_ranking(period.id)]
+        return await self._call(
             "submit_score",
             [
                 board.rate_limit("score_update", user_id),
@@ -353,6 +384,7 @@ class Scripts:
                 board.events,
                 board.updates_channel,
                 board.banned,
+                *period_keys,
             ],
             [
                 user_id,
@@ -375,20 +407,12 @@ class Scripts:
                 submission.user_agent,
                 submission.action_data_json,
                 submission.fingerprint,
-                ",".join(periods),
+                ",".join(period.kind for period in periods),
                 policy.period_grace_ms,
                 policy.clock_offset_us,
+                ",".join(period.id for period in periods),
             ],
         )
-        status = as_text(reply[0])
-        if status == ScriptStatus.REPLAYED:
-            rate = RateDecision(
-                True, policy.rate_rule.limit, int(reply[1]), 0.0, int(reply[2]) / 1e6
-            )
-            return _replayed(reply[3:], policy.rate_rule, rate)
-        if status != ScriptStatus.OK:
-            _raise_for(reply, policy.rate_rule)
-        return _applied(reply, policy.rate_rule)
 
     async def judge_submission(
         self,
@@ -429,9 +453,13 @@ class Scripts:
         board: BoardKeys,
         user_id: str,
         top_n: int,
-        periods: tuple[str, ...],
-        clock_offset_us: int,
+        period_ids: tuple[str, ...],
     ) -> BanChange:
+        period_keys = [
+            key
+            for period_id in period_ids
+            for key in (*board.period_ranking(period_id), board.period_banned(period_id))
+        ]
         reply = await self._call(
             name,
             [
@@ -441,8 +469,9 @@ class Scripts:
                 board.state,
                 board.updates_channel,
                 board.rebuild_lock,
+                *period_keys,
             ],
-            [user_id, top_n, board.name, ",".join(periods), clock_offset_us],
+            [user_id, top_n, board.name],
         )
         status = as_text(reply[0])
         if status == ScriptStatus.REBUILDING:
@@ -456,26 +485,22 @@ class Scripts:
         board: BoardKeys,
         user_id: str,
         top_n: int,
-        periods: tuple[str, ...] = (),
-        clock_offset_us: int = 0,
+        period_ids: tuple[str, ...] = (),
     ) -> BanChange:
-        """Off the board and its current periods, standing kept; no tokens or updates
-        until unbanned."""
-        return await self._ban_script("ban_player", board, user_id, top_n, periods, clock_offset_us)
+        """Off the board and its current periods (`period_ids`), standing kept; no
+        tokens or updates until unbanned."""
+        return await self._ban_script("ban_player", board, user_id, top_n, period_ids)
 
     async def unban_player(
         self,
         board: BoardKeys,
         user_id: str,
         top_n: int,
-        periods: tuple[str, ...] = (),
-        clock_offset_us: int = 0,
+        period_ids: tuple[str, ...] = (),
     ) -> BanChange:
         """Back on the board (and its current periods) with the kept score and tie
         position."""
-        return await self._ban_script(
-            "unban_player", board, user_id, top_n, periods, clock_offset_us
-        )
+        return await self._ban_script("unban_player", board, user_id, top_n, period_ids)
 
     async def adjust_score(
         self,
@@ -576,6 +601,11 @@ class Scripts:
         """Swap a staged board (and its current periods' rankings: (period id, ms its
         keys stay)) into place; returns (events caught up, board sequence)."""
         periods = periods or []
+        period_keys = [
+            key
+            for period_id, _ in periods
+            for key in (*board.period_staging(period_id), *board.period_ranking(period_id))
+        ]
         reply = await self._call(
             "install_board",
             [
@@ -586,6 +616,7 @@ class Scripts:
                 board.state,
                 board.events,
                 board.updates_channel,
+                *period_keys,
             ],
             [
                 max_seq,

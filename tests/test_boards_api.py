@@ -182,7 +182,7 @@ async def test_bad_boards_and_periods_are_refused(
     )
     assert issued.status_code == 400 and issued.json()["error"]["details"]["field"] == "board"
     no_period = await client.get("/v1/boards/global/top10?period=daily")
-    assert no_period.status_code == 400 and error_code(no_period) == "INVALID_REQUEST"
+    assert no_period.status_code == 404 and error_code(no_period) == "NOT_FOUND"
     for body in (
         {**SPEEDRUN, "name": "Bad Name"},
         {**SPEEDRUN, "periods": ["hourly"]},

@@ -134,4 +134,4 @@ async def test_a_period_feed_moves_while_global_does_not(
                 )
             )
             error = json.loads(await asyncio.wait_for(ws.recv(), 3))
-            assert error["type"] == "error" and error["error"]["code"] == "INVALID_REQUEST"
+            assert error["type"] == "error" and error["error"]["code"] == "NOT_FOUND"

@@ -207,7 +207,7 @@ async def test_the_live_page_is_served(live_server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
         page = await http.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'new EventSource("/sse/leaderboard")' in page.text
+    assert "new EventSource(`/sse/leaderboard?${query}`)" in page.text
     assert not re.search(r"(src|href)\s*=|@import|url\(", page.text)  # no external assets
 
 

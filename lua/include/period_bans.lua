@@ -1,26 +1,17 @@
 -- include/period_bans.lua: a ban's and an unban's move in the board's current period
--- rankings, pasted after `periods` by ban_player and unban_player. Not a command of
--- its own.
+-- rankings, pasted by ban_player and unban_player. Not a command of its own.
 --
 -- A banned player's entry of each current period moves from the period's players hash
--- (and its sorted set) into the period's banned hash, KEYS-of-the-board + ':<period
--- id>' like every period key ('<member>|<updated ms>|<username>|<score>'), which
--- expires with the period; an unban moves it back. Closed periods are read from
--- PostgreSQL, where banned players are left out.
+-- (and its sorted set) into the period's banned hash ('<member>|<updated ms>|<username>|
+-- <score>'), which expires with the period; an unban moves it back. Closed periods are
+-- read from PostgreSQL, where banned players are left out.
 --
--- pb_ban(kinds, now_ms, board_key, players_key, banned_key, user_id)
--- pb_unban(kinds, now_ms, board_key, players_key, banned_key, user_id)
---   kinds: comma-separated period kinds of the board ('' = none)
+-- pb_ban(keys, first, user_id) / pb_unban(keys, first, user_id): keys[first..] hold
+--   three keys per period: its ranking (sorted set), players hash and banned hash
 
-local function pb_keys(kind, now_ms, board_key, players_key, banned_key)
-  local period_id = period_at(kind, now_ms)
-  return board_key .. ':' .. period_id, players_key .. ':' .. period_id,
-    banned_key .. ':' .. period_id
-end
-
-local function pb_ban(kinds, now_ms, board_key, players_key, banned_key, user_id)
-  for kind in string.gmatch(kinds, '[^,]+') do
-    local ranking, players, banned = pb_keys(kind, now_ms, board_key, players_key, banned_key)
+local function pb_ban(keys, first, user_id)
+  for i = first, #keys, 3 do
+    local ranking, players, banned = keys[i], keys[i + 1], keys[i + 2]
     local entry = redis.call('HGET', players, user_id)
     if entry then
       local member = string.match(entry, '^([^|]+)')
@@ -39,9 +30,9 @@ local function pb_ban(kinds, now_ms, board_key, players_key, banned_key, user_id
   end
 end
 
-local function pb_unban(kinds, now_ms, board_key, players_key, banned_key, user_id)
-  for kind in string.gmatch(kinds, '[^,]+') do
-    local ranking, players, banned = pb_keys(kind, now_ms, board_key, players_key, banned_key)
+local function pb_unban(keys, first, user_id)
+  for i = first, #keys, 3 do
+    local ranking, players, banned = keys[i], keys[i + 1], keys[i + 2]
     local kept = redis.call('HGET', banned, user_id)
     if kept then
       local member, updated, username, score = string.match(kept, '^([^|]+)|([^|]*)|(.*)|(%d+)$')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 
 from scoreboard.anticheat import AnticheatPolicy
 from scoreboard.keys import DEFAULT_BOARD, BoardKeys, Keys
+from scoreboard.periods import period_at
 from scoreboard.scoring import fingerprint
 from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 from scoreboard.settings import RateRule
@@ -106,9 +108,10 @@ class Board:
         )
         if not self._ready:
             await self.make_ready()
-        return await self.scripts.submit_score(
-            self.board_keys, submission, policy or self.policy, self.periods
-        )
+        policy = policy or self.policy
+        now_ms = int(time.time() * 1000) + policy.clock_offset_us // 1000
+        periods = tuple(period_at(kind, now_ms) for kind in self.periods)
+        return await self.scripts.submit_score(self.board_keys, submission, policy, periods)
 
     def with_policy(self, **changes: object) -> ScoringPolicy:
         return replace(self.policy, **changes)  # type: ignore[arg-type]

@@ -3,12 +3,14 @@ current period of each of its periods, atomically, on both Lua runtimes."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from datetime import UTC, datetime
 
 from scoreboard.periods import period_at
-from scoreboard.scripts import ScoreApplied
+from scoreboard.scoring import fingerprint
+from scoreboard.scripts import ScoreApplied, ScoreSubmission
 from tests.lua.board_helpers import Board
 
 PERIODS = ("daily", "weekly", "monthly")
@@ -125,3 +127,41 @@ async def test_a_replayed_update_gives_the_periods_again(board: Board) -> None:
     first = await board.submit(alice, token, 9, policy=policy)
     again = await board.submit(alice, token, 9, policy=policy)
     assert again.replayed and again.periods == first.periods
+
+
+async def test_a_period_named_by_a_clock_that_is_behind_is_corrected(board: Board) -> None:
+    """The caller names the periods from its own clock; when Redis TIME is already in
+    the next one, the script changes nothing, names the current ones, and the wrapper
+    sends the update again with their keys: nothing lands in the old day."""
+    alice = str(uuid.uuid4())
+    at = "2026-12-02T10:00:00"
+    policy = board.with_policy(clock_offset_us=offset_to(at))
+    stale = (period_at("daily", ms_of("2026-12-01T23:59:59.999")),)
+    token = await board.issue(alice)
+    submission = await _submission(board, alice, token, 4)
+    applied = await board.scripts.submit_score(board.board_keys, submission, policy, stale)
+    assert [(p.period_id, p.score) for p in applied.periods] == [("daily:2026-12-02", 4)]
+    for key in board.board_keys.period_ranking("daily:2026-12-01"):
+        assert not await board.client.exists(key)
+    assert applied.new_score == 4  # counted once
+
+
+def ms_of(instant: str) -> int:
+    return int(datetime.fromisoformat(instant).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+async def _submission(board: Board, user_id: str, token: str, increase: int) -> ScoreSubmission:
+    return ScoreSubmission(
+        user_id=user_id,
+        username="alice",
+        session_id=None,
+        action_type=None,
+        increase=increase,
+        token_hash=hashlib.sha256(token.encode()).hexdigest(),
+        claimed_duration_us=None,
+        event_id=str(uuid.uuid4()),
+        ip="127.0.0.1",
+        user_agent="test",
+        action_data_json="",
+        fingerprint=fingerprint(increase, None, None, ""),
+    )
