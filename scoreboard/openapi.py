@@ -267,13 +267,18 @@ BOARD_NAME = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}
 PERIOD_KIND = {"enum": ["all", "daily", "weekly", "monthly"]}
 _BOARD_PATH = [{"name": "board", "in": "path", "required": True, "schema": BOARD_NAME}]
 _BOARD_READ_ERRORS = (400, 404, 429, 503)
-_ACTION_TYPES = {
-    "type": "object",
-    "minProperties": 1,
-    "maxProperties": 50,
-    "propertyNames": {"pattern": "^[ -~]{1,50}$"},
-    "additionalProperties": {"type": "integer", "minimum": 1},
-}
+
+
+def _action_types(ceiling: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 50,
+        "propertyNames": {"pattern": "^[ -~]{1,50}$"},
+        "additionalProperties": _integers(1, ceiling),
+    }
+
+
 _PERIOD_KINDS = {
     "type": "array",
     "uniqueItems": True,
@@ -666,12 +671,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["admin"],
         "summary": "Create a board",
         "security": BEARER,
-        "requestBody": _json_body(
-            _closed(
-                {"name": BOARD_NAME, "action_types": _ACTION_TYPES},
-                {"periods": _PERIOD_KINDS},
-            )
-        ),
+        "requestBody": "BOARD_BODY",
         "responses": {
             "201": _ok(_ref("BoardInfo"), "Created"),
             **_errors(*_BODY_ERRORS, 401, 403, 409, 503),
@@ -682,9 +682,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Change a board's action types or periods (every process follows)",
         "security": BEARER,
         "parameters": _BOARD_PATH,
-        "requestBody": _json_body(
-            _closed({}, {"action_types": _ACTION_TYPES, "periods": _PERIOD_KINDS})
-        ),
+        "requestBody": "BOARD_CHANGE_BODY",
         "responses": {
             "200": _ok(_ref("BoardInfo")),
             **_errors(*_BODY_ERRORS, 401, 403, 404, 503),
@@ -750,6 +748,15 @@ def _bodies(action_types: tuple[str, ...], ceiling: int) -> dict[str, Any]:
             )
         ),
         "UPDATE_BODY": _json_body(_update(types, ceiling)),
+        "BOARD_BODY": _json_body(
+            _closed(
+                {"name": BOARD_NAME, "action_types": _action_types(ceiling)},
+                {"periods": _PERIOD_KINDS},
+            )
+        ),
+        "BOARD_CHANGE_BODY": _json_body(
+            _closed({}, {"action_types": _action_types(ceiling), "periods": _PERIOD_KINDS})
+        ),
     }
 
 
