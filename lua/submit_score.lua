@@ -52,9 +52,11 @@
 --            key expires that long after its period ends, set when a player first
 --            enters it)
 --   ARGV[23] clock offset in microseconds added to Redis TIME ('0'; tests only)
---   ARGV[24] the ids of the periods whose keys were given, comma-separated: they must
---            be the current ones at Redis TIME (include/periods.lua), else nothing is
---            done and the answer names the current ones
+--   ARGV[24] the periods whose keys were given, in the order of ARGV[21]:
+--            '<id>|<starts ms>|<ends ms>' each, comma-separated. Each must hold the
+--            instant of Redis TIME (plus ARGV[23]), else nothing is done and the answer
+--            names the current ones (include/periods.lua): the calendar is worked out
+--            here only then
 --   (ARGV 17-19 are kept in the stream only, for the audit trail)
 --
 -- Output:
@@ -135,13 +137,25 @@ local now_ms = int(math.floor(now / 1000))
 
 -- the periods this update counts in, at Redis TIME: the keys given must be theirs
 local current_periods = {}
-local current_ids = {}
+local instant = math.floor(now / 1000)
+local kinds_listed = {}
 for kind in string.gmatch(period_kinds, '[^,]+') do
-  local period_id, _, ends_ms = period_at(kind, math.floor(now / 1000))
-  current_periods[#current_periods + 1] = { kind, period_id, ends_ms }
-  current_ids[#current_ids + 1] = period_id
+  kinds_listed[#kinds_listed + 1] = kind
 end
-if table.concat(current_ids, ',') ~= ARGV[24] then
+local moved = false
+for period in string.gmatch(ARGV[24], '[^,]+') do
+  local period_id, starts, ends = string.match(period, '^([^|]+)|(%d+)|(%d+)$')
+  starts, ends = tonumber(starts), tonumber(ends)
+  if not ends or instant < starts or instant >= ends then
+    moved = true
+  end
+  current_periods[#current_periods + 1] = { kinds_listed[#current_periods + 1], period_id, ends }
+end
+if moved or #current_periods ~= #kinds_listed then
+  local current_ids = {}
+  for _, kind in ipairs(kinds_listed) do
+    current_ids[#current_ids + 1] = period_at(kind, instant)
+  end
   return { S_PERIOD_MOVED, table.concat(current_ids, ',') }
 end
 
@@ -272,18 +286,17 @@ local total = rcall('ZCARD', board_key)
 
 -- the current period of each of the board's periods: same member, so ties there too
 -- go to the earlier achiever
-local periods, period_ids, period_moves = {}, {}, {}
+local periods, period_ids = {}, {}
 for index, current in ipairs(current_periods) do
   local kind, period_id, ends_ms = current[1], current[2], current[3]
   local period_board, period_players = KEYS[8 + 2 * index], KEYS[9 + 2 * index]
   local previous = rcall('HGET', period_players, user_id)
-  local period_score, period_old_rank = increase, 0
+  local period_score = increase
   if previous then
     local previous_member = string.match(previous, '^([^|]+)')
     local held = rcall('ZSCORE', period_board, previous_member)
     if held then
       period_score = tonumber(held) + increase
-      period_old_rank = rcall('ZREVRANK', period_board, previous_member) + 1
       rcall('ZREM', period_board, previous_member)
     end
   end
@@ -297,8 +310,6 @@ for index, current in ipairs(current_periods) do
   local period_rank = rcall('ZREVRANK', period_board, new_member) + 1
   periods[#periods + 1] = { kind, period_id, int(period_score), period_rank, int(ends_ms) }
   period_ids[#period_ids + 1] = period_id
-  period_moves[kind] = { id = period_id, score = int(period_score), rank = period_rank,
-    old_rank = period_old_rank, total = rcall('ZCARD', period_board) }
 end
 local periods_json = #periods > 0 and cjson.encode(periods) or '[]'
 
@@ -322,8 +333,7 @@ local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
 bc_publish(channel, { seq = int(sequence), id = stream_id, board = board, user_id = user_id,
   username = username, delta = increase_text, old_score = int(old_score),
   new_score = int(new_score), old_rank = int(old_rank), new_rank = int(new_rank),
-  ts = now_ms, total = int(total), epoch = epoch, periods = #periods > 0 and period_moves or nil },
-  top)
+  ts = now_ms, total = int(total), epoch = epoch }, top)
 
 answer({ S_OK, int(new_score), new_rank, int(old_score), old_rank, periods_json })
 return { S_OK, int(new_score), new_rank, int(old_score), old_rank, stream_id, risk_text,

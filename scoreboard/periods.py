@@ -12,6 +12,7 @@ arithmetic on milliseconds since the epoch, and a test holds them to the same an
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,6 +113,21 @@ def parse_period_id(text: str) -> Period | None:
     return period if period.id == text else None
 
 
+class CurrentPeriods:
+    """The current period of each kind, computed again only when the clock has left
+    it (an update names its periods; most updates of a day share them)."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Period] = {}
+
+    def at(self, kind: str, now_ms: int) -> Period:
+        held = self._held.get(kind)
+        if held is None or not held.starts_ms <= now_ms < held.ends_ms:
+            held = self._held[kind] = period_at(kind, now_ms)
+        return held
+
+
+@functools.lru_cache(maxsize=1024)
 def iso_utc(ms: int) -> str:
     """An instant as ISO 8601 UTC with milliseconds, 'Z' suffixed."""
     stamp = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

@@ -21,7 +21,7 @@ from scoreboard.boards import BoardConfig
 from scoreboard.errors import BoardNotFound, BoardUnavailable, InvalidActionToken, InvalidRequest
 from scoreboard.event_ids import new_event_id
 from scoreboard.jwt_tokens import AccessClaims
-from scoreboard.periods import period_at
+from scoreboard.periods import CurrentPeriods
 from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 from scoreboard.settings import Settings
 
@@ -124,6 +124,7 @@ class Scoring:
         self._settings = settings
         self._boards = boards
         self._policy = policy_from(settings)
+        self._periods = CurrentPeriods()
 
     def _submission(
         self,
@@ -172,7 +173,7 @@ class Scoring:
         submission = self._submission(claims, token, body, meta, board)
         try:
             now_ms = self._boards.now_ms()
-            periods = tuple(period_at(kind, now_ms) for kind in board.periods)
+            periods = tuple(self._periods.at(kind, now_ms) for kind in board.periods)
             applied = await self._scripts.submit_score(
                 runtime.keys, submission, self._policy, periods
             )

@@ -34,7 +34,7 @@ from scoreboard.errors import (
 )
 from scoreboard.keys import BoardKeys
 from scoreboard.metrics import script_latency
-from scoreboard.periods import Period
+from scoreboard.periods import Period, parse_period_id
 from scoreboard.ratelimit import RateDecision, refusal
 from scoreboard.redis_pipeline import PipelinedConnection
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
@@ -349,7 +349,7 @@ class Scripts:
         if as_text(reply[0]) == ScriptStatus.PERIOD_MOVED:
             ids = as_text(reply[1]).split(",")
             moved = tuple(
-                dataclasses.replace(period, id=period_id)
+                parse_period_id(period_id) or dataclasses.replace(period, id=period_id)
                 for period, period_id in zip(periods, ids, strict=True)
             )
             reply = await self._submit_score(board, submission, policy, moved)
@@ -410,7 +410,7 @@ class Scripts:
                 ",".join(period.kind for period in periods),
                 policy.period_grace_ms,
                 policy.clock_offset_us,
-                ",".join(period.id for period in periods),
+                ",".join(f"{p.id}|{p.starts_ms}|{p.ends_ms}" for p in periods),
             ],
         )
 

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from scoreboard.periods import (
     KINDS,
+    CurrentPeriods,
     civil_from_days,
     days_from_civil,
     iso_utc,
@@ -138,3 +139,12 @@ async def test_lua_twin_agrees_with_python(lua_backend: aioredis.Redis) -> None:
                 period = period_at(kind, instant)
                 want += [period.id, str(period.starts_ms), str(period.ends_ms)]
         assert got == want
+
+
+def test_current_periods_move_on_at_the_boundary() -> None:
+    current = CurrentPeriods()
+    last = ms("2026-12-01T23:59:59.999")
+    assert current.at("daily", last).id == "daily:2026-12-01"
+    assert current.at("daily", last + 1).id == "daily:2026-12-02"
+    assert current.at("daily", last).id == "daily:2026-12-01"  # a clock that steps back
+    assert current.at("weekly", last + 1) == period_at("weekly", last + 1)
