@@ -27,6 +27,7 @@ from scoreboard.keys import BoardKeys
 from scoreboard.rebuild import REAL_CLOCK, PeriodClock, ensure_board
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
 from scoreboard.scripts import Scripts
+from scoreboard.tasks import cancel
 
 log = logging.getLogger("scoreboard.guard")
 
@@ -147,7 +148,4 @@ class BoardGuard:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)

@@ -12,7 +12,6 @@ board created through another process is usable there at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -27,6 +26,7 @@ from scoreboard.errors import BoardNotFound, InvalidRequest
 from scoreboard.keys import BOARD_RE, DEFAULT_BOARD
 from scoreboard.periods import KINDS
 from scoreboard.settings import Settings
+from scoreboard.tasks import cancel
 
 log = logging.getLogger("scoreboard.boards")
 
@@ -206,7 +206,4 @@ class BoardCatalog:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)

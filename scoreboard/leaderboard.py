@@ -8,22 +8,19 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from scoreboard.board_feed import BoardEvent
 from scoreboard.errors import BoardUnavailable
 from scoreboard.keys import BoardKeys
+from scoreboard.periods import iso_utc
 from scoreboard.scripts import BoardEntry, BoardPage, PlayerPosition, Scripts
 
 TOP10 = 10
 
 
 def iso_ms(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    stamp = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    return None if ms is None else iso_utc(ms)
 
 
 def entry_json(entry: BoardEntry) -> dict[str, Any]:

@@ -11,7 +11,6 @@ a slow one skips states, as with the hub.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from scoreboard.errors import ScoreboardError
 from scoreboard.keys import DEFAULT_BOARD
 from scoreboard.periods import ALL_TIME, iso_utc
 from scoreboard.realtime import Broadcast, Subscriber, board_data
+from scoreboard.tasks import cancel
 
 log = logging.getLogger("scoreboard.feeds")
 
@@ -81,10 +81,7 @@ class RankingFeed:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
 
 class RankingFeeds:

@@ -15,7 +15,6 @@ audience: after one that took longer than the interval, the next waits as long.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from scoreboard.board_feed import BoardEvent
 from scoreboard.errors import BoardUnavailable
 from scoreboard.leaderboard import Leaderboard, TopSnapshot, entry_json, iso_ms
 from scoreboard.scripts import BoardEntry
+from scoreboard.tasks import cancel
 from scoreboard.ws_protocol import FrameWriter, text_frame
 
 
@@ -233,10 +233,7 @@ class Hub:
 
     async def close(self) -> None:
         task, self._flush_task = self._flush_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
     async def _trailing_edge(self) -> None:
         try:

@@ -17,6 +17,7 @@ from scoreboard.keys import Keys
 from scoreboard.leaderboard import iso_ms
 from scoreboard.redis_store import RedisClient, consumer_lag
 from scoreboard.settings import Settings
+from scoreboard.tasks import cancel
 
 log = logging.getLogger("scoreboard.sync_status")
 
@@ -101,7 +102,5 @@ class SyncWatch:
         self._task = asyncio.create_task(self._run(), name="sync-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        await cancel(task)

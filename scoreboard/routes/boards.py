@@ -16,13 +16,13 @@ from scoreboard.board_runtime import BoardRuntime
 from scoreboard.boards import BoardConfig, validate_action_types, validate_name, validate_periods
 from scoreboard.errors import Conflict, InvalidRequest, NotFound, UserNotFound
 from scoreboard.event_ids import new_event_id
-from scoreboard.leaderboard import board_json, entry_json
+from scoreboard.leaderboard import board_json
 from scoreboard.periods import ALL_TIME, Period, iso_utc, parse_period_id, period_at, period_json
 from scoreboard.request_body import read_object
 from scoreboard.responses import ok
 from scoreboard.routes.admin import admin_meta
 from scoreboard.routes.common import path_user_id, query_int, read_quota, services
-from scoreboard.routes.leaderboard import MAX_OFFSET, MAX_PAGE, MAX_RADIUS
+from scoreboard.routes.leaderboard import MAX_OFFSET, MAX_PAGE, MAX_RADIUS, around_data
 
 TOP10 = 10
 
@@ -93,17 +93,8 @@ async def around(request: Request) -> Response:
     headers = await read_quota(request)
     svc = services(request)
     position = await svc.boards.around(runtime, period, user_id, radius)
-    if not position.entries and await svc.accounts.by_id(user_id) is None:
-        raise UserNotFound()
-    data = {
-        "user_id": user_id,
-        "rank": position.rank or None,
-        "radius": radius,
-        "leaderboard": [entry_json(entry) for entry in position.entries],
-        "total_players": position.total_players,
-        **_labels(config, period),
-    }
-    return ok(data, headers=headers)
+    data = await around_data(svc, position, user_id, radius)
+    return ok({**data, **_labels(config, period)}, headers=headers)
 
 
 async def player(request: Request) -> Response:

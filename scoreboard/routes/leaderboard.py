@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -10,6 +12,8 @@ from scoreboard.errors import UserNotFound
 from scoreboard.leaderboard import board_json, entry_json
 from scoreboard.responses import ok
 from scoreboard.routes.common import path_user_id, query_int, read_quota, services
+from scoreboard.scripts import PlayerPosition
+from scoreboard.services import Services
 
 MAX_PAGE = 100
 MAX_OFFSET = 10_000_000
@@ -39,16 +43,22 @@ async def around(request: Request) -> Response:
     headers = await read_quota(request)
     svc = services(request)
     position = await svc.leaderboard.around(user_id, radius)
+    return ok(await around_data(svc, position, user_id, radius), headers=headers)
+
+
+async def around_data(
+    svc: Services, position: PlayerPosition, user_id: str, radius: int
+) -> dict[str, Any]:
+    """A player's neighbourhood in a ranking; 404 for no such player."""
     if not position.entries and await svc.accounts.by_id(user_id) is None:
         raise UserNotFound()
-    data = {
+    return {
         "user_id": user_id,
         "rank": position.rank or None,
         "radius": radius,
         "leaderboard": [entry_json(entry) for entry in position.entries],
         "total_players": position.total_players,
     }
-    return ok(data, headers=headers)
 
 
 routes = [
