@@ -25,7 +25,7 @@ import asyncpg
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import BoardKeys
 from scoreboard.rebuild import REAL_CLOCK, PeriodClock, ensure_board
-from scoreboard.redis_store import RedisClient, as_text, redis_errors
+from scoreboard.redis_store import RedisClient
 from scoreboard.scripts import Scripts
 from scoreboard.tasks import cancel
 
@@ -107,27 +107,18 @@ class BoardGuard:
 
     async def _state(self) -> str | None:
         """The board's epoch, or None when it is lost (its state is deleted then)."""
-        board = self._board
-        async with redis_errors():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hmget(board.state, "epoch", "players")
-            pipe.hlen(board.players)
-            pipe.zcard(board.leaderboard)
-            (epoch, players), hashed, ranked = await pipe.execute()
-            if epoch is None:
-                return None
-            if not int(players or 0) == int(hashed) == int(ranked):
-                log.error(
-                    "board %s is damaged: its state counts %s players, the players hash %s,"
-                    " the sorted set %s",
-                    board.name,
-                    as_text(players or b"0"),
-                    hashed,
-                    ranked,
-                )
-                await self._redis.delete(board.state)
-                return None
-        return as_text(epoch)
+        checked = await self._scripts.check_board(self._board)
+        if checked.lost_counts is not None:
+            counted, hashed, ranked = checked.lost_counts
+            log.error(
+                "board %s is damaged: its state counts %s players, the players hash %s,"
+                " the sorted set %s",
+                self._board.name,
+                counted,
+                hashed,
+                ranked,
+            )
+        return checked.epoch
 
     async def run(self) -> None:
         while True:

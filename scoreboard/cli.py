@@ -137,7 +137,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.gc_tuning import tune_for_service
     from scoreboard.preflight import preflight
-    from scoreboard.redis_store import connect
+    from scoreboard.redis_store import connect_for
     from scoreboard.services import open_database
     from scoreboard.sync import SyncFleet
 
@@ -150,7 +150,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     await preflight(settings)
     pool, _server = await open_database(settings)
     # The syncer's reads block for up to SCOREBOARD_SYNC_BLOCK_MS: its timeout is longer.
-    redis = connect(settings.redis_url, timeout=settings.sync_block_ms / 1000 + 1.0)
+    redis = connect_for(settings, timeout=settings.sync_block_ms / 1000 + 1.0)
     syncer = SyncFleet(settings, redis, pool)
     tune_for_service()
     loop = asyncio.get_running_loop()
@@ -171,7 +171,7 @@ async def _board_tools(
 ) -> AsyncIterator[_BoardTools]:
     from scoreboard.keys import BOARD_RE, Keys
     from scoreboard.rebuild import PeriodClock
-    from scoreboard.redis_store import connect
+    from scoreboard.redis_store import connect_for
     from scoreboard.scripts import Scripts
     from scoreboard.services import open_database
 
@@ -184,7 +184,7 @@ async def _board_tools(
     if not BOARD_RE.match(board):
         raise SettingsError(f"--board: {board!r} is not a board's name")
     pool, _server = await open_database(settings)
-    redis = connect(settings.redis_url, timeout=30.0)
+    redis = connect_for(settings, timeout=30.0)
     try:
         known = await pool.fetchval("SELECT 1 FROM boards WHERE name = $1", board)
         if known is None:

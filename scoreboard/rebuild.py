@@ -269,7 +269,7 @@ async def expected_board(
         if live is None:
             updates, last_id = await _read_tail(redis, board.events)
         else:
-            updates, last_id = await live.read(redis, board)
+            updates, last_id = await live.read(board)
         ids = [update.event_id for update in updates]
         persisted = {row[0] for row in await conn.fetch(_PERSISTED_SQL, ids)} if ids else set()
     standings = {
@@ -438,25 +438,20 @@ async def ensure_board(
 class LiveBoard:
     """The live board, read in one transaction with the stream it is compared to."""
 
-    def __init__(self) -> None:
+    def __init__(self, scripts: Scripts) -> None:
+        self._scripts = scripts
         self.scores: dict[str, int] = {}
         self.banned: dict[str, int] = {}
         self.seq = 0
 
-    async def read(self, redis: RedisClient, board: BoardKeys) -> tuple[list[TailUpdate], str]:
-        async with redis_errors():
-            pipe = redis.pipeline(transaction=True)
-            pipe.xrange(board.events, min="-", max="+")
-            pipe.zrange(board.leaderboard, 0, -1, withscores=True)
-            pipe.hgetall(board.banned)
-            pipe.hget(board.state, "seq")
-            entries, members, banned, seq = await pipe.execute()
-        for member_text, score in members:
-            self.scores[member_user(as_text(member_text))] = int(score)
-        for user_id, value in (banned or {}).items():
-            self.banned[as_text(user_id)] = parse_banned(as_text(value)).score
-        self.seq = int(seq or 0)
-        return _parse_tail(entries or [])
+    async def read(self, board: BoardKeys) -> tuple[list[TailUpdate], str]:
+        snapshot = await self._scripts.snapshot_board(board)
+        for member_text, score in snapshot.members:
+            self.scores[member_user(member_text)] = score
+        for user_id, value in snapshot.banned.items():
+            self.banned[user_id] = parse_banned(value).score
+        self.seq = snapshot.seq
+        return _parse_tail(snapshot.entries)
 
 
 def _compare_banned(live: LiveBoard, expected: Expected, report: ReconcileReport) -> None:
@@ -513,7 +508,7 @@ async def reconcile(
         if not held:
             report.skipped = "another process is rebuilding the board"
             return report
-        live = LiveBoard()
+        live = LiveBoard(scripts)
         expected = await expected_board(redis, pool, board, live, clock)
         compare(live, expected, report)
         for user_id, held_score, want in report.examples:

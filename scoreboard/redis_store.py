@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import (
@@ -21,6 +21,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from scoreboard.errors import EmbeddedExtraMissing, ServiceUnavailable
 
 if TYPE_CHECKING:
+    from scoreboard.settings import Settings
+
     RedisClient: TypeAlias = aioredis.Redis
 else:
     RedisClient = Any
@@ -60,6 +62,35 @@ def connect(
     )
     client: RedisClient = aioredis.Redis.from_pool(pool)
     return client
+
+
+def connect_cluster(url: str, *, timeout: float = SOCKET_TIMEOUT_SECONDS) -> RedisClient:
+    """A client of a Redis Cluster, `url` naming any node: commands go to the node
+    that holds their key's slot (following MOVED and ASK), the slot map refreshed on
+    a change. It fails fast like `connect`; a command is retried once on a
+    connection error, and only idempotent ones reach this client without a key's
+    protection (scripts are guarded by their tokens and event ids)."""
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    cluster = RedisCluster.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        max_connections=64,
+    )
+    # it answers the commands the service uses as the single-node client does
+    return cast("RedisClient", cluster)
+
+
+def connect_for(settings: Settings, *, timeout: float = SOCKET_TIMEOUT_SECONDS) -> RedisClient:
+    """The client the settings ask for: one Redis, or a cluster."""
+    assert settings.redis_url
+    if settings.redis_cluster:
+        return connect_cluster(settings.redis_url, timeout=timeout)
+    return connect(settings.redis_url, timeout=timeout)
 
 
 def connect_in_process() -> RedisClient:

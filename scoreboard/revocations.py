@@ -46,8 +46,9 @@ class Revocations:
             pipe = self._redis.pipeline(transaction=False)
             pipe.zadd(self._set, {session_id: until})
             pipe.zremrangebyscore(self._set, "-inf", now)
-            pipe.publish(self._channel, f"{session_id} {until}")
             await pipe.execute()
+            # on its own: a cluster's pipelines take keyed commands only
+            await self._redis.publish(self._channel, f"{session_id} {until}")
         self._known[session_id] = until
 
     async def is_revoked(self, session_id: str) -> bool:

@@ -194,6 +194,27 @@ class Adjusted:
 
 
 @dataclass(frozen=True)
+class BoardCheck:
+    """`epoch` of a whole board; else None, with the counts that differed when it
+    was found lost (state, players hash, sorted set)."""
+
+    epoch: str | None
+    lost_counts: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class BoardSnapshot:
+    seq: int
+    entries: list[tuple[Any, dict[Any, Any]]]  # the stream, as XRANGE gives it
+    members: list[tuple[str, int]]
+    banned: dict[str, str]
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+@dataclass(frozen=True)
 class SeasonEnded:
     ended: int
     season: int
@@ -658,6 +679,37 @@ class Scripts:
         if as_text(reply[0]) != ScriptStatus.OK:
             raise BoardUnavailable()
         return SeasonEnded(int(reply[1]), int(reply[2]), int(reply[3]))
+
+    async def check_board(self, board: BoardKeys) -> BoardCheck:
+        """The board's build, or why it takes no update (a lost board's state is
+        deleted by the script)."""
+        reply = await self._call("check_board", [board.state, board.players, board.leaderboard], [])
+        status = as_text(reply[0])
+        if status == ScriptStatus.OK:
+            return BoardCheck(as_text(reply[1]))
+        if status == ScriptStatus.BOARD_LOST:
+            return BoardCheck(None, (int(reply[1]), int(reply[2]), int(reply[3])))
+        return BoardCheck(None)
+
+    async def snapshot_board(self, board: BoardKeys) -> BoardSnapshot:
+        """The live board, its banned players and its whole stream in one instant."""
+        reply = await self._call(
+            "snapshot_board", [board.events, board.leaderboard, board.banned, board.state], []
+        )
+        seq_text = as_text(reply[1])
+        flat_members, flat_banned = reply[3], reply[4]
+        return BoardSnapshot(
+            int(seq_text) if seq_text else 0,
+            [(entry[0], _pairs(entry[1])) for entry in reply[2]],
+            [
+                (as_text(flat_members[i]), int(flat_members[i + 1]))
+                for i in range(0, len(flat_members), 2)
+            ],
+            {
+                as_text(flat_banned[i]): as_text(flat_banned[i + 1])
+                for i in range(0, len(flat_banned), 2)
+            },
+        )
 
     async def trim_stream(self, board: BoardKeys, min_id: str) -> int | None:
         """Trim what the syncer persisted; None while a rebuild holds the stream."""

@@ -123,12 +123,12 @@ class Services:
         settings = resolve_embedded_secrets(settings)
         pool, server = await open_database(settings)
         redis = (
-            redis_store.connect(settings.redis_url)
+            redis_store.connect_for(settings)
             if settings.redis_url
             else redis_store.connect_in_process()
         )
         services = await cls.assemble(settings, redis, pool, server)
-        if settings.redis_url:
+        if settings.redis_url and not settings.redis_cluster:  # (a node's: see preflight)
             services.redis_warnings = await redis_warnings(redis, settings, quiet=True)
         await services.catalog.refresh()
         services.catalog.start()
@@ -156,7 +156,9 @@ class Services:
         keys = Keys.for_settings(settings)
         pipelined = (
             PipelinedConnection(settings.redis_url, redis_store.SOCKET_TIMEOUT_SECONDS)
-            if settings.redis_url and redis_pipeline.supports(settings.redis_url)
+            if settings.redis_url
+            and not settings.redis_cluster
+            and redis_pipeline.supports(settings.redis_url)
             else None
         )
         scripts = Scripts(redis, pipelined)

@@ -23,6 +23,7 @@ from scoreboard.settings import RateRule, Settings
 from tests.services_under_test import (
     free_port,
     postgres_server,
+    redis_cluster,
     redis_server,
     scratch_database,
     used_services_line,
@@ -44,6 +45,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A 3-master / 3-replica Redis Cluster for the run (tests.redis_cluster)."""
+    with redis_cluster() as url:
         yield url
 
 

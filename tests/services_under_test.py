@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -132,3 +133,29 @@ def scratch_database(admin_dsn: str) -> Iterator[str]:
         yield _with_database(admin_dsn, name)
     finally:
         asyncio.run(_admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def redis_cluster() -> Iterator[str]:
+    """A Redis Cluster's URL: `SCOREBOARD_TEST_CLUSTER_URL` (CI starts one), else one
+    started for this run (tests.redis_cluster) and stopped after it. Where none can
+    run the cluster tests skip, except in CI."""
+    given = os.environ.get("SCOREBOARD_TEST_CLUSTER_URL")
+    if given:
+        USED["Redis Cluster"] = f"real, {given}"
+        yield given
+        return
+    from tests import redis_cluster as lab
+
+    directory = Path(tempfile.mkdtemp(prefix="sbcluster-"))
+    try:
+        cluster = lab.start(directory)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        if IN_CI:
+            pytest.fail(f"a Redis Cluster is required in CI and did not start: {exc}")
+        pytest.skip(f"no Redis Cluster here: {exc}")
+    USED["Redis Cluster"] = f"real, started for this run ({cluster.url})"
+    try:
+        yield cluster.url
+    finally:
+        lab.stop(cluster)

@@ -52,6 +52,8 @@ def test_includes_are_pasted_in() -> None:
         "adjust_score",
         "record_audit",
         "reset_season",
+        "check_board",
+        "snapshot_board",
     }
 
 
@@ -129,6 +131,8 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
         board, stored_season=1, event_id="e", admin_id="a", reason="r", ip="", user_agent=""
     )
     await scripts.install_board(board, 0, "0-0", "e")
+    await scripts.check_board(board)
+    await scripts.snapshot_board(board)
     await scripts.trim_stream(board, "0-0")
     await scripts.read_range(board, 0, 1)
     await scripts.read_around(board, "u", 1)
@@ -149,6 +153,8 @@ _REPLIES: dict[str, Any] = {
     "record_audit": ["OK", 1, 0],
     "reset_season": ["OK", 1, 2, 0],
     "install_board": ["OK", 0, 0],
+    "check_board": ["OK", "e"],
+    "snapshot_board": ["OK", "", [], [], []],
     "trim_stream": ["OK", 0],
     "read_range": ["OK", 0, 0, "e"],
     "read_around": ["NOT_RANKED", 0],

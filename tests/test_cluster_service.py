@@ -1,0 +1,140 @@
+"""The service on a Redis Cluster (`SCOREBOARD_REDIS_CLUSTER=true`): accounts, tokens,
+updates on several boards held by different masters, reads, the live feed, the
+syncer, and a rebuild of a lost board."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from scoreboard.app import create_app
+from scoreboard.services import Services
+from scoreboard.settings import RateRule, Settings
+from scoreboard.sync import SyncFleet
+from tests.auth_helpers import PASSWORD, bearer, login, new_player, new_username
+
+GENEROUS = RateRule(100_000, 60)
+
+
+@pytest.fixture
+def cluster_settings(settings: Settings, cluster_url: str, own_database: str) -> Settings:
+    return dataclasses.replace(
+        settings,
+        redis_url=cluster_url,
+        redis_cluster=True,
+        redis_prefix=f"sbt{uuid.uuid4().hex[:10]}",
+        database_url=own_database,
+        rate_limit_score_update=GENEROUS,
+        rate_limit_action_token=GENEROUS,
+        rate_limit_leaderboard=GENEROUS,
+        anticheat_mode="off",
+    )
+
+
+@pytest_asyncio.fixture
+async def on_cluster(cluster_settings: Settings) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+    services = await Services.open(cluster_settings)
+    app = create_app(cluster_settings)
+    app.state.services = services
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield services, http
+    await services.close()
+    await _clean(cluster_settings)
+
+
+async def _clean(settings: Settings) -> None:
+    """Every key of the test's prefix, on every master."""
+    from scoreboard.keys import Keys
+    from scoreboard.redis_store import connect_for
+
+    client = connect_for(settings)
+    try:
+        async for key in client.scan_iter(match=Keys(settings.redis_prefix).pattern()):
+            await client.delete(key)
+    finally:
+        await client.aclose()
+
+
+async def _play(http: httpx.AsyncClient, player: dict[str, Any], board: str, score: int) -> httpx.Response:
+    body: dict[str, Any] = {"action_type": "game_completion", "session_id": "s1"}
+    if board != "global":
+        body["board"] = board
+    issued = await http.post("/v1/auth/action-token", json=body, headers=bearer(player["access_token"]))
+    assert issued.status_code == 200, issued.text
+    return await http.post(
+        "/v1/scores/update",
+        json={"score_increase": score},
+        headers={**bearer(player["access_token"]), "X-Action-Token": issued.json()["data"]["action_token"]},
+    )
+
+
+async def test_the_whole_flow_on_a_cluster(on_cluster: tuple[Services, httpx.AsyncClient]) -> None:
+    services, http = on_cluster
+    name = new_username()
+    await services.accounts.create(name, f"{name}@example.com", PASSWORD, role="admin")
+    admin = await login(http, name)
+    boards = ["global"]
+    masters = {services.redis.get_node_from_key(services.keys.board("global").leaderboard).name}  # type: ignore[attr-defined]
+    for i in range(12):  # boards until every master holds one
+        board = f"arena-{i}"
+        created = await http.post(
+            "/v1/admin/boards",
+            json={"name": board, "action_types": {"game_completion": 500}, "periods": ["daily"]},
+            headers=bearer(admin["access_token"]),
+        )
+        assert created.status_code == 201, created.text
+        boards.append(board)
+        masters.add(services.redis.get_node_from_key(services.keys.board(board).leaderboard).name)  # type: ignore[attr-defined]
+        if len(masters) == 3 and len(boards) >= 3:
+            break
+    assert len(masters) == 3
+    players = [await new_player(http) for _ in range(3)]
+    told: dict[tuple[str, str], int] = {}
+    for round_ in range(3):
+        for b, board in enumerate(boards):
+            for p, player in enumerate(players):
+                increase = 10 + round_ + b + p
+                answer = await _play(http, player, board, increase)
+                assert answer.status_code == 200, answer.text
+                key = (board, player["user_id"])
+                told[key] = told.get(key, 0) + increase
+                assert answer.json()["data"]["new_score"] == told[key]
+    for board in boards:
+        top = (await http.get(f"/v1/boards/{board}/top10")).json()["data"]["leaderboard"]
+        assert {e["user_id"]: e["score"] for e in top} == {
+            user: score for (b, user), score in told.items() if b == board
+        }
+    # the live feed of this process follows the global board on the cluster
+    subscriber, first = await services.hub.subscribe()
+    try:
+        await _play(http, players[0], "global", 99)
+        message = await subscriber.next(3.0)
+        assert message is not None and message.data["updated_user"]["new_score"] == told[("global", players[0]["user_id"])] + 99
+    finally:
+        services.hub.unsubscribe(subscriber)
+    told[("global", players[0]["user_id"])] += 99
+    # the syncer, one consumer per board, persists everything
+    await SyncFleet(services.settings, services.redis, services.pool).run(burst=True)
+    rows = await services.pool.fetch("SELECT board, user_id::text, score FROM board_scores")
+    persisted = {(r["board"], r["user_id"]): r["score"] for r in rows}
+    users = await services.pool.fetch("SELECT id::text, current_score FROM users")
+    persisted.update({("global", r["id"]): r["current_score"] for r in users if r["current_score"]})
+    assert persisted == told
+    # a board lost from its master comes back from PostgreSQL
+    lost = services.keys.board(boards[1])
+    await services.redis.delete(lost.state, lost.leaderboard, lost.players)
+    _, runtime = await services.boards.board(boards[1])
+    assert await runtime.guard.check() == "rebuilt"
+    top = (await http.get(f"/v1/boards/{boards[1]}/top10")).json()["data"]["leaderboard"]
+    assert {e["user_id"]: e["score"] for e in top} == {
+        user: score for (b, user), score in told.items() if b == boards[1]
+    }
+    await asyncio.sleep(0)
