@@ -39,7 +39,9 @@ def cluster_settings(settings: Settings, cluster_url: str, own_database: str) ->
 
 
 @pytest_asyncio.fixture
-async def on_cluster(cluster_settings: Settings) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+async def on_cluster(
+    cluster_settings: Settings,
+) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
     services = await Services.open(cluster_settings)
     app = create_app(cluster_settings)
     app.state.services = services
@@ -63,16 +65,23 @@ async def _clean(settings: Settings) -> None:
         await client.aclose()
 
 
-async def _play(http: httpx.AsyncClient, player: dict[str, Any], board: str, score: int) -> httpx.Response:
+async def _play(
+    http: httpx.AsyncClient, player: dict[str, Any], board: str, score: int
+) -> httpx.Response:
     body: dict[str, Any] = {"action_type": "game_completion", "session_id": "s1"}
     if board != "global":
         body["board"] = board
-    issued = await http.post("/v1/auth/action-token", json=body, headers=bearer(player["access_token"]))
+    issued = await http.post(
+        "/v1/auth/action-token", json=body, headers=bearer(player["access_token"])
+    )
     assert issued.status_code == 200, issued.text
     return await http.post(
         "/v1/scores/update",
         json={"score_increase": score},
-        headers={**bearer(player["access_token"]), "X-Action-Token": issued.json()["data"]["action_token"]},
+        headers={
+            **bearer(player["access_token"]),
+            "X-Action-Token": issued.json()["data"]["action_token"],
+        },
     )
 
 
@@ -113,11 +122,15 @@ async def test_the_whole_flow_on_a_cluster(on_cluster: tuple[Services, httpx.Asy
             user: score for (b, user), score in told.items() if b == board
         }
     # the live feed of this process follows the global board on the cluster
-    subscriber, first = await services.hub.subscribe()
+    subscriber, _ = await services.hub.subscribe()
     try:
         await _play(http, players[0], "global", 99)
         message = await subscriber.next(3.0)
-        assert message is not None and message.data["updated_user"]["new_score"] == told[("global", players[0]["user_id"])] + 99
+        assert (
+            message is not None
+            and message.data["updated_user"]["new_score"]
+            == told[("global", players[0]["user_id"])] + 99
+        )
     finally:
         services.hub.unsubscribe(subscriber)
     told[("global", players[0]["user_id"])] += 99
