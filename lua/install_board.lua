@@ -138,5 +138,5 @@ if current > max_seq then
 end
 local seq_text = string.format('%d', max_seq)
 rcall('HSET', state_key, 'epoch', epoch, 'seq', seq_text, 'players', rcall('HLEN', players_key))
-rcall('PUBLISH', channel, 'rebuilt ' .. epoch .. ' ' .. seq_text)
+rcall('SPUBLISH', channel, 'rebuilt ' .. epoch .. ' ' .. seq_text)
 return { S_OK, caught_up, max_seq }

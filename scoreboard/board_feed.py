@@ -16,7 +16,9 @@ import json
 import logging
 import random
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.redis_pipeline import Subscription
@@ -99,15 +101,27 @@ class ChannelListener(Protocol):
 
 
 class BoardFeed:
-    """With `url` (a plain redis:// address) the subscription is a lean connection of
-    its own (`Subscription`); without, the general client's pub/sub (in-process Redis,
-    TLS, sockets)."""
+    """The board's channel is sharded pub/sub (the scripts `SPUBLISH` it in the board's
+    slot); other channels (revocations) are classic. With `url` (a plain redis://
+    address) the subscription is a lean connection of its own (`Subscription`); with
+    `cluster`, the cluster client's pub/sub on the node of the board's slot (and the
+    classic channels on a connection of their own); else the general client's pub/sub
+    (in-process Redis, TLS, sockets). A sharded subscription that Redis ends unasked
+    (its slot moved: a failover) counts as a lost connection: the feed refreshes the
+    cluster's topology, subscribes again and has its listeners resync."""
 
     def __init__(
-        self, redis: RedisClient, keys: Keys, board: str = DEFAULT_BOARD, url: str | None = None
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        board: str = DEFAULT_BOARD,
+        url: str | None = None,
+        *,
+        cluster: bool = False,
     ) -> None:
         self._redis = redis
         self._url = url
+        self._cluster = cluster
         self._channel = keys.updates_channel(board)
         self._listeners: list[FeedListener] = []
         self._channels: dict[str, ChannelListener] = {}
@@ -157,20 +171,76 @@ class BoardFeed:
         if self._url is not None:
             await self._follow_lean(self._url)
             return
+        if self._cluster:
+            await self._follow_cluster()
+            return
         async with self._redis.pubsub() as pubsub:
-            await pubsub.subscribe(self._channel, *self._channels)
+            if self._channels:
+                await pubsub.subscribe(*self._channels)
+            await pubsub.ssubscribe(self._channel)
             await self._set_connected()
             while True:
                 message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=POLL_SECONDS
+                    ignore_subscribe_messages=False, timeout=POLL_SECONDS
                 )
-                if message and message["type"] == "message":
-                    self._route(message["channel"], message["data"])
+                if message:
+                    self._take(message)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind in ("message", "smessage"):
+            self._route(message["channel"], message["data"])
+        elif kind == "sunsubscribe":
+            raise RedisConnectionError("the board's subscription was ended by Redis")
+
+    async def _follow_cluster(self) -> None:
+        """The board's channel on its slot's node, the classic ones on a connection of
+        their own; either ending ends both."""
+        nodes = getattr(self._redis, "nodes_manager", None)
+        if nodes is not None:
+            await nodes.initialize()  # a failover may have moved the board's slot
+        sharded: Any = self._redis.pubsub()
+        classic: Any = self._redis.pubsub() if self._channels else None
+        try:
+            await sharded.ssubscribe(self._channel)
+            if classic is not None:
+                await classic.subscribe(*self._channels)
+            await self._set_connected()
+            readers = [asyncio.create_task(self._read_sharded(sharded))]
+            if classic is not None:
+                readers.append(asyncio.create_task(self._read_classic(classic)))
+            try:
+                done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+            finally:
+                for task in readers:
+                    task.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
+        finally:
+            for pubsub in (sharded, classic):
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+
+    async def _read_sharded(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_sharded_message(
+                ignore_subscribe_messages=False, timeout=POLL_SECONDS
+            )
+            if message:
+                self._take(message)
+
+    async def _read_classic(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
+            if message:
+                self._take(message)
 
     async def _follow_lean(self, url: str) -> None:
         subscription = Subscription(url, SOCKET_TIMEOUT_SECONDS)
         try:
-            await subscription.open([self._channel, *self._channels])
+            await subscription.open(list(self._channels), sharded=(self._channel,))
             await self._set_connected()  # messages meanwhile are held, then delivered
             subscription.deliver(self._route)
             await subscription.watch(PING_SECONDS)

@@ -169,23 +169,34 @@ class PipelinedConnection:
 Deliver = Callable[[bytes, bytes], None]
 
 
+_MESSAGES = (b"message", b"smessage")
+
+
 class _SubscriberProtocol(_Protocol):
-    """Hands each published message to `deliver` as it is parsed (held until delivery
-    starts); every other reply answers a command, in order, as on any connection."""
+    """Hands each published message (classic or sharded) to `deliver` as it is parsed
+    (held until delivery starts); every other reply answers a command, in order, as on
+    any connection. A sharded subscription the server ends unasked (its slot moved to
+    another node) ends the subscription: its owner subscribes again."""
 
     def __init__(self) -> None:
         super().__init__()
         self.deliver: Deliver | None = None
         self.held: list[tuple[bytes, bytes]] = []
+        self.subscribed = False
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+            if type(reply) is list and len(reply) == 3 and reply[0] in _MESSAGES:
                 if self.deliver is None:
                     self.held.append((reply[1], reply[2]))
                 else:
                     self.deliver(reply[1], reply[2])
+                continue
+            if type(reply) is list and reply and reply[0] == b"sunsubscribe" and self.subscribed:
+                self.fail(RedisConnectionError("the sharded subscription was ended by Redis"))
+                if self.transport is not None:
+                    self.transport.close()
                 continue
             if not self.waiting:
                 continue  # nothing asked for it (a confirmation of a subscription ended)
@@ -203,12 +214,17 @@ class Subscription(PipelinedConnection):
 
     protocol_class = _SubscriberProtocol
 
-    async def open(self, channels: list[str]) -> None:
+    async def open(self, channels: list[str], sharded: tuple[str, ...] = ()) -> None:
+        """Subscribe to `channels` (classic pub/sub) and `sharded` (SSUBSCRIBE: a
+        board's channel, published in its slot)."""
         protocol = await self._connect()
-        for channel in channels:
-            reply = await self._send(protocol, ("SUBSCRIBE", channel))
-            if isinstance(reply, hiredis.ReplyError):
-                raise ResponseError(str(reply))
+        for command, names in (("SUBSCRIBE", channels), ("SSUBSCRIBE", sharded)):
+            for channel in names:
+                reply = await self._send(protocol, (command, channel))
+                if isinstance(reply, hiredis.ReplyError):
+                    raise ResponseError(str(reply))
+        assert isinstance(protocol, _SubscriberProtocol)
+        protocol.subscribed = True
 
     def deliver(self, callback: Deliver) -> None:
         """Start handing messages to `callback`, those received so far first."""

@@ -189,7 +189,12 @@ class Services:
         )
         board = keys.board(DEFAULT_BOARD)
         leaderboard = Leaderboard(scripts, board, settings.live_top_n)
-        feed = BoardFeed(redis, keys, url=settings.redis_url if pipelined else None)
+        feed = BoardFeed(
+            redis,
+            keys,
+            url=settings.redis_url if pipelined else None,
+            cluster=settings.redis_cluster,
+        )
         clock = PeriodClock.from_settings(settings)
         guard = BoardGuard(redis, pool, scripts, board, LiveCopy(leaderboard, feed), clock)
         feed.add_listener(leaderboard)

@@ -171,7 +171,7 @@ async def test_a_cut_subscription_is_reported_and_the_feed_subscribes_again(
             ' "delta": "1", "old_score": "0", "new_score": "1", "old_rank": "0",'
             ' "new_rank": "1", "ts": "1", "total": "1", "epoch": "e1"}'
         )
-        await client.publish(keys.updates_channel(), f"7 {body}")
+        await client.spublish(keys.updates_channel(), f"7 {body}")
         await _until(lambda: listener.events == [7])
     finally:
         await feed.stop()

@@ -17,7 +17,7 @@
 --   the rebuild would install a board staged before it), else as bc_whole
 -- bc_member(seq, user_id) -> the member of an update with this sequence
 -- bc_top(board_key, players_key, top_n) -> { {user_id, username, score, updated}, ... }
--- bc_publish(channel, message, top): publishes '<seq> <JSON>' (the sequence first, so
+-- bc_publish(channel, message, top): publishes (SPUBLISH: sharded pub/sub, the board's slot) '<seq> <JSON>' (the sequence first, so
 --   a subscriber that already holds a newer state skips the JSON); `message` holds
 --   seq, id, board, user_id, username, delta, old_score, new_score, old_rank,
 --   new_rank, ts, total, epoch as decimal strings; `top` is added when not nil
@@ -62,7 +62,7 @@ local function bc_publish(channel, message, top)
   if top then
     message.top = top
   end
-  redis.call('PUBLISH', channel, message.seq .. ' ' .. cjson.encode(message))
+  redis.call('SPUBLISH', channel, message.seq .. ' ' .. cjson.encode(message))
 end
 
 local function bc_announce_move(channel, keys, top_n, move)
