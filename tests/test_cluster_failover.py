@@ -138,9 +138,8 @@ async def test_a_graceful_failover_costs_seconds_and_nothing_accepted(
             assert heard, "the live feed did not resume after the failover"
             top = (await http.get("/v1/leaderboard/top10")).json()["data"]["leaderboard"]
             on_board = top[0]["score"]
-            print(
-                f"graceful failover: 3 updates in a row answered 200 {window:.2f} s after it ({statuses})"
-            )
+            print(f"graceful failover: 3 updates in a row answered 200 {window:.2f} s later")
+            print(f"  statuses meanwhile: {statuses}")
         await SyncFleet(config, services.redis, services.pool).run(burst=True)
         persisted = await services.pool.fetchval(
             "SELECT current_score FROM users WHERE id = $1::uuid", player["user_id"]
