@@ -24,6 +24,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from scoreboard.anticheat import AnticheatPolicy, Reason, parse_reasons
+from scoreboard.cluster_pipeline import ClusterPipelines
 from scoreboard.errors import (
     BoardUnavailable,
     InsufficientPermissions,
@@ -31,6 +32,7 @@ from scoreboard.errors import (
     InvalidRequest,
     ScoreboardError,
     ScoreValidationFailed,
+    ServiceUnavailable,
 )
 from scoreboard.keys import BoardKeys
 from scoreboard.metrics import script_latency
@@ -289,15 +291,48 @@ def _raise_for(reply: list[Any], rule: RateRule) -> None:
     raise ScoreboardError(f"unexpected script status {status}")
 
 
+# scripts that change nothing, and scripts whose second run of the same call changes
+# nothing more (a spent token answers its owner's identical retry with the first answer)
+READ_ONLY = frozenset(
+    {"read_range", "read_around", "check_board", "snapshot_board", "judge_submission"}
+)
+IDEMPOTENT = READ_ONLY | {"submit_score", "ban_player", "unban_player", "trim_stream"}
+# the writes whose loss would take back what someone was told (a score, a ban, a
+# reset): with SCOREBOARD_REDIS_WAIT_REPLICAS they are answered only once replicated.
+# Rate-limit state and tokens are not worth the wait (a lost token is asked again).
+REPLICATED = frozenset(
+    {"submit_score", "adjust_score", "ban_player", "unban_player", "reset_season"}
+)
+
+
+def _check_replicated(wait: tuple[int, int] | None, acked: int | None) -> None:
+    """With WAIT asked for, a write fewer replicas acknowledged in time is answered
+    503: it is applied, and the client's retry of the same update gets its answer."""
+    if wait is not None and acked is not None and acked < wait[0]:
+        raise ServiceUnavailable(
+            "Redis replicas did not confirm the write in time; retry the same request",
+            details={"replicas": acked, "wanted": wait[0]},
+        )
+
+
 class Scripts:
     """Every script registered once; one method per script. Calls go through the
     auto-pipelining connection when there is one, else through the general client."""
 
-    def __init__(self, client: RedisClient, pipelined: PipelinedConnection | None = None):
+    def __init__(
+        self,
+        client: RedisClient,
+        pipelined: PipelinedConnection | None = None,
+        *,
+        routed: ClusterPipelines | None = None,
+        wait: tuple[int, int] | None = None,
+    ):
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in load_sources().items()
         }
         self._pipelined = pipelined
+        self._routed = routed
+        self._wait = wait  # (replicas, timeout ms) every write must reach before its answer
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         started = time.perf_counter()
@@ -307,16 +342,31 @@ class Scripts:
             script_latency(name).observe(time.perf_counter() - started)
 
     async def _call_once(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        wait = self._wait if name in REPLICATED else None
         async with redis_errors():
+            script = self._scripts[name]
+            if self._routed is not None:
+                reply, acked = await self._routed.script(
+                    script.sha,
+                    script.script,
+                    keys,
+                    args,
+                    idempotent=name in IDEMPOTENT,
+                    wait=wait,
+                )
+                _check_replicated(wait, acked)
+                return reply
             conn = self._pipelined
             if conn is None:
-                return await self._scripts[name](keys=keys, args=args)
-            script = self._scripts[name]
+                return await script(keys=keys, args=args)
             try:
-                return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+                reply = await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:
                 await conn.execute("SCRIPT", "LOAD", script.script)
-                return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+                reply = await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            if wait is not None:  # on the same connection: it covers this write
+                _check_replicated(wait, int(await conn.execute("WAIT", *wait)))
+            return reply
 
     async def rate_limit(self, key: str, rule: RateRule) -> RateDecision:
         allowed, remaining, retry_us, reset_us = await self._call(

@@ -21,6 +21,7 @@ from scoreboard.board_feed import BoardFeed
 from scoreboard.board_guard import BoardGuard
 from scoreboard.board_runtime import BoardRuntime, BoardRuntimes
 from scoreboard.boards import BoardCatalog
+from scoreboard.cluster_pipeline import ClusterPipelines
 from scoreboard.database import create_pool
 from scoreboard.jwt_tokens import LEEWAY_SECONDS, TokenCodec
 from scoreboard.keys import DEFAULT_BOARD, Keys
@@ -109,6 +110,7 @@ class Services:
     started_at: float
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
+    routed: ClusterPipelines | None = None
     syncer: Any = None
     hasher: PasswordHasher | None = None
     syncer_task: asyncio.Task[None] | None = None
@@ -161,7 +163,17 @@ class Services:
             and redis_pipeline.supports(settings.redis_url)
             else None
         )
-        scripts = Scripts(redis, pipelined)
+        routed = (
+            ClusterPipelines(redis, redis_store.SOCKET_TIMEOUT_SECONDS)
+            if settings.redis_cluster
+            else None
+        )
+        wait = (
+            (settings.redis_wait_replicas, settings.redis_wait_ms)
+            if settings.redis_wait_replicas
+            else None
+        )
+        scripts = Scripts(redis, pipelined, routed=routed, wait=wait)
         limiter = RateLimiter(scripts)
         hasher = await run_in_threadpool(
             functools.partial(
@@ -251,6 +263,7 @@ class Services:
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,
+            routed=routed,
             hasher=hasher,
         )
 
@@ -267,6 +280,8 @@ class Services:
         await self.ranking_feeds.close()
         if self.pipelined is not None:
             await self.pipelined.close()
+        if self.routed is not None:
+            await self.routed.close()
         await self.redis.aclose()
         await self.pool.close()
         if self.hasher is not None:

@@ -62,6 +62,8 @@ class Settings:
     data_dir: Path = Path(".scoreboard")
     redis_prefix: str = "sb"
     redis_cluster: bool = False
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = 100
     bcrypt_rounds: int = 12
     hash_workers: int = 0  # 0: half the CPUs, at least one
     hash_wait_ms: int = 500
@@ -132,6 +134,8 @@ class Settings:
             data_dir=Path(reader.text("SCOREBOARD_DATA_DIR") or ".scoreboard"),
             redis_prefix=reader.get("SCOREBOARD_REDIS_PREFIX", "sb", _prefix),
             redis_cluster=reader.get("SCOREBOARD_REDIS_CLUSTER", False, _bool),
+            redis_wait_replicas=reader.get("SCOREBOARD_REDIS_WAIT_REPLICAS", 0, _int_in(0, 16)),
+            redis_wait_ms=reader.get("SCOREBOARD_REDIS_WAIT_MS", 100, _int_in(1, 10_000)),
             bcrypt_rounds=reader.get("SCOREBOARD_BCRYPT_ROUNDS", 12, _int_in(4, 31)),
             hash_workers=reader.get("SCOREBOARD_HASH_WORKERS", 0, _int_in(0, 256)),
             hash_wait_ms=reader.get("SCOREBOARD_HASH_WAIT_MS", 500, _int_in(1, 60_000)),

@@ -210,3 +210,57 @@ async def test_a_killed_master_costs_seconds(
         assert summed == on_board
     finally:
         await services.close()
+
+
+async def test_waiting_for_a_replica(
+    settings: Settings, own_database: str, private_cluster: lab.Cluster
+) -> None:
+    """SCOREBOARD_REDIS_WAIT_REPLICAS=1: an update is answered once its master's replica
+    has it; with the replica gone it is answered 503 (applied; not confirmed)."""
+    config = dataclasses.replace(
+        settings,
+        redis_url=private_cluster.url,
+        redis_cluster=True,
+        redis_prefix=f"sbt{uuid.uuid4().hex[:10]}",
+        database_url=own_database,
+        rate_limit_score_update=GENEROUS,
+        rate_limit_action_token=GENEROUS,
+        rate_limit_leaderboard=GENEROUS,
+        anticheat_mode="off",
+        redis_wait_replicas=1,
+        redis_wait_ms=200,
+    )
+    services = await Services.open(config)
+    app = create_app(config)
+    app.state.services = services
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            player = await new_player(http)
+            started = time.monotonic()
+            for _ in range(10):
+                assert await _update(http, player, 2) == 200
+            confirmed = (time.monotonic() - started) / 10
+            issued = await http.post(
+                "/v1/auth/action-token",
+                json={"action_type": "game_completion", "session_id": "s1"},
+                headers=bearer(player["access_token"]),
+            )
+            _, replica = _owner(private_cluster, services.keys.board().leaderboard)
+            lab.kill(private_cluster, replica)
+            await asyncio.sleep(0.2)
+            answer = await http.post(
+                "/v1/scores/update",
+                json={"score_increase": 5},
+                headers={
+                    **bearer(player["access_token"]),
+                    "X-Action-Token": issued.json()["data"]["action_token"],
+                },
+            )
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["details"]["wanted"] == 1
+            top = (await http.get("/v1/leaderboard/top10")).json()["data"]["leaderboard"]
+            assert top[0]["score"] == 25  # applied, only not confirmed
+            print(f"token + update with WAIT 1: {confirmed * 1000:.1f} ms per pair")
+    finally:
+        await services.close()

@@ -111,13 +111,13 @@ async def test_a_ban_is_announced_with_the_new_top(board: Board) -> None:
     a, b = _uid(), _uid()
     await _play(board, {a: 30, b: 20})
     pubsub = board.client.pubsub()
-    await pubsub.subscribe(board.board_keys.updates_channel)
+    await pubsub.ssubscribe(board.board_keys.updates_channel)  # sharded: the board's slot
     await pubsub.get_message(timeout=1)
     await board.scripts.ban_player(board.board_keys, a, TOP_N)
     message = None
     for _ in range(20):
         message = await pubsub.get_message(timeout=0.2)
-        if message and message["type"] == "message":
+        if message and message["type"] == "smessage":
             break
     assert message is not None
     body = json.loads(message["data"].partition(b" ")[2])

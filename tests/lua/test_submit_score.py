@@ -79,7 +79,7 @@ async def test_accepted_update_moves_the_player_and_emits_the_event(board: Board
 
 async def test_the_event_is_published(board: Board) -> None:
     pubsub = board.client.pubsub()
-    await pubsub.subscribe(board.keys.updates_channel())
+    await pubsub.ssubscribe(board.keys.updates_channel())  # sharded: the board's slot
     await pubsub.get_message(timeout=1)
     user = _uid()
     await board.submit(user, await board.issue(user), 7)
