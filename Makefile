@@ -38,12 +38,12 @@ fuzz: install
 
 # Real processes against REDIS_URL / DATABASE_URL (default: the local servers);
 # writes bench/RESULTS.md and bench/results.json, then the boards phases (bench/BOARDS.md:
-# an update with three periods, and spread over boards, against one with none), then
-# the spec's login scenario with Artillery (needs Node.js and npm): bench/STORM.md and
+# an update with three periods, and spread over boards, against one with none) and the
+# same on a 3-master cluster of its own (bench/CLUSTER.md), then the spec's login scenario with Artillery (needs Node.js and npm): bench/STORM.md and
 # bench/storm.json.
 bench: install
 	$(BIN)/python -m bench.run
-	$(BIN)/python -m bench.boards
+	$(BIN)/python -m bench.boards --cluster
 	$(BIN)/python -m bench.login_storm
 
 # Minutes of mixed load on a private Redis while a fault strikes every 30 s; checks that

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from bench.cpu_use import CpuMeter
-from bench.run import HERE, Deployment, loadgen, seed_players, wait_drained
+from bench.run import HERE, Deployment, loadgen, seed_players
 from bench.sync_drain import with_database
 from scoreboard.keys import Keys
 
@@ -120,13 +121,33 @@ async def _phase(
     }
 
 
-async def _totals(deployment: Deployment, redis_url: str, admin_dsn: str) -> tuple[int, int]:
-    client = aioredis.Redis.from_url(redis_url)
+def _client(redis_url: str, cluster: bool) -> Any:
+    if cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(redis_url)
+    return aioredis.Redis.from_url(redis_url)
+
+
+async def _drained(client: Any, stream: str, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        groups = await client.xinfo_groups(stream) if await client.exists(stream) else []
+        if groups and all(not g.get("lag") and not g.get("pending") for g in groups):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the syncer did not drain the stream")
+
+
+async def _totals(
+    deployment: Deployment, redis_url: str, admin_dsn: str, cluster: bool
+) -> tuple[int, int]:
+    client = _client(redis_url, cluster)
     keys = Keys(deployment.prefix)
     on_boards = 0
     try:
         for name in BOARDS:
-            await wait_drained(redis_url, keys.events(name))
+            await _drained(client, keys.events(name))
             scores = await client.zrange(keys.leaderboard(name), 0, -1, withscores=True)
             on_boards += int(sum(score for _, score in scores))
     finally:
@@ -140,11 +161,18 @@ async def _totals(deployment: Deployment, redis_url: str, admin_dsn: str) -> tup
 
 
 async def run(
-    rounds: int, seconds: float, concurrency: int, players: int, redis_url: str, admin_dsn: str
+    rounds: int,
+    seconds: float,
+    concurrency: int,
+    players: int,
+    redis_url: str,
+    admin_dsn: str,
+    cluster: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sbboards-") as tmp:
         workdir = Path(tmp)
-        deployment = Deployment(redis_url, admin_dsn, 1, workdir)
+        extra = {"SCOREBOARD_REDIS_CLUSTER": "true"} if cluster else {}
+        deployment = Deployment(redis_url, admin_dsn, 1, workdir, extra_env=extra)
         await deployment.start()
         try:
             await _create_boards(deployment, await _admin_token(deployment))
@@ -160,7 +188,7 @@ async def run(
                     measured[name].append(phase)
                     # enough tokens for the next round's phases to run their whole time
                     tokens = max(tokens, int(phase["requests_per_second"] * seconds * 1.5) + 200)
-            on_boards, persisted = await _totals(deployment, redis_url, admin_dsn)
+            on_boards, persisted = await _totals(deployment, redis_url, admin_dsn, cluster)
         finally:
             await deployment.stop()
     accepted = sum(p["accepted_points"] for runs in measured.values() for p in runs)
@@ -242,6 +270,11 @@ def main() -> int:
     parser.add_argument("--players", type=int, default=300)
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the harness")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="then the same load on a 3-master cluster of its own: bench/CLUSTER.md",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.seconds, args.concurrency, args.players = 1, 1.0, 4, 5
@@ -258,7 +291,64 @@ def main() -> int:
         json.dumps({"summary": summary, "result": result}, indent=2)
     )
     print(report)
+    if args.cluster:
+        return _with_cluster(args, result, admin_dsn)
     return 0 if result["correct"] else 1
+
+
+def _with_cluster(args: argparse.Namespace, single: dict[str, Any], admin_dsn: str) -> int:
+    """The same phases on a cluster of its own, reported beside the single Redis."""
+    from tests import redis_cluster as lab
+
+    with tempfile.TemporaryDirectory(prefix="sbbench-cluster-") as tmp:
+        cluster = lab.start(Path(tmp) / "nodes")
+        try:
+            clustered = asyncio.run(
+                run(
+                    args.rounds,
+                    args.seconds,
+                    args.concurrency,
+                    args.players,
+                    cluster.url,
+                    admin_dsn,
+                    cluster=True,
+                )
+            )
+        finally:
+            lab.stop(cluster)
+    one, many = summarise(single), summarise(clustered)
+    lines = [
+        "# Cluster benchmark",
+        "",
+        f"`python -m bench.boards --cluster --rounds {args.rounds} --seconds {args.seconds:g}`:"
+        " the boards phases on this machine's Redis, then on a 3-master / 3-replica cluster"
+        " on loopback (the same 2 cores); medians of the rounds. Redis µs is every"
+        " redis-server process of the machine (the cluster's six nodes and the replication"
+        " to their replicas included).",
+        "",
+        "| phase | one Redis updates/s | cluster updates/s | ratio | server µs | Redis µs"
+        " (one → cluster) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in one:
+        a, b = one[name], many[name]
+        ratio = (
+            b["requests_per_second"] / a["requests_per_second"] if a["requests_per_second"] else 0
+        )
+        lines.append(
+            f"| {name} | {a['requests_per_second']:.0f} | {b['requests_per_second']:.0f} |"
+            f" {ratio:.2f} | {a['cpu_us_per_update'].get('server', 0):.0f} →"
+            f" {b['cpu_us_per_update'].get('server', 0):.0f} |"
+            f" {a['cpu_us_per_update'].get('redis', 0):.0f} →"
+            f" {b['cpu_us_per_update'].get('redis', 0):.0f} |"
+        )
+    correct = single["correct"] and clustered["correct"]
+    lines += ["", f"Correct on both: {correct}.", ""]
+    report = "\n".join(lines)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "CLUSTER.md").write_text(report)
+    print(report)
+    return 0 if correct else 1
 
 
 if __name__ == "__main__":
