@@ -90,9 +90,18 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(redis_url: str, database_url: str, redis_prefix: str) -> Settings:
+def redis_target(redis_url: str) -> tuple[str, bool]:
+    """The Redis the `settings` name, and whether it is a cluster. A module that runs
+    another module's tests on the cluster overrides this (tests/*_on_cluster.py)."""
+    return redis_url, False
+
+
+@pytest.fixture
+def settings(redis_target: tuple[str, bool], database_url: str, redis_prefix: str) -> Settings:
+    url, cluster = redis_target
     return Settings(
-        redis_url=redis_url,
+        redis_url=url,
+        redis_cluster=cluster,
         database_url=database_url,
         jwt_secret=ACCESS_SECRET,
         jwt_refresh_secret=REFRESH_SECRET,
@@ -144,6 +153,7 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
         SCOREBOARD_REDIS_PREFIX=settings.redis_prefix,
         SCOREBOARD_BCRYPT_ROUNDS=str(settings.bcrypt_rounds),
         SCOREBOARD_RATE_LIMIT_LOGIN="100000/minute",
+        SCOREBOARD_REDIS_CLUSTER="true" if settings.redis_cluster else "false",
     )
     env.update(extra)
     return env
