@@ -23,16 +23,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import redis.asyncio as aioredis
 
 from bench.cpu_use import CpuMeter
-from bench.run import HERE, Deployment, loadgen, seed_players
+from bench.run import HERE, Deployment, loadgen, redis_client, seed_players, wait_drained
 from bench.sync_drain import with_database
 from scoreboard.keys import Keys
 
@@ -121,33 +119,15 @@ async def _phase(
     }
 
 
-def _client(redis_url: str, cluster: bool) -> Any:
-    if cluster:
-        from redis.asyncio.cluster import RedisCluster
-
-        return RedisCluster.from_url(redis_url)
-    return aioredis.Redis.from_url(redis_url)
-
-
-async def _drained(client: Any, stream: str, within: float = 120) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        groups = await client.xinfo_groups(stream) if await client.exists(stream) else []
-        if groups and all(not g.get("lag") and not g.get("pending") for g in groups):
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError("the syncer did not drain the stream")
-
-
 async def _totals(
     deployment: Deployment, redis_url: str, admin_dsn: str, cluster: bool
 ) -> tuple[int, int]:
-    client = _client(redis_url, cluster)
+    client = redis_client(redis_url, cluster)
     keys = Keys(deployment.prefix)
     on_boards = 0
     try:
         for name in BOARDS:
-            await _drained(client, keys.events(name))
+            await wait_drained(redis_url, keys.events(name), cluster=cluster)
             scores = await client.zrange(keys.leaderboard(name), 0, -1, withscores=True)
             on_boards += int(sum(score for _, score in scores))
     finally:

@@ -237,8 +237,19 @@ async def sample_lag(redis_url: str, stream: str, stop: asyncio.Event) -> list[i
     return samples
 
 
-async def wait_drained(redis_url: str, stream: str, within: float = 120) -> None:
-    client = aioredis.Redis.from_url(redis_url)
+def redis_client(redis_url: str, cluster: bool = False) -> Any:
+    """A client of one Redis, or of the cluster `redis_url` names a node of."""
+    if cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(redis_url)
+    return aioredis.Redis.from_url(redis_url)
+
+
+async def wait_drained(
+    redis_url: str, stream: str, within: float = 120, *, cluster: bool = False
+) -> None:
+    client = redis_client(redis_url, cluster)
     try:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:

@@ -45,9 +45,6 @@ class BoardConfig:
     periods: tuple[str, ...]  # in the order of `KINDS`
     season: int
 
-    def max_increase(self, action_type: str) -> int | None:
-        return self.action_types.get(action_type)
-
 
 def validate_name(value: object) -> str:
     if not isinstance(value, str) or not BOARD_RE.match(value):

@@ -120,10 +120,6 @@ class RankingFeeds:
             if subscriber.session_id == session_id:
                 subscriber.wake()
 
-    @property
-    def follower_count(self) -> int:
-        return len(self._of)
-
     async def close(self) -> None:
         for feed in self._feeds.values():
             await feed.stop()

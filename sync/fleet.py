@@ -14,7 +14,7 @@ from scoreboard.boards import REFRESH_SECONDS, BoardCatalog
 from scoreboard.keys import DEFAULT_BOARD
 from scoreboard.redis_store import RedisClient
 from scoreboard.settings import Settings
-from scoreboard.sync.syncer import Syncer, SyncStats
+from scoreboard.sync.syncer import Syncer
 
 log = logging.getLogger("scoreboard.sync")
 
@@ -36,11 +36,6 @@ class SyncFleet:
         self.main = Syncer(settings, redis, pool, consumer=consumer)
         self.syncers: dict[str, Syncer] = {DEFAULT_BOARD: self.main}
         self._stopping = asyncio.Event()
-
-    @property
-    def stats(self) -> SyncStats:
-        """The global board's syncer's figures (the others write their own health)."""
-        return self.main.stats
 
     @property
     def committed_events(self) -> int:

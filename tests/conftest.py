@@ -119,13 +119,18 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     await svc.close()
 
 
-@pytest_asyncio.fixture
-async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process, sharing `services` with the test."""
+def asgi_client(services: Services) -> httpx.AsyncClient:
+    """The app in-process over `services`, as a client from 203.0.113.7."""
     app = create_app(services.settings)
     app.state.services = services
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest_asyncio.fixture
+async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process, sharing `services` with the test."""
+    async with asgi_client(services) as http:
         yield http
 
 

@@ -18,6 +18,7 @@ from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
 from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_player, new_username
+from tests.conftest import asgi_client
 
 GENEROUS = RateRule(100_000, 60)
 SPEEDRUN = {"name": "speedrun", "action_types": {"run": 500}, "periods": ["daily", "weekly"]}
@@ -239,7 +240,7 @@ async def test_changes_reach_every_process(client: httpx.AsyncClient, services: 
 async def test_yesterday_stays_readable_after_midnight(settings: Settings) -> None:
     """One process before midnight, one after (the test clock moved on), one database."""
     before = await Services.open(settings)
-    app_http = _http(before)
+    app_http = asgi_client(before)
     try:
         async with app_http as http:
             admin = await _admin(http, before)
@@ -253,7 +254,7 @@ async def test_yesterday_stays_readable_after_midnight(settings: Settings) -> No
     later = dataclasses.replace(settings, test_clock_offset_ms=_offset_ms(AFTER_MIDNIGHT))
     after = await Services.open(later)
     try:
-        async with _http(after) as http:
+        async with asgi_client(after) as http:
             today = await http.get("/v1/boards/speedrun/top10?period=daily")
             assert today.json()["data"]["period_id"] == NEXT_DAY.id
             assert today.json()["data"]["leaderboard"] == []
@@ -275,15 +276,6 @@ async def test_yesterday_stays_readable_after_midnight(settings: Settings) -> No
             assert (page["total_players"], page["leaderboard"][0]["rank"]) == (2, 2)
     finally:
         await after.close()
-
-
-def _http(services: Services) -> httpx.AsyncClient:
-    from scoreboard.app import create_app
-
-    app = create_app(services.settings)
-    app.state.services = services
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 async def test_a_season_reset_archives_and_empties_the_board(

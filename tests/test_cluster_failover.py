@@ -18,15 +18,34 @@ from typing import Any
 import httpx
 import pytest
 
-from scoreboard.app import create_app
 from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
 from tests import redis_cluster as lab
 from tests.auth_helpers import bearer, new_player
+from tests.conftest import asgi_client
 from tests.services_under_test import IN_CI
 
 GENEROUS = RateRule(100_000, 60)
+
+
+def on_cluster(
+    settings: Settings, database: str, cluster: lab.Cluster, **changes: object
+) -> Settings:
+    """The test's settings with every process on `cluster`, a key prefix and database
+    of the test's own, generous limits and no anti-cheat."""
+    return dataclasses.replace(  # type: ignore[arg-type]
+        settings,
+        redis_url=cluster.url,
+        redis_cluster=True,
+        redis_prefix=f"sbt{uuid.uuid4().hex[:10]}",
+        database_url=database,
+        rate_limit_score_update=GENEROUS,
+        rate_limit_action_token=GENEROUS,
+        rate_limit_leaderboard=GENEROUS,
+        anticheat_mode="off",
+        **changes,
+    )
 
 
 @pytest.fixture
@@ -82,23 +101,10 @@ async def _update(http: httpx.AsyncClient, player: dict[str, Any], increase: int
 async def test_a_graceful_failover_costs_seconds_and_nothing_accepted(
     settings: Settings, own_database: str, private_cluster: lab.Cluster
 ) -> None:
-    config = dataclasses.replace(
-        settings,
-        redis_url=private_cluster.url,
-        redis_cluster=True,
-        redis_prefix=f"sbt{uuid.uuid4().hex[:10]}",
-        database_url=own_database,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_leaderboard=GENEROUS,
-        anticheat_mode="off",
-    )
+    config = on_cluster(settings, own_database, private_cluster)
     services = await Services.open(config)
-    app = create_app(config)
-    app.state.services = services
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with asgi_client(services) as http:
             player = await new_player(http)
             accepted = 0
             for _ in range(5):
@@ -156,26 +162,13 @@ async def test_a_graceful_failover_costs_seconds_and_nothing_accepted(
 async def test_a_killed_master_costs_seconds(
     settings: Settings, own_database: str, private_cluster: lab.Cluster
 ) -> None:
-    config = dataclasses.replace(
-        settings,
-        redis_url=private_cluster.url,
-        redis_cluster=True,
-        redis_prefix=f"sbt{uuid.uuid4().hex[:10]}",
-        database_url=own_database,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_leaderboard=GENEROUS,
-        anticheat_mode="off",
-    )
+    config = on_cluster(settings, own_database, private_cluster)
     services = await Services.open(config)
-    app = create_app(config)
-    app.state.services = services
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     master, _ = _owner(private_cluster, services.keys.board().leaderboard)
     if master == private_cluster.ports[0]:  # keep the node the URL names
         pytest.skip("the board's master is the node the URL names")
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with asgi_client(services) as http:
             player = await new_player(http)
             accepted = 0
             for _ in range(5):
@@ -217,25 +210,12 @@ async def test_waiting_for_a_replica(
 ) -> None:
     """SCOREBOARD_REDIS_WAIT_REPLICAS=1: an update is answered once its master's replica
     has it; with the replica gone it is answered 503 (applied; not confirmed)."""
-    config = dataclasses.replace(
-        settings,
-        redis_url=private_cluster.url,
-        redis_cluster=True,
-        redis_prefix=f"sbt{uuid.uuid4().hex[:10]}",
-        database_url=own_database,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_leaderboard=GENEROUS,
-        anticheat_mode="off",
-        redis_wait_replicas=1,
-        redis_wait_ms=200,
+    config = on_cluster(
+        settings, own_database, private_cluster, redis_wait_replicas=1, redis_wait_ms=200
     )
     services = await Services.open(config)
-    app = create_app(config)
-    app.state.services = services
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with asgi_client(services) as http:
             player = await new_player(http)
             started = time.monotonic()
             for _ in range(10):

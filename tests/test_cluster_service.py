@@ -14,11 +14,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from scoreboard.app import create_app
 from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
 from tests.auth_helpers import PASSWORD, bearer, login, new_player, new_username
+from tests.conftest import asgi_client
 
 GENEROUS = RateRule(100_000, 60)
 
@@ -43,10 +43,7 @@ async def on_cluster(
     cluster_settings: Settings,
 ) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
     services = await Services.open(cluster_settings)
-    app = create_app(cluster_settings)
-    app.state.services = services
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with asgi_client(services) as http:
         yield services, http
     await services.close()
     await _clean(cluster_settings)
