@@ -48,11 +48,12 @@ local events_key, channel = KEYS[8], KEYS[9]
 local max_seq = tonumber(ARGV[1])
 local epoch = ARGV[3]
 
+-- the old build is unlinked (freed off the main thread) rather than deleted by the
+-- rename: freeing a board of a million players would stall Redis for a second
 local function install(staged, live)
+  rcall('UNLINK', live)
   if rcall('EXISTS', staged) == 1 then
     rcall('RENAME', staged, live)
-  else
-    rcall('DEL', live)
   end
 end
 

@@ -225,7 +225,7 @@ async def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from scoreboard.rebuild import reconcile
+    from scoreboard.reconcile import reconcile
 
     async with _board_tools(settings, "reconcile", args.board) as tools:
         report = await reconcile(
@@ -244,6 +244,11 @@ async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  {kind}: {count}")
     for user_id, held, expected in report.examples:
         print(f"  player {user_id}: board {held}, PostgreSQL {expected}")
+    if report.dead_letters:
+        print(
+            f"  {report.dead_letters} applied updates sit in the dead letters, not in"
+            " PostgreSQL: the board keeps them"
+        )
     if report.clean:
         print("  the board matches PostgreSQL")
     elif report.repaired:

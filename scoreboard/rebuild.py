@@ -10,12 +10,17 @@ under side keys and swapped in by one script, which adds the updates applied sin
 the stream was read and announces the new build, so readers never see an empty board.
 
 A board whose state is missing refuses updates until this has run; the server and the
-syncer both run it by themselves (`scoreboard.board_guard`). `reconcile` computes the
-same and compares it with the live board first, to report and repair what differs.
+syncer both run it by themselves (`scoreboard.board_guard`). `scoreboard.reconcile`
+computes the same and compares it with the live board first, to report and repair
+what differs.
+
+Updates the syncer gave up on (its dead letters) were applied and acknowledged: they
+count here as updates PostgreSQL does not hold, so no rebuild takes them back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import secrets
@@ -26,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from scoreboard.board_values import banned_entry, member, member_user, parse_banned, player_entry
+from scoreboard.board_values import banned_entry, member, player_entry
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, BoardKeys
@@ -37,9 +42,10 @@ from scoreboard.settings import Settings
 
 log = logging.getLogger("scoreboard.rebuild")
 
-CHUNK = 5000
+# entries per Redis call while reading or staging a board: a chunk costs Redis a
+# millisecond or two, so a board of any size never stalls it (a 2-core box measured)
+CHUNK = 500
 LOCK_MS = 120_000
-RECONCILE_MAX_TAIL = 50_000
 _UUID_RE = re.compile(r"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 
 _PLAYERS_SQL = """
@@ -138,26 +144,6 @@ class RebuildReport:
     caught_up: int
 
 
-@dataclass
-class ReconcileReport:
-    """How the live board differed from PostgreSQL plus the unsynced stream."""
-
-    players: int = 0
-    differences: dict[str, int] = field(default_factory=dict)
-    examples: list[tuple[str, int | None, int | None]] = field(default_factory=list)
-    repaired: bool = False
-    skipped: str | None = None
-
-    @property
-    def clean(self) -> bool:
-        return not self.differences
-
-    def note(self, kind: str, user_id: str, live: int | None, expected: int | None) -> None:
-        self.differences[kind] = self.differences.get(kind, 0) + 1
-        if len(self.examples) < 20:
-            self.examples.append((user_id, live, expected))
-
-
 def _tail_update(raw: dict[Any, Any] | None) -> TailUpdate | None:
     fields = {as_text(k): as_text(v) for k, v in (raw or {}).items()}
     if fields.get("type") != "score_updated" or not _UUID_RE.match(fields.get("event_id", "")):
@@ -186,33 +172,33 @@ def _parse_tail(entries: list[Any]) -> tuple[list[TailUpdate], str]:
     return updates, last_id
 
 
-async def _read_tail(redis: RedisClient, events_key: str) -> tuple[list[TailUpdate], str]:
+async def _read_tail(
+    redis: RedisClient, events_key: str, after: str = "0-0"
+) -> tuple[list[TailUpdate], str]:
+    """The applied updates of a stream after the id `after`, read in chunks, and the
+    last id read (`after` when there was nothing more)."""
     updates: list[TailUpdate] = []
-    last_id, start = "0-0", "-"
+    last_id = after
     while True:
         async with redis_errors():
-            entries = await redis.xrange(events_key, min=start, max="+", count=CHUNK) or []
-        chunk, chunk_last = _parse_tail(entries)
+            entries = await redis.xrange(events_key, min=f"({last_id}", max="+", count=CHUNK)
+        chunk, chunk_last = _parse_tail(entries or [])
         updates += chunk
         if entries:
             last_id = chunk_last
-        if len(entries) < CHUNK:
+        if len(entries or []) < CHUNK:
             return updates, last_id
-        start = f"({last_id}"
 
 
 def _add_unpersisted(
     standings: dict[str, Standing],
     updates: list[TailUpdate],
-    persisted: set[str],
     period_id: str | None = None,
 ) -> int:
-    """Add the updates PostgreSQL does not hold yet (with `period_id`, only those that
+    """Add updates PostgreSQL does not hold (with `period_id`, only those that
     counted in that period)."""
     added = 0
     for update in updates:
-        if update.event_id in persisted:
-            continue
         if period_id is not None and period_id not in update.periods:
             continue
         known = standings.get(update.user_id)
@@ -241,16 +227,73 @@ async def _current_periods(
     return current
 
 
-async def expected_board(
+@dataclass
+class Baseline:
+    """One PostgreSQL snapshot of a board and the applied updates it does not hold:
+    those still in the stream (read up to `last_id`, and further by `extend`) and
+    those the syncer gave up on (the dead letters: the board holds them, so a rebuild
+    keeps them too). What the board should hold follows from it at any update
+    sequence read after the snapshot."""
+
+    persisted: dict[str, Standing]
+    period_rows: dict[CurrentPeriod, list[asyncpg.Record]]
+    unpersisted: list[TailUpdate]
+    last_id: str
+    dead_letters: int = 0  # applied updates held only in the dead letters
+    by_user: dict[str, list[TailUpdate]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for update in self.unpersisted:
+            self.by_user.setdefault(update.user_id, []).append(update)
+
+    async def extend(self, redis: RedisClient, board: BoardKeys) -> None:
+        """Read the updates applied since `last_id` (none of them can be in the
+        snapshot, which is older than they are)."""
+        updates, self.last_id = await _read_tail(redis, board.events, self.last_id)
+        self.unpersisted += updates
+        for update in updates:
+            self.by_user.setdefault(update.user_id, []).append(update)
+
+    def standing_at(self, user_id: str, seq: int) -> tuple[int, bool]:
+        """The score the board should hold of the player once the updates up to `seq`
+        are applied, and whether the player is banned."""
+        known = self.persisted.get(user_id)
+        score = known.score if known else 0
+        for update in self.by_user.get(user_id, ()):
+            if update.seq <= seq:
+                score += update.delta
+        return score, bool(known and known.banned)
+
+    def users(self) -> set[str]:
+        return set(self.persisted) | set(self.by_user)
+
+    def expected(self) -> Expected:
+        """The board and its current periods with every update read so far."""
+        standings = {u: dataclasses.replace(s) for u, s in self.persisted.items()}
+        added = _add_unpersisted(standings, self.unpersisted)
+        kept = {u: s for u, s in standings.items() if s.score > 0 or s.banned}
+        banned = {u for u, s in kept.items() if s.banned}
+        periods = {}
+        for period, found in self.period_rows.items():
+            ranked = {
+                row["user_id"]: Standing(
+                    row["username"], row["score"], row["seq"], row["updated_ms"]
+                )
+                for row in found
+            }
+            _add_unpersisted(ranked, self.unpersisted, period.period_id)
+            periods[period] = {u: s for u, s in ranked.items() if s.score > 0 and u not in banned}
+        return Expected(kept, self.last_id, added, periods)
+
+
+async def read_baseline(
     redis: RedisClient,
     pool: asyncpg.Pool,
     board: BoardKeys,
-    live: LiveBoard | None = None,
     clock: PeriodClock = REAL_CLOCK,
-) -> Expected:
-    """PostgreSQL's totals plus the updates in the stream it does not hold yet, for the
-    all-time ranking and each current period. With `live`, the live board is read in
-    the same instant as the stream."""
+) -> Baseline:
+    """PostgreSQL's totals of the board, of its current periods, and the applied
+    updates of the stream and of the dead letters that PostgreSQL does not hold."""
     async with (
         db_errors(),
         pool.acquire() as conn,
@@ -266,30 +309,32 @@ async def expected_board(
             period: await conn.fetch(_PERIOD_PLAYERS_SQL, board.name, period.period_id)
             for period in current
         }
-        if live is None:
-            updates, last_id = await _read_tail(redis, board.events)
-        else:
-            updates, last_id = await live.read(board)
-        ids = [update.event_id for update in updates]
+        updates, last_id = await _read_tail(redis, board.events)
+        dead, _ = await _read_tail(redis, board.keys.dead_letters(board.name))
+        ids = list({update.event_id for update in updates + dead})
         persisted = {row[0] for row in await conn.fetch(_PERSISTED_SQL, ids)} if ids else set()
+    in_stream = {update.event_id for update in updates}
+    held_dead = [u for u in dead if u.event_id not in persisted and u.event_id not in in_stream]
     standings = {
         row["user_id"]: Standing(
             row["username"], row["score"], row["seq"], row["updated_ms"], row["banned"]
         )
         for row in rows
     }
-    added = _add_unpersisted(standings, updates, persisted)
-    kept = {u: s for u, s in standings.items() if s.score > 0 or s.banned}
-    banned = {u for u, s in kept.items() if s.banned}
-    periods = {}
-    for period, found in period_rows.items():
-        ranked = {
-            row["user_id"]: Standing(row["username"], row["score"], row["seq"], row["updated_ms"])
-            for row in found
-        }
-        _add_unpersisted(ranked, updates, persisted, period.period_id)
-        periods[period] = {u: s for u, s in ranked.items() if s.score > 0 and u not in banned}
-    return Expected(kept, last_id, added, periods)
+    unpersisted = [u for u in updates if u.event_id not in persisted] + held_dead
+    return Baseline(standings, period_rows, unpersisted, last_id, len(held_dead))
+
+
+async def expected_board(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
+) -> Expected:
+    """PostgreSQL's totals plus the applied updates it does not hold yet, for the
+    all-time ranking and each current period."""
+    baseline = await read_baseline(redis, pool, board, clock)
+    return baseline.expected()
 
 
 async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Standing]) -> None:
@@ -298,7 +343,7 @@ async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Stan
     staged_board, staged_players, staged_banned = board.rebuild_staging
     items = list(standings.items())
     async with redis_errors():
-        await redis.delete(staged_board, staged_players, staged_banned)
+        await redis.unlink(staged_board, staged_players, staged_banned)
         for offset in range(0, len(items), CHUNK):
             chunk = items[offset : offset + CHUNK]
             ranked = [(uid, s) for uid, s in chunk if not s.banned]
@@ -332,7 +377,7 @@ async def _stage_periods(
     async with redis_errors():
         for period, standings in periods.items():
             ranking, players = board.period_staging(period.period_id)
-            await redis.delete(ranking, players)
+            await redis.unlink(ranking, players)
             items = list(standings.items())
             for offset in range(0, len(items), CHUNK):
                 chunk = items[offset : offset + CHUNK]
@@ -433,97 +478,6 @@ async def ensure_board(
                 return "ready"  # another process finished while we took the lock
         report = await rebuild_board(redis, pool, scripts, board, clock)
     return "rebuilt" if report.players or report.from_stream else "created"
-
-
-class LiveBoard:
-    """The live board, read in one transaction with the stream it is compared to."""
-
-    def __init__(self, scripts: Scripts) -> None:
-        self._scripts = scripts
-        self.scores: dict[str, int] = {}
-        self.banned: dict[str, int] = {}
-        self.seq = 0
-
-    async def read(self, board: BoardKeys) -> tuple[list[TailUpdate], str]:
-        snapshot = await self._scripts.snapshot_board(board)
-        for member_text, score in snapshot.members:
-            self.scores[member_user(member_text)] = score
-        for user_id, value in snapshot.banned.items():
-            self.banned[user_id] = parse_banned(value).score
-        self.seq = snapshot.seq
-        return _parse_tail(snapshot.entries)
-
-
-def _compare_banned(live: LiveBoard, expected: Expected, report: ReconcileReport) -> None:
-    for user_id, standing in expected.standings.items():
-        if standing.banned != (user_id in live.banned):
-            kind = "ban_missing" if standing.banned else "unban_missing"
-            report.note(kind, user_id, None, standing.score)
-        elif standing.banned and live.banned[user_id] != standing.score:
-            report.note("banned_score", user_id, live.banned[user_id], standing.score)
-    for user_id, held in live.banned.items():
-        if user_id not in expected.standings:
-            report.note("unban_missing", user_id, held, None)
-
-
-def compare(live: LiveBoard, expected: Expected, report: ReconcileReport) -> None:
-    report.players = len(expected.standings)
-    _compare_banned(live, expected, report)
-    for user_id, standing in expected.standings.items():
-        held = live.scores.get(user_id)
-        if standing.banned:
-            if held is not None:
-                report.note("banned_on_board", user_id, held, standing.score)
-        elif held is None:
-            report.note("missing", user_id, None, standing.score)
-        elif held < standing.score:
-            report.note("behind", user_id, held, standing.score)
-        elif held > standing.score:
-            report.note("ahead", user_id, held, standing.score)
-    for user_id, held in live.scores.items():
-        if user_id not in expected.standings:
-            report.note("unknown", user_id, held, None)
-    if live.seq < expected.max_seq:
-        report.note("sequence_behind", "-", live.seq, expected.max_seq)
-
-
-async def reconcile(
-    redis: RedisClient,
-    pool: asyncpg.Pool,
-    scripts: Scripts,
-    board: BoardKeys,
-    *,
-    repair: bool = True,
-    clock: PeriodClock = REAL_CLOCK,
-) -> ReconcileReport:
-    """Compare the live board with PostgreSQL plus the unsynced stream; where they
-    differ, PostgreSQL wins: the board is rebuilt from it (Redis's damage is never
-    copied into PostgreSQL). Each difference is logged."""
-    report = ReconcileReport()
-    async with redis_errors():
-        if await redis.xlen(board.events) > RECONCILE_MAX_TAIL:
-            report.skipped = "the syncer is behind; reconciling once it has caught up"
-            return report
-    async with rebuild_lock(redis, board) as held:
-        if not held:
-            report.skipped = "another process is rebuilding the board"
-            return report
-        live = LiveBoard(scripts)
-        expected = await expected_board(redis, pool, board, live, clock)
-        compare(live, expected, report)
-        for user_id, held_score, want in report.examples:
-            log.warning(
-                "reconcile %s: player %s holds %s on the board, PostgreSQL says %s",
-                board.name,
-                user_id,
-                held_score,
-                want,
-            )
-        if not report.clean and repair:
-            await install(redis, scripts, board, expected)
-            report.repaired = True
-            log.warning("reconcile %s: repaired the board (%s)", board.name, report.differences)
-    return report
 
 
 async def persisted_max_seq(pool: asyncpg.Pool, board: str = DEFAULT_BOARD) -> int:

@@ -49,32 +49,43 @@ def _reason(exc: Exception) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_NUL = re.compile("\x00")
 
 
-def _has_lone_surrogate(value: Any) -> bool:
+def _holds(pattern: re.Pattern[str], value: Any) -> bool:
+    """Whether a string anywhere in `value` (keys included) matches `pattern`."""
     if isinstance(value, str):
-        return _SURROGATE.search(value) is not None
+        return pattern.search(value) is not None
     if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+        return any(_holds(pattern, k) or _holds(pattern, v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_lone_surrogate(item) for item in value)
+        return any(_holds(pattern, item) for item in value)
     return False
 
 
 def parse_json(raw: bytes) -> Any:
     """UTF-8 JSON (RFC 8259 for JSON between systems), decoded by one shared decoder.
-    Every string must hold Unicode scalar values only: a lone surrogate can arrive
-    only through a \\u escape (UTF-8 cannot encode one), so only such bodies are searched."""
+    Every string must hold Unicode scalar values only, and no NUL: PostgreSQL, where
+    what is accepted is persisted, cannot store U+0000 in text or JSON. Both can arrive
+    only through a \\u escape (UTF-8 cannot encode a lone surrogate, and JSON forbids a
+    raw control character), so only such bodies are searched."""
     try:
         data = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(
             "The request body is not valid JSON", details={"reason": _reason(exc)}
         ) from None
-    if b"\\u" in raw and _has_lone_surrogate(data):
+    if b"\\u" not in raw:
+        return data
+    if _holds(_SURROGATE, data):
         raise InvalidRequest(
             "The request body is not valid JSON",
             details={"reason": "a string holds a lone surrogate (not a Unicode character)"},
+        )
+    if b"\\u0000" in raw and _holds(_NUL, data):
+        raise InvalidRequest(
+            "A string in the request body holds a NUL character (\\u0000)",
+            details={"reason": "a string holds a NUL character, which cannot be stored"},
         )
     return data
 

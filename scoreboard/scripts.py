@@ -205,15 +205,27 @@ class BoardCheck:
 
 
 @dataclass(frozen=True)
-class BoardSnapshot:
-    seq: int
-    entries: list[tuple[Any, dict[Any, Any]]]  # the stream, as XRANGE gives it
-    members: list[tuple[str, int]]
-    banned: dict[str, str]
+class ScannedChunk:
+    """A chunk of a board's players or banned players, read at update sequence `seq`
+    (None: the board has no state); `cursor` '0' ends the scan."""
+
+    cursor: str
+    seq: int | None
+    values: list[tuple[str, str]]  # (user id, score or banned entry)
 
 
-def _pairs(flat: list[Any]) -> dict[Any, Any]:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+@dataclass(frozen=True)
+class LiveStanding:
+    """A player on the live board: the score ranked (None: not ranked) and the banned
+    entry (None: not banned)."""
+
+    score: int | None
+    banned: str | None
+
+
+def _score_text(value: Any) -> int | None:
+    text = as_text(value)
+    return int(float(text)) if text else None
 
 
 @dataclass(frozen=True)
@@ -294,7 +306,14 @@ def _raise_for(reply: list[Any], rule: RateRule) -> None:
 # scripts that change nothing, and scripts whose second run of the same call changes
 # nothing more (a spent token answers its owner's identical retry with the first answer)
 READ_ONLY = frozenset(
-    {"read_range", "read_around", "check_board", "snapshot_board", "judge_submission"}
+    {
+        "read_range",
+        "read_around",
+        "check_board",
+        "scan_board",
+        "read_standings",
+        "judge_submission",
+    }
 )
 IDEMPOTENT = READ_ONLY | {"submit_score", "ban_player", "unban_player", "trim_stream"}
 # the writes whose loss would take back what someone was told (a score, a ban, a
@@ -741,25 +760,39 @@ class Scripts:
             return BoardCheck(None, (int(reply[1]), int(reply[2]), int(reply[3])))
         return BoardCheck(None)
 
-    async def snapshot_board(self, board: BoardKeys) -> BoardSnapshot:
-        """The live board, its banned players and its whole stream in one instant."""
+    async def scan_board(
+        self, board: BoardKeys, *, banned: bool, cursor: str, count: int
+    ) -> ScannedChunk:
+        """A bounded chunk of the board's players with their scores (or of its banned
+        players with their entries), and the update sequence of that instant."""
+        hashed = board.banned if banned else board.players
         reply = await self._call(
-            "snapshot_board", [board.events, board.leaderboard, board.banned, board.state], []
+            "scan_board",
+            [hashed, board.leaderboard, board.state],
+            ["banned" if banned else "players", cursor, count],
         )
-        seq_text = as_text(reply[1])
-        flat_members, flat_banned = reply[3], reply[4]
-        return BoardSnapshot(
-            int(seq_text) if seq_text else 0,
-            [(entry[0], _pairs(entry[1])) for entry in reply[2]],
-            [
-                (as_text(flat_members[i]), int(flat_members[i + 1]))
-                for i in range(0, len(flat_members), 2)
-            ],
-            {
-                as_text(flat_banned[i]): as_text(flat_banned[i + 1])
-                for i in range(0, len(flat_banned), 2)
-            },
+        seq_text, flat = as_text(reply[2]), reply[3]
+        return ScannedChunk(
+            as_text(reply[1]),
+            int(seq_text) if seq_text else None,
+            [(as_text(flat[i]), as_text(flat[i + 1])) for i in range(0, len(flat), 2)],
         )
+
+    async def read_standings(
+        self, board: BoardKeys, user_ids: list[str]
+    ) -> tuple[int | None, dict[str, LiveStanding]]:
+        """These players' standings in one instant, and the update sequence then."""
+        reply = await self._call(
+            "read_standings",
+            [board.players, board.leaderboard, board.banned, board.state],
+            user_ids,
+        )
+        seq_text, flat = as_text(reply[1]), reply[2]
+        standings = {
+            user_id: LiveStanding(_score_text(flat[2 * i]), as_text(flat[2 * i + 1]) or None)
+            for i, user_id in enumerate(user_ids)
+        }
+        return (int(seq_text) if seq_text else None), standings
 
     async def trim_stream(self, board: BoardKeys, min_id: str) -> int | None:
         """Trim what the syncer persisted; None while a rebuild holds the stream."""

@@ -32,7 +32,8 @@ from scoreboard.board_guard import BoardGuard
 from scoreboard.database import db_errors
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
-from scoreboard.rebuild import PeriodClock, ReconcileReport, persisted_max_seq, reconcile
+from scoreboard.rebuild import PeriodClock, persisted_max_seq
+from scoreboard.reconcile import ReconcileReport, reconcile
 from scoreboard.redis_store import RedisClient, as_text, consumer_lag, redis_errors
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from scoreboard.rebuild import ensure_board, reconcile
+from scoreboard.rebuild import ensure_board
+from scoreboard.reconcile import reconcile
 from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
 from scoreboard.sync import Syncer

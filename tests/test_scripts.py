@@ -53,7 +53,8 @@ def test_includes_are_pasted_in() -> None:
         "record_audit",
         "reset_season",
         "check_board",
-        "snapshot_board",
+        "scan_board",
+        "read_standings",
     }
 
 
@@ -132,7 +133,8 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
     )
     await scripts.install_board(board, 0, "0-0", "e")
     await scripts.check_board(board)
-    await scripts.snapshot_board(board)
+    await scripts.scan_board(board, banned=False, cursor="0", count=10)
+    await scripts.read_standings(board, [])
     await scripts.trim_stream(board, "0-0")
     await scripts.read_range(board, 0, 1)
     await scripts.read_around(board, "u", 1)
@@ -154,7 +156,8 @@ _REPLIES: dict[str, Any] = {
     "reset_season": ["OK", 1, 2, 0],
     "install_board": ["OK", 0, 0],
     "check_board": ["OK", "e"],
-    "snapshot_board": ["OK", "", [], [], []],
+    "scan_board": ["OK", "0", "", []],
+    "read_standings": ["OK", "", []],
     "trim_stream": ["OK", 0],
     "read_range": ["OK", 0, 0, "e"],
     "read_around": ["NOT_RANKED", 0],

@@ -1,4 +1,5 @@
-"""lua/read_range.lua and lua/read_around.lua on both backends."""
+"""The read scripts (read_range, read_around, scan_board, read_standings) on both
+backends."""
 
 from __future__ import annotations
 
@@ -66,3 +67,43 @@ async def test_reads_of_a_lost_board_say_so_instead_of_empty(
         await board.scripts.read_range(board.board_keys, 0, 9)
     with pytest.raises(BoardUnavailable):
         await board.scripts.read_around(board.board_keys, users[0], 1)
+
+
+async def test_scan_board_reads_every_player_in_small_chunks(
+    seeded: tuple[Board, list[str]],
+) -> None:
+    """lua/scan_board.lua: every player once a scan is over, each chunk with the
+    board's update sequence, scores as the sorted set holds them."""
+    board, users = seeded
+    await board.scripts.ban_player(board.board_keys, users[5], 3)
+    found: dict[str, str] = {}
+    for banned in (False, True):
+        cursor, calls = "0", 0
+        while True:
+            chunk = await board.scripts.scan_board(
+                board.board_keys, banned=banned, cursor=cursor, count=2
+            )
+            assert chunk.seq == 7
+            found.update((user, f"{'banned ' if banned else ''}{v}") for user, v in chunk.values)
+            cursor, calls = chunk.cursor, calls + 1
+            if cursor == "0":
+                break
+    assert {user: found[user] for user in users[:5]} == dict(
+        zip(users[:5], ("60", "50", "40", "30", "20"), strict=True)
+    )
+    assert found[users[5]].startswith("banned ") and found[users[5]].endswith("|10")
+
+
+async def test_read_standings_reads_players_in_one_instant(
+    seeded: tuple[Board, list[str]],
+) -> None:
+    board, users = seeded
+    await board.scripts.ban_player(board.board_keys, users[1], 3)
+    stranger = str(uuid.uuid4())
+    seq, standings = await board.scripts.read_standings(
+        board.board_keys, [users[0], users[1], stranger]
+    )
+    assert seq == 7
+    assert standings[users[0]].score == 60 and standings[users[0]].banned is None
+    assert standings[users[1]].score is None and (standings[users[1]].banned or "").endswith("|50")
+    assert standings[stranger].score is None and standings[stranger].banned is None
