@@ -21,6 +21,7 @@ from scoreboard.errors import (
     MethodNotAllowed,
     NotFound,
     ScoreboardError,
+    ServiceUnavailable,
 )
 from scoreboard.gc_tuning import tune_for_service
 from scoreboard.http_protocol import DeadlineHttpProtocol
@@ -35,8 +36,13 @@ from scoreboard.settings import Settings
 log = logging.getLogger("scoreboard")
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def _scoreboard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScoreboardError)
+    if isinstance(exc, ServiceUnavailable) and request.method in _SAFE_METHODS:
+        exc.nothing_applied()  # a read changes nothing, whatever its store did
     count_error(exc.code, request.scope)
     return failure(exc)
 

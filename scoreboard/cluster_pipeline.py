@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from scoreboard.redis_pipeline import PipelinedConnection
+from scoreboard.redis_pipeline import PipelinedConnection, never_sent
 
 log = logging.getLogger("scoreboard.cluster")
 
@@ -102,8 +102,7 @@ class ClusterPipelines:
                 last = exc
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 self._drop(connection)
-                never_sent = str(exc).startswith("cannot reach Redis")
-                if not idempotent and not never_sent:
+                if not idempotent and not never_sent(exc):
                     raise  # it may have run: the caller's answer says unavailable
                 last = exc
             await self._refresh()

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from scoreboard.errors import ServiceUnavailable
+from scoreboard.errors import NOT_APPLIED, UNKNOWN, ServiceUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 COMMAND_TIMEOUT_SECONDS = 10.0
@@ -76,12 +76,22 @@ async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
     return pool
 
 
+# no connection could be had: no statement was sent
+_NOT_CONNECTED = (
+    ConnectionRefusedError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
 @asynccontextmanager
 async def db_errors() -> AsyncIterator[None]:
-    """Turn an unreachable PostgreSQL into SERVICE_UNAVAILABLE."""
+    """Turn an unreachable PostgreSQL into SERVICE_UNAVAILABLE; its outcome is unknown
+    unless no connection could be made (a cut connection may have committed)."""
     try:
         yield
     except _UNAVAILABLE as exc:
         if isinstance(exc, ValueError):
             raise  # the driver refused a value (out of a column's range): a bad row
-        raise ServiceUnavailable("PostgreSQL is unavailable") from exc
+        outcome = NOT_APPLIED if isinstance(exc, _NOT_CONNECTED) else UNKNOWN
+        raise ServiceUnavailable("PostgreSQL is unavailable", outcome=outcome) from exc

@@ -121,7 +121,17 @@ class UnsupportedMediaType(ScoreboardError):
     default_message = "The request body must be application/json"
 
 
+# What a 503 says of the request it answers (`details.outcome`). A client must never
+# treat UNKNOWN as NOT_APPLIED: the same request sent again gets the one true answer.
+NOT_APPLIED = "not_applied"  # the service knows nothing changed
+UNKNOWN = "unknown"  # a state-changing command may have reached its store
+
+
 class ServiceUnavailable(ScoreboardError):
+    """A backing service did not serve the request. `outcome` is UNKNOWN unless the
+    code raising it knows nothing was changed: a wrong 'unknown' costs a client one
+    retry of the same request, a wrong 'not applied' could make it count twice."""
+
     code = "SERVICE_UNAVAILABLE"
     status = 503
     default_message = "A backing service is unavailable; retry shortly"
@@ -132,16 +142,32 @@ class ServiceUnavailable(ScoreboardError):
         *,
         retry_after: int = 1,
         details: dict[str, Any] | None = None,
+        outcome: str = UNKNOWN,
     ) -> None:
-        super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
+        super().__init__(
+            message,
+            details={**(details or {}), "outcome": outcome},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    @property
+    def outcome(self) -> str:
+        return str(self.details["outcome"])
+
+    def nothing_applied(self) -> None:
+        """Say that nothing was applied (the request could change nothing)."""
+        self.details["outcome"] = NOT_APPLIED
 
 
 class BoardUnavailable(ServiceUnavailable):
     """The board is missing from Redis (lost, or being rebuilt from PostgreSQL): its
-    scores are not known for the moment, which is never the same as 0."""
+    scores are not known for the moment, which is never the same as 0. Raised before
+    anything is changed."""
 
     def __init__(self) -> None:
-        super().__init__("The board is being rebuilt; retry shortly", retry_after=2)
+        super().__init__(
+            "The board is being rebuilt; retry shortly", retry_after=2, outcome=NOT_APPLIED
+        )
 
 
 class EmbeddedExtraMissing(SettingsError):

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import bcrypt
 
-from scoreboard.errors import InvalidRequest, ServiceUnavailable
+from scoreboard.errors import NOT_APPLIED, InvalidRequest, ServiceUnavailable
 from scoreboard.metrics import HASHES_SHED
 
 T = TypeVar("T")
@@ -69,6 +69,9 @@ def _yield_to_requests() -> None:
 
 class HashingBusy(ServiceUnavailable):
     default_message = "Too many logins at once; retry in a moment"
+
+    def __init__(self) -> None:
+        super().__init__(outcome=NOT_APPLIED)
 
 
 class PasswordHasher:

@@ -33,7 +33,7 @@ import asyncpg
 
 from scoreboard.board_values import banned_entry, member, player_entry
 from scoreboard.database import db_errors
-from scoreboard.errors import ServiceUnavailable
+from scoreboard.errors import NOT_APPLIED, ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, BoardKeys
 from scoreboard.periods import period_at
 from scoreboard.redis_store import RedisClient, as_text, redis_errors
@@ -453,7 +453,9 @@ async def rebuild_with_lock(
     """An operator's rebuild: refused while another process is rebuilding."""
     async with rebuild_lock(redis, board) as held:
         if not held:
-            raise ServiceUnavailable("Another process is rebuilding this board")
+            raise ServiceUnavailable(
+                "Another process is rebuilding this board", outcome=NOT_APPLIED
+            )
         return await rebuild_board(redis, pool, scripts, board, clock)
 
 

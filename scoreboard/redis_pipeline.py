@@ -24,6 +24,13 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 WATCHDOG_SECONDS = 0.25
+_NOT_SENT = "cannot reach Redis"  # how a connection error that sent nothing begins
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether a connection error came before anything was written to Redis (so the
+    command cannot have run)."""
+    return str(exc).startswith(_NOT_SENT)
 
 
 def supports(url: str) -> bool:
@@ -122,7 +129,7 @@ class PipelinedConnection:
                     self._timeout,
                 )
             except (OSError, TimeoutError) as exc:
-                raise RedisConnectionError(f"cannot reach Redis: {exc}") from exc
+                raise RedisConnectionError(f"{_NOT_SENT}: {exc}") from exc
             await self._handshake(protocol)
             self._protocol = protocol
             if self._watchdog is None or self._watchdog.done():

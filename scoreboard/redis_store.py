@@ -18,7 +18,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from scoreboard.errors import EmbeddedExtraMissing, ServiceUnavailable
+from scoreboard.errors import NOT_APPLIED, UNKNOWN, EmbeddedExtraMissing, ServiceUnavailable
+from scoreboard.redis_pipeline import never_sent
 
 if TYPE_CHECKING:
     from scoreboard.settings import Settings
@@ -124,10 +125,27 @@ class _RedisErrors:
     ) -> None:
         if isinstance(exc, RedisError):
             reason = transient_reply(exc)
-            if reason is not None:
-                raise ServiceUnavailable(reason, details={"redis": reason}) from exc
+            if reason is not None:  # refused before running: nothing changed
+                raise ServiceUnavailable(
+                    reason, details={"redis": reason}, outcome=NOT_APPLIED
+                ) from exc
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
-            raise ServiceUnavailable("Redis is unavailable") from exc
+            outcome = NOT_APPLIED if _not_sent(exc) else UNKNOWN
+            raise ServiceUnavailable("Redis is unavailable", outcome=outcome) from exc
+
+
+# How redis-py's own connections say a command was never written: no connection
+# could be made, or none was free in the pool in time.
+_REDIS_PY_NOT_SENT = ("connecting to", "No connection available", "Timeout connecting")
+
+
+def _not_sent(exc: BaseException) -> bool:
+    """A connection error that came before the command left this process. Anything
+    else (a timeout waiting for the reply, a connection cut) may have reached Redis."""
+    if isinstance(exc, ConnectionRefusedError) or never_sent(exc):
+        return True
+    text = str(exc)
+    return isinstance(exc, RedisError) and any(part in text for part in _REDIS_PY_NOT_SENT)
 
 
 # redis-py turns some reply errors into classes of their own (and drops the first word

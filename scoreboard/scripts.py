@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 from scoreboard.anticheat import AnticheatPolicy, Reason, parse_reasons
 from scoreboard.cluster_pipeline import ClusterPipelines
 from scoreboard.errors import (
+    UNKNOWN,
     BoardUnavailable,
     InsufficientPermissions,
     InvalidActionToken,
@@ -326,11 +327,13 @@ REPLICATED = frozenset(
 
 def _check_replicated(wait: tuple[int, int] | None, acked: int | None) -> None:
     """With WAIT asked for, a write fewer replicas acknowledged in time is answered
-    503: it is applied, and the client's retry of the same update gets its answer."""
+    503 with an unknown outcome: it is applied on the primary (a failover may still
+    lose it), and the client's retry of the same update gets its answer."""
     if wait is not None and acked is not None and acked < wait[0]:
         raise ServiceUnavailable(
             "Redis replicas did not confirm the write in time; retry the same request",
             details={"replicas": acked, "wanted": wait[0]},
+            outcome=UNKNOWN,
         )
 
 

@@ -120,3 +120,36 @@ async def test_each_redis_refusal_is_a_503_that_applies_nothing(
             assert again.status_code == 200, again.text
             live.ledger.accepted[player["user_id"]] += 3
             await live.wait_consistent()
+
+
+async def test_a_stalled_redis_never_says_not_applied_of_an_applied_update(
+    settings: Settings, own_database: str, tmp_path: Path
+) -> None:
+    """Was: ten players played while Redis stalled (SIGSTOP) for 3 s; updates answered
+    503 ('nothing was applied') were on the board and in PostgreSQL, 28 points per
+    player above what they were told. Now a 503 says `outcome`: 'unknown' where the
+    command may have reached Redis, and the same request sent again gets the true
+    answer; the board ends at exactly what the players were told."""
+    settings = dataclasses.replace(settings, database_url=own_database)
+    with (
+        private_redis(tmp_path / "redis") as server,
+        deployment(settings, server, tmp_path) as live,
+    ):
+        async with httpx.AsyncClient(base_url=live.servers[0].url, timeout=10) as http:
+            await live.join(http, 10)
+
+            async def keep_playing(index: int, until: float) -> None:
+                player = live.players[index]
+                while time.monotonic() < until:
+                    await live.play_once(http, player, 7)
+
+            until = time.monotonic() + 6.0
+            playing = [asyncio.create_task(keep_playing(i, until)) for i in range(10)]
+            await asyncio.sleep(1.0)
+            server.pause()
+            await asyncio.sleep(3.0)
+            server.resume()
+            await asyncio.gather(*playing)
+            assert live.ledger.outcomes["unknown"] > 0, live.ledger
+            assert set(live.ledger.outcomes) <= {"unknown", "not_applied"}, live.ledger
+            await live.wait_consistent(within=30)
