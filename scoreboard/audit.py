@@ -4,15 +4,22 @@ through the syncer, like the score events; nothing on a request's path writes to
 PostgreSQL for it.
 
 Refusals an attacker can repeat at will (a wrong password, a spent token) name a
-subject (event type, user, address): per subject and window the first
-`SCOREBOARD_AUDIT_FLOOD_SAMPLE` are recorded one by one and the rest only counted;
-once the window is over the syncer writes one record per flooding subject with the
-count (`flush_floods`), under an event id derived from the window and the subject,
-so flushing twice records nothing twice.
+subject (event type, user, address, and the digest of a login name that is no
+account): per subject and window the first `SCOREBOARD_AUDIT_FLOOD_SAMPLE` are
+recorded one by one and the rest only counted; once the window is over the syncer
+writes one record per flooding subject with the count and the subject (the user, the
+name's digest), under an event id derived from the window and the subject, so
+flushing twice records nothing twice.
+
+A login name that is no account is never stored as typed (it may be a password typed
+in the wrong box): only a keyed digest, which tells attempts on one name apart from
+those on another, and its length.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -43,8 +50,11 @@ ADMIN_BAN = "admin_ban"
 ADMIN_UNBAN = "admin_unban"
 
 
-def _subject(event_type: str, user_id: str | None, ip: str) -> str:
-    return f"{event_type}|{user_id or ''}|{ip}"
+NAME_DIGEST = "username_digest"  # the details field of a name that is no account
+
+
+def _subject(event_type: str, user_id: str | None, ip: str, name_digest: str) -> str:
+    return f"{event_type}|{user_id or ''}|{name_digest}|{ip}"
 
 
 def _clip(value: Any) -> Any:
@@ -57,6 +67,12 @@ class AuditTrail:
         self._board = board
         self._window = settings.audit_flood_window
         self._sample = settings.audit_flood_sample
+        self._name_key = (settings.jwt_secret or "").encode()
+
+    def unknown_name(self, name: str) -> dict[str, Any]:
+        """What the audit trail keeps of a login name that is no account."""
+        digest = hmac.new(self._name_key, name.encode(), hashlib.sha256).hexdigest()[:16]
+        return {NAME_DIGEST: digest, "username_length": len(name)}
 
     async def record(
         self,
@@ -79,7 +95,9 @@ class AuditTrail:
             return await self._scripts.record_audit(
                 self._board,
                 window_start_s=start,
-                subject=_subject(event_type, user_id, ip) if flood else "",
+                subject=_subject(event_type, user_id, ip, str((details or {}).get(NAME_DIGEST, "")))
+                if flood
+                else "",
                 sample=self._sample,
                 ttl_ms=self._window * WINDOWS_KEPT * 1000,
                 event_id=new_event_id(),
@@ -116,14 +134,16 @@ class AuditTrail:
         return written
 
     async def _write_count(self, key: str, subject: str, attempts: int, start: int) -> int:
-        event_type, user_id, ip = subject.split("|", 2)
-        details = {
+        event_type, user_id, name_digest, ip = subject.split("|", 3)
+        details: dict[str, Any] = {
             "aggregated": True,
             "count": attempts - self._sample,
             "attempts": attempts,
             "window_start": start,
             "window_seconds": self._window,
         }
+        if name_digest:
+            details[NAME_DIGEST] = name_digest
         await self._scripts.record_audit(
             self._board,
             window_start_s=start,

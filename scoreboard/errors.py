@@ -52,9 +52,18 @@ class RefreshTokenRefused(InvalidToken):
 
 
 class InvalidCredentials(ScoreboardError):
+    """`account_id`: the account the name belongs to, when it exists (for the audit
+    trail only: the client is told the same either way)."""
+
     code = "INVALID_CREDENTIALS"
     status = 401
     default_message = "Invalid username or password"
+
+    def __init__(
+        self, *, account_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(headers=headers)
+        self.account_id = account_id
 
 
 class InvalidActionToken(ScoreboardError):
@@ -79,6 +88,14 @@ class InsufficientPermissions(ScoreboardError):
     code = "INSUFFICIENT_PERMISSIONS"
     status = 403
     default_message = "You lack the permission for this action"
+
+
+class AccountSuspended(InsufficientPermissions):
+    default_message = "This account is suspended"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__()
+        self.account_id = account_id
 
 
 class NotFound(ScoreboardError):

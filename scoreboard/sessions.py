@@ -18,7 +18,7 @@ import asyncpg
 from scoreboard.accounts import Accounts, User, normalize_username
 from scoreboard.database import db_errors
 from scoreboard.errors import (
-    InsufficientPermissions,
+    AccountSuspended,
     InvalidCredentials,
     InvalidRequest,
     InvalidToken,
@@ -90,9 +90,10 @@ class Sessions:
         user = await self._accounts.by_username(username)
         matched = await self._hasher.verify(password, user.password_hash if user else None)
         if user is None or not matched:
-            raise InvalidCredentials(headers=rate_headers(decision))
+            account_id = user.id if user else None
+            raise InvalidCredentials(account_id=account_id, headers=rate_headers(decision))
         if user.banned:
-            raise InsufficientPermissions("This account is suspended")
+            raise AccountSuspended(user.id)
         return await self._open_family(user), decision
 
     async def _throttle_login(self, username: str, ip: str) -> RateDecision:

@@ -305,6 +305,48 @@ async def test_a_flood_of_refused_logins_is_counted_not_stored(
     assert (counted["count"], counted["attempts"]) == (37, 40)
 
 
+async def test_a_players_failed_logins_are_in_their_audit_trail(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Was: after 150 wrong passwords on one account, `/admin/audit?user_id=` had 0
+    items (records carried user_id null and the name in details; roll-ups neither),
+    and a name that is no account was stored as typed (it may be a password)."""
+    admin = await _admin(client, services)
+    player = await new_player(client)
+    body = {"username": player["username"], "password": "wrong password"}
+    refused = await asyncio.gather(*(client.post("/v1/auth/login", json=body) for _ in range(150)))
+    assert {r.status_code for r in refused} == {401}
+    typo = {"username": "correct horse battery staple", "password": "x"}
+    stranger = [await client.post("/v1/auth/login", json=typo) for _ in range(5)]
+    # the client is told the same for an unknown name as for a wrong password
+    assert {r.json()["error"]["message"] for r in stranger + refused} == {
+        refused[0].json()["error"]["message"]
+    }
+    assert await services.audit.flush_floods(services.redis, now_s=time.time() + 86_400) == 2
+    await _sync(services)
+    headers = bearer(admin["access_token"])
+    mine = await client.get(
+        f"/v1/admin/audit?event_type=login_failed&user_id={player['user_id']}&limit=200",
+        headers=headers,
+    )
+    items = mine.json()["data"]["items"]
+    assert len(items) == 4, items  # three one by one, then the roll-up of the rest
+    counted = [item for item in items if item["details"].get("aggregated")]
+    assert len(counted) == 1 and counted[0]["details"]["count"] == 147
+    assert all(item["user_id"] == player["user_id"] for item in items)
+    assert items[-1]["details"]["username"] == player["username"]
+
+    everything = await client.get(
+        "/v1/admin/audit?event_type=login_failed&limit=200", headers=headers
+    )
+    others = [i for i in everything.json()["data"]["items"] if i["user_id"] != player["user_id"]]
+    assert len(others) == 4 and all(item["user_id"] is None for item in others)
+    assert "correct horse" not in json.dumps(others)
+    digests = {item["details"]["username_digest"] for item in others}
+    assert len(digests) == 1 and len(digests.pop()) == 16
+    assert others[-1]["details"]["username_length"] == len(typo["username"])
+
+
 async def test_a_rebuilt_board_keeps_banned_players_off(
     client: httpx.AsyncClient, services: Services
 ) -> None:

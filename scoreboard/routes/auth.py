@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from scoreboard import audit as audit_events
 from scoreboard.errors import (
+    AccountSuspended,
     InsufficientPermissions,
     InvalidCredentials,
     RateLimitExceeded,
@@ -41,7 +42,7 @@ async def register(request: Request) -> Response:
 _LOGIN_REFUSALS: dict[type[ScoreboardError], tuple[str, str]] = {
     InvalidCredentials: (audit_events.LOGIN_FAILED, "refused"),
     RateLimitExceeded: (audit_events.LOGIN_THROTTLED, "throttled"),
-    InsufficientPermissions: (audit_events.LOGIN_SUSPENDED, "refused"),
+    AccountSuspended: (audit_events.LOGIN_SUSPENDED, "refused"),
 }
 
 
@@ -51,10 +52,20 @@ async def login(request: Request) -> Response:
         pair, decision = await services(request).sessions.login(
             body["username"], body["password"], address(request)
         )
-    except (InvalidCredentials, RateLimitExceeded, InsufficientPermissions) as refused:
+    except (InvalidCredentials, RateLimitExceeded, AccountSuspended) as refused:
         event_type, result = _LOGIN_REFUSALS[type(refused)]
+        # a throttled login is refused before the account is looked up
+        account_id = None if isinstance(refused, RateLimitExceeded) else refused.account_id
         name = body["username"] if isinstance(body["username"], str) else ""
-        await audit(request, event_type, result=result, details={"username": name}, flood=True)
+        details = {"username": name} if account_id else services(request).audit.unknown_name(name)
+        await audit(
+            request,
+            event_type,
+            user_id=account_id,
+            result=result,
+            details=details,
+            flood=True,
+        )
         raise
     return _pair(pair, rate_headers(decision))
 
