@@ -12,8 +12,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Mount, Router
 
 from scoreboard import lifecycle
 from scoreboard.errors import (
@@ -30,6 +30,7 @@ from scoreboard.metrics import MetricsMiddleware, count_error
 from scoreboard.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from scoreboard.responses import failure
 from scoreboard.routes import all_routes
+from scoreboard.security_headers import SecurityHeadersMiddleware
 from scoreboard.services import Services
 from scoreboard.settings import Settings
 
@@ -47,9 +48,28 @@ async def _scoreboard_error(request: Request, exc: Exception) -> Response:
     return failure(exc)
 
 
+def _slash_twin(request: Request) -> str | None:
+    """The path with its trailing slash added or taken off, when a route answers that
+    one instead, as a relative reference (never built from the Host header)."""
+    path: str = request.scope["path"]
+    if path == "/":
+        return None
+    twin = path.rstrip("/") if path.endswith("/") else f"{path}/"
+    if not twin or twin.startswith("//"):
+        return None
+    scope = {**request.scope, "path": twin}
+    if not any(route.matches(scope)[0] is not Match.NONE for route in request.app.router.routes):
+        return None
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{twin}?{query}" if query else twin
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
+        twin = _slash_twin(request)
+        if twin is not None:
+            return RedirectResponse(twin, status_code=307)
         return failure(NotFound(f"No route for {request.url.path}"))
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
@@ -88,9 +108,11 @@ def create_app(settings: Settings) -> Starlette:
             await services.close()
 
     routes = all_routes()
-    return Starlette(
-        routes=[Mount("/v1", routes=routes), *routes],
+    versioned = Mount("/v1", routes=routes)
+    app = Starlette(
+        routes=[versioned, *routes],
         middleware=[
+            Middleware(SecurityHeadersMiddleware),
             Middleware(MetricsMiddleware),
             Middleware(RequestIdMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
@@ -102,6 +124,11 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # Starlette's own slash redirect names the Host header's host; ours is relative
+    app.router.redirect_slashes = False
+    assert isinstance(versioned.app, Router)
+    versioned.app.redirect_slashes = False
+    return app
 
 
 def create_app_from_env() -> Starlette:

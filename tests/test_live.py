@@ -292,7 +292,13 @@ async def test_a_websocket_from_another_site_is_refused(settings: Settings, tmp_
             async with connect(url, origin="http://evil.example"):  # type: ignore[arg-type]
                 pass
         assert refused.value.response.status_code == 403
-        for origin in (server.url, "https://game.example", None):
+        # compared by scheme, host and port (was: any scheme of the server's own host)
+        for foreign in (server.url.replace("http://", "https://"), "https://game.example:444"):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url, origin=foreign):  # type: ignore[arg-type]
+                    pass
+            assert refused.value.response.status_code == 403, foreign
+        for origin in (server.url, "https://game.example", "https://game.example:443", None):
             async with connect(url, origin=origin) as ws:  # type: ignore[arg-type]
                 await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
                 await _next_update(ws)

@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from scoreboard.openapi import document
 from scoreboard.routes.common import services
+from scoreboard.security_headers import CSP, page_policy
 
 ASSETS = Path(swagger_ui.__file__).resolve().parent / "static"
 PAGE = """<!doctype html>
@@ -44,7 +45,8 @@ async def openapi(request: Request) -> Response:
 
 
 async def docs(request: Request) -> Response:
-    return HTMLResponse(PAGE.format(base=_base(request)))
+    html = PAGE.format(base=_base(request))
+    return HTMLResponse(html, headers={CSP: page_policy(html)})
 
 
 routes = [

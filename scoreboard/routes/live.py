@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from scoreboard.periods import ALL_TIME
 from scoreboard.ranking_feeds import is_main
 from scoreboard.realtime import Broadcast, Subscriber
 from scoreboard.routes.common import address, services
+from scoreboard.security_headers import CSP, page_policy
 from scoreboard.ws_protocol import FRAME_WRITER
 
 POLICY_VIOLATION = 1008
@@ -49,23 +51,45 @@ async def _authenticate(websocket: WebSocket) -> AccessClaims | None:
         return None
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_key(text: str) -> tuple[str, str, int] | None:
+    """An origin as (scheme, host, port), default ports filled in; None if malformed."""
+    parts = urlsplit(text.strip().lower())
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        return parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme]
+    except ValueError:  # a port out of range
+        return None
+
+
+def origin_allowed(origin: str | None, own_origin: str, allowed: tuple[str, ...]) -> bool:
     """Browsers send the page's Origin with every WebSocket handshake: a page of another
     site may not open one with a player's token (cross-site WebSocket hijacking). The
     server's own origin is always allowed (the live page), others only when listed in
-    SCOREBOARD_ALLOWED_ORIGINS ('*': any). Clients that send no Origin are no browser."""
-    if origin is None:
+    SCOREBOARD_ALLOWED_ORIGINS ('*': any); origins are compared by scheme, host and
+    port. Clients that send no Origin are no browser."""
+    if origin is None or "*" in allowed:
         return True
-    origin = origin.strip().rstrip("/").lower()
-    if "*" in allowed or origin in allowed:
-        return True
-    return host is not None and origin.partition("://")[2] == host.strip().lower()
+    key = _origin_key(origin)
+    return key is not None and any(
+        key == _origin_key(candidate) for candidate in (own_origin, *allowed)
+    )
+
+
+def _own_origin(websocket: WebSocket) -> str:
+    """The origin of this server's own pages, as the handshake reached it (its scheme
+    as the trusted proxy reported it)."""
+    scheme = "https" if websocket.url.scheme in ("wss", "https") else "http"
+    return f"{scheme}://{websocket.headers.get('host', '')}"
 
 
 async def ws_leaderboard(websocket: WebSocket) -> None:
     settings = services(websocket).settings
-    origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
-    if not origin_allowed(origin, host, settings.allowed_origins):
+    origin = websocket.headers.get("origin")
+    if not origin_allowed(origin, _own_origin(websocket), settings.allowed_origins):
         await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
     claims = await _authenticate(websocket)
@@ -250,7 +274,8 @@ PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 
 
 async def live_page(request: Request) -> HTMLResponse:
-    return HTMLResponse(PAGE.read_bytes())
+    html = PAGE.read_text()
+    return HTMLResponse(html, headers={CSP: page_policy(html)})
 
 
 routes = [
