@@ -11,7 +11,7 @@ from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match, Mount, Router
 
@@ -77,6 +77,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return failure(InvalidRequest(str(exc.detail)))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client left before its body arrived whole (or cut it short): nobody reads
+    an answer, and it is no error of ours."""
+    log.info("client disconnected before its request body arrived whole")
+    return failure(InvalidRequest("The request body ended before its Content-Length"))
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     request_id = request.scope.get("state", {}).get("request_id", "-")
     log.error(
@@ -120,6 +127,7 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={
             ScoreboardError: _scoreboard_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected_error,
         },
         lifespan=lifespan,

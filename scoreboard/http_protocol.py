@@ -8,6 +8,10 @@ connection must start one within that time too; otherwise the connection is clos
 Responses are not timed: server-sent events and WebSockets (whose handshake ends the
 clock) stay open as long as they like.
 
+A request the HTTP parser refuses (a Content-Length with a Transfer-Encoding, a
+negative Content-Length, garbage) is answered 400 in the API's envelope, and the
+connection closed, instead of uvicorn's plain-text answer.
+
 `scoreboard serve` runs uvicorn with this class (`--http`); the deadline comes from
 the settings through `configure`, called by the app factory in each worker.
 """
@@ -15,11 +19,15 @@ the settings through `configure`, called by the app factory in each worker.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from scoreboard.errors import InvalidRequest
 from scoreboard.lifecycle import begin_shutdown
+from scoreboard.responses import error_body
+from scoreboard.security_headers import ALWAYS
 
 PROTOCOL_PATH = "scoreboard.http_protocol:DeadlineHttpProtocol"
 
@@ -55,6 +63,21 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     def shutdown(self) -> None:
         begin_shutdown()  # end the live feeds' streams, then let in-flight requests finish
         super().shutdown()
+
+    def send_400_response(self, msg: str) -> None:
+        refused = InvalidRequest(
+            "The request is not valid HTTP/1.1", details={"reason": "malformed framing"}
+        )
+        body = json.dumps(error_body(refused)).encode()
+        headers = {
+            **ALWAYS,
+            "content-type": "application/json",
+            "content-length": str(len(body)),
+            "connection": "close",
+        }
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n" + head.encode() + b"\r\n" + body)
+        self.transport.close()
 
     def _arm(self) -> None:
         self._disarm()

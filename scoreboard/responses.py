@@ -14,9 +14,12 @@ def ok(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
     return JSONResponse({"success": True, "data": data}, status_code=status, headers=headers)
 
 
-def failure(exc: ScoreboardError) -> JSONResponse:
-    body = {
+def error_body(exc: ScoreboardError) -> dict[str, Any]:
+    return {
         "success": False,
         "error": {"code": exc.code, "message": exc.message, "details": exc.details},
     }
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+def failure(exc: ScoreboardError) -> JSONResponse:
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=exc.headers)

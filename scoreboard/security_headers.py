@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = "content-security-policy"
 NOT_A_PAGE = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-_ALWAYS = {
+ALWAYS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
@@ -64,7 +64,7 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in _ALWAYS.items():
+                for name, value in ALWAYS.items():
                     headers[name] = value
                 if CSP not in headers:
                     headers[CSP] = NOT_A_PAGE

@@ -94,3 +94,61 @@ async def test_long_lived_responses_outlast_the_deadline(server: RunningServer) 
         for _ in range(3):
             assert (await http.get("/health")).status_code == 200
             await asyncio.sleep(0.6)
+
+
+async def _raw(port: int, request: bytes, *, close_after: bool = False) -> bytes:
+    """Send `request` as it is; what the server answered before it closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    if close_after:
+        writer.close()
+        return b""
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        b"Content-Length: -1\r\n",
+        b"Content-Length: 12abc\r\n",
+    ],
+)
+async def test_bad_framing_is_answered_in_the_envelope(
+    server: RunningServer, framing: bytes
+) -> None:
+    """Was: uvicorn's `400 text/plain` 'Invalid HTTP request received.'"""
+    answer = await _raw(
+        server.port,
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + framing
+        + b"\r\n{}\r\n\r\n",
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    assert b"content-type: application/json" in head.lower()
+    assert b"x-content-type-options: nosniff" in head.lower()
+    error = json.loads(body)
+    assert error["success"] is False and error["error"]["code"] == "INVALID_REQUEST"
+
+
+async def test_a_body_cut_short_leaves_no_traceback(server: RunningServer) -> None:
+    """Was: no answer and two ERROR tracebacks (ClientDisconnect) in the log."""
+    request = (
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{\"username\": \"a\""
+    )
+    await _raw(server.port, request, close_after=True)
+    # one that waits is closed by the read deadline, no later
+    started = time.monotonic()
+    assert await _raw(server.port, request) == b""
+    assert time.monotonic() - started < 3
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/health")).status_code == 200
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and '"level": "ERROR"' not in log, log
