@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from scoreboard.errors import NOT_APPLIED, UNKNOWN, ServiceUnavailable
+from scoreboard.errors import NOT_APPLIED, UNKNOWN, DatabaseUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 COMMAND_TIMEOUT_SECONDS = 10.0
@@ -94,4 +94,4 @@ async def db_errors() -> AsyncIterator[None]:
         if isinstance(exc, ValueError):
             raise  # the driver refused a value (out of a column's range): a bad row
         outcome = NOT_APPLIED if isinstance(exc, _NOT_CONNECTED) else UNKNOWN
-        raise ServiceUnavailable("PostgreSQL is unavailable", outcome=outcome) from exc
+        raise DatabaseUnavailable(outcome=outcome) from exc

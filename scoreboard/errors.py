@@ -176,6 +176,14 @@ class ServiceUnavailable(ScoreboardError):
         self.details["outcome"] = NOT_APPLIED
 
 
+class RedisUnavailable(ServiceUnavailable):
+    default_message = "Redis is unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    default_message = "PostgreSQL is unavailable"
+
+
 class BoardUnavailable(ServiceUnavailable):
     """The board is missing from Redis (lost, or being rebuilt from PostgreSQL): its
     scores are not known for the moment, which is never the same as 0. Raised before

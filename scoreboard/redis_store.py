@@ -18,7 +18,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from scoreboard.errors import NOT_APPLIED, UNKNOWN, EmbeddedExtraMissing, ServiceUnavailable
+from scoreboard.errors import NOT_APPLIED, UNKNOWN, EmbeddedExtraMissing, RedisUnavailable
 from scoreboard.redis_pipeline import never_sent
 
 if TYPE_CHECKING:
@@ -126,12 +126,12 @@ class _RedisErrors:
         if isinstance(exc, RedisError):
             reason = transient_reply(exc)
             if reason is not None:  # refused before running: nothing changed
-                raise ServiceUnavailable(
+                raise RedisUnavailable(
                     reason, details={"redis": reason}, outcome=NOT_APPLIED
                 ) from exc
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
             outcome = NOT_APPLIED if _not_sent(exc) else UNKNOWN
-            raise ServiceUnavailable("Redis is unavailable", outcome=outcome) from exc
+            raise RedisUnavailable(outcome=outcome) from exc
 
 
 # How redis-py's own connections say a command was never written: no connection

@@ -47,8 +47,11 @@ async def read_sync_status(redis: RedisClient, keys: Keys) -> dict[str, Any]:
     except Exception as exc:
         return {"status": "unknown", "error": type(exc).__name__}
     record = json.loads(raw) if raw else {}
+    state = "running" if record else "not running"
+    if record.get("paused"):
+        state = f"{record['paused']} since {iso_ms(record.get('paused_since_ms'))}"
     status: dict[str, Any] = {
-        "status": "running" if record else "not running",
+        "status": state,
         "lag": lag,
         "pending": int(group.get("pending", 0)),
         "dead_letters": dead,
@@ -67,6 +70,8 @@ def sync_problems(status: dict[str, Any], settings: Settings) -> list[str]:
     stale_after = max(5_000, 3 * settings.sync_block_ms + 2 * settings.sync_interval_ms)
     if reported is None or time.time() * 1000 - reported > stale_after:
         return ["no syncer has reported recently: nothing reaches PostgreSQL"]
+    if status["status"] not in ("running", "not running"):
+        return [f"the syncer is {status['status']}: nothing reaches PostgreSQL"]
     backlog = int(status.get("lag") or 0) + int(status.get("pending") or 0)
     if backlog > settings.sync_max_backlog:
         return [f"the syncer is {backlog} events behind (more than {settings.sync_max_backlog})"]

@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from scoreboard.audit import AuditTrail
 from scoreboard.board_guard import BoardGuard
 from scoreboard.database import db_errors
-from scoreboard.errors import ServiceUnavailable
+from scoreboard.errors import DatabaseUnavailable, ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.rebuild import PeriodClock, persisted_max_seq
 from scoreboard.reconcile import ReconcileReport, reconcile
@@ -49,6 +49,7 @@ BOARD_CHECK_SECONDS = 1.0
 FLOOD_FLUSH_SECONDS = 5.0
 CLAIM_EVERY_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
+POSTGRES_PROBE_SECONDS = 0.25  # how often an outage of PostgreSQL is probed
 # What PostgreSQL may refuse about one row (a value out of a column's range, say): that
 # entry goes to the dead letters with the reason; the others are persisted.
 ROW_ERRORS = (asyncpg.PostgresError, ValueError, OverflowError, TypeError)
@@ -145,6 +146,8 @@ class Syncer:
         self._next_board_check = 0.0
         self._reconcile_now = False
         self._health_written = -float(HEALTH_TTL_SECONDS)
+        self._pause_reason: str | None = None  # why rounds fail, while they do
+        self._paused_since_ms: int | None = None
 
     def stop(self) -> None:
         """Finish the batch in flight, then return from `run()`."""
@@ -152,7 +155,9 @@ class Syncer:
 
     async def run(self, *, burst: bool = False) -> None:
         """Until told to stop (or drained, in burst mode). Nothing Redis or PostgreSQL
-        can answer ends it: an outage or an error pauses it, with backoff."""
+        can answer ends it: an outage or an error pauses it, with backoff, and while
+        PostgreSQL is away it asks PostgreSQL every `POSTGRES_PROBE_SECONDS` and goes on
+        as soon as it answers."""
         backoff = 0.5
         while not self._stopping.is_set():
             started = time.monotonic()
@@ -162,14 +167,16 @@ class Syncer:
                 processed = await self.sync_once(block=not burst)
                 await self._maybe_reconcile()
                 backoff = 0.5
+                self._resumed()
             except Exception as exc:
                 self._group_ready = False  # the stream may be new: make sure of its group
-                if isinstance(exc, ServiceUnavailable):
-                    log.warning("sync paused: %s; retrying in about %.1fs", exc.message, backoff)
-                else:
-                    log.exception("sync round failed; retrying in about %.1fs", backoff)
-                await self._sleep(backoff * (0.5 + random.random()))  # noqa: S311
-                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+                self._paused(exc)
+                waited = (
+                    isinstance(exc, DatabaseUnavailable) and await self._until_postgres_answers()
+                )
+                if not waited:  # a failure that no outage explains: back off
+                    await self._sleep(backoff * (0.5 + random.random()))  # noqa: S311
+                    backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
                 continue
             if burst:
                 if processed == 0:
@@ -177,6 +184,48 @@ class Syncer:
                 continue
             if 0 < processed < self.settings.sync_batch_size:
                 await self._gather_next(started)
+
+    def _paused(self, exc: Exception) -> None:
+        """Log a pause once per reason (not once per retry)."""
+        if isinstance(exc, DatabaseUnavailable):
+            reason = "waiting for PostgreSQL"
+        elif isinstance(exc, ServiceUnavailable):
+            reason = f"paused: {exc.message}"
+        else:
+            reason = f"paused: {exc!r}"
+        if reason == self._pause_reason:
+            return
+        if self._pause_reason is None:
+            self._paused_since_ms = int(time.time() * 1000)
+        self._pause_reason = reason
+        if isinstance(exc, ServiceUnavailable):
+            log.warning("board %s: sync %s; retrying", self.board.name, reason)
+        else:
+            log.exception("board %s: sync round failed; retrying", self.board.name)
+
+    def _resumed(self) -> None:
+        if self._pause_reason is None:
+            return
+        paused_s = time.time() - (self._paused_since_ms or 0) / 1000
+        log.info("board %s: sync resumed after %.1fs", self.board.name, paused_s)
+        self._pause_reason = None
+        self._paused_since_ms = None
+
+    async def _until_postgres_answers(self) -> bool:
+        """Ask PostgreSQL until it answers (or the syncer is told to stop), keeping the
+        health record saying what the syncer waits for; False if it answered at once."""
+        waited = False
+        while not self._stopping.is_set():
+            with contextlib.suppress(ServiceUnavailable):
+                await self._write_health(at_most_every=HEALTH_EVERY_SECONDS)
+            try:
+                async with db_errors():
+                    await self.pool.fetchval("SELECT 1", timeout=POSTGRES_PROBE_SECONDS * 4)
+                return waited
+            except ServiceUnavailable:
+                waited = True
+                await self._sleep(POSTGRES_PROBE_SECONDS)
+        return waited
 
     async def _gather_next(self, round_started: float) -> None:
         """Caught up: let the next batch gather until the interval is over. One larger
@@ -470,6 +519,8 @@ class Syncer:
                 "reconciles": self.stats.reconciles,
                 "repairs": self.stats.repairs,
                 "rollbacks": self.stats.rollbacks,
+                "paused": self._pause_reason,
+                "paused_since_ms": self._paused_since_ms,
             }
             await self.redis.set(
                 self.keys.sync_health(self.board.name), json.dumps(record), ex=HEALTH_TTL_SECONDS

@@ -140,7 +140,7 @@ async def test_a_body_cut_short_leaves_no_traceback(server: RunningServer) -> No
     """Was: no answer and two ERROR tracebacks (ClientDisconnect) in the log."""
     request = (
         b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n{\"username\": \"a\""
+        b'Content-Length: 100\r\n\r\n{"username": "a"'
     )
     await _raw(server.port, request, close_after=True)
     # one that waits is closed by the read deadline, no later
