@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from scoreboard.database import db_errors
-from scoreboard.errors import BoardNotFound, InvalidRequest
+from scoreboard.errors import BoardLimitReached, BoardNotFound, InvalidRequest
 from scoreboard.keys import BOARD_RE, DEFAULT_BOARD
 from scoreboard.periods import KINDS
 from scoreboard.settings import Settings
@@ -147,15 +147,28 @@ class BoardCatalog:
     async def create(
         self, name: str, action_types: dict[str, int], periods: tuple[str, ...]
     ) -> BoardConfig | None:
-        """The new board, or None when one of that name exists."""
-        async with db_errors():
-            row = await self._pool.fetchrow(
-                "INSERT INTO boards (name, action_types, periods) VALUES ($1, $2::jsonb, $3)"
-                " ON CONFLICT (name) DO NOTHING RETURNING name, action_types, periods, season",
-                name,
-                json.dumps(action_types),
-                list(periods),
+        """The new board, or None when one of that name exists; BoardLimitReached when
+        `SCOREBOARD_MAX_BOARDS` are there already (the default board counts, stored or
+        not). Creations are serialized by a table lock, so the limit holds under races."""
+        limit = self._settings.max_boards
+        async with db_errors(), self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("LOCK TABLE boards IN SHARE ROW EXCLUSIVE MODE")
+            others = await conn.fetchval(
+                "SELECT count(*) FROM boards WHERE name <> $1", DEFAULT_BOARD
             )
+            row = None
+            if not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM boards WHERE name = $1)", name
+            ):
+                if others + 1 >= limit:
+                    raise BoardLimitReached(limit)
+                row = await conn.fetchrow(
+                    "INSERT INTO boards (name, action_types, periods) VALUES ($1, $2::jsonb, $3)"
+                    " RETURNING name, action_types, periods, season",
+                    name,
+                    json.dumps(action_types),
+                    list(periods),
+                )
         await self.refresh()
         return None if row is None else self._from_row(row)
 

@@ -126,6 +126,14 @@ class Conflict(ScoreboardError):
     default_message = "The resource already exists"
 
 
+class BoardLimitReached(Conflict):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This server holds its limit of {limit} boards (SCOREBOARD_MAX_BOARDS)",
+            details={"reason": "board_limit", "limit": limit},
+        )
+
+
 class PayloadTooLarge(ScoreboardError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413

@@ -117,6 +117,8 @@ class Settings:
     ws_max_messages_per_second: int = 20
     ws_ping_interval_ms: int = 20_000
     sse_max_connections_per_ip: int = 20
+    ws_max_subscriptions: int = 20
+    max_boards: int = 1000
 
     @property
     def embedded(self) -> bool:
@@ -246,6 +248,10 @@ class Settings:
             sse_max_connections_per_ip=reader.get(
                 "SCOREBOARD_SSE_MAX_CONNECTIONS_PER_IP", 20, _int_in(1, 100_000)
             ),
+            ws_max_subscriptions=reader.get(
+                "SCOREBOARD_WS_MAX_SUBSCRIPTIONS", 20, _int_in(1, 10_000)
+            ),
+            max_boards=reader.get("SCOREBOARD_MAX_BOARDS", 1000, _int_in(1, 1_000_000)),
         )
         settings.validate()
         return settings

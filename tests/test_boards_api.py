@@ -504,3 +504,30 @@ def _summed(pairs: list[tuple[str, int]]) -> dict[str, int]:
 def _stream_key(stream_id: str) -> tuple[int, int]:
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq)
+
+
+async def test_the_board_limit_holds_under_concurrent_creates(settings: Settings) -> None:
+    """Was: nothing limited boards (2,000 made in 29 s stopped persistence)."""
+    limited = dataclasses.replace(settings, max_boards=4)
+    services = await Services.open(limited)
+    try:
+        async with asgi_client(services) as http:
+            admin = await _admin(http, services)
+            headers = bearer(admin["access_token"])
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        "/v1/admin/boards",
+                        json={"name": f"limit-{i}", "action_types": {"run": 5}},
+                        headers=headers,
+                    )
+                    for i in range(8)
+                )
+            )
+            statuses = sorted(answer.status_code for answer in answers)
+            assert statuses == [201] * 3 + [409] * 5  # global and three more
+            refused = next(answer for answer in answers if answer.status_code == 409)
+            assert refused.json()["error"]["details"] == {"reason": "board_limit", "limit": 4}
+            assert len((await http.get("/v1/boards")).json()["data"]) == 4
+    finally:
+        await services.close()

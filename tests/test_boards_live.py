@@ -135,3 +135,38 @@ async def test_a_period_feed_moves_while_global_does_not(
             )
             error = json.loads(await asyncio.wait_for(ws.recv(), 3))
             assert error["type"] == "error" and error["error"]["code"] == "NOT_FOUND"
+
+
+async def test_one_socket_follows_a_bounded_number_of_rankings(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Was: one WebSocket took 4,000 board/period subscriptions with no error."""
+    limited = {**env, "SCOREBOARD_WS_MAX_SUBSCRIPTIONS": "3"}
+    admin_name = create_admin(limited, tmp_path)
+    with serving(limited, tmp_path) as (server,):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            admin = await login(http, admin_name)
+            for name in ("one", "two", "three"):
+                created = await http.post(
+                    "/v1/admin/boards",
+                    json={"name": name, "action_types": {"run": 5}},
+                    headers=bearer(admin["access_token"]),
+                )
+                assert created.status_code == 201, created.text
+            watcher = await new_player(http)
+        url = server.url.replace("http://", "ws://")
+        async with connect(f"{url}/ws/leaderboard?token={watcher['access_token']}") as ws:
+            for board in ("global", "one", "two", "three"):
+                subscribe = {"type": "subscribe_leaderboard", "data": {"board": board}}
+                await ws.send(json.dumps(subscribe))
+            frames = []
+            with pytest.raises(TimeoutError):
+                while True:
+                    frames.append(json.loads(await asyncio.wait_for(ws.recv(), 1.0)))
+            errors = [frame for frame in frames if frame["type"] == "error"]
+            assert len(errors) == 1
+            assert errors[0]["error"]["details"] == {"reason": "subscription_limit", "limit": 3}
+            followed = {f["data"].get("board", "global") for f in frames if f is not errors[0]}
+            assert followed == {"global", "one", "two"}
+            await ws.send(json.dumps({"type": "ping"}))  # the socket is still served
+            assert json.loads(await asyncio.wait_for(ws.recv(), 3)) == {"type": "pong"}

@@ -33,12 +33,12 @@ FLOOD_WINDOW_SECONDS = 1.0
 SSE_PING_SECONDS = 15
 
 
-def _error(code: str, message: str) -> str:
+def _error(code: str, message: str, details: dict[str, Any] | None = None) -> str:
     return json.dumps(
         {
             "type": "error",
             "success": False,
-            "error": {"code": code, "message": message, "details": {}},
+            "error": {"code": code, "message": message, "details": details or {}},
         }
     )
 
@@ -161,6 +161,8 @@ class _WsSession:
                 await self._follow_ranking(*wanted)
                 return
             if self.subscriber is None:
+                if await self._at_subscription_limit():
+                    return
                 subscriber, current = await self.svc.hub.subscribe(self.claims.session_id)
                 self.subscriber = subscriber
                 await self.websocket.send_text(current.ws_text)
@@ -178,6 +180,8 @@ class _WsSession:
     async def _follow_ranking(self, board: str, period: str) -> None:
         if (board, period) in self.rankings:
             return
+        if await self._at_subscription_limit():
+            return
         try:
             subscriber, current = await self.svc.ranking_feeds.subscribe(
                 board, period, self.claims.session_id
@@ -188,6 +192,22 @@ class _WsSession:
         await self.websocket.send_text(current.ws_text)
         task = asyncio.create_task(self._send_ranking(subscriber))
         self.rankings[(board, period)] = (subscriber, task)
+
+    async def _at_subscription_limit(self) -> bool:
+        """Whether this socket follows as many rankings as one may (then it is told so,
+        and follows what it did)."""
+        limit = self.svc.settings.ws_max_subscriptions
+        held = len(self.rankings) + (self.subscriber is not None)
+        if held < limit:
+            return False
+        await self.websocket.send_text(
+            _error(
+                "INVALID_REQUEST",
+                f"A socket follows at most {limit} rankings (SCOREBOARD_WS_MAX_SUBSCRIPTIONS)",
+                {"reason": "subscription_limit", "limit": limit},
+            )
+        )
+        return True
 
     async def _send_ranking(self, subscriber: Subscriber) -> None:
         with contextlib.suppress(Exception):
