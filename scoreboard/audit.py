@@ -114,15 +114,21 @@ class AuditTrail:
 
     async def flush_floods(self, redis: RedisClient, now_s: float | None = None) -> int:
         """One counted record per subject that went past its sample in each finished
-        window still held; returns how many were written."""
+        window still held; returns how many were written. The windows (all in the
+        board's slot) are read in one round trip."""
         now = int(time.time() if now_s is None else now_s)
         current = now - now % self._window
+        starts = [current - back * self._window for back in range(1, WINDOWS_KEPT + 1)]
+        keys = [self._board.audit_floods(start) for start in starts]
+        async with redis_errors():
+            if not await redis.exists(*keys):  # the usual answer: one command
+                return 0
+            pipe = redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            found = await pipe.execute()
         written = 0
-        for back in range(1, WINDOWS_KEPT + 1):
-            start = current - back * self._window
-            key = self._board.audit_floods(start)
-            async with redis_errors():
-                counts = await redis.hgetall(key)
+        for start, key, counts in zip(starts, keys, found, strict=True):
             for raw_subject, raw_count in (counts or {}).items():
                 subject, attempts = as_text(raw_subject), int(raw_count)
                 if attempts <= self._sample:

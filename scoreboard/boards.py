@@ -31,6 +31,7 @@ from scoreboard.tasks import cancel
 log = logging.getLogger("scoreboard.boards")
 
 REFRESH_SECONDS = 2.0
+_CREATE_LOCK = 0x5C0_B0A2D  # the advisory lock that serializes board creations
 MISS_REFRESH_SECONDS = 0.25
 MAX_ACTION_TYPES = 50
 ACTION_TYPE_CHARS = 50
@@ -149,10 +150,11 @@ class BoardCatalog:
     ) -> BoardConfig | None:
         """The new board, or None when one of that name exists; BoardLimitReached when
         `SCOREBOARD_MAX_BOARDS` are there already (the default board counts, stored or
-        not). Creations are serialized by a table lock, so the limit holds under races."""
+        not). Creations are serialized by a transaction-scoped advisory lock, so the
+        limit holds under races."""
         limit = self._settings.max_boards
         async with db_errors(), self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("LOCK TABLE boards IN SHARE ROW EXCLUSIVE MODE")
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _CREATE_LOCK)
             others = await conn.fetchval(
                 "SELECT count(*) FROM boards WHERE name <> $1", DEFAULT_BOARD
             )

@@ -110,6 +110,11 @@ class Keys:
         """The syncer's last health record (JSON, expires when the syncer stops)."""
         return f"{self._board(board)}:sync:health"
 
+    def sync_fleet(self) -> str:
+        """The syncer process's own record (JSON, expires when it stops): alive, how
+        many boards it follows, and what it waits for."""
+        return f"{self.prefix}:sync:fleet"
+
     def board_state(self, board: str = DEFAULT_BOARD) -> str:
         """Hash {epoch, seq, players}: present while the board may take updates, absent
         when it was lost or is not built yet. `epoch` names this build of the board (a

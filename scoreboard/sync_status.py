@@ -44,19 +44,24 @@ async def read_sync_status(redis: RedisClient, keys: Keys) -> dict[str, Any]:
         lag = await consumer_lag(redis, events, group) if exists else 0
         dead = await redis.xlen(keys.dead_letters())
         raw = await redis.get(keys.sync_health())
+        fleet_raw = await redis.get(keys.sync_fleet())
     except Exception as exc:
         return {"status": "unknown", "error": type(exc).__name__}
     record = json.loads(raw) if raw else {}
-    state = "running" if record else "not running"
-    if record.get("paused"):
-        state = f"{record['paused']} since {iso_ms(record.get('paused_since_ms'))}"
+    fleet = json.loads(fleet_raw) if fleet_raw else {}  # the process, every second
+    state = "running" if record or fleet else "not running"
+    paused = next((r for r in (fleet, record) if r.get("paused")), None)
+    if paused is not None:
+        state = f"{paused['paused']} since {iso_ms(paused.get('paused_since_ms'))}"
+    reported = max(record.get("updated_ms") or 0, fleet.get("updated_ms") or 0)
     status: dict[str, Any] = {
         "status": state,
         "lag": lag,
         "pending": int(group.get("pending", 0)),
         "dead_letters": dead,
         "last_commit": iso_ms(record.get("last_commit_ms")),
-        "reported_ms": record.get("updated_ms"),
+        "reported_ms": reported or None,
+        "boards": fleet.get("boards"),
     }
     status.update({name: record.get(name) for name in _RECORD_FIELDS})
     return status

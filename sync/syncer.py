@@ -38,6 +38,7 @@ from scoreboard.redis_store import RedisClient, as_text, consumer_lag, redis_err
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
 from scoreboard.sync.events import StreamEvent, parse
+from scoreboard.sync.pause import Pause
 from scoreboard.sync.persist import persist_batch, persist_fresh
 
 log = logging.getLogger("scoreboard.sync")
@@ -123,6 +124,7 @@ class Syncer:
         *,
         board: str = DEFAULT_BOARD,
         consumer: str | None = None,
+        scripts: Scripts | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -130,7 +132,7 @@ class Syncer:
         self.consumer = consumer or settings.sync_consumer
         self.keys = Keys.for_settings(settings)
         self.board = self.keys.board(board)
-        self.scripts = Scripts(redis)
+        self.scripts = scripts or Scripts(redis)
         self.stream = self.board.events
         self.clock = PeriodClock.from_settings(settings)
         self.guard = BoardGuard(redis, pool, self.scripts, self.board, clock=self.clock)
@@ -146,8 +148,9 @@ class Syncer:
         self._next_board_check = 0.0
         self._reconcile_now = False
         self._health_written = -float(HEALTH_TTL_SECONDS)
-        self._pause_reason: str | None = None  # why rounds fail, while they do
-        self._paused_since_ms: int | None = None
+        self._health_said: tuple[object, ...] = ()  # what the last health record said
+        self.pause = Pause(f"board {board}: sync")
+        self.reconcile_interval = settings.reconcile_interval_ms / 1000
 
     def stop(self) -> None:
         """Finish the batch in flight, then return from `run()`."""
@@ -167,10 +170,9 @@ class Syncer:
                 processed = await self.sync_once(block=not burst)
                 await self._maybe_reconcile()
                 backoff = 0.5
-                self._resumed()
+                self.pause.clear()
             except Exception as exc:
-                self._group_ready = False  # the stream may be new: make sure of its group
-                self._paused(exc)
+                self.failed(exc)
                 waited = (
                     isinstance(exc, DatabaseUnavailable) and await self._until_postgres_answers()
                 )
@@ -184,32 +186,6 @@ class Syncer:
                 continue
             if 0 < processed < self.settings.sync_batch_size:
                 await self._gather_next(started)
-
-    def _paused(self, exc: Exception) -> None:
-        """Log a pause once per reason (not once per retry)."""
-        if isinstance(exc, DatabaseUnavailable):
-            reason = "waiting for PostgreSQL"
-        elif isinstance(exc, ServiceUnavailable):
-            reason = f"paused: {exc.message}"
-        else:
-            reason = f"paused: {exc!r}"
-        if reason == self._pause_reason:
-            return
-        if self._pause_reason is None:
-            self._paused_since_ms = int(time.time() * 1000)
-        self._pause_reason = reason
-        if isinstance(exc, ServiceUnavailable):
-            log.warning("board %s: sync %s; retrying", self.board.name, reason)
-        else:
-            log.exception("board %s: sync round failed; retrying", self.board.name)
-
-    def _resumed(self) -> None:
-        if self._pause_reason is None:
-            return
-        paused_s = time.time() - (self._paused_since_ms or 0) / 1000
-        log.info("board %s: sync resumed after %.1fs", self.board.name, paused_s)
-        self._pause_reason = None
-        self._paused_since_ms = None
 
     async def _until_postgres_answers(self) -> bool:
         """Ask PostgreSQL until it answers (or the syncer is told to stop), keeping the
@@ -259,7 +235,7 @@ class Syncer:
     async def _maybe_reconcile(self) -> ReconcileReport | None:
         """Compare the board with PostgreSQL now and then, and at once when the update
         sequence went back; repair what differs."""
-        interval = self.settings.reconcile_interval_ms / 1000
+        interval = self.reconcile_interval
         now = time.monotonic()
         if not self._reconcile_now and (interval <= 0 or now < self._next_reconcile):
             return None
@@ -274,6 +250,62 @@ class Syncer:
             for kind, count in report.differences.items():
                 self.stats.repairs[kind] = self.stats.repairs.get(kind, 0) + count
         return report
+
+    def failed(self, exc: BaseException) -> None:
+        """A round failed: say so (once per change), and make sure of the consumer
+        group next time (the stream may be new: Redis lost it)."""
+        self._group_ready = False
+        self.pause.note(exc)
+
+    def _health_state(self) -> tuple[object, ...]:
+        return (
+            self.stats.committed_events,
+            self.stats.dead_letters,
+            self.stats.reconciles,
+            self.stats.rollbacks,
+            self.guard.stats.lost,
+            self.guard.stats.rebuilt,
+            self.pause.reason,
+        )
+
+    def _health_due(self) -> bool:
+        """Whether the health record says something new, or would soon expire (an idle
+        board's record is not rewritten every visit)."""
+        if self._health_state() != self._health_said:
+            return True
+        return time.monotonic() - self._health_written > HEALTH_TTL_SECONDS / 2
+
+    def pace_reconcile(self, interval: float, first_in: float | None) -> None:
+        """Reconcile every `interval` seconds (a fleet of many boards spreads them
+        out); the next `first_in` seconds from now (None: as planned)."""
+        self.reconcile_interval = interval
+        if first_in is not None:
+            self._next_reconcile = time.monotonic() + first_in
+
+    async def process(self, entries: list[Entry] | None, *, max_batches: int) -> int:
+        """One turn of a fleet's board: persist `entries` (new entries the fleet already
+        read for this consumer), or with None whatever a round finds (its own pending
+        entries first), then keep reading while batches come full, `max_batches` at
+        most; returns the entries settled."""
+        if entries is None:
+            return await self.sync_once(block=False)
+        await self._ensure_group()
+        return await self._sync_new(False, first=entries, max_batches=max_batches)
+
+    async def maintain(self) -> bool:
+        """A fleet's visit: the board checked (rebuilt if lost), refusal floods
+        flushed, a reconcile when due, the health record refreshed. True when entries
+        of the board are pending (read and not acknowledged: a read whose answer was
+        lost, a consumer that died): a round of `sync_once` settles them."""
+        await self._check_board()
+        await self._flush_floods()
+        await self._maybe_reconcile()
+        if self._health_due():
+            await self._write_health()
+        await self._ensure_group()
+        async with redis_errors():
+            pending = await self.redis.xpending(self.stream, GROUP)
+        return bool(pending["pending"])
 
     async def _watch_sequence(self, events: list[StreamEvent]) -> None:
         """New entries always carry higher update sequences than anything read before:
@@ -303,16 +335,22 @@ class Syncer:
         retry = await self._own_pending() or await self._claim_idle()
         if retry:
             await self._settle(_prepare(retry), fresh=False)
+            self.pause.clear()
             await self._write_health()
             return len(retry)
         return await self._sync_new(block)
 
-    async def _sync_new(self, block: bool) -> int:
-        """Read new batches while full ones keep coming, each committed (then
-        acknowledged) by a task of its own while the next is read and parsed, with at
-        most `sync_concurrency` in flight. The first failure ends the round; the failed
+    async def _sync_new(
+        self, block: bool, *, first: list[Entry] | None = None, max_batches: int = 0
+    ) -> int:
+        """Read new batches while full ones keep coming (`first`: a batch read already;
+        `max_batches`: a bound, 0 for none), each committed (then acknowledged) by a
+        task of its own while the next is read and parsed, with at most
+        `sync_concurrency` in flight. The first failure ends the round; the failed
         batch stays pending for the next."""
-        entries = await self._read_new(block)
+        entries = first if first is not None else await self._read_new(block)
+        full_size = len(first) if first else self.settings.sync_batch_size
+        batches = 0
         count = 0
         in_flight: set[asyncio.Task[None]] = set()
         try:
@@ -321,8 +359,10 @@ class Syncer:
                 batch = _prepare(entries)
                 await self._watch_sequence(batch.events)
                 in_flight.add(asyncio.create_task(self._settle(batch, fresh=True)))
-                full = len(entries) >= self.settings.sync_batch_size
-                if not full or self._stopping.is_set():
+                batches += 1
+                full = len(entries) >= full_size
+                full_size = self.settings.sync_batch_size
+                if not full or self._stopping.is_set() or batches == max_batches:
                     break
                 if len(in_flight) >= self.settings.sync_concurrency:
                     finished, in_flight = await asyncio.wait(
@@ -338,6 +378,7 @@ class Syncer:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        self.pause.clear()
         await self._write_health()
         return count
 
@@ -499,6 +540,7 @@ class Syncer:
         if now - self._health_written < at_most_every:
             return
         self._health_written = now
+        self._health_said = self._health_state()
         async with redis_errors():
             group = await self._group_info()
             lag = await consumer_lag(self.redis, self.stream, group)
@@ -519,8 +561,8 @@ class Syncer:
                 "reconciles": self.stats.reconciles,
                 "repairs": self.stats.repairs,
                 "rollbacks": self.stats.rollbacks,
-                "paused": self._pause_reason,
-                "paused_since_ms": self._paused_since_ms,
+                "paused": self.pause.reason,
+                "paused_since_ms": self.pause.since_ms,
             }
             await self.redis.set(
                 self.keys.sync_health(self.board.name), json.dumps(record), ex=HEALTH_TTL_SECONDS

@@ -73,7 +73,7 @@ async def test_redis_losing_everything_heals_by_itself(live: Deployment, fault: 
         expected = sorted(live.ledger.accepted.values(), reverse=True)[:10]
         assert [entry["score"] for entry in top] == expected
         health = (await http.get("/health/detailed")).json()["data"]
-        assert health["status"] == "ok"
+        assert health["status"] == "ok", health
 
 
 async def test_a_lost_board_reads_as_unavailable_never_as_zero(live: Deployment) -> None:
