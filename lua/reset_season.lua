@@ -46,7 +46,7 @@ local season = ended + 1
 rcall('SET', season_key, string.format('%d', season))
 
 local players = rcall('ZCARD', board_key)
-rcall('DEL', board_key, players_key)
+rcall('UNLINK', board_key, players_key) -- freed off the main thread: a big board would stall Redis
 local banned = rcall('HKEYS', banned_key)
 for _, user_id in ipairs(banned) do
   rcall('HSET', banned_key, user_id, '-')

@@ -43,7 +43,11 @@ _WHY = {
     413: "The body is larger than SCOREBOARD_MAX_BODY_BYTES",
     415: "The body is not application/json",
     429: "Rate limited; see Retry-After",
-    503: "Redis or PostgreSQL unreachable, or the board being rebuilt; nothing applied",
+    503: (
+        "Redis or PostgreSQL unreachable or stalled, or the board being rebuilt;"
+        " details.outcome: not_applied (nothing changed) or unknown (send the same request"
+        " again for the one true answer)"
+    ),
 }
 
 UUID = {"type": "string", "format": "uuid"}

@@ -170,7 +170,6 @@ class Syncer:
                 processed = await self.sync_once(block=not burst)
                 await self._maybe_reconcile()
                 backoff = 0.5
-                self.pause.clear()
             except Exception as exc:
                 self.failed(exc)
                 waited = (

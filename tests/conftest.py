@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -109,6 +110,19 @@ def settings(redis_target: tuple[str, bool], database_url: str, redis_prefix: st
         bcrypt_rounds=4,
         rate_limit_login=GENEROUS,
         db_pool_size=4,
+    )
+
+
+def unthrottled(settings: Settings, database_url: str, **changes: Any) -> Settings:
+    """`settings` on a database of the test's own, with score updates, action tokens and
+    reads never rate-limited (tests that play a lot), and `changes`."""
+    return dataclasses.replace(
+        settings,
+        database_url=database_url,
+        rate_limit_score_update=GENEROUS,
+        rate_limit_action_token=GENEROUS,
+        rate_limit_leaderboard=GENEROUS,
+        **changes,
     )
 
 

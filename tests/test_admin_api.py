@@ -4,7 +4,6 @@ syncer carrying everything into PostgreSQL (a database of this module's own)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 import uuid
@@ -28,6 +27,7 @@ from tests.auth_helpers import (
     new_username,
     submit,
 )
+from tests.conftest import unthrottled
 
 GENEROUS = RateRule(100_000, 60)
 BOT_DATA = {"level": 1, "time_taken": 0.01, "accuracy": 1.0}
@@ -35,15 +35,7 @@ BOT_DATA = {"level": 1, "time_taken": 0.01, "accuracy": 1.0}
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
-    return dataclasses.replace(
-        settings,
-        database_url=own_database,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_leaderboard=GENEROUS,
-        audit_flood_sample=3,
-        audit_flood_window=86_400,
-    )
+    return unthrottled(settings, own_database, audit_flood_sample=3, audit_flood_window=86_400)
 
 
 async def _admin(http: httpx.AsyncClient, services: Services) -> dict[str, Any]:

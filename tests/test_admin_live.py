@@ -140,7 +140,8 @@ async def test_a_bot_is_caught_found_banned_and_unbanned(
             return kinds if "admin_unban" in kinds else []
 
         kinds = await _until(audited)
-        assert kinds[:2] == ["admin_unban", "admin_ban"]
+        # the suspended account's refused login is in its own trail too
+        assert kinds[:3] == ["admin_unban", "login_suspended", "admin_ban"]
         assert kinds.count("score_update") == 4 and kinds.count("score_rejected") == 6
         refused = await b.get("/v1/admin/audit", headers=bearer(watcher["access_token"]))
         assert refused.status_code == 403

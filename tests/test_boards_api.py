@@ -18,7 +18,7 @@ from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
 from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_player, new_username
-from tests.conftest import asgi_client
+from tests.conftest import asgi_client, unthrottled
 
 GENEROUS = RateRule(100_000, 60)
 SPEEDRUN = {"name": "speedrun", "action_types": {"run": 500}, "periods": ["daily", "weekly"]}
@@ -46,14 +46,8 @@ def _offset_ms(target: datetime) -> int:
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
-    return dataclasses.replace(
-        settings,
-        database_url=own_database,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_leaderboard=GENEROUS,
-        anticheat_mode="off",
-        test_clock_offset_ms=_offset_ms(TEST_NOW),
+    return unthrottled(
+        settings, own_database, anticheat_mode="off", test_clock_offset_ms=_offset_ms(TEST_NOW)
     )
 
 

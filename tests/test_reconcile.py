@@ -5,7 +5,6 @@ acknowledged points away because the syncer gave up on their events."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
 from scoreboard.sync import Syncer
 from tests.auth_helpers import error_code, new_player, submit
+from tests.conftest import unthrottled
 from tests.private_redis import PrivateRedis, private_redis
 
 GENEROUS = RateRule(100_000, 60)
@@ -29,12 +29,9 @@ BIG_BOARD = 200_000
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
-    return dataclasses.replace(
+    return unthrottled(
         settings,
-        database_url=own_database,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_leaderboard=GENEROUS,
+        own_database,
         sync_block_ms=100,
         sync_max_attempts=2,
         sync_consumer=f"test-{uuid.uuid4().hex[:6]}",
@@ -49,7 +46,8 @@ async def _board_scores(services: Services) -> dict[str, int]:
 
 class TestABigBoard:
     """Was: `snapshot_board.lua` read the whole board in one call (about 2 s of a
-    stalled Redis every minute at a million players, and 503s that had been applied)."""
+    stalled Redis every minute at a million players, and 503s that had been applied);
+    a rebuild's install and a season reset deleted the old board inside a script."""
 
     @pytest.fixture
     def slow_redis(self, tmp_path: Path) -> Iterator[PrivateRedis]:
@@ -100,6 +98,16 @@ class TestABigBoard:
         assert repaired.rechecked == 2
         again = await reconcile(services.redis, services.pool, services.scripts, board)
         assert again.clean
+        ended = await services.scripts.reset_season(
+            board,
+            stored_season=1,
+            event_id=str(uuid.uuid4()),
+            admin_id=str(uuid.uuid4()),
+            reason="a big board's season ends",
+            ip="",
+            user_agent="",
+        )
+        assert ended.players == BIG_BOARD
 
         with slow_redis.client() as probe:
             entries = probe.slowlog_get(10_000)

@@ -6,7 +6,6 @@ at about 128 boards persistence stopped, 64 connections sat blocked in XREADGROU
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import statistics
@@ -23,7 +22,7 @@ from scoreboard.keys import Keys
 from scoreboard.services import Services
 from scoreboard.settings import RateRule, Settings
 from tests.auth_helpers import bearer, new_player
-from tests.conftest import asgi_client, server_env
+from tests.conftest import asgi_client, server_env, unthrottled
 from tests.deployment import FAST_SYNC, SyncerProcess
 from tests.private_redis import PrivateRedis, private_redis
 
@@ -45,14 +44,7 @@ def redis_target(own_redis: PrivateRedis) -> tuple[str, bool]:
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
-    return dataclasses.replace(
-        settings,
-        database_url=own_database,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        anticheat_mode="off",
-        max_boards=BOARDS + 10,
-    )
+    return unthrottled(settings, own_database, anticheat_mode="off", max_boards=BOARDS + 10)
 
 
 @pytest_asyncio.fixture

@@ -27,7 +27,7 @@ from scoreboard.sync import Syncer
 from scoreboard.sync.syncer import GROUP
 from scoreboard.sync_status import read_sync_status
 from tests.auth_helpers import error_code, new_player, submit
-from tests.conftest import server_env
+from tests.conftest import server_env, unthrottled
 from tests.pg_proxy import CuttableProxy
 
 GENEROUS = RateRule(100_000, 60)
@@ -35,12 +35,9 @@ GENEROUS = RateRule(100_000, 60)
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
-    return dataclasses.replace(
+    return unthrottled(
         settings,
-        database_url=own_database,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_leaderboard=GENEROUS,
+        own_database,
         sync_block_ms=100,
         sync_max_attempts=3,
         sync_consumer=f"test-{uuid.uuid4().hex[:6]}",
