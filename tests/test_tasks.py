@@ -1,0 +1,29 @@
+"""Cancelling background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scoreboard.tasks import cancel
+
+
+async def test_a_task_that_swallows_one_cancellation_still_ends() -> None:
+    """Was: a board guard's loop lost its cancellation to Python 3.11's wait_for (a
+    timeout firing as it was cancelled) and `cancel` waited for it for ever."""
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed > 1:
+                    raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0.02)
+    await asyncio.wait_for(cancel(task), 2)
+    assert task.done() and swallowed == 2
+    await cancel(None)
