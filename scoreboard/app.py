@@ -30,7 +30,6 @@ from scoreboard.metrics import MetricsMiddleware, count_error
 from scoreboard.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from scoreboard.responses import failure
 from scoreboard.routes import all_routes
-from scoreboard.security_headers import SecurityHeadersMiddleware
 from scoreboard.services import Services
 from scoreboard.settings import Settings
 
@@ -119,7 +118,6 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[versioned, *routes],
         middleware=[
-            Middleware(SecurityHeadersMiddleware),
             Middleware(MetricsMiddleware),
             Middleware(RequestIdMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),

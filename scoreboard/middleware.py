@@ -6,17 +6,19 @@ import itertools
 import re
 import uuid
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scoreboard.errors import PayloadTooLarge
 from scoreboard.logs import REQUEST_ID
+from scoreboard.security_headers import secured
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (a sane incoming `X-Request-ID` is kept) and echoes it."""
+    """Gives every request an id (a sane incoming `X-Request-ID` is kept) and echoes it,
+    with the security headers (`scoreboard.security_headers`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,9 +38,13 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         REQUEST_ID.set(request_id)  # on every log line of this request
 
+        raw_id = request_id.encode()
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = secured(list(message.get("headers", ())))
+                headers.append((b"x-request-id", raw_id))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_id)
