@@ -33,19 +33,17 @@ import asyncpg
 from redis.exceptions import ResponseError
 
 from scoreboard.boards import REFRESH_SECONDS, BoardCatalog
-from scoreboard.database import db_errors
 from scoreboard.errors import DatabaseUnavailable, ServiceUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.redis_pipeline import PipelinedConnection, supports
 from scoreboard.redis_store import SOCKET_TIMEOUT_SECONDS, RedisClient, redis_errors
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
-from scoreboard.sync.pause import Pause
+from scoreboard.sync.pause import Pause, until_postgres_answers
 from scoreboard.sync.syncer import (
     GROUP,
     HEALTH_TTL_SECONDS,
     MAX_BACKOFF_SECONDS,
-    POSTGRES_PROBE_SECONDS,
     Entry,
     Syncer,
 )
@@ -328,15 +326,8 @@ class SyncFleet:
 
     async def _until_postgres_answers(self) -> None:
         self.pause.note(DatabaseUnavailable())
-        while not self._stopping.is_set():
-            await self._heartbeat()
-            try:
-                async with db_errors():
-                    await self.pool.fetchval("SELECT 1", timeout=POSTGRES_PROBE_SECONDS * 4)
-                self._postgres_down = False
-                return
-            except ServiceUnavailable:
-                await self._sleep(POSTGRES_PROBE_SECONDS)
+        await until_postgres_answers(self.pool, self._stopping, self._heartbeat)
+        self._postgres_down = False
 
     # -- visiting: checks, floods, reconciles, health
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
+import asyncpg
+
+from scoreboard.database import db_errors
 from scoreboard.errors import DatabaseUnavailable, ServiceUnavailable
 
 log = logging.getLogger("scoreboard.sync")
+
+POSTGRES_PROBE_SECONDS = 0.25  # how often an outage of PostgreSQL is probed
 
 
 class Pause:
@@ -43,3 +51,24 @@ class Pause:
         paused_s = time.time() - (self.since_ms or 0) / 1000
         log.info("%s resumed after %.1fs", self.subject, paused_s)
         self.reason = self.since_ms = None
+
+
+async def until_postgres_answers(
+    pool: asyncpg.Pool, stopping: asyncio.Event, meanwhile: Callable[[], Awaitable[None]]
+) -> bool:
+    """Ask PostgreSQL every POSTGRES_PROBE_SECONDS until it answers (or `stopping` is
+    set), running `meanwhile` (a health record saying so) before each try; False if it
+    answered at once."""
+    waited = False
+    while not stopping.is_set():
+        with contextlib.suppress(ServiceUnavailable):
+            await meanwhile()
+        try:
+            async with db_errors():
+                await pool.fetchval("SELECT 1", timeout=POSTGRES_PROBE_SECONDS * 4)
+            return waited
+        except ServiceUnavailable:
+            waited = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), POSTGRES_PROBE_SECONDS)
+    return waited

@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from scoreboard.audit import AuditTrail
 from scoreboard.board_guard import BoardGuard
 from scoreboard.database import db_errors
-from scoreboard.errors import DatabaseUnavailable, ServiceUnavailable
+from scoreboard.errors import DatabaseUnavailable
 from scoreboard.keys import DEFAULT_BOARD, Keys
 from scoreboard.rebuild import PeriodClock, persisted_max_seq
 from scoreboard.reconcile import ReconcileReport, reconcile
@@ -38,7 +38,7 @@ from scoreboard.redis_store import RedisClient, as_text, consumer_lag, redis_err
 from scoreboard.scripts import Scripts
 from scoreboard.settings import Settings
 from scoreboard.sync.events import StreamEvent, parse
-from scoreboard.sync.pause import Pause
+from scoreboard.sync.pause import Pause, until_postgres_answers
 from scoreboard.sync.persist import persist_batch, persist_fresh
 
 log = logging.getLogger("scoreboard.sync")
@@ -50,7 +50,6 @@ BOARD_CHECK_SECONDS = 1.0
 FLOOD_FLUSH_SECONDS = 5.0
 CLAIM_EVERY_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
-POSTGRES_PROBE_SECONDS = 0.25  # how often an outage of PostgreSQL is probed
 # What PostgreSQL may refuse about one row (a value out of a column's range, say): that
 # entry goes to the dead letters with the reason; the others are persisted.
 ROW_ERRORS = (asyncpg.PostgresError, ValueError, OverflowError, TypeError)
@@ -159,7 +158,7 @@ class Syncer:
     async def run(self, *, burst: bool = False) -> None:
         """Until told to stop (or drained, in burst mode). Nothing Redis or PostgreSQL
         can answer ends it: an outage or an error pauses it, with backoff, and while
-        PostgreSQL is away it asks PostgreSQL every `POSTGRES_PROBE_SECONDS` and goes on
+        PostgreSQL is away it asks PostgreSQL every POSTGRES_PROBE_SECONDS and goes on
         as soon as it answers."""
         backoff = 0.5
         while not self._stopping.is_set():
@@ -187,20 +186,11 @@ class Syncer:
                 await self._gather_next(started)
 
     async def _until_postgres_answers(self) -> bool:
-        """Ask PostgreSQL until it answers (or the syncer is told to stop), keeping the
-        health record saying what the syncer waits for; False if it answered at once."""
-        waited = False
-        while not self._stopping.is_set():
-            with contextlib.suppress(ServiceUnavailable):
-                await self._write_health(at_most_every=HEALTH_EVERY_SECONDS)
-            try:
-                async with db_errors():
-                    await self.pool.fetchval("SELECT 1", timeout=POSTGRES_PROBE_SECONDS * 4)
-                return waited
-            except ServiceUnavailable:
-                waited = True
-                await self._sleep(POSTGRES_PROBE_SECONDS)
-        return waited
+        return await until_postgres_answers(
+            self.pool,
+            self._stopping,
+            lambda: self._write_health(at_most_every=HEALTH_EVERY_SECONDS),
+        )
 
     async def _gather_next(self, round_started: float) -> None:
         """Caught up: let the next batch gather until the interval is over. One larger
