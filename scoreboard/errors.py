@@ -175,10 +175,6 @@ class ServiceUnavailable(ScoreboardError):
             headers={"Retry-After": str(retry_after)},
         )
 
-    @property
-    def outcome(self) -> str:
-        return str(self.details["outcome"])
-
     def nothing_applied(self) -> None:
         """Say that nothing was applied (the request could change nothing)."""
         self.details["outcome"] = NOT_APPLIED
