@@ -7,7 +7,6 @@ FROM python:3.11.10-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY lua ./lua
-COPY sync ./sync
 COPY scoreboard ./scoreboard
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -32,7 +32,7 @@ import httpx
 from bench.cpu_use import CpuMeter
 from bench.run import HERE, Deployment, loadgen, redis_client, seed_players, wait_drained
 from bench.sync_drain import with_database
-from scoreboard.keys import Keys
+from scoreboard.storage.keys import Keys
 
 PHASES = {
     "flat": ["flat"],

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from scoreboard.anticheat import AnticheatPolicy
-from scoreboard.keys import Keys
-from scoreboard.scoring import fingerprint
-from scoreboard.scripts import Scripts
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
+from scoreboard.scoring.anticheat import AnticheatPolicy
+from scoreboard.scoring.updates import fingerprint
+from scoreboard.storage.keys import Keys
+from scoreboard.storage.scripts import Scripts
 
 ACTION_TYPE = "game_completion"
 

@@ -37,7 +37,7 @@ from bench.cpu_use import CpuMeter
 from bench.sync_drain import one_run as drain_run
 from bench.sync_drain import with_database
 from scoreboard import __version__
-from scoreboard.keys import Keys
+from scoreboard.storage.keys import Keys
 
 HERE = Path(__file__).resolve().parent
 GENEROUS = "100000000/minute"

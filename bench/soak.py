@@ -57,7 +57,7 @@ import httpx
 import redis
 import websockets
 
-from scoreboard.redis_store import as_text, stream_position
+from scoreboard.storage.redis_client import as_text, stream_position
 from tests.pg_proxy import CuttableProxy
 
 HERE = Path(__file__).resolve().parent
@@ -344,7 +344,7 @@ async def register_players(soak: Soak, count: int) -> None:
 
 
 async def drained(soak: Soak, within: float = 120.0) -> None:
-    from scoreboard.keys import Keys
+    from scoreboard.storage.keys import Keys
 
     stream = Keys(soak.prefix).events()
     deadline = time.monotonic() + within
@@ -364,7 +364,7 @@ async def drained(soak: Soak, within: float = 120.0) -> None:
 
 async def check(soak: Soak) -> dict[str, Any]:
     """Told vs board vs PostgreSQL, per player, once everything has settled."""
-    from scoreboard.keys import Keys
+    from scoreboard.storage.keys import Keys
 
     keys = Keys(soak.prefix)
     told = {user: points for user, points in soak.ledger.accepted.items() if points}

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import redis.asyncio as aioredis
 
-from scoreboard.database import create_pool
-from scoreboard.gc_tuning import tune_for_service
-from scoreboard.keys import Keys
-from scoreboard.migrations import migrate
-from scoreboard.settings import Settings
+from scoreboard.core.gc_tuning import tune_for_service
+from scoreboard.core.settings import Settings
+from scoreboard.storage.database import create_pool
+from scoreboard.storage.keys import Keys
+from scoreboard.storage.migrations import migrate
 from scoreboard.sync import Syncer
 
 PLAYERS = 1000

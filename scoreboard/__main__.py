@@ -1,3 +1,3 @@
-from scoreboard.cli import main
+from scoreboard.ops.cli import main
 
 raise SystemExit(main())

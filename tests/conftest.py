@@ -17,10 +17,10 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from scoreboard.app import create_app
-from scoreboard.keys import Keys
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
+from scoreboard.core.settings import RateRule, Settings
+from scoreboard.storage.keys import Keys
 from tests.services_under_test import (
     free_port,
     postgres_server,

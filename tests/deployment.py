@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, new_player
 from tests.conftest import RunningServer, server_env, terminate
 from tests.private_redis import PrivateRedis
@@ -172,7 +172,7 @@ class Deployment:
         return {member.decode().partition(":")[2]: int(score) for member, score in members}
 
     def settings_keys(self) -> Any:
-        from scoreboard.keys import Keys
+        from scoreboard.storage.keys import Keys
 
         return Keys(self.settings.redis_prefix)
 

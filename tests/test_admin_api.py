@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from scoreboard.rebuild import ensure_board
-from scoreboard.reconcile import reconcile
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.services import Services
+from scoreboard.boards.rebuild import ensure_board
+from scoreboard.boards.reconcile import reconcile
+from scoreboard.core.settings import RateRule, Settings
 from scoreboard.sync import Syncer
 from tests.auth_helpers import (
     PASSWORD,

@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import PASSWORD, bearer, create_admin, login, new_player, submit
 from tests.conftest import RunningServer, server_env, serving
 from tests.deployment import FAST_SYNC, SyncerProcess

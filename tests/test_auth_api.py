@@ -13,10 +13,10 @@ import httpx
 import jwt
 import pytest
 
-from scoreboard.app import create_app
-from scoreboard.jwt_tokens import ACCESS_AUDIENCE, ISSUER, REFRESH_AUDIENCE
-from scoreboard.services import Services
-from scoreboard.settings import Settings
+from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
+from scoreboard.auth.tokens import ACCESS_AUDIENCE, ISSUER, REFRESH_AUDIENCE
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_username, register
 from tests.conftest import ACCESS_SECRET, REFRESH_SECRET
 
@@ -336,8 +336,8 @@ async def test_registration_can_be_switched_off(
 async def test_login_is_throttled_per_username_across_addresses(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    from scoreboard.app import create_app
-    from scoreboard.settings import RateRule
+    from scoreboard.api.app import create_app
+    from scoreboard.core.settings import RateRule
 
     services.sessions._settings = dataclasses.replace(
         services.settings, rate_limit_login=RateRule(3, 60)
@@ -371,7 +371,7 @@ async def test_a_crash_in_a_handler_is_a_500_envelope_without_a_trace(
 ) -> None:
     from starlette.routing import Route
 
-    from scoreboard.app import create_app
+    from scoreboard.api.app import create_app
 
     async def boom(request: object) -> None:
         raise RuntimeError("secret internals")

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from scoreboard.periods import iso_utc, period_at
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.services import Services
+from scoreboard.core.periods import iso_utc, period_at
+from scoreboard.core.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
 from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_player, new_username
 from tests.conftest import asgi_client, unthrottled

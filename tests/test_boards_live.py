@@ -15,7 +15,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, create_admin, login, new_player
 from tests.conftest import RunningServer, server_env, serving
 from tests.test_live import _sse_events

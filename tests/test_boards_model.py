@@ -18,10 +18,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from scoreboard.app import create_app
-from scoreboard.periods import period_at
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
+from scoreboard.core.periods import period_at
+from scoreboard.core.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
 from tests.auth_helpers import PASSWORD, bearer, login, new_player, new_username
 

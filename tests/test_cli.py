@@ -13,8 +13,8 @@ import asyncpg
 import httpx
 
 from scoreboard import __version__
-from scoreboard.migrations import available
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
+from scoreboard.storage.migrations import available
 from tests.auth_helpers import error_code, login, new_username
 from tests.conftest import server_env, serving
 

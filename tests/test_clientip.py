@@ -4,7 +4,7 @@ import ipaddress
 
 from starlette.requests import Request
 
-from scoreboard.clientip import client_ip
+from scoreboard.http.clientip import client_ip
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"),)
 

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.services import Services
+from scoreboard.core.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
 from tests import redis_cluster as lab
 from tests.auth_helpers import bearer, new_player

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.services import Services
+from scoreboard.core.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
 from tests.auth_helpers import PASSWORD, bearer, login, new_player, new_username
 from tests.conftest import asgi_client
@@ -51,8 +51,8 @@ async def on_cluster(
 
 async def _clean(settings: Settings) -> None:
     """Every key of the test's prefix, on every master."""
-    from scoreboard.keys import Keys
-    from scoreboard.redis_store import connect_for
+    from scoreboard.storage.keys import Keys
+    from scoreboard.storage.redis_client import connect_for
 
     client = connect_for(settings)
     try:

@@ -11,7 +11,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from scoreboard.keys import BoardKeys, Keys
+from scoreboard.storage.keys import BoardKeys, Keys
 
 SAMPLES = {
     "token_hash": "ab" * 32,

@@ -7,7 +7,7 @@ import ipaddress
 import asyncpg
 import pytest
 
-from scoreboard.database import create_pool, decode_inet, encode_inet
+from scoreboard.storage.database import create_pool, decode_inet, encode_inet
 
 
 async def test_addresses_round_trip_through_postgresql(database_url: str) -> None:

@@ -25,7 +25,7 @@ import redis
 import yaml
 from websockets.asyncio.client import connect
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, new_player, submit
 from tests.conftest import RunningServer, server_env, serving
 from tests.deployment import FAST_SYNC, SyncerProcess

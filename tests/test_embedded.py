@@ -135,8 +135,8 @@ def test_embedded_mode_without_its_extra_says_what_to_install(
 ) -> None:
     """An image built for real services has neither in-process store: embedded mode
     then fails in one line naming the extra, not with an ImportError."""
-    from scoreboard import redis_store
-    from scoreboard.errors import EmbeddedExtraMissing
+    from scoreboard.core.errors import EmbeddedExtraMissing
+    from scoreboard.storage import redis_client as redis_store
 
     monkeypatch.setitem(sys.modules, "fakeredis", None)
     with pytest.raises(EmbeddedExtraMissing) as missing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from scoreboard.event_ids import new_event_id
+from scoreboard.core.event_ids import new_event_id
 
 
 def test_ids_are_unique_version_4_uuids() -> None:

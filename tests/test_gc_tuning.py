@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from scoreboard.gc_tuning import YOUNG_THRESHOLD, tune_for_service
+from scoreboard.core.gc_tuning import YOUNG_THRESHOLD, tune_for_service
 
 
 def test_long_lived_objects_are_frozen_and_young_ones_collected_less_often() -> None:

@@ -14,10 +14,10 @@ import httpx
 import pytest
 import redis as sync_redis
 
-from scoreboard.app import create_app
-from scoreboard.keys import Keys
-from scoreboard.services import Services
-from scoreboard.settings import Settings
+from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
+from scoreboard.core.settings import Settings
+from scoreboard.storage.keys import Keys
 from tests.auth_helpers import new_player, submit
 
 

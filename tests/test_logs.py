@@ -13,8 +13,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from scoreboard.logs import REQUEST_ID, JsonFormatter, TextFormatter, chosen
-from scoreboard.settings import Settings
+from scoreboard.core.logs import REQUEST_ID, JsonFormatter, TextFormatter, chosen
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import PASSWORD, bearer, issue_token, new_player
 from tests.conftest import server_env, serving
 

@@ -4,8 +4,8 @@ import asyncio
 
 import asyncpg
 
-from scoreboard.database import create_pool
-from scoreboard.migrations import available, migrate
+from scoreboard.storage.database import create_pool
+from scoreboard.storage.migrations import available, migrate
 
 
 async def test_processes_starting_at_once_apply_each_migration_once(

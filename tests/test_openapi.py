@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from scoreboard.app import create_app
-from scoreboard.openapi import OPERATIONS, route_operations
-from scoreboard.settings import Settings
+from scoreboard.api.app import create_app
+from scoreboard.core.settings import Settings
+from scoreboard.http.openapi import OPERATIONS, route_operations
 from tests.auth_helpers import PASSWORD, create_admin
 from tests.conftest import RunningServer, server_env, serving
 

@@ -33,7 +33,7 @@ def test_the_wheel_ships_everything_under_scoreboard(tmp_path: Path) -> None:
         "scoreboard/sync/syncer.py",
         "scoreboard/lua/submit_score.lua",
         "scoreboard/lua/include/anticheat.lua",
-        "scoreboard/migrations/0001_initial.sql",
+        "scoreboard/storage/sql/0001_initial.sql",
         "scoreboard/static/index.html",
     ):
         assert shipped in names, shipped

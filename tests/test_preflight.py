@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from redis import exceptions as redis_exceptions
 
-from scoreboard.preflight import StartupError, check_redis, redacted, redis_warnings
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
+from scoreboard.storage.preflight import StartupError, check_redis, redacted, redis_warnings
 from tests.conftest import server_env
 from tests.private_redis import PrivateRedis, private_redis
 from tests.services_under_test import free_port

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.conftest import REPO, server_env, serving
 from tests.services_under_test import IN_CI
 

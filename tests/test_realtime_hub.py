@@ -9,12 +9,12 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from scoreboard import realtime
-from scoreboard.board_feed import BoardEvent
-from scoreboard.leaderboard import TopSnapshot
-from scoreboard.realtime import Broadcast, Hub, Subscriber
-from scoreboard.scripts import BoardEntry
-from scoreboard.ws_protocol import text_frame
+from scoreboard.boards.feed import BoardEvent
+from scoreboard.boards.leaderboard import TopSnapshot
+from scoreboard.http.ws_protocol import text_frame
+from scoreboard.live import hub as realtime
+from scoreboard.live.hub import Broadcast, Hub, Subscriber
+from scoreboard.storage.scripts import BoardEntry
 
 
 class StubLeaderboard:

@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scoreboard import reconcile as reconcile_module
-from scoreboard.board_values import member
-from scoreboard.rebuild import rebuild_board, rebuild_lock
-from scoreboard.reconcile import reconcile
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.services import Services
+from scoreboard.boards import reconcile as reconcile_module
+from scoreboard.boards.rebuild import rebuild_board, rebuild_lock
+from scoreboard.boards.reconcile import reconcile
+from scoreboard.core.settings import RateRule, Settings
+from scoreboard.core.values import member
 from scoreboard.sync import Syncer
 from tests.auth_helpers import error_code, new_player, submit
 from tests.conftest import unthrottled

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer
 from tests.conftest import REPO, server_env
 from tests.deployment import Deployment, deployment

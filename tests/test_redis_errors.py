@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, error_code, issue_token
 from tests.deployment import deployment
 from tests.private_redis import PrivateRedis, private_redis

@@ -13,12 +13,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from scoreboard.board_feed import BoardFeed
-from scoreboard.errors import ServiceUnavailable
-from scoreboard.keys import Keys
-from scoreboard.redis_pipeline import PipelinedConnection, Subscription
-from scoreboard.scripts import Scripts
-from scoreboard.settings import RateRule
+from scoreboard.boards.feed import BoardFeed
+from scoreboard.core.errors import ServiceUnavailable
+from scoreboard.core.settings import RateRule
+from scoreboard.storage.keys import Keys
+from scoreboard.storage.pipeline import PipelinedConnection, Subscription
+from scoreboard.storage.scripts import Scripts
 from tests.pg_proxy import CuttableProxy
 
 

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
-from scoreboard.errors import ServiceUnavailable
-from scoreboard.redis_store import consumer_lag, redis_errors
+from scoreboard.core.errors import ServiceUnavailable
+from scoreboard.storage.redis_client import consumer_lag, redis_errors
 from tests.private_redis import private_redis
 
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from scoreboard.app import create_app
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
+from scoreboard.core.settings import RateRule, Settings
 from tests.auth_helpers import bearer, error_code, issue_token, new_player, register, submit
 
 GENEROUS = RateRule(100_000, 60)

@@ -17,10 +17,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
-from scoreboard.action_tokens import token_hash
-from scoreboard.app import create_app
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
+from scoreboard.core.settings import RateRule, Settings
+from scoreboard.scoring.action_tokens import token_hash
 from tests.auth_helpers import bearer, issue_token, new_player
 
 MAX_INCREASE = 100

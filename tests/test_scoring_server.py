@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis
 
-from scoreboard.keys import Keys
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
+from scoreboard.storage.keys import Keys
 from tests.auth_helpers import bearer, error_code, issue_token, new_player
 from tests.conftest import RunningServer, server_env, serving
 

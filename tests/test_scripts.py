@@ -7,9 +7,10 @@ from typing import Any
 
 import fakeredis
 
-from scoreboard.anticheat import AnticheatPolicy
-from scoreboard.keys import Keys
-from scoreboard.scripts import (
+from scoreboard.core.settings import RateRule
+from scoreboard.scoring.anticheat import AnticheatPolicy
+from scoreboard.storage.keys import Keys
+from scoreboard.storage.scripts import (
     ScoreSubmission,
     ScoringPolicy,
     Scripts,
@@ -17,7 +18,6 @@ from scoreboard.scripts import (
     load_sources,
     lua_dir,
 )
-from scoreboard.settings import RateRule
 
 
 def test_every_status_in_lua_has_a_python_counterpart() -> None:

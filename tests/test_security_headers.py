@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from scoreboard.security_headers import page_policy
+from scoreboard.http.security_headers import page_policy
 
 PATHS = ["/", "/docs", "/openapi.json", "/v1/leaderboard/top10", "/health", "/no-such-route"]
 

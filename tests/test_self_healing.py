@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, issue_token
 from tests.deployment import Deployment, deployment
 from tests.private_redis import PrivateRedis, private_redis

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from scoreboard.settings import Settings
+from scoreboard.core.settings import Settings
 from tests.auth_helpers import error_code, login, new_username, register
 from tests.conftest import RunningServer, server_env, serving
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from scoreboard.errors import SettingsError
-from scoreboard.settings import RateRule, Settings, unknown_variables
+from scoreboard.core.errors import SettingsError
+from scoreboard.core.settings import RateRule, Settings, unknown_variables
 
 SECRET_A = "a" * 32
 SECRET_B = "b" * 32

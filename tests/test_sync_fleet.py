@@ -18,9 +18,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from scoreboard.keys import Keys
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.services import Services
+from scoreboard.core.settings import RateRule, Settings
+from scoreboard.storage.keys import Keys
 from tests.auth_helpers import bearer, new_player
 from tests.conftest import asgi_client, server_env, unthrottled
 from tests.deployment import FAST_SYNC, SyncerProcess

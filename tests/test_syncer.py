@@ -18,14 +18,14 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from scoreboard.app import create_app
-from scoreboard.database import create_pool
-from scoreboard.rebuild import ensure_board
-from scoreboard.services import Services
-from scoreboard.settings import RateRule, Settings
+from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
+from scoreboard.boards.rebuild import ensure_board
+from scoreboard.core.settings import RateRule, Settings
+from scoreboard.storage.database import create_pool
 from scoreboard.sync import Syncer
+from scoreboard.sync.status import read_sync_status
 from scoreboard.sync.syncer import GROUP
-from scoreboard.sync_status import read_sync_status
 from tests.auth_helpers import error_code, new_player, submit
 from tests.conftest import server_env, unthrottled
 from tests.pg_proxy import CuttableProxy

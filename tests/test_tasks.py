@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from scoreboard.tasks import cancel
+from scoreboard.core.tasks import cancel
 
 
 async def test_a_task_that_swallows_one_cancellation_still_ends() -> None:

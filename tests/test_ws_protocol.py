@@ -15,7 +15,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from scoreboard.ws_protocol import (
+from scoreboard.http.ws_protocol import (
     FRAME_WRITER,
     PROTOCOL_PATH,
     FrameWriter,

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field, replace
 
 import redis.asyncio as aioredis
 
-from scoreboard.anticheat import AnticheatPolicy
-from scoreboard.keys import DEFAULT_BOARD, BoardKeys, Keys
-from scoreboard.periods import period_at
-from scoreboard.scoring import fingerprint
-from scoreboard.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
-from scoreboard.settings import RateRule
+from scoreboard.core.periods import period_at
+from scoreboard.core.settings import RateRule
+from scoreboard.scoring.anticheat import AnticheatPolicy
+from scoreboard.scoring.updates import fingerprint
+from scoreboard.storage.keys import DEFAULT_BOARD, BoardKeys, Keys
+from scoreboard.storage.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 
 GENEROUS = RateRule(1000, 60)
 POLICY = ScoringPolicy(

@@ -12,9 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.honest_players import false_positives
-from scoreboard.anticheat import AnticheatPolicy
-from scoreboard.errors import ScoreValidationFailed
-from scoreboard.scoring import fingerprint
+from scoreboard.core.errors import ScoreValidationFailed
+from scoreboard.scoring.anticheat import AnticheatPolicy
+from scoreboard.scoring.updates import fingerprint
 from tests.lua.board_helpers import Board
 
 BOT_DATA = '{"level":1,"time_taken":0.01,"accuracy":1.0}'

@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import pytest
 
-from scoreboard.audit import AuditTrail
-from scoreboard.errors import BoardUnavailable, InsufficientPermissions, InvalidRequest
-from scoreboard.scripts import Adjusted
-from scoreboard.settings import Settings
+from scoreboard.auth.audit import AuditTrail
+from scoreboard.core.errors import BoardUnavailable, InsufficientPermissions, InvalidRequest
+from scoreboard.core.settings import Settings
+from scoreboard.storage.scripts import Adjusted
 from tests.lua.board_helpers import Board
 
 TOP_N = 3

@@ -8,9 +8,9 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from scoreboard.periods import period_at
-from scoreboard.scoring import fingerprint
-from scoreboard.scripts import ScoreApplied, ScoreSubmission
+from scoreboard.core.periods import period_at
+from scoreboard.scoring.updates import fingerprint
+from scoreboard.storage.scripts import ScoreApplied, ScoreSubmission
 from tests.lua.board_helpers import Board
 
 PERIODS = ("daily", "weekly", "monthly")

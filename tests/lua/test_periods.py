@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
-from scoreboard.periods import (
+from scoreboard.core.periods import (
     KINDS,
     CurrentPeriods,
     civil_from_days,
@@ -18,7 +18,7 @@ from scoreboard.periods import (
     parse_period_id,
     period_at,
 )
-from scoreboard.scripts import lua_dir
+from scoreboard.storage.scripts import lua_dir
 
 
 def ms(text: str) -> int:

@@ -7,9 +7,9 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from scoreboard.keys import Keys
-from scoreboard.scripts import Scripts
-from scoreboard.settings import RateRule
+from scoreboard.core.settings import RateRule
+from scoreboard.storage.keys import Keys
+from scoreboard.storage.scripts import Scripts
 
 
 def _key() -> str:

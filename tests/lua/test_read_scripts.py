@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from scoreboard.errors import BoardUnavailable
+from scoreboard.core.errors import BoardUnavailable
 from tests.lua.board_helpers import Board
 
 

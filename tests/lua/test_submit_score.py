@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from scoreboard.errors import InvalidActionToken, RateLimitExceeded, ScoreValidationFailed
-from scoreboard.settings import RateRule
+from scoreboard.core.errors import InvalidActionToken, RateLimitExceeded, ScoreValidationFailed
+from scoreboard.core.settings import RateRule
 from tests.lua.board_helpers import Board
 
 

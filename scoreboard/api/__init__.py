@@ -1,0 +1,1 @@
+"""The application: its routes, one module per area, and the process's services."""

@@ -1,0 +1,111 @@
+"""`/admin/*`: act on players and review the anti-cheat verdicts and the audit trail.
+Every route needs an access token of an admin (403 `INSUFFICIENT_PERMISSIONS` for
+anyone else, 401 without a token)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scoreboard.api.common import (
+    address,
+    parse_user_id,
+    path_user_id,
+    query_int,
+    require_access,
+    services,
+)
+from scoreboard.boards.moderation import Meta, Page, parse_cursor, parse_delta, parse_reason
+from scoreboard.core.errors import InvalidRequest
+from scoreboard.http.bodies import read_object
+from scoreboard.http.responses import ok
+
+MAX_PAGE = 200
+_EVENT_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
+
+
+async def admin_meta(request: Request) -> Meta:
+    """The calling admin (401 without a token, 403 for anyone else)."""
+    claims = await require_access(request)
+    await services(request).admin.require_admin(claims)
+    return Meta(claims.user_id, address(request), request.headers.get("user-agent", ""))
+
+
+def _page(page: Page) -> Response:
+    return ok({"items": page.items, "next_cursor": page.next_cursor})
+
+
+def _limit(request: Request) -> int:
+    return query_int(request, "limit", 50, 1, MAX_PAGE)
+
+
+async def ban(request: Request) -> Response:
+    meta = await admin_meta(request)
+    body = await read_object(request, required=("reason",))
+    result = await services(request).admin.ban(path_user_id(request), parse_reason(body), meta)
+    return ok(result)
+
+
+async def unban(request: Request) -> Response:
+    meta = await admin_meta(request)
+    has_body = request.headers.get("content-length", "0") != "0"
+    body = await read_object(request, required=(), optional=("reason",)) if has_body else {}
+    reason = parse_reason(body, required=False)
+    return ok(await services(request).admin.unban(path_user_id(request), reason, meta))
+
+
+async def adjust(request: Request) -> Response:
+    meta = await admin_meta(request)
+    svc = services(request)
+    body = await read_object(request, required=("delta", "reason"))
+    delta = parse_delta(body["delta"], svc.settings.score_ceiling)
+    return ok(await svc.admin.adjust(path_user_id(request), delta, parse_reason(body), meta))
+
+
+async def remove_score(request: Request) -> Response:
+    meta = await admin_meta(request)
+    body = await read_object(request, required=("reason",))
+    admin = services(request).admin
+    return ok(await admin.adjust(path_user_id(request), None, parse_reason(body), meta))
+
+
+async def flagged(request: Request) -> Response:
+    await admin_meta(request)
+    cursor = parse_cursor(request.query_params.get("cursor"))
+    return _page(await services(request).admin.flagged(_limit(request), cursor))
+
+
+async def history(request: Request) -> Response:
+    await admin_meta(request)
+    cursor = parse_cursor(request.query_params.get("cursor"))
+    admin = services(request).admin
+    return _page(await admin.history(path_user_id(request), _limit(request), cursor))
+
+
+async def audit(request: Request) -> Response:
+    await admin_meta(request)
+    event_type = request.query_params.get("event_type")
+    if event_type is not None and (
+        not 1 <= len(event_type) <= 50 or not set(event_type) <= _EVENT_TYPE_CHARS
+    ):
+        raise InvalidRequest(
+            "event_type must be lower-case letters and underscores",
+            details={"field": "event_type"},
+        )
+    raw_user = request.query_params.get("user_id")
+    user_id = None if raw_user is None else parse_user_id(raw_user)
+    cursor = parse_cursor(request.query_params.get("cursor"))
+    admin = services(request).admin
+    return _page(await admin.audit_records(event_type, user_id, _limit(request), cursor))
+
+
+routes = [
+    Route("/admin/players/{user_id}/ban", ban, methods=["POST"]),
+    Route("/admin/players/{user_id}/unban", unban, methods=["POST"]),
+    Route("/admin/players/{user_id}/adjust", adjust, methods=["POST"]),
+    Route("/admin/players/{user_id}/score", remove_score, methods=["DELETE"]),
+    Route("/admin/players/{user_id}/history", history, methods=["GET"]),
+    Route("/admin/flagged", flagged, methods=["GET"]),
+    Route("/admin/audit", audit, methods=["GET"]),
+]

@@ -1,0 +1,124 @@
+"""`/auth/*`: registration, login, refresh rotation, logout."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scoreboard.api.common import address, audit, require_access, services
+from scoreboard.auth import audit as audit_events
+from scoreboard.auth.sessions import TokenPair
+from scoreboard.core.errors import (
+    AccountSuspended,
+    InsufficientPermissions,
+    InvalidCredentials,
+    RateLimitExceeded,
+    RefreshTokenRefused,
+    ScoreboardError,
+)
+from scoreboard.core.metrics import ACTION_TOKENS
+from scoreboard.core.ratelimit import rate_headers
+from scoreboard.http.bodies import read_object
+from scoreboard.http.responses import ok
+
+
+def _pair(pair: TokenPair, extra_headers: dict[str, str] | None = None) -> Response:
+    headers = {"Cache-Control": "no-store", **(extra_headers or {})}
+    return ok({**asdict(pair), "token_type": "Bearer"}, headers=headers)
+
+
+async def register(request: Request) -> Response:
+    svc = services(request)
+    if not svc.settings.allow_registration:
+        raise InsufficientPermissions("Registration is disabled on this server")
+    body = await read_object(request, required=("username", "email", "password"))
+    user = await svc.accounts.create(body["username"], body["email"], body["password"])
+    return ok({"user_id": user.id, "username": user.username, "email": user.email}, status=201)
+
+
+_LOGIN_REFUSALS: dict[type[ScoreboardError], tuple[str, str]] = {
+    InvalidCredentials: (audit_events.LOGIN_FAILED, "refused"),
+    RateLimitExceeded: (audit_events.LOGIN_THROTTLED, "throttled"),
+    AccountSuspended: (audit_events.LOGIN_SUSPENDED, "refused"),
+}
+
+
+async def login(request: Request) -> Response:
+    body = await read_object(request, required=("username", "password"))
+    try:
+        pair, decision = await services(request).sessions.login(
+            body["username"], body["password"], address(request)
+        )
+    except (InvalidCredentials, RateLimitExceeded, AccountSuspended) as refused:
+        event_type, result = _LOGIN_REFUSALS[type(refused)]
+        # a throttled login is refused before the account is looked up
+        account_id = None if isinstance(refused, RateLimitExceeded) else refused.account_id
+        name = body["username"] if isinstance(body["username"], str) else ""
+        details = {"username": name} if account_id else services(request).audit.unknown_name(name)
+        await audit(
+            request,
+            event_type,
+            user_id=account_id,
+            result=result,
+            details=details,
+            flood=True,
+        )
+        raise
+    return _pair(pair, rate_headers(decision))
+
+
+async def refresh(request: Request) -> Response:
+    body = await read_object(request, required=("refresh_token",))
+    try:
+        pair = await services(request).sessions.refresh(body["refresh_token"])
+    except RefreshTokenRefused as refused:
+        await audit(
+            request,
+            audit_events.REFRESH_REUSE,
+            user_id=refused.user_id,
+            result="revoked",
+            details={"session_id": refused.session_id},
+            flood=True,
+        )
+        raise
+    return _pair(pair)
+
+
+async def logout(request: Request) -> Response:
+    claims = await require_access(request)
+    await services(request).sessions.revoke(claims.session_id, "logout")
+    await audit(
+        request,
+        audit_events.LOGOUT,
+        user_id=claims.user_id,
+        details={"session_id": claims.session_id},
+    )
+    return ok({"logged_out": True})
+
+
+async def action_token(request: Request) -> Response:
+    claims = await require_access(request)
+    body = await read_object(
+        request, required=("action_type", "session_id"), optional=("timestamp", "board")
+    )
+    issued = await services(request).action_tokens.issue(claims.user_id, body)
+    ACTION_TOKENS.inc()
+    data = {
+        "action_token": issued.action_token,
+        "expires_in": issued.expires_in,
+        "max_score_increase": issued.max_score_increase,
+    }
+    headers = {**rate_headers(issued.rate), "Cache-Control": "no-store"}
+    return ok(data, headers=headers)
+
+
+routes = [
+    Route("/auth/register", register, methods=["POST"]),
+    Route("/auth/login", login, methods=["POST"]),
+    Route("/auth/refresh", refresh, methods=["POST"]),
+    Route("/auth/logout", logout, methods=["POST"]),
+    Route("/auth/action-token", action_token, methods=["POST"]),
+]

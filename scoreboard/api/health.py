@@ -1,0 +1,113 @@
+"""`/health` (is the process up) and `/health/detailed` (can it reach its stores)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scoreboard import __version__
+from scoreboard.api.common import services
+from scoreboard.api.services import Services
+from scoreboard.core.errors import ServiceUnavailable
+from scoreboard.http.responses import ok
+from scoreboard.storage.redis_client import as_text
+from scoreboard.sync.status import read_sync_status, sync_problems
+
+CHECK_TIMEOUT_SECONDS = 0.8
+
+
+async def health(request: Request) -> Response:
+    return ok({"status": "ok"})
+
+
+async def _check_redis(svc: Services) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await svc.redis.ping()
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    version = "in-process" if svc.settings.embedded else await _redis_version(svc)
+    return {"status": "up", "latency_ms": latency, "version": version}
+
+
+async def _redis_version(svc: Services) -> str | None:
+    try:
+        info = await svc.redis.info("server")
+    except Exception:
+        return None
+    version = info.get("redis_version")
+    return str(version) if version is not None else None
+
+
+async def _check_postgres(svc: Services) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        version = await svc.pool.fetchval("SHOW server_version", timeout=CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {
+        "status": "up",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "version": version,
+    }
+
+
+async def _check_board(svc: Services) -> dict[str, Any]:
+    """Whether the board is whole in Redis (lost: it is being rebuilt)."""
+    try:
+        epoch = await svc.redis.hget(svc.keys.board_state(), "epoch")
+    except Exception as exc:
+        return {"status": "unknown", "error": type(exc).__name__}
+    if epoch is None:
+        return {"status": "rebuilding", "rebuilds": svc.guard.stats.rebuilt}
+    return {"status": "ready", "epoch": as_text(epoch), "rebuilds": svc.guard.stats.rebuilt}
+
+
+async def _within_deadline(check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A stalled store is reported as such, within the check's own deadline."""
+    try:
+        return await asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return {"status": "down", "error": "timeout"}
+
+
+async def health_detailed(request: Request) -> Response:
+    svc = services(request)
+    redis, postgres, sync, board = await asyncio.gather(
+        _within_deadline(_check_redis(svc)),
+        _within_deadline(_check_postgres(svc)),
+        _within_deadline(read_sync_status(svc.redis, svc.keys)),
+        _within_deadline(_check_board(svc)),
+    )
+    components = {"redis": redis, "postgres": postgres, "sync": sync, "board": board}
+    healthy = redis["status"] == postgres["status"] == "up" and board["status"] == "ready"
+    problems = sync_problems(sync, svc.settings) if "lag" in sync else []
+    data = {
+        "status": "ok" if healthy and not problems else "degraded",
+        "problems": problems,
+        "version": __version__,
+        "mode": svc.run_mode,
+        "uptime_seconds": round(time.time() - svc.started_at, 1),
+        "components": components,
+        "warnings": svc.redis_warnings,
+    }
+    if not healthy:
+        raise ServiceUnavailable(
+            "A backing service is unreachable or the board is being rebuilt",
+            retry_after=2,
+            details=data,
+        )
+    return ok(data)
+
+
+routes = [
+    Route("/health", health, methods=["GET"]),
+    Route("/health/detailed", health_detailed, methods=["GET"]),
+]

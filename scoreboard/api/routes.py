@@ -1,0 +1,31 @@
+"""HTTP routes, one module per area; `all_routes()` lists them once for both prefixes."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from scoreboard.api import (
+    admin,
+    auth,
+    boards,
+    docs,
+    health,
+    leaderboard,
+    live,
+    metrics,
+    scores,
+)
+
+
+def all_routes() -> list[BaseRoute]:
+    return [
+        *health.routes,
+        *metrics.routes,
+        *auth.routes,
+        *scores.routes,
+        *leaderboard.routes,
+        *boards.routes,
+        *live.routes,
+        *admin.routes,
+        *docs.routes,
+    ]

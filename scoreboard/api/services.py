@@ -1,0 +1,292 @@
+"""Every long-lived resource of one process, opened at start-up and closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from starlette.concurrency import run_in_threadpool
+
+from scoreboard.auth.accounts import Accounts
+from scoreboard.auth.audit import AuditTrail
+from scoreboard.auth.passwords import PasswordHasher
+from scoreboard.auth.revocations import Revocations
+from scoreboard.auth.sessions import Sessions
+from scoreboard.auth.tokens import LEEWAY_SECONDS, TokenCodec
+from scoreboard.boards.catalogue import BoardCatalog
+from scoreboard.boards.feed import BoardFeed
+from scoreboard.boards.guard import BoardGuard
+from scoreboard.boards.leaderboard import Leaderboard
+from scoreboard.boards.moderation import Admin
+from scoreboard.boards.rebuild import PeriodClock
+from scoreboard.boards.runtime import BoardRuntime, BoardRuntimes
+from scoreboard.core.ratelimit import RateLimiter
+from scoreboard.core.settings import Settings
+from scoreboard.live.hub import Hub
+from scoreboard.live.ranking_feeds import RankingFeeds
+from scoreboard.scoring.action_tokens import ActionTokens
+from scoreboard.scoring.updates import Scoring
+from scoreboard.storage import embedded
+from scoreboard.storage import pipeline as redis_pipeline
+from scoreboard.storage import redis_client as redis_store
+from scoreboard.storage.cluster_pipeline import ClusterPipelines
+from scoreboard.storage.database import create_pool
+from scoreboard.storage.keys import DEFAULT_BOARD, Keys
+from scoreboard.storage.migrations import migrate
+from scoreboard.storage.pipeline import PipelinedConnection
+from scoreboard.storage.preflight import check_postgres, redis_warnings
+from scoreboard.storage.redis_client import RedisClient
+from scoreboard.storage.scripts import Scripts
+from scoreboard.sync.status import SyncWatch
+
+
+def resolve_embedded_secrets(settings: Settings) -> Settings:
+    """Fill in JWT secrets from the data directory when running embedded."""
+    if not settings.embedded or (settings.jwt_secret and settings.jwt_refresh_secret):
+        return settings
+    stored = embedded.load_or_create_secrets(settings.data_dir)
+    return dataclasses.replace(
+        settings,
+        jwt_secret=settings.jwt_secret or stored["jwt_secret"],
+        jwt_refresh_secret=settings.jwt_refresh_secret or stored["jwt_refresh_secret"],
+    )
+
+
+async def open_database(settings: Settings) -> tuple[asyncpg.Pool, Any]:
+    """The pool (migrated), plus the embedded server handle when there is one."""
+    server = None
+    dsn = settings.database_url
+    if dsn is None:
+        dsn, server = await embedded.start_postgres(settings.data_dir)
+    else:
+        await check_postgres(settings)  # unreachable: one line naming it
+    pool = await create_pool(dsn, size=settings.db_pool_size)
+    await migrate(pool)
+    return pool, server
+
+
+@dataclass
+class LiveCopy:
+    """This process's copy of the board (the cached top N and what the live feeds
+    were shown), dropped and read afresh when the board guard finds it changed."""
+
+    leaderboard: Leaderboard
+    feed: BoardFeed
+
+    @property
+    def epoch(self) -> str | None:
+        return self.leaderboard.epoch
+
+    def board_changed(self) -> None:
+        self.leaderboard.invalidate()
+        self.feed.resync()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: RedisClient
+    pool: asyncpg.Pool
+    keys: Keys
+    scripts: Scripts
+    limiter: RateLimiter
+    accounts: Accounts
+    sessions: Sessions
+    action_tokens: ActionTokens
+    leaderboard: Leaderboard
+    scoring: Scoring
+    feed: BoardFeed
+    hub: Hub
+    guard: BoardGuard
+    sync_watch: SyncWatch
+    audit: AuditTrail
+    admin: Admin
+    catalog: BoardCatalog
+    boards: BoardRuntimes
+    ranking_feeds: RankingFeeds
+    started_at: float
+    embedded_pg: Any = None
+    pipelined: PipelinedConnection | None = None
+    routed: ClusterPipelines | None = None
+    syncer: Any = None
+    hasher: PasswordHasher | None = None
+    syncer_task: asyncio.Task[None] | None = None
+    redis_warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def run_mode(self) -> str:
+        return "embedded" if self.settings.embedded else "external"
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        settings = resolve_embedded_secrets(settings)
+        pool, server = await open_database(settings)
+        redis = (
+            redis_store.connect_for(settings)
+            if settings.redis_url
+            else redis_store.connect_in_process()
+        )
+        services = await cls.assemble(settings, redis, pool, server)
+        if settings.redis_url and not settings.redis_cluster:  # (a node's: see preflight)
+            services.redis_warnings = await redis_warnings(redis, settings, quiet=True)
+        await services.catalog.refresh()
+        services.catalog.start()
+        await services.guard.check()
+        services.guard.start()
+        services.boards.start()
+        await services.feed.start()
+        services.sync_watch.start()
+        if settings.embedded:
+            services.start_embedded_syncer()
+        return services
+
+    def start_embedded_syncer(self) -> None:
+        """In embedded mode the syncer runs inside the server process."""
+        from scoreboard.sync import SyncFleet
+
+        self.syncer = SyncFleet(self.settings, self.redis, self.pool)
+        self.syncer_task = asyncio.create_task(self.syncer.run(), name="embedded-syncer")
+
+    @classmethod
+    async def assemble(
+        cls, settings: Settings, redis: RedisClient, pool: asyncpg.Pool, server: Any = None
+    ) -> Services:
+        assert settings.jwt_secret and settings.jwt_refresh_secret
+        keys = Keys.for_settings(settings)
+        pipelined = (
+            PipelinedConnection(settings.redis_url, redis_store.SOCKET_TIMEOUT_SECONDS)
+            if settings.redis_url
+            and not settings.redis_cluster
+            and redis_pipeline.supports(settings.redis_url)
+            else None
+        )
+        routed = (
+            ClusterPipelines(redis, redis_store.SOCKET_TIMEOUT_SECONDS)
+            if settings.redis_cluster
+            else None
+        )
+        wait = (
+            (settings.redis_wait_replicas, settings.redis_wait_ms)
+            if settings.redis_wait_replicas
+            else None
+        )
+        scripts = Scripts(redis, pipelined, routed=routed, wait=wait)
+        limiter = RateLimiter(scripts)
+        hasher = await run_in_threadpool(
+            functools.partial(
+                PasswordHasher,
+                settings.bcrypt_rounds,
+                workers=settings.hash_workers or None,
+                queue_limit=settings.hash_queue_limit or None,
+                wait_ms=settings.hash_wait_ms,
+            )
+        )
+        accounts = Accounts(pool, hasher)
+        codec = TokenCodec(
+            settings.jwt_secret, settings.jwt_refresh_secret, settings.access_token_ttl
+        )
+        revocations = Revocations(redis, keys, settings.access_token_ttl + LEEWAY_SECONDS)
+        sessions = Sessions(
+            settings=settings,
+            pool=pool,
+            revocations=revocations,
+            keys=keys,
+            codec=codec,
+            hasher=hasher,
+            accounts=accounts,
+            limiter=limiter,
+        )
+        board = keys.board(DEFAULT_BOARD)
+        leaderboard = Leaderboard(scripts, board, settings.live_top_n)
+        feed = BoardFeed(
+            redis,
+            keys,
+            url=settings.redis_url if pipelined else None,
+            cluster=settings.redis_cluster,
+        )
+        clock = PeriodClock.from_settings(settings)
+        guard = BoardGuard(redis, pool, scripts, board, LiveCopy(leaderboard, feed), clock)
+        feed.add_listener(leaderboard)
+        hub = Hub(leaderboard, settings.broadcast_interval_ms)
+        feed.add_listener(hub)
+        revocations.follow(hub.session_revoked)
+        feed.add_channel(revocations.channel, revocations)
+        audit = AuditTrail(scripts, board, settings)
+        catalog = BoardCatalog(pool, settings)
+        boards = BoardRuntimes(
+            redis=redis,
+            pool=pool,
+            scripts=scripts,
+            keys=keys,
+            catalog=catalog,
+            top_n=settings.live_top_n,
+            main=BoardRuntime(board, leaderboard, guard),
+            clock=clock,
+        )
+        ranking_feeds = RankingFeeds(boards, settings.broadcast_interval_ms)
+        revocations.follow(ranking_feeds.session_revoked)
+        admin = Admin(
+            settings=settings,
+            pool=pool,
+            scripts=scripts,
+            board=board,
+            accounts=accounts,
+            sessions=sessions,
+            audit=audit,
+            leaderboard=leaderboard,
+            boards=boards,
+        )
+        return cls(
+            settings=settings,
+            redis=redis,
+            pool=pool,
+            keys=keys,
+            scripts=scripts,
+            limiter=limiter,
+            accounts=accounts,
+            sessions=sessions,
+            action_tokens=ActionTokens(scripts, keys, settings, catalog),
+            leaderboard=leaderboard,
+            scoring=Scoring(scripts, settings, boards),
+            feed=feed,
+            hub=hub,
+            guard=guard,
+            sync_watch=SyncWatch(redis, keys, settings),
+            audit=audit,
+            admin=admin,
+            catalog=catalog,
+            boards=boards,
+            ranking_feeds=ranking_feeds,
+            started_at=time.time(),
+            embedded_pg=server,
+            pipelined=pipelined,
+            routed=routed,
+            hasher=hasher,
+        )
+
+    async def close(self) -> None:
+        if self.syncer is not None and self.syncer_task is not None:
+            self.syncer.stop()
+            await self.syncer_task
+        await self.sync_watch.stop()
+        await self.guard.stop()
+        await self.boards.stop()
+        await self.catalog.stop()
+        await self.feed.stop()
+        await self.hub.close()
+        await self.ranking_feeds.close()
+        if self.pipelined is not None:
+            await self.pipelined.close()
+        if self.routed is not None:
+            await self.routed.close()
+        await self.redis.aclose()
+        await self.pool.close()
+        if self.hasher is not None:
+            self.hasher.close()
+        if self.embedded_pg is not None:
+            await run_in_threadpool(self.embedded_pg.cleanup)

@@ -1,0 +1,1 @@
+"""Accounts, passwords, login sessions and the security audit trail."""

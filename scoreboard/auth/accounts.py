@@ -1,0 +1,126 @@
+"""Player accounts in PostgreSQL: validation, registration, lookup."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import asyncpg
+
+from scoreboard.auth.passwords import PasswordHasher, validate_password
+from scoreboard.core.errors import Conflict, InvalidRequest
+from scoreboard.storage.database import db_errors
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
+# ASCII addresses, any case; the domain is dot-separated letters, digits and hyphens
+# (scoreboard/http/openapi.py documents the same pattern)
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+\Z"
+)
+MAX_EMAIL_CHARS = 100
+_FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    email: str
+    role: str
+    banned: bool
+    password_hash: str
+
+
+def _reject_invisible(field: str, value: str) -> None:
+    """Control, format (bidi, zero-width) and unassigned characters, NUL included."""
+    if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in value):
+        raise InvalidRequest(
+            f"{field} must not contain control or formatting characters",
+            details={"field": field},
+        )
+
+
+def normalize_username(raw: object) -> tuple[str, str]:
+    """(display name, uniqueness key). NFKC folds look-alikes such as full-width letters."""
+    if not isinstance(raw, str):
+        raise InvalidRequest("username must be a string", details={"field": "username"})
+    _reject_invisible("username", raw)
+    name = unicodedata.normalize("NFKC", raw)
+    if not USERNAME_RE.match(name):
+        raise InvalidRequest(
+            "username must be 3-32 characters: ASCII letters, digits, '_', '.' or '-',"
+            " starting with a letter or digit",
+            details={"field": "username"},
+        )
+    return name, name.casefold()
+
+
+def normalize_email(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise InvalidRequest("email must be a string", details={"field": "email"})
+    _reject_invisible("email", raw)
+    if len(raw) > MAX_EMAIL_CHARS or not EMAIL_RE.match(raw):
+        raise InvalidRequest("email is not a valid address", details={"field": "email"})
+    return raw.lower()
+
+
+_INSERT_USER = (
+    "INSERT INTO users (username, username_key, email, password_hash, role)"
+    " VALUES ($1, $2, $3, $4, $5)"
+    " RETURNING id::text, username, email, role, banned, password_hash"
+)
+_USER_BY_NAME = (
+    "SELECT id::text, username, email, role, banned, password_hash"
+    " FROM users WHERE username_key = $1"
+)
+_USER_BY_ID = (
+    "SELECT id::text, username, email, role, banned, password_hash FROM users WHERE id = $1::uuid"
+)
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(
+        row["id"], row["username"], row["email"], row["role"], row["banned"], row["password_hash"]
+    )
+
+
+class Accounts:
+    def __init__(self, pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
+        self._pool = pool
+        self._hasher = hasher
+
+    async def create(
+        self, username: object, email: object, password: object, *, role: str = "player"
+    ) -> User:
+        name, key = normalize_username(username)
+        address = normalize_email(email)
+        hashed = await self._hasher.hash(validate_password(password))
+        try:
+            async with db_errors():
+                row = await self._pool.fetchrow(
+                    _INSERT_USER,
+                    name,
+                    key,
+                    address,
+                    hashed,
+                    role,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            field = "email" if "email" in (exc.constraint_name or "") else "username"
+            raise Conflict(f"{field} is already taken", details={"field": field}) from None
+        return _user(row)
+
+    async def by_username(self, username: str) -> User | None:
+        try:
+            _, key = normalize_username(username)
+        except InvalidRequest:
+            return None
+        async with db_errors():
+            row = await self._pool.fetchrow(_USER_BY_NAME, key)
+        return _user(row) if row else None
+
+    async def by_id(self, user_id: str) -> User | None:
+        async with db_errors():
+            row = await self._pool.fetchrow(_USER_BY_ID, user_id)
+        return _user(row) if row else None

@@ -1,0 +1,1 @@
+"""Boards and their rankings: the catalogue, reads, rebuild, reconcile, moderation."""

@@ -1,0 +1,492 @@
+"""Restoring a board from PostgreSQL, the system of record, plus the stream's tail.
+
+What a board should hold comes from one PostgreSQL snapshot and the stream read after
+it: each player's total as PostgreSQL persisted it (the sum of the increases it
+stored), plus every applied update still in the stream that the snapshot does not
+hold. While a rebuild runs (its lock held) the syncer trims nothing, so an update
+persisted after the snapshot is still in the stream when it is read, and one
+persisted before it is in the snapshot: each is counted once. The board is staged
+under side keys and swapped in by one script, which adds the updates applied since
+the stream was read and announces the new build, so readers never see an empty board.
+
+A board whose state is missing refuses updates until this has run; the server and the
+syncer both run it by themselves (`scoreboard.boards.guard`). `scoreboard.boards.reconcile`
+computes the same and compares it with the live board first, to report and repair
+what differs.
+
+Updates the syncer gave up on (its dead letters) were applied and acknowledged: they
+count here as updates PostgreSQL does not hold, so no rebuild takes them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from scoreboard.core.errors import NOT_APPLIED, ServiceUnavailable
+from scoreboard.core.periods import period_at
+from scoreboard.core.settings import Settings
+from scoreboard.core.values import banned_entry, member, player_entry
+from scoreboard.storage.database import db_errors
+from scoreboard.storage.keys import DEFAULT_BOARD, BoardKeys
+from scoreboard.storage.redis_client import RedisClient, as_text, redis_errors
+from scoreboard.storage.scripts import Scripts
+
+log = logging.getLogger("scoreboard.rebuild")
+
+# entries per Redis call while reading or staging a board: a chunk costs Redis a
+# millisecond or two, so a board of any size never stalls it (a 2-core box measured)
+CHUNK = 500
+LOCK_MS = 120_000
+_UUID_RE = re.compile(r"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+
+_PLAYERS_SQL = """
+SELECT id::text AS user_id, username, current_score AS score, last_event_seq AS seq,
+       (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, banned
+FROM users WHERE current_score > 0 OR banned
+"""
+# another board's standings (its banned players too: a ban holds on every board)
+_BOARD_PLAYERS_SQL = """
+SELECT u.id::text AS user_id, u.username, coalesce(b.score, 0) AS score,
+       coalesce(b.last_event_seq, 0) AS seq,
+       (extract(epoch FROM coalesce(b.updated_at, u.updated_at)) * 1000)::bigint AS updated_ms,
+       u.banned
+FROM users u LEFT JOIN board_scores b ON b.user_id = u.id AND b.board = $1
+WHERE b.score > 0 OR u.banned
+"""
+_BOARD_PERIODS_SQL = "SELECT periods FROM boards WHERE name = $1"
+# a current period's standings (banned players stay out of period rankings)
+_PERIOD_PLAYERS_SQL = """
+SELECT p.user_id::text AS user_id, u.username, p.score, p.last_event_seq AS seq,
+       (extract(epoch FROM p.updated_at) * 1000)::bigint AS updated_ms
+FROM period_scores p JOIN users u ON u.id = p.user_id
+WHERE p.board = $1 AND p.period_id = $2 AND p.score > 0 AND NOT u.banned
+"""
+_PERSISTED_SQL = "SELECT id::text FROM scores WHERE id = ANY($1::uuid[])"
+_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM users"
+_BOARD_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM board_scores WHERE board = $1"
+
+
+@dataclass(frozen=True)
+class PeriodClock:
+    """How a rebuild names the current periods: Redis TIME plus the test clock's
+    offset; a staged period ranking expires `grace_ms` after its period ends."""
+
+    offset_ms: int = 0
+    grace_ms: int = 3_600_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PeriodClock:
+        return cls(settings.test_clock_offset_ms, settings.period_grace_seconds * 1000)
+
+
+REAL_CLOCK = PeriodClock()
+
+
+@dataclass(frozen=True)
+class CurrentPeriod:
+    period_id: str
+    keep_ms: int  # how long its keys stay from now
+
+
+@dataclass
+class Standing:
+    username: str
+    score: int
+    seq: int
+    updated_ms: int
+    banned: bool = False
+
+    def member(self, user_id: str) -> str:
+        return member(self.seq, user_id)
+
+
+@dataclass(frozen=True)
+class TailUpdate:
+    """An applied update still in the stream."""
+
+    event_id: str
+    user_id: str
+    username: str
+    delta: int
+    seq: int
+    ts_ms: int
+    periods: tuple[str, ...] = ()
+
+
+@dataclass
+class Expected:
+    """What the board should hold, as of stream id `last_id`: the all-time standings
+    and those of each current period."""
+
+    standings: dict[str, Standing]
+    last_id: str
+    from_stream: int
+    periods: dict[CurrentPeriod, dict[str, Standing]] = field(default_factory=dict)
+
+    @property
+    def max_seq(self) -> int:
+        return max((s.seq for s in self.standings.values()), default=0)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    players: int
+    from_stream: int
+    caught_up: int
+
+
+def _tail_update(raw: dict[Any, Any] | None) -> TailUpdate | None:
+    fields = {as_text(k): as_text(v) for k, v in (raw or {}).items()}
+    if fields.get("type") != "score_updated" or not _UUID_RE.match(fields.get("event_id", "")):
+        return None
+    try:
+        return TailUpdate(
+            fields["event_id"],
+            fields["user_id"],
+            fields["username"],
+            int(fields["delta"]),
+            int(fields["seq"]),
+            int(fields["ts"]),
+            tuple(pid for pid in fields.get("periods", "").split(",") if pid),
+        )
+    except (KeyError, ValueError):
+        return None  # malformed: the syncer sends it to the dead letters
+
+
+def _parse_tail(entries: list[Any]) -> tuple[list[TailUpdate], str]:
+    updates, last_id = [], "0-0"
+    for stream_id, raw in entries:
+        last_id = as_text(stream_id)
+        update = _tail_update(raw)
+        if update is not None:
+            updates.append(update)
+    return updates, last_id
+
+
+async def _read_tail(
+    redis: RedisClient, events_key: str, after: str = "0-0"
+) -> tuple[list[TailUpdate], str]:
+    """The applied updates of a stream after the id `after`, read in chunks, and the
+    last id read (`after` when there was nothing more)."""
+    updates: list[TailUpdate] = []
+    last_id = after
+    while True:
+        async with redis_errors():
+            entries = await redis.xrange(events_key, min=f"({last_id}", max="+", count=CHUNK)
+        chunk, chunk_last = _parse_tail(entries or [])
+        updates += chunk
+        if entries:
+            last_id = chunk_last
+        if len(entries or []) < CHUNK:
+            return updates, last_id
+
+
+def _add_unpersisted(
+    standings: dict[str, Standing],
+    updates: list[TailUpdate],
+    period_id: str | None = None,
+) -> int:
+    """Add updates PostgreSQL does not hold (with `period_id`, only those that
+    counted in that period)."""
+    added = 0
+    for update in updates:
+        if period_id is not None and period_id not in update.periods:
+            continue
+        known = standings.get(update.user_id)
+        if known is None:
+            known = standings[update.user_id] = Standing(update.username, 0, 0, 0)
+        known.score += update.delta
+        if update.seq > known.seq:
+            known.seq, known.username, known.updated_ms = update.seq, update.username, update.ts_ms
+        added += 1
+    return added
+
+
+async def _current_periods(
+    redis: RedisClient, conn: asyncpg.Connection, board: BoardKeys, clock: PeriodClock
+) -> list[CurrentPeriod]:
+    kinds = await conn.fetchval(_BOARD_PERIODS_SQL, board.name) or []
+    if not kinds:
+        return []
+    async with redis_errors():
+        seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000 + clock.offset_ms
+    current = []
+    for kind in kinds:
+        period = period_at(kind, now_ms)
+        current.append(CurrentPeriod(period.id, period.ends_ms + clock.grace_ms - now_ms))
+    return current
+
+
+@dataclass
+class Baseline:
+    """One PostgreSQL snapshot of a board and the applied updates it does not hold:
+    those still in the stream (read up to `last_id`, and further by `extend`) and
+    those the syncer gave up on (the dead letters: the board holds them, so a rebuild
+    keeps them too). What the board should hold follows from it at any update
+    sequence read after the snapshot."""
+
+    persisted: dict[str, Standing]
+    period_rows: dict[CurrentPeriod, list[asyncpg.Record]]
+    unpersisted: list[TailUpdate]
+    last_id: str
+    dead_letters: int = 0  # applied updates held only in the dead letters
+    by_user: dict[str, list[TailUpdate]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for update in self.unpersisted:
+            self.by_user.setdefault(update.user_id, []).append(update)
+
+    async def extend(self, redis: RedisClient, board: BoardKeys) -> None:
+        """Read the updates applied since `last_id` (none of them can be in the
+        snapshot, which is older than they are)."""
+        updates, self.last_id = await _read_tail(redis, board.events, self.last_id)
+        self.unpersisted += updates
+        for update in updates:
+            self.by_user.setdefault(update.user_id, []).append(update)
+
+    def standing_at(self, user_id: str, seq: int) -> tuple[int, bool]:
+        """The score the board should hold of the player once the updates up to `seq`
+        are applied, and whether the player is banned."""
+        known = self.persisted.get(user_id)
+        score = known.score if known else 0
+        for update in self.by_user.get(user_id, ()):
+            if update.seq <= seq:
+                score += update.delta
+        return score, bool(known and known.banned)
+
+    def users(self) -> set[str]:
+        return set(self.persisted) | set(self.by_user)
+
+    def expected(self) -> Expected:
+        """The board and its current periods with every update read so far."""
+        standings = {u: dataclasses.replace(s) for u, s in self.persisted.items()}
+        added = _add_unpersisted(standings, self.unpersisted)
+        kept = {u: s for u, s in standings.items() if s.score > 0 or s.banned}
+        banned = {u for u, s in kept.items() if s.banned}
+        periods = {}
+        for period, found in self.period_rows.items():
+            ranked = {
+                row["user_id"]: Standing(
+                    row["username"], row["score"], row["seq"], row["updated_ms"]
+                )
+                for row in found
+            }
+            _add_unpersisted(ranked, self.unpersisted, period.period_id)
+            periods[period] = {u: s for u, s in ranked.items() if s.score > 0 and u not in banned}
+        return Expected(kept, self.last_id, added, periods)
+
+
+async def read_baseline(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
+) -> Baseline:
+    """PostgreSQL's totals of the board, of its current periods, and the applied
+    updates of the stream and of the dead letters that PostgreSQL does not hold."""
+    async with (
+        db_errors(),
+        pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        # the snapshot starts here
+        if board.name == DEFAULT_BOARD:
+            rows = await conn.fetch(_PLAYERS_SQL)
+        else:
+            rows = await conn.fetch(_BOARD_PLAYERS_SQL, board.name)
+        current = await _current_periods(redis, conn, board, clock)
+        period_rows = {
+            period: await conn.fetch(_PERIOD_PLAYERS_SQL, board.name, period.period_id)
+            for period in current
+        }
+        updates, last_id = await _read_tail(redis, board.events)
+        dead, _ = await _read_tail(redis, board.keys.dead_letters(board.name))
+        ids = list({update.event_id for update in updates + dead})
+        persisted = {row[0] for row in await conn.fetch(_PERSISTED_SQL, ids)} if ids else set()
+    in_stream = {update.event_id for update in updates}
+    held_dead = [u for u in dead if u.event_id not in persisted and u.event_id not in in_stream]
+    standings = {
+        row["user_id"]: Standing(
+            row["username"], row["score"], row["seq"], row["updated_ms"], row["banned"]
+        )
+        for row in rows
+    }
+    unpersisted = [u for u in updates if u.event_id not in persisted] + held_dead
+    return Baseline(standings, period_rows, unpersisted, last_id, len(held_dead))
+
+
+async def expected_board(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
+) -> Expected:
+    """PostgreSQL's totals plus the applied updates it does not hold yet, for the
+    all-time ranking and each current period."""
+    baseline = await read_baseline(redis, pool, board, clock)
+    return baseline.expected()
+
+
+async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Standing]) -> None:
+    """Ranked players onto the staged board and players hash; banned ones, with their
+    standing kept, into the staged banned hash."""
+    staged_board, staged_players, staged_banned = board.rebuild_staging
+    items = list(standings.items())
+    async with redis_errors():
+        await redis.unlink(staged_board, staged_players, staged_banned)
+        for offset in range(0, len(items), CHUNK):
+            chunk = items[offset : offset + CHUNK]
+            ranked = [(uid, s) for uid, s in chunk if not s.banned]
+            banned = [(uid, s) for uid, s in chunk if s.banned]
+            pipe = redis.pipeline(transaction=False)
+            if ranked:
+                pipe.zadd(staged_board, {s.member(uid): s.score for uid, s in ranked})
+                pipe.hset(
+                    staged_players,
+                    mapping={
+                        uid: player_entry(s.member(uid), s.updated_ms, s.username)
+                        for uid, s in ranked
+                    },
+                )
+            if banned:
+                pipe.hset(
+                    staged_banned,
+                    mapping={
+                        uid: banned_entry(s.member(uid), s.updated_ms, s.username, s.score)
+                        for uid, s in banned
+                    },
+                )
+            await pipe.execute()
+
+
+async def _stage_periods(
+    redis: RedisClient, board: BoardKeys, periods: dict[CurrentPeriod, dict[str, Standing]]
+) -> None:
+    """Each current period's ranking, staged for the install script, expiring with
+    its period."""
+    async with redis_errors():
+        for period, standings in periods.items():
+            ranking, players = board.period_staging(period.period_id)
+            await redis.unlink(ranking, players)
+            items = list(standings.items())
+            for offset in range(0, len(items), CHUNK):
+                chunk = items[offset : offset + CHUNK]
+                pipe = redis.pipeline(transaction=False)
+                pipe.zadd(ranking, {s.member(uid): s.score for uid, s in chunk})
+                pipe.hset(
+                    players,
+                    mapping={
+                        uid: player_entry(s.member(uid), s.updated_ms, s.username)
+                        for uid, s in chunk
+                    },
+                )
+                await pipe.execute()
+            if items:
+                keep_ms = max(1, period.keep_ms)
+                await redis.pexpire(ranking, keep_ms)
+                await redis.pexpire(players, keep_ms)
+
+
+async def install(
+    redis: RedisClient, scripts: Scripts, board: BoardKeys, expected: Expected
+) -> RebuildReport:
+    """Stage `expected` and swap it in as a new build of the board."""
+    await _stage(redis, board, expected.standings)
+    await _stage_periods(redis, board, expected.periods)
+    caught_up, _ = await scripts.install_board(
+        board,
+        expected.max_seq,
+        expected.last_id,
+        secrets.token_hex(8),
+        [(period.period_id, period.keep_ms) for period in expected.periods],
+    )
+    ranked = sum(not standing.banned for standing in expected.standings.values())
+    report = RebuildReport(ranked, expected.from_stream, caught_up)
+    log.info("board %s rebuilt: %s", board.name, report)
+    return report
+
+
+async def rebuild_board(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    scripts: Scripts,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
+) -> RebuildReport:
+    """Rebuild now; the caller holds the board's rebuild lock."""
+    expected = await expected_board(redis, pool, board, clock=clock)
+    return await install(redis, scripts, board, expected)
+
+
+@asynccontextmanager
+async def rebuild_lock(redis: RedisClient, board: BoardKeys) -> AsyncIterator[bool]:
+    """Yields whether this process holds the board's rebuild lock."""
+    owner = secrets.token_hex(8)
+    async with redis_errors():
+        held = bool(await redis.set(board.rebuild_lock, owner, nx=True, px=LOCK_MS))
+    try:
+        yield held
+    finally:
+        if held:
+            async with redis_errors():
+                if as_text(await redis.get(board.rebuild_lock) or b"") == owner:
+                    await redis.delete(board.rebuild_lock)
+
+
+async def rebuild_with_lock(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    scripts: Scripts,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
+) -> RebuildReport:
+    """An operator's rebuild: refused while another process is rebuilding."""
+    async with rebuild_lock(redis, board) as held:
+        if not held:
+            raise ServiceUnavailable(
+                "Another process is rebuilding this board", outcome=NOT_APPLIED
+            )
+        return await rebuild_board(redis, pool, scripts, board, clock)
+
+
+async def ensure_board(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    scripts: Scripts,
+    board: BoardKeys,
+    clock: PeriodClock = REAL_CLOCK,
+) -> str:
+    """Make the board ready for updates, rebuilding it first when Redis lost it.
+    Returns 'ready', 'created', 'rebuilt', or 'busy' while another process rebuilds
+    it (the caller looks again later). Only one process rebuilds at a time."""
+    async with redis_errors():
+        if await redis.exists(board.state):
+            return "ready"
+    async with rebuild_lock(redis, board) as held:
+        if not held:
+            return "busy"
+        async with redis_errors():
+            if await redis.exists(board.state):
+                return "ready"  # another process finished while we took the lock
+        report = await rebuild_board(redis, pool, scripts, board, clock)
+    return "rebuilt" if report.players or report.from_stream else "created"
+
+
+async def persisted_max_seq(pool: asyncpg.Pool, board: str = DEFAULT_BOARD) -> int:
+    """The highest update sequence PostgreSQL holds of the board (its high-water mark)."""
+    async with db_errors():
+        if board == DEFAULT_BOARD:
+            value = await pool.fetchval(_MAX_SEQ_SQL)
+        else:
+            value = await pool.fetchval(_BOARD_MAX_SEQ_SQL, board)
+    return int(value or 0)

@@ -1,0 +1,234 @@
+"""Comparing a live board with PostgreSQL plus the updates it does not hold, and
+repairing what differs, without ever holding Redis for long.
+
+The live board is read in bounded chunks (`scan_board`: HSCAN of the players hash,
+each chunk with the update sequence of its instant) while updates go on. Each player
+read is compared with what the board should hold at the sequence of its own chunk:
+PostgreSQL's snapshot plus the unpersisted updates up to that sequence (`Baseline`).
+A player that looks different is read again with others in one instant
+(`read_standings`) and compared at that instant's sequence, so only a real difference
+counts, never a change that happened during the scan. Updates held only in the dead
+letters count as applied: a board ahead of PostgreSQL because of them is reported, not
+taken down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from scoreboard.boards.rebuild import (
+    REAL_CLOCK,
+    Baseline,
+    PeriodClock,
+    install,
+    read_baseline,
+    rebuild_lock,
+)
+from scoreboard.core.values import parse_banned
+from scoreboard.storage.keys import BoardKeys
+from scoreboard.storage.redis_client import RedisClient, redis_errors
+from scoreboard.storage.scripts import LiveStanding, Scripts
+
+log = logging.getLogger("scoreboard.reconcile")
+
+# how far the syncer may be behind before a reconcile waits for it
+RECONCILE_MAX_TAIL = 50_000
+SCAN_COUNT = 250  # hash fields a scan chunk asks for: a millisecond or two of Redis
+CONFIRM_CHUNK = 500  # players re-read in one instant
+
+
+@dataclass
+class ReconcileReport:
+    """How the live board differed from PostgreSQL plus the unsynced updates."""
+
+    players: int = 0
+    differences: dict[str, int] = field(default_factory=dict)
+    examples: list[tuple[str, int | None, int | None]] = field(default_factory=list)
+    repaired: bool = False
+    skipped: str | None = None
+    scanned: int = 0  # entries read from the live board
+    chunks: int = 0  # script calls that read them
+    rechecked: int = 0  # players read again in one instant
+    dead_letters: int = 0  # applied updates PostgreSQL lacks that sit in the dead letters
+    seconds: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences
+
+    def note(self, kind: str, user_id: str, live: int | None, expected: int | None) -> None:
+        self.differences[kind] = self.differences.get(kind, 0) + 1
+        if len(self.examples) < 20:
+            self.examples.append((user_id, live, expected))
+
+    def summary(self) -> str:
+        return (
+            f"{self.players} players expected, {self.scanned} live entries read in"
+            f" {self.chunks} chunks, {self.rechecked} re-checked,"
+            f" differences {self.differences or 'none'},"
+            f" {'repaired' if self.repaired else 'nothing repaired'},"
+            f" {self.dead_letters} dead-lettered updates held, {self.seconds * 1000:.0f} ms"
+        )
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A player as one read of the live board found it, and the sequence of that read."""
+
+    standing: LiveStanding
+    seq: int
+
+
+def _kind(seen: LiveStanding, want_score: int, want_banned: bool) -> str | None:
+    """How a live standing differs from what the board should hold (None: it does not)."""
+    held_banned = parse_banned(seen.banned).score if seen.banned is not None else None
+    if want_banned:
+        if held_banned is None:
+            return "ban_missing"
+        if seen.score is not None:
+            return "banned_on_board"
+        return "banned_score" if held_banned != want_score else None
+    if held_banned is not None:
+        return "unban_missing"
+    if want_score <= 0:
+        return None if seen.score is None else "unknown"
+    if seen.score is None:
+        return "missing"
+    if seen.score < want_score:
+        return "behind"
+    return "ahead" if seen.score > want_score else None
+
+
+def _difference(baseline: Baseline, user_id: str, seen: Seen) -> tuple[str, int] | None:
+    score, banned = baseline.standing_at(user_id, seen.seq)
+    kind = _kind(seen.standing, score, banned)
+    return None if kind is None else (kind, score)
+
+
+class _LiveScan:
+    """Every player of the live board, chunk by chunk; the last read of each wins."""
+
+    def __init__(self, scripts: Scripts, board: BoardKeys, report: ReconcileReport) -> None:
+        self._scripts = scripts
+        self._board = board
+        self._report = report
+        self.seen: dict[str, Seen] = {}
+        self.seq = 0
+
+    async def read(self) -> None:
+        for banned in (False, True):
+            cursor = "0"
+            while True:
+                chunk = await self._scripts.scan_board(
+                    self._board, banned=banned, cursor=cursor, count=SCAN_COUNT
+                )
+                seq = chunk.seq or 0
+                self.seq = max(self.seq, seq)
+                self._report.chunks += 1
+                self._report.scanned += len(chunk.values)
+                for user_id, value in chunk.values:
+                    held = self.seen.get(user_id)
+                    score = held.standing.score if held else None
+                    if banned:
+                        self.seen[user_id] = Seen(LiveStanding(score, value), seq)
+                    elif value:
+                        self.seen[user_id] = Seen(LiveStanding(int(float(value)), None), seq)
+                cursor = chunk.cursor
+                if cursor == "0":
+                    break
+
+
+async def _confirm(
+    scripts: Scripts,
+    redis: RedisClient,
+    board: BoardKeys,
+    baseline: Baseline,
+    suspects: list[str],
+    report: ReconcileReport,
+) -> int:
+    """Read the suspects again, each chunk in one instant, and note what still differs;
+    returns the highest sequence read."""
+    highest = 0
+    for offset in range(0, len(suspects), CONFIRM_CHUNK):
+        chunk = suspects[offset : offset + CONFIRM_CHUNK]
+        seq, standings = await scripts.read_standings(board, chunk)
+        await baseline.extend(redis, board)  # every update up to `seq` is in the stream
+        highest = max(highest, seq or 0)
+        report.rechecked += len(chunk)
+        for user_id in chunk:
+            found = _difference(baseline, user_id, Seen(standings[user_id], seq or 0))
+            if found is not None:
+                kind, want = found
+                report.note(kind, user_id, standings[user_id].score, want)
+    return highest
+
+
+async def _compare(
+    scripts: Scripts,
+    redis: RedisClient,
+    board: BoardKeys,
+    baseline: Baseline,
+    report: ReconcileReport,
+) -> None:
+    scan = _LiveScan(scripts, board, report)
+    await scan.read()
+    await baseline.extend(redis, board)  # past every sequence the scan read
+    unseen = Seen(LiveStanding(None, None), scan.seq)
+    suspects = []
+    for user_id in baseline.users() | set(scan.seen):
+        score, banned = baseline.standing_at(user_id, scan.seq)
+        report.players += score > 0 or banned
+        if _difference(baseline, user_id, scan.seen.get(user_id, unseen)) is not None:
+            suspects.append(user_id)
+    suspects.sort()
+    seq = max(scan.seq, await _confirm(scripts, redis, board, baseline, suspects, report))
+    persisted_seq = max((s.seq for s in baseline.persisted.values()), default=0)
+    if seq < persisted_seq:
+        report.note("sequence_behind", "-", seq, persisted_seq)
+
+
+async def reconcile(
+    redis: RedisClient,
+    pool: asyncpg.Pool,
+    scripts: Scripts,
+    board: BoardKeys,
+    *,
+    repair: bool = True,
+    clock: PeriodClock = REAL_CLOCK,
+) -> ReconcileReport:
+    """Compare the live board with PostgreSQL plus the unsynced and dead-lettered
+    updates; where they differ, PostgreSQL wins: the board is rebuilt from it (Redis's
+    damage is never copied into PostgreSQL). One line is logged per run."""
+    started = time.perf_counter()
+    report = ReconcileReport()
+    async with redis_errors():
+        if await redis.xlen(board.events) > RECONCILE_MAX_TAIL:
+            report.skipped = "the syncer is behind; reconciling once it has caught up"
+            return report
+    async with rebuild_lock(redis, board) as held:
+        if not held:
+            report.skipped = "another process is rebuilding the board"
+            return report
+        baseline = await read_baseline(redis, pool, board, clock)
+        report.dead_letters = baseline.dead_letters
+        await _compare(scripts, redis, board, baseline, report)
+        for user_id, held_score, want in report.examples:
+            log.warning(
+                "reconcile %s: player %s holds %s on the board, PostgreSQL says %s",
+                board.name,
+                user_id,
+                held_score,
+                want,
+            )
+        if not report.clean and repair:
+            await baseline.extend(redis, board)
+            await install(redis, scripts, board, baseline.expected())
+            report.repaired = True
+    report.seconds = time.perf_counter() - started
+    level = logging.INFO if report.clean and not report.dead_letters else logging.WARNING
+    log.log(level, "reconcile %s: %s", board.name, report.summary())
+    return report

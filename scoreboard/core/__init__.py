@@ -1,0 +1,1 @@
+"""Values, rules and process plumbing every layer shares: settings, errors, periods."""

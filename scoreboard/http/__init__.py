@@ -1,0 +1,1 @@
+"""The HTTP edge: middleware, bodies, the envelope, headers, protocols, OpenAPI."""

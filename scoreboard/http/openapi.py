@@ -1,0 +1,815 @@
+"""The OpenAPI 3.1 document, assembled from the application's routes: every route
+must have an operation here (a test fails otherwise), and each operation lists the
+statuses it can answer, its request and response schemas, and its security.
+
+Paths are given under `/v1`; every route answers without the prefix too.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
+from scoreboard import __version__
+from scoreboard.core.settings import Settings
+
+PREFIX = "/v1"
+ERROR_CODES = [
+    "INVALID_REQUEST",
+    "INVALID_TOKEN",
+    "INVALID_CREDENTIALS",
+    "INVALID_ACTION_TOKEN",
+    "SCORE_VALIDATION_FAILED",
+    "INSUFFICIENT_PERMISSIONS",
+    "NOT_FOUND",
+    "USER_NOT_FOUND",
+    "BOARD_NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "CONFLICT",
+    "PAYLOAD_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "RATE_LIMIT_EXCEEDED",
+    "SERVICE_UNAVAILABLE",
+    "INTERNAL_ERROR",
+]
+_WHY = {
+    400: "Invalid input: `details.field` or `details.reason` says what",
+    401: "The access token is missing, invalid, expired or revoked",
+    403: "Not allowed (a suspended account, a non-admin, registration closed)",
+    404: "No such user, board or ended season",
+    409: "Taken, or not allowed in this state",
+    413: "The body is larger than SCOREBOARD_MAX_BODY_BYTES",
+    415: "The body is not application/json",
+    429: "Rate limited; see Retry-After",
+    503: (
+        "Redis or PostgreSQL unreachable or stalled, or the board being rebuilt;"
+        " details.outcome: not_applied (nothing changed) or unknown (send the same request"
+        " again for the one true answer)"
+    ),
+}
+
+UUID = {"type": "string", "format": "uuid"}
+ISO_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+SCORE = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
+RANK_OR_NULL = {"type": ["integer", "null"], "minimum": 1}
+REASON = {"type": "string", "maxLength": 500, "pattern": "\\S"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {**required, **(optional or {})},
+        "required": list(required),
+    }
+
+
+def _closed(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request body: exactly these fields (unknown ones are 400)."""
+    return {**_object(required, optional), "additionalProperties": False}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object(
+        {
+            "success": {"const": False},
+            "error": _object(
+                {
+                    "code": {"enum": ERROR_CODES},
+                    "message": {"type": "string"},
+                    "details": {"type": "object"},
+                }
+            ),
+        }
+    ),
+    "Entry": _object(
+        {
+            "rank": {"type": "integer", "minimum": 1},
+            "user_id": UUID,
+            "username": {"type": "string"},
+            "score": SCORE,
+            "last_updated": ISO_OR_NULL,
+        }
+    ),
+    "Board": _object(
+        {
+            "leaderboard": {"type": "array", "items": _ref("Entry")},
+            "last_updated": ISO_OR_NULL,
+            "total_players": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "Period": _object(
+        {
+            "id": {"type": "string"},
+            "kind": {"enum": ["daily", "weekly", "monthly"]},
+            "starts_at": {"type": "string", "format": "date-time"},
+            "ends_at": {"type": "string", "format": "date-time"},
+            "next_reset_at": {"type": "string", "format": "date-time"},
+        }
+    ),
+    "PeriodStanding": _object(
+        {
+            "id": {"type": "string"},
+            "score": SCORE,
+            "rank": {"type": "integer", "minimum": 1},
+            "next_reset_at": {"type": "string", "format": "date-time"},
+        }
+    ),
+    "BoardInfo": _object(
+        {
+            "name": {"type": "string"},
+            "action_types": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "periods": {"type": "array", "items": _ref("Period")},
+            "season": {"type": "integer", "minimum": 1},
+        }
+    ),
+    "RankingPage": _object(
+        {
+            "leaderboard": {"type": "array", "items": _ref("Entry")},
+            "last_updated": ISO_OR_NULL,
+            "total_players": {"type": "integer", "minimum": 0},
+            "board": {"type": "string"},
+            "period": {"type": "string"},
+            "period_id": {"type": ["string", "null"]},
+        }
+    ),
+    "TokenPair": _object(
+        {
+            "access_token": {"type": "string"},
+            "refresh_token": {"type": "string"},
+            "user_id": UUID,
+            "expires_in": {"type": "integer"},
+            "token_type": {"const": "Bearer"},
+        }
+    ),
+    "Change": _object(
+        {
+            "user_id": UUID,
+            "username": {"type": "string"},
+            "old_rank": RANK_OR_NULL,
+            "new_rank": RANK_OR_NULL,
+            "score_change": {"type": "integer"},
+            "new_score": SCORE,
+        }
+    ),
+    "LeaderboardUpdate": {
+        "description": "A live-feed message: the WebSocket's `data`, the SSE event's data",
+        **_object(
+            {
+                "leaderboard": {"type": "array", "items": _ref("Entry")},
+                "updated_user": {"oneOf": [_ref("Change"), {"type": "null"}]},
+                "updated_users": {"type": "array", "items": _ref("Change")},
+                "total_players": {"type": "integer"},
+                "timestamp": ISO_OR_NULL,
+            }
+        ),
+    },
+    "AuditItem": _object(
+        {
+            "event_id": {"type": ["string", "null"]},
+            "event_type": {"type": "string"},
+            "user_id": {"type": ["string", "null"]},
+            "username": {"type": ["string", "null"]},
+            "ip_address": {"type": ["string", "null"]},
+            "user_agent": {"type": ["string", "null"]},
+            "score_change": {"type": ["integer", "null"]},
+            "validation_result": {"type": ["string", "null"]},
+            "risk_score": {"type": ["number", "null"]},
+            "reasons": {"type": "array"},
+            "details": {"type": "object"},
+            "timestamp": {"type": "string", "format": "date-time"},
+        }
+    ),
+    "AuditPage": _object(
+        {
+            "items": {"type": "array", "items": _ref("AuditItem")},
+            "next_cursor": {"type": ["string", "null"]},
+        }
+    ),
+}
+
+
+def _ok(schema: dict[str, Any], description: str = "Done") -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": _object({"success": {"const": True}, "data": schema})}
+        },
+    }
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    error = {"application/json": {"schema": _ref("Error")}}
+    return {str(status): {"description": _WHY[status], "content": error} for status in statuses}
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_BODY_ERRORS = (400, 413, 415)
+_USER_PATH = [{"name": "user_id", "in": "path", "required": True, "schema": UUID}]
+_PAGE_QUERY = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+]
+
+
+def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+def _integers(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _operation_id(path: str, method: str) -> str:
+    name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
+    return f"{method}_{name or 'root'}"
+
+
+def _admin(summary: str, body: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "tags": ["admin"],
+        "summary": summary,
+        "security": BEARER,
+        "parameters": _USER_PATH,
+        "responses": {"200": _ok(data), **_errors(*_BODY_ERRORS, 401, 403, 404, 409, 503)},
+    }
+    if body is not None:
+        operation["requestBody"] = _json_body(body)
+    return operation
+
+
+def _listing(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "tags": ["admin"],
+        "summary": summary,
+        "security": BEARER,
+        "parameters": parameters,
+        "responses": {"200": _ok(_ref("AuditPage")), **_errors(400, 401, 403, 404, 503)},
+    }
+
+
+# The canonical forms: the server also accepts what normalises to them (NFKC names,
+# upper-case e-mail addresses, a username's case), and refuses everything else with 400.
+USERNAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$"}
+EMAIL = {
+    "type": "string",
+    "maxLength": 100,
+    "pattern": "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+$",
+}
+PASSWORD = {"type": "string", "pattern": "^[ -~]{8,72}$"}
+SESSION_ID = {"type": "string", "pattern": "^[!-~]{1,100}$"}
+BOARD_NAME = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}
+PERIOD_KIND = {"enum": ["all", "daily", "weekly", "monthly"]}
+_BOARD_PATH = [{"name": "board", "in": "path", "required": True, "schema": BOARD_NAME}]
+_BOARD_READ_ERRORS = (400, 404, 429, 503)
+
+
+def _action_types(ceiling: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 50,
+        "propertyNames": {"pattern": "^[ -~]{1,50}$"},
+        "additionalProperties": _integers(1, ceiling),
+    }
+
+
+_PERIOD_KINDS = {
+    "type": "array",
+    "uniqueItems": True,
+    "items": {"enum": ["daily", "weekly", "monthly"]},
+}
+_REGISTER = _closed({"username": USERNAME, "email": EMAIL, "password": PASSWORD})
+
+
+def _update(action_types: list[str], ceiling: int) -> dict[str, Any]:
+    return _closed(
+        {
+            "score_increase": {
+                "oneOf": [
+                    {"type": "integer", "minimum": 1, "maximum": ceiling},
+                    {"type": "string", "pattern": "^[1-9][0-9]{0,14}$"},
+                ]
+            }
+        },
+        {
+            "action_type": {"enum": action_types},
+            "session_id": SESSION_ID,
+            "action_data": {
+                **_object(
+                    {},
+                    {
+                        "level": _integers(0, 1_000_000),
+                        "time_taken": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "maximum": 86_400,
+                        },
+                        "accuracy": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                ),
+                "additionalProperties": False,
+            },
+        },
+    )
+
+
+_HEALTH = _object({"status": {"type": "string"}})
+_SSE_EVENT = {
+    "description": "One event: `data` is a LeaderboardUpdate as JSON text",
+    **_object(
+        {
+            "event": {"const": "leaderboard_update"},
+            "id": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref("LeaderboardUpdate"),
+            },
+        }
+    ),
+}
+
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/health", "get"): {
+        "tags": ["operations"],
+        "summary": "Liveness: the process answers",
+        "responses": {"200": _ok(_HEALTH)},
+    },
+    ("/health/detailed", "get"): {
+        "tags": ["operations"],
+        "summary": "Redis, PostgreSQL, the board and the syncer, each within a deadline",
+        "responses": {"200": _ok(_HEALTH), **_errors(503)},
+    },
+    ("/metrics", "get"): {
+        "tags": ["operations"],
+        "summary": "Prometheus text exposition",
+        "responses": {"200": {"description": "Metrics", "content": {"text/plain": {}}}},
+    },
+    ("/auth/register", "post"): {
+        "tags": ["accounts"],
+        "summary": "Create an account",
+        "requestBody": _json_body(_REGISTER),
+        "responses": {
+            "201": _ok(_object({"user_id": UUID, "username": {}, "email": {}}), "Created"),
+            **_errors(*_BODY_ERRORS, 403, 409, 503),
+        },
+    },
+    ("/auth/login", "post"): {
+        "tags": ["accounts"],
+        "summary": "A token pair for a username and password",
+        "requestBody": _json_body(
+            _closed({"username": {"type": "string"}, "password": {"type": "string"}})
+        ),
+        "responses": {
+            "200": _ok(_ref("TokenPair")),
+            **_errors(*_BODY_ERRORS, 401, 403, 429, 503),
+        },
+    },
+    ("/auth/refresh", "post"): {
+        "tags": ["accounts"],
+        "summary": "Spend a refresh token for a new pair (a spent one revokes its session)",
+        "requestBody": _json_body(_closed({"refresh_token": {"type": "string"}})),
+        "responses": {"200": _ok(_ref("TokenPair")), **_errors(*_BODY_ERRORS, 401, 503)},
+    },
+    ("/auth/logout", "post"): {
+        "tags": ["accounts"],
+        "summary": "Revoke this session",
+        "security": BEARER,
+        "responses": {
+            "200": _ok(_object({"logged_out": {"const": True}})),
+            **_errors(401, 503),
+        },
+    },
+    ("/auth/action-token", "post"): {
+        "tags": ["scores"],
+        "summary": "A one-time token for the score update of one completed action",
+        "security": BEARER,
+        "requestBody": "ACTION_TOKEN_BODY",
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "action_token": {"type": "string"},
+                        "expires_in": {"type": "integer"},
+                        "max_score_increase": {"type": "integer"},
+                    }
+                )
+            ),
+            **_errors(*_BODY_ERRORS, 401, 403, 429, 503),
+        },
+    },
+    ("/scores/update", "post"): {
+        "tags": ["scores"],
+        "summary": "Spend an action token on a score increase (one atomic step)",
+        "security": [{"bearer": [], "actionToken": []}],
+        "requestBody": "UPDATE_BODY",
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "new_score": SCORE,
+                        "score_increase": {"type": "integer"},
+                        "rank": {"type": "integer", "minimum": 1},
+                        "user_id": UUID,
+                        "board": BOARD_NAME,
+                        "periods": {
+                            "type": "object",
+                            "additionalProperties": _ref("PeriodStanding"),
+                        },
+                    }
+                )
+            ),
+            **_errors(*_BODY_ERRORS, 401, 403, 429, 503),
+        },
+    },
+    ("/scores/user/{user_id}", "get"): {
+        "tags": ["scores"],
+        "summary": "A player's score and rank",
+        "parameters": _USER_PATH,
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "user_id": UUID,
+                        "username": {"type": "string"},
+                        "current_score": SCORE,
+                        "rank": RANK_OR_NULL,
+                        "last_updated": ISO_OR_NULL,
+                    }
+                )
+            ),
+            **_errors(400, 404, 429, 503),
+        },
+    },
+    ("/leaderboard/top10", "get"): {
+        "tags": ["leaderboard"],
+        "summary": "The top 10",
+        "responses": {"200": _ok(_ref("Board")), **_errors(429, 503)},
+    },
+    ("/leaderboard", "get"): {
+        "tags": ["leaderboard"],
+        "summary": "A page of the board",
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+            },
+            {
+                "name": "offset",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+            },
+        ],
+        "responses": {"200": _ok(_ref("Board")), **_errors(400, 429, 503)},
+    },
+    ("/leaderboard/around/{user_id}", "get"): {
+        "tags": ["leaderboard"],
+        "summary": "A player's neighbourhood on the board",
+        "parameters": [
+            *_USER_PATH,
+            {
+                "name": "radius",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0, "maximum": 50},
+            },
+        ],
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "user_id": UUID,
+                        "rank": RANK_OR_NULL,
+                        "radius": {"type": "integer"},
+                        "leaderboard": {"type": "array", "items": _ref("Entry")},
+                        "total_players": {"type": "integer"},
+                    }
+                )
+            ),
+            **_errors(400, 404, 429, 503),
+        },
+    },
+    ("/", "get"): {
+        "tags": ["live"],
+        "summary": "The live board page",
+        "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+    },
+    ("/sse/leaderboard", "get"): {
+        "tags": ["live"],
+        "summary": "Server-Sent Events: `leaderboard_update` events (data: LeaderboardUpdate)",
+        "description": (
+            "The board first, then each change of the top N, coalesced within"
+            " SCOREBOARD_BROADCAST_INTERVAL_MS. Each event has an `id`; a reconnect gets the"
+            " board afresh."
+        ),
+        "responses": {
+            "200": {
+                "description": "An event stream",
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+            },
+            **_errors(429),
+        },
+    },
+    ("/ws/leaderboard", "websocket"): {
+        "tags": ["live"],
+        "summary": "WebSocket (upgrade): `?token=<access token>`",
+        "description": (
+            'Send `{"type": "subscribe_leaderboard", "data": {}}`; receive'
+            ' `{"type": "leaderboard_update", "data": LeaderboardUpdate}` for the board'
+            ' and each change, `{"type": "error", "data": {code, message}}` for a bad'
+            " message. Refused at the handshake (403) without a valid token or from an"
+            " origin not allowed; closed with 1008 when the session is revoked or the token"
+            " expires, 1001 when the server shuts down."
+        ),
+        "parameters": [
+            {"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {
+            "101": {"description": "Switching protocols"},
+            "403": {"description": "Refused"},
+        },
+    },
+    ("/admin/players/{user_id}/ban", "post"): _admin(
+        "Ban a player: off every view at once, sessions revoked, score kept",
+        _closed({"reason": REASON}),
+        _object({"user_id": UUID, "banned": {"const": True}}),
+    ),
+    ("/admin/players/{user_id}/unban", "post"): _admin(
+        "Unban: back with the same score and tie position",
+        None,
+        _object({"user_id": UUID, "banned": {"const": False}}),
+    ),
+    ("/admin/players/{user_id}/adjust", "post"): _admin(
+        "Change a score through the update's atomic path",
+        _closed(
+            {
+                "delta": {**_integers(-(2**53) + 1, 2**53 - 1), "not": {"const": 0}},
+                "reason": REASON,
+            }
+        ),
+        _object({"user_id": UUID, "new_score": SCORE, "rank": RANK_OR_NULL}),
+    ),
+    ("/admin/players/{user_id}/score", "delete"): _admin(
+        "Remove a score: off the board, total 0, history kept",
+        _closed({"reason": REASON}),
+        _object({"user_id": UUID, "removed": {"const": True}}),
+    ),
+    ("/admin/players/{user_id}/history", "get"): _listing(
+        "A player's updates with their risk, refusals and admin actions, newest first",
+        [*_USER_PATH, *_PAGE_QUERY],
+    ),
+    ("/admin/flagged", "get"): _listing(
+        "Flagged and anti-cheat-rejected updates, newest first", _PAGE_QUERY
+    ),
+    ("/admin/audit", "get"): _listing(
+        "Audit records, newest first",
+        [
+            {
+                "name": "event_type",
+                "in": "query",
+                "schema": {"type": "string", "pattern": "^[a-z_]{1,50}$"},
+            },
+            {"name": "user_id", "in": "query", "schema": UUID},
+            *_PAGE_QUERY,
+        ],
+    ),
+    ("/boards", "get"): {
+        "tags": ["boards"],
+        "summary": "Every board, its current periods with their next reset, its season",
+        "responses": {
+            "200": _ok({"type": "array", "items": _ref("BoardInfo")}),
+            **_errors(429, 503),
+        },
+    },
+    ("/boards/{board}/top10", "get"): {
+        "tags": ["boards"],
+        "summary": "The top 10 of one of the board's rankings",
+        "parameters": [*_BOARD_PATH, _query("period", PERIOD_KIND)],
+        "responses": {"200": _ok(_ref("RankingPage")), **_errors(*_BOARD_READ_ERRORS)},
+    },
+    ("/boards/{board}/leaderboard", "get"): {
+        "tags": ["boards"],
+        "summary": "A page of one of the board's rankings",
+        "parameters": [
+            *_BOARD_PATH,
+            _query("period", PERIOD_KIND),
+            _query("limit", _integers(1, 100)),
+            _query("offset", _integers(0, 10_000_000)),
+        ],
+        "responses": {"200": _ok(_ref("RankingPage")), **_errors(*_BOARD_READ_ERRORS)},
+    },
+    ("/boards/{board}/around/{user_id}", "get"): {
+        "tags": ["boards"],
+        "summary": "A player's neighbourhood in one of the board's rankings",
+        "parameters": [
+            *_BOARD_PATH,
+            *_USER_PATH,
+            _query("period", PERIOD_KIND),
+            _query("radius", _integers(0, 50)),
+        ],
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "user_id": UUID,
+                        "rank": RANK_OR_NULL,
+                        "leaderboard": {"type": "array", "items": _ref("Entry")},
+                        "total_players": {"type": "integer", "minimum": 0},
+                        "board": {"type": "string"},
+                        "period": {"type": "string"},
+                    }
+                )
+            ),
+            **_errors(*_BOARD_READ_ERRORS),
+        },
+    },
+    ("/boards/{board}/players/{user_id}", "get"): {
+        "tags": ["boards"],
+        "summary": "A player's score and rank in every ranking of the board",
+        "parameters": [*_BOARD_PATH, *_USER_PATH],
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "user_id": UUID,
+                        "username": {"type": "string"},
+                        "board": {"type": "string"},
+                        "periods": {"type": "object"},
+                    }
+                )
+            ),
+            **_errors(*_BOARD_READ_ERRORS),
+        },
+    },
+    ("/boards/{board}/history/{period_id}", "get"): {
+        "tags": ["boards"],
+        "summary": "A closed period's or an ended season's final ranking (PostgreSQL)",
+        "parameters": [
+            *_BOARD_PATH,
+            {
+                "name": "period_id",
+                "in": "path",
+                "required": True,
+                "schema": {
+                    "type": "string",
+                    "pattern": "^(daily:[0-9]{4}-[0-9]{2}-[0-9]{2}|weekly:[0-9]{4}-W[0-9]{2}"
+                    "|monthly:[0-9]{4}-[0-9]{2}|season:[1-9][0-9]{0,8})$",
+                },
+            },
+            _query("limit", _integers(1, 100)),
+            _query("offset", _integers(0, 10_000_000)),
+        ],
+        "responses": {"200": _ok(_ref("RankingPage")), **_errors(*_BOARD_READ_ERRORS)},
+    },
+    ("/admin/boards", "post"): {
+        "tags": ["admin"],
+        "summary": "Create a board",
+        "security": BEARER,
+        "requestBody": "BOARD_BODY",
+        "responses": {
+            "201": _ok(_ref("BoardInfo"), "Created"),
+            **_errors(*_BODY_ERRORS, 401, 403, 409, 503),
+        },
+    },
+    ("/admin/boards/{board}", "patch"): {
+        "tags": ["admin"],
+        "summary": "Change a board's action types or periods (every process follows)",
+        "security": BEARER,
+        "parameters": _BOARD_PATH,
+        "requestBody": "BOARD_CHANGE_BODY",
+        "responses": {
+            "200": _ok(_ref("BoardInfo")),
+            **_errors(*_BODY_ERRORS, 401, 403, 404, 503),
+        },
+    },
+    ("/admin/boards/{board}/reset", "post"): {
+        "tags": ["admin"],
+        "summary": "End the all-time ranking's season: archived, emptied, the number up",
+        "security": BEARER,
+        "parameters": _BOARD_PATH,
+        "requestBody": _json_body(_closed({"reason": REASON})),
+        "responses": {
+            "200": _ok(
+                _object(
+                    {
+                        "board": {"type": "string"},
+                        "ended_season": {"type": "integer"},
+                        "season": {"type": "integer"},
+                        "players": {"type": "integer"},
+                        "archive": {"type": "string"},
+                    }
+                )
+            ),
+            **_errors(*_BODY_ERRORS, 401, 403, 404, 503),
+        },
+    },
+    ("/openapi.json", "get"): {
+        "tags": ["operations"],
+        "summary": "This document",
+        "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+    },
+    ("/docs", "get"): {
+        "tags": ["operations"],
+        "summary": "This document, readable (assets served by this server)",
+        "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+    },
+}
+
+
+def route_operations(routes: list[BaseRoute]) -> list[tuple[str, str]]:
+    """(path, method) of every route the application serves (bare paths)."""
+    found: list[tuple[str, str]] = []
+    for route in routes:
+        if isinstance(route, Mount):
+            continue  # the /v1 mount holds the same routes
+        if isinstance(route, WebSocketRoute):
+            found.append((route.path, "websocket"))
+        elif isinstance(route, Route):
+            for method in sorted(route.methods or ()):
+                if method != "HEAD":
+                    found.append((route.path, method.lower()))
+    return found
+
+
+def _bodies(action_types: tuple[str, ...], ceiling: int) -> dict[str, Any]:
+    """Request bodies that depend on the server's settings."""
+    types = list(action_types)
+    return {
+        "ACTION_TOKEN_BODY": _json_body(
+            _closed(
+                {"action_type": {"enum": types}, "session_id": SESSION_ID},
+                {"timestamp": {"type": "string", "format": "date-time"}, "board": BOARD_NAME},
+            )
+        ),
+        "UPDATE_BODY": _json_body(_update(types, ceiling)),
+        "BOARD_BODY": _json_body(
+            _closed(
+                {"name": BOARD_NAME, "action_types": _action_types(ceiling)},
+                {"periods": _PERIOD_KINDS},
+            )
+        ),
+        "BOARD_CHANGE_BODY": _json_body(
+            _closed({}, {"action_types": _action_types(ceiling), "periods": _PERIOD_KINDS})
+        ),
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _document(
+    operations: tuple[tuple[str, str], ...], action_types: tuple[str, ...], ceiling: int
+) -> dict[str, Any]:
+    bodies = _bodies(action_types, ceiling)
+    paths: dict[str, dict[str, Any]] = {}
+    websockets: dict[str, Any] = {}
+    for path, method in operations:
+        operation = dict(OPERATIONS[(path, method)])
+        body = operation.get("requestBody")
+        if isinstance(body, str):
+            operation["requestBody"] = bodies[body]
+        if method == "websocket":  # not an HTTP operation: described beside them
+            websockets[PREFIX + path] = operation
+            continue
+        paths.setdefault(PREFIX + path, {})[method] = {
+            "operationId": _operation_id(path, method),
+            **operation,
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "scoreboard",
+            "version": __version__,
+            "description": (
+                "A Redis-first live leaderboard. Every path also answers without the /v1"
+                " prefix. Errors share one envelope: `{success: false, error: {code,"
+                " message, details}}`."
+            ),
+        },
+        "paths": paths,
+        "x-websockets": websockets,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "actionToken": {"type": "apiKey", "in": "header", "name": "X-Action-Token"},
+            },
+        },
+    }
+
+
+def document(routes: list[BaseRoute], settings: Settings) -> dict[str, Any]:
+    """The document for these routes; KeyError names a route without an operation."""
+    return _document(
+        tuple(route_operations(routes)),
+        tuple(sorted(settings.action_types)),
+        settings.score_ceiling,
+    )

@@ -1,0 +1,1 @@
+"""Live feeds: a process's board subscriptions and the fan-out to its clients."""

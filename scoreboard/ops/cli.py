@@ -1,0 +1,288 @@
+"""`scoreboard serve | sync | migrate | users create | rebuild | reconcile`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from scoreboard.core import logs
+from scoreboard.core.errors import ScoreboardError, SettingsError
+from scoreboard.core.settings import Settings, unknown_variables
+from scoreboard.ops.parser import parser
+
+SHUTDOWN_GRACE_SECONDS = 10
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from scoreboard.api.app import create_app
+    from scoreboard.http.protocol import PROTOCOL_PATH as HTTP_PROTOCOL_PATH
+    from scoreboard.http.ws_protocol import PROTOCOL_PATH
+    from scoreboard.storage.embedded import banner
+    from scoreboard.storage.preflight import preflight
+
+    settings.require_secrets()
+    if args.workers < 1:
+        raise SettingsError("--workers: must be at least 1")
+    if settings.embedded and args.workers > 1:
+        raise SettingsError(
+            "--workers: embedded mode runs in one process; set REDIS_URL and DATABASE_URL"
+            " to serve with several workers"
+        )
+    if settings.embedded:
+        print(banner(settings.data_dir), file=sys.stderr, flush=True)
+    asyncio.run(preflight(settings))  # one clear line, before any worker starts
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_level": "info",
+        "log_config": logs.config(settings.log_format),
+        "access_log": args.access_log,
+        "ws_max_size": settings.ws_max_message_bytes,
+        # A client that has not answered a ping within one more interval is gone.
+        "ws_ping_interval": settings.ws_ping_interval_ms / 1000,
+        "ws_ping_timeout": settings.ws_ping_interval_ms / 1000,
+        # Compressing each message per client costs more CPU than the fan-out itself,
+        # and inflating client frames invites compression bombs.
+        "ws_per_message_deflate": False,
+        "ws": PROTOCOL_PATH,
+        # A deadline for reading each request (slowloris); see scoreboard/http/protocol.py.
+        "http": HTTP_PROTOCOL_PATH,
+        # SIGTERM: stop accepting, close WebSockets (1001) and end SSE streams, finish
+        # in-flight requests, and give up on what is left after this long.
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
+    }
+    # uvicorn re-raises SIGTERM once it has shut down, which would end the process with
+    # that signal; a graceful stop is a success (exit 0) for supervisors.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return 0
+    with _metrics_directory():
+        uvicorn.run(
+            "scoreboard.api.app:create_app_from_env", factory=True, workers=args.workers, **common
+        )
+    return 0
+
+
+@contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """Where the workers keep their metric samples for /metrics to add up: the
+    operator's PROMETHEUS_MULTIPROC_DIR, or a fresh directory removed afterwards."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="scoreboard-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+async def _migrate(settings: Settings) -> int:
+    from scoreboard.api.services import open_database
+    from scoreboard.storage.migrations import available
+
+    pool, _server = await open_database(settings)
+    await pool.close()
+    print(f"scoreboard: schema at version {available()[-1].version}")
+    return 0
+
+
+def _read_password() -> str:
+    """Asked twice without echo on a terminal; the first line of stdin otherwise."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        raise SettingsError("password: the two entries differ")
+    return password
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from scoreboard.api.services import open_database
+    from scoreboard.auth.accounts import Accounts
+    from scoreboard.auth.passwords import PasswordHasher
+
+    password = _read_password()
+    pool, _server = await open_database(settings)
+    try:
+        accounts = Accounts(pool, PasswordHasher(settings.bcrypt_rounds))
+        user = await accounts.create(
+            args.name, args.email, password, role="admin" if args.admin else "player"
+        )
+    finally:
+        await pool.close()
+    print(f"scoreboard: created {user.role} {user.username} ({user.id})")
+    return 0
+
+
+async def _sync(settings: Settings, args: argparse.Namespace) -> int:
+    from scoreboard.api.services import open_database
+    from scoreboard.core.gc_tuning import tune_for_service
+    from scoreboard.storage.preflight import preflight
+    from scoreboard.storage.redis_client import connect_for
+    from scoreboard.sync import SyncFleet
+
+    if settings.embedded:
+        raise SettingsError(
+            "REDIS_URL: the syncer runs inside `scoreboard serve` in embedded mode;"
+            " set REDIS_URL and DATABASE_URL to run it on its own"
+        )
+    assert settings.redis_url
+    await preflight(settings)
+    pool, _server = await open_database(settings)
+    # The syncer's reads block for up to SCOREBOARD_SYNC_BLOCK_MS: its timeout is longer.
+    redis = connect_for(settings, timeout=settings.sync_block_ms / 1000 + 1.0)
+    syncer = SyncFleet(settings, redis, pool)
+    tune_for_service()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, syncer.stop)
+    try:
+        await syncer.run(burst=args.burst)
+    finally:
+        await redis.aclose()
+        await pool.close()
+    print(f"scoreboard sync: stopped after {syncer.committed_events} events")
+    return 0
+
+
+@asynccontextmanager
+async def _board_tools(
+    settings: Settings, command: str, board: str = "global"
+) -> AsyncIterator[_BoardTools]:
+    from scoreboard.api.services import open_database
+    from scoreboard.boards.rebuild import PeriodClock
+    from scoreboard.storage.keys import BOARD_RE, Keys
+    from scoreboard.storage.redis_client import connect_for
+    from scoreboard.storage.scripts import Scripts
+
+    if settings.embedded:
+        raise SettingsError(
+            f"REDIS_URL: in embedded mode `scoreboard serve` does this by itself; `{command}`"
+            " needs REDIS_URL and DATABASE_URL"
+        )
+    assert settings.redis_url
+    if not BOARD_RE.match(board):
+        raise SettingsError(f"--board: {board!r} is not a board's name")
+    pool, _server = await open_database(settings)
+    redis = connect_for(settings, timeout=30.0)
+    try:
+        known = await pool.fetchval("SELECT 1 FROM boards WHERE name = $1", board)
+        if known is None:
+            raise SettingsError(f"--board: there is no board {board!r}")
+        yield _BoardTools(
+            redis,
+            pool,
+            Scripts(redis),
+            Keys.for_settings(settings).board(board),
+            PeriodClock.from_settings(settings),
+        )
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+@dataclass
+class _BoardTools:
+    redis: Any
+    pool: Any
+    scripts: Any
+    board: Any
+    clock: Any
+
+
+async def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from scoreboard.boards.rebuild import rebuild_with_lock
+
+    async with _board_tools(settings, "rebuild", args.board) as tools:
+        report = await rebuild_with_lock(
+            tools.redis, tools.pool, tools.scripts, tools.board, tools.clock
+        )
+    print(
+        f"scoreboard rebuild: {report.players} players, {report.from_stream} newer from the"
+        f" stream, {report.caught_up} caught up while rebuilding"
+    )
+    return 0
+
+
+async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from scoreboard.boards.reconcile import reconcile
+
+    async with _board_tools(settings, "reconcile", args.board) as tools:
+        report = await reconcile(
+            tools.redis,
+            tools.pool,
+            tools.scripts,
+            tools.board,
+            repair=not args.dry_run,
+            clock=tools.clock,
+        )
+    if report.skipped:
+        print(f"scoreboard reconcile: not run: {report.skipped}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"scoreboard reconcile: {report.players} players checked")
+    for kind, count in sorted(report.differences.items()):
+        print(f"  {kind}: {count}")
+    for user_id, held, expected in report.examples:
+        print(f"  player {user_id}: board {held}, PostgreSQL {expected}")
+    if report.dead_letters:
+        print(
+            f"  {report.dead_letters} applied updates sit in the dead letters, not in"
+            " PostgreSQL: the board keeps them"
+        )
+    if report.clean:
+        print("  the board matches PostgreSQL")
+    elif report.repaired:
+        print("  repaired: the board was rebuilt from PostgreSQL")
+    else:
+        print("  not repaired (--dry-run)")
+    return 0
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "users":
+        return asyncio.run(_create_user(settings, args))
+    if args.command == "sync":
+        return asyncio.run(_sync(settings, args))
+    if args.command == "reconcile":
+        return asyncio.run(_reconcile(settings, args))
+    return asyncio.run(_rebuild(settings, args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+        logs.configure(settings.log_format)
+        for line in unknown_variables(os.environ):
+            print(f"scoreboard: warning: {line}", file=sys.stderr)
+        return _dispatch(settings, args)
+    except SettingsError as exc:
+        print(f"scoreboard: configuration error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except ScoreboardError as exc:
+        print(f"scoreboard {args.command}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,82 @@
+"""The anti-cheat thresholds `submit_score.lua` judges by, and the one text format its
+verdict's reasons travel in (reply, stream, PostgreSQL, admin views).
+
+The checks themselves run inside the script (`lua/include/anticheat.lua`), on the
+player's history kept next to the board, so two parallel submissions can never both
+slip under a threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scoreboard.core.settings import Settings
+
+WINDOW_US = 60_000_000
+SPACING_FRACTION = 0.1
+# the points-per-second allowance grows with the claimed level up to this many levels
+# above the first, so a claimed level cannot buy an unbounded rate
+BONUS_LEVELS = 10
+
+
+@dataclass(frozen=True)
+class AnticheatPolicy:
+    """Field names are the keys the script reads (see lua/include/anticheat.lua)."""
+
+    window_points: int = 1000
+    window_us: int = WINDOW_US
+    slack_us: int = 5_000_000
+    rates: dict[str, float] = field(default_factory=lambda: {"game_completion": 10.0})
+    level_bonus: float = 0.1
+    bonus_levels: int = BONUS_LEVELS
+    min_duration_us: int = 1_000_000
+    min_history: int = 20
+    z_max: float = 5.0
+    run: int = 5
+    spacing_us: int = 250_000
+    spacing_frac: float = SPACING_FRACTION
+    flag: float = 0.5
+    reject: float = 0.8
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnticheatPolicy:
+        return cls(
+            window_points=settings.anticheat_max_points_per_minute,
+            slack_us=settings.anticheat_duration_slack * 1_000_000,
+            rates=settings.points_per_second(),
+            level_bonus=settings.anticheat_level_bonus_percent / 100,
+            min_duration_us=settings.anticheat_min_duration_ms * 1000,
+            min_history=settings.anticheat_min_history,
+            z_max=settings.anticheat_max_zscore,
+            run=settings.anticheat_automation_run,
+            spacing_us=settings.anticheat_spacing_tolerance_ms * 1000,
+            flag=settings.anticheat_flag_at,
+            reject=settings.anticheat_reject_at,
+        )
+
+    @functools.cached_property
+    def as_json(self) -> str:
+        """The thresholds as the script's ARGV, encoded once per policy."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Reason:
+    check: str
+    risk: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "risk": self.risk}
+
+
+def parse_reasons(text: str) -> list[Reason]:
+    """'<check>:<risk>,...' as the script writes it, highest risk first."""
+    reasons = []
+    for part in text.split(","):
+        check, sep, risk = part.partition(":")
+        if sep:
+            reasons.append(Reason(check, float(risk)))
+    return reasons

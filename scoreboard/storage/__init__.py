@@ -1,0 +1,1 @@
+"""Redis and PostgreSQL: key names, connections, the Lua scripts, migrations."""
