@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.settings import Settings
-from scoreboard.scoring.anticheat import AnticheatPolicy
 from scoreboard.scoring.updates import fingerprint
 from scoreboard.storage.keys import Keys
 from scoreboard.storage.scripts import Scripts

@@ -7,8 +7,8 @@ from typing import Any
 
 import fakeredis
 
+from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.settings import RateRule
-from scoreboard.scoring.anticheat import AnticheatPolicy
 from scoreboard.storage.keys import Keys
 from scoreboard.storage.scripts import (
     ScoreSubmission,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from scoreboard.core.errors import RateLimitExceeded
 from scoreboard.core.settings import RateRule
-
-if TYPE_CHECKING:
-    from scoreboard.storage.scripts import Scripts
 
 
 @dataclass(frozen=True)
@@ -46,8 +43,14 @@ def refusal(decision: RateDecision) -> RateLimitExceeded:
     )
 
 
+class RateCounter(Protocol):
+    """What counts requests against a rule: the `rate_limit` script in Redis."""
+
+    async def rate_limit(self, key: str, rule: RateRule) -> RateDecision: ...
+
+
 class RateLimiter:
-    def __init__(self, scripts: Scripts) -> None:
+    def __init__(self, scripts: RateCounter) -> None:
         self._scripts = scripts
 
     async def hit(self, key: str, rule: RateRule) -> RateDecision:

@@ -12,6 +12,7 @@ from typing import Any
 from scoreboard.auth.tokens import AccessClaims
 from scoreboard.boards.catalogue import BoardConfig
 from scoreboard.boards.runtime import BoardRuntimes
+from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.errors import (
     BoardNotFound,
     BoardUnavailable,
@@ -27,7 +28,6 @@ from scoreboard.scoring.action_tokens import (
     validate_action_type,
     validate_session_id,
 )
-from scoreboard.scoring.anticheat import AnticheatPolicy
 from scoreboard.storage.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 
 DIGITS_RE = re.compile(r"\A[0-9]{1,16}\Z")

@@ -23,6 +23,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from scoreboard.core.anticheat import AnticheatPolicy, Reason, parse_reasons
 from scoreboard.core.errors import (
     UNKNOWN,
     BoardUnavailable,
@@ -37,7 +38,6 @@ from scoreboard.core.metrics import script_latency
 from scoreboard.core.periods import Period, parse_period_id
 from scoreboard.core.ratelimit import RateDecision, refusal
 from scoreboard.core.settings import RateRule
-from scoreboard.scoring.anticheat import AnticheatPolicy, Reason, parse_reasons
 from scoreboard.storage.cluster_pipeline import ClusterPipelines
 from scoreboard.storage.keys import BoardKeys
 from scoreboard.storage.pipeline import PipelinedConnection

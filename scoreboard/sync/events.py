@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scoreboard.scoring.anticheat import parse_reasons
+from scoreboard.core.anticheat import parse_reasons
 
 APPLIED = "score_updated"
 REJECTED = "score_rejected"

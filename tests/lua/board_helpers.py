@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 
 import redis.asyncio as aioredis
 
+from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.periods import period_at
 from scoreboard.core.settings import RateRule
-from scoreboard.scoring.anticheat import AnticheatPolicy
 from scoreboard.scoring.updates import fingerprint
 from scoreboard.storage.keys import DEFAULT_BOARD, BoardKeys, Keys
 from scoreboard.storage.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts

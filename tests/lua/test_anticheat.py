@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.honest_players import false_positives
+from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.errors import ScoreValidationFailed
-from scoreboard.scoring.anticheat import AnticheatPolicy
 from scoreboard.scoring.updates import fingerprint
 from tests.lua.board_helpers import Board
 
