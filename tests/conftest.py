@@ -126,9 +126,16 @@ def unthrottled(settings: Settings, database_url: str, **changes: Any) -> Settin
     )
 
 
+@pytest.fixture
+def clock_offset_ms() -> int:
+    """How far forward the services' clock for periods runs (a test moves it to a
+    period's end)."""
+    return 0
+
+
 @pytest_asyncio.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    svc = await Services.open(settings)
+async def services(settings: Settings, clock_offset_ms: int) -> AsyncIterator[Services]:
+    svc = await Services.open(settings, clock_offset_ms=clock_offset_ms)
     yield svc
     await svc.close()
 

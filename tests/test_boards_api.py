@@ -46,9 +46,12 @@ def _offset_ms(target: datetime) -> int:
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
-    return unthrottled(
-        settings, own_database, anticheat_mode="off", test_clock_offset_ms=_offset_ms(TEST_NOW)
-    )
+    return unthrottled(settings, own_database, anticheat_mode="off")
+
+
+@pytest.fixture
+def clock_offset_ms() -> int:
+    return _offset_ms(TEST_NOW)
 
 
 async def _admin(http: httpx.AsyncClient, services: Services) -> dict[str, Any]:
@@ -87,7 +90,8 @@ async def _ids(http: httpx.AsyncClient, path: str) -> list[tuple[str, int]]:
 
 
 async def _sync(services: Services) -> None:
-    await SyncFleet(services.settings, services.redis, services.pool).run(burst=True)
+    fleet = SyncFleet(services.settings, services.redis, services.pool, clock=services.boards.clock)
+    await fleet.run(burst=True)
 
 
 async def _create(
@@ -209,7 +213,7 @@ async def test_bad_boards_and_periods_are_refused(
 async def test_changes_reach_every_process(client: httpx.AsyncClient, services: Services) -> None:
     """A board created through another process (here: straight in PostgreSQL, as the
     other process writes it) is usable at once, and a change is followed."""
-    other = await Services.open(services.settings)
+    other = await Services.open(services.settings, clock_offset_ms=services.boards.clock.offset_ms)
     try:
         admin = await _admin(client, services)
         assert (await _create(client, admin, SPEEDRUN)).status_code == 201
@@ -231,9 +235,11 @@ async def test_changes_reach_every_process(client: httpx.AsyncClient, services: 
         await other.close()
 
 
-async def test_yesterday_stays_readable_after_midnight(settings: Settings) -> None:
+async def test_yesterday_stays_readable_after_midnight(
+    settings: Settings, clock_offset_ms: int
+) -> None:
     """One process before midnight, one after (the test clock moved on), one database."""
-    before = await Services.open(settings)
+    before = await Services.open(settings, clock_offset_ms=clock_offset_ms)
     app_http = asgi_client(before)
     try:
         async with app_http as http:
@@ -245,8 +251,7 @@ async def test_yesterday_stays_readable_after_midnight(settings: Settings) -> No
             await _sync(before)
     finally:
         await before.close()
-    later = dataclasses.replace(settings, test_clock_offset_ms=_offset_ms(AFTER_MIDNIGHT))
-    after = await Services.open(later)
+    after = await Services.open(settings, clock_offset_ms=_offset_ms(AFTER_MIDNIGHT))
     try:
         async with asgi_client(after) as http:
             today = await http.get("/v1/boards/speedrun/top10?period=daily")

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from pathlib import Path
 
 import pytest
 
 from scoreboard.core.errors import SettingsError
-from scoreboard.core.settings import RateRule, Settings, unknown_variables
+from scoreboard.core.settings import (
+    RateRule,
+    Settings,
+    markdown_table,
+    unknown_variables,
+    variable,
+)
 
 SECRET_A = "a" * 32
 SECRET_B = "b" * 32
@@ -147,7 +154,7 @@ def test_an_unknown_variable_is_reported_with_the_closest_setting() -> None:
         "SCOREBOARD_RATELIMIT_LOGIN is not a setting of this version and is ignored;"
         " did you mean SCOREBOARD_RATE_LIMIT_LOGIN?"
     ]
-    assert unknown_variables({"SCOREBOARD_SYNC_FAILPOINT": "x", "OTHER": "y"}) == []
+    assert unknown_variables({"SCOREBOARD_DATA_DIR": "x", "OTHER": "y"}) == []
 
 
 def test_allowed_origins_are_origins() -> None:
@@ -157,3 +164,22 @@ def test_allowed_origins_are_origins() -> None:
     assert settings.allowed_origins == ("https://a.example", "http://b:8080")
     with pytest.raises(SettingsError, match=r"^SCOREBOARD_ALLOWED_ORIGINS: 'game\.example'"):
         Settings.from_env({"SCOREBOARD_ALLOWED_ORIGINS": "game.example"})
+
+
+def test_the_readme_configuration_table_is_the_declared_settings() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert markdown_table() in readme, (
+        "regenerate the README's configuration table: "
+        "python -c 'from scoreboard.core.settings import markdown_table; print(markdown_table())'"
+    )
+
+
+def test_every_setting_has_a_meaning_and_a_parser() -> None:
+    for declared in dataclasses.fields(Settings):
+        assert declared.metadata["meaning"].endswith((".", ")")), declared.name
+        assert callable(declared.metadata["parse"]), declared.name
+
+
+def test_test_hooks_are_not_settings() -> None:
+    names = {variable(declared) for declared in dataclasses.fields(Settings)}
+    assert not {name for name in names if "TEST" in name or "FAILPOINT" in name}

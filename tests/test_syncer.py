@@ -224,7 +224,25 @@ async def test_rejections_reach_the_audit_log(
     assert '"reason": "above_max"' in row["details"]
 
 
-def _sync_process(settings: Settings, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+# `scoreboard sync --burst` that dies as a crash would between a batch's commit to
+# PostgreSQL and its acknowledgement in Redis
+CRASH_AFTER_COMMIT = """
+import os, sys
+from scoreboard.ops.cli import main
+from scoreboard.sync.syncer import Syncer
+
+async def crash(self, stream_ids):
+    if stream_ids:
+        os._exit(17)
+
+Syncer._acknowledge = crash
+sys.exit(main(["sync", "--burst"]))
+"""
+
+
+def _sync_process(
+    settings: Settings, cwd: Path, *, crash: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
     full_env = server_env(
         settings,
         SCOREBOARD_SYNC_CONSUMER=settings.sync_consumer,
@@ -232,7 +250,9 @@ def _sync_process(settings: Settings, cwd: Path, **env: str) -> subprocess.Compl
         **env,
     )
     return subprocess.run(
-        [sys.executable, "-m", "scoreboard", "sync", "--burst"],
+        [sys.executable, "-c", CRASH_AFTER_COMMIT]
+        if crash
+        else [sys.executable, "-m", "scoreboard", "sync", "--burst"],
         env=full_env,
         cwd=cwd,
         capture_output=True,
@@ -247,9 +267,7 @@ async def test_a_crash_between_commit_and_ack_counts_nothing_twice(
 ) -> None:
     players = [await new_player(client) for _ in range(2)]
     await _play(client, players, 5)
-    crashed = await asyncio.to_thread(
-        _sync_process, services.settings, tmp_path, SCOREBOARD_SYNC_FAILPOINT="after_commit"
-    )
+    crashed = await asyncio.to_thread(_sync_process, services.settings, tmp_path, crash=True)
     assert crashed.returncode == 17, crashed.stderr
     assert await _rows(services, players) == 10
     assert await _stream_state(services) == (10, 10)

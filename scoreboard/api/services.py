@@ -123,7 +123,8 @@ class Services:
         return "embedded" if self.settings.embedded else "external"
 
     @classmethod
-    async def open(cls, settings: Settings) -> Services:
+    async def open(cls, settings: Settings, *, clock_offset_ms: int = 0) -> Services:
+        """`clock_offset_ms` moves this process's clock for periods forward (tests)."""
         settings = resolve_embedded_secrets(settings)
         pool, server = await open_database(settings)
         redis = (
@@ -131,7 +132,7 @@ class Services:
             if settings.redis_url
             else redis_store.connect_in_process()
         )
-        services = await cls.assemble(settings, redis, pool, server)
+        services = await cls.assemble(settings, redis, pool, server, clock_offset_ms)
         if settings.redis_url and not settings.redis_cluster:  # (a node's: see preflight)
             services.redis_warnings = await redis_warnings(redis, settings, quiet=True)
         await services.catalog.refresh()
@@ -149,12 +150,17 @@ class Services:
         """In embedded mode the syncer runs inside the server process."""
         from scoreboard.sync import SyncFleet
 
-        self.syncer = SyncFleet(self.settings, self.redis, self.pool)
+        self.syncer = SyncFleet(self.settings, self.redis, self.pool, clock=self.boards.clock)
         self.syncer_task = asyncio.create_task(self.syncer.run(), name="embedded-syncer")
 
     @classmethod
     async def assemble(
-        cls, settings: Settings, redis: RedisClient, pool: asyncpg.Pool, server: Any = None
+        cls,
+        settings: Settings,
+        redis: RedisClient,
+        pool: asyncpg.Pool,
+        server: Any = None,
+        clock_offset_ms: int = 0,
     ) -> Services:
         assert settings.jwt_secret and settings.jwt_refresh_secret
         keys = Keys.for_settings(settings)
@@ -209,7 +215,7 @@ class Services:
             url=settings.redis_url if pipelined else None,
             cluster=settings.redis_cluster,
         )
-        clock = PeriodClock.from_settings(settings)
+        clock = PeriodClock.from_settings(settings, clock_offset_ms)
         guard = BoardGuard(redis, pool, scripts, board, LiveCopy(leaderboard, feed), clock)
         feed.add_listener(leaderboard)
         hub = Hub(leaderboard, settings.broadcast_interval_ms)
@@ -252,7 +258,7 @@ class Services:
             sessions=sessions,
             action_tokens=ActionTokens(scripts, keys, settings, catalog),
             leaderboard=leaderboard,
-            scoring=Scoring(scripts, settings, boards),
+            scoring=Scoring(scripts, settings, boards, clock_offset_ms),
             feed=feed,
             hub=hub,
             guard=guard,

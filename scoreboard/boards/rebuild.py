@@ -77,15 +77,16 @@ _BOARD_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM board_scores 
 
 @dataclass(frozen=True)
 class PeriodClock:
-    """How a rebuild names the current periods: Redis TIME plus the test clock's
-    offset; a staged period ranking expires `grace_ms` after its period ends."""
+    """How a rebuild names the current periods: Redis TIME plus `offset_ms` (0 but in
+    tests, which move a process's clock to a period's end); a staged period ranking
+    expires `grace_ms` after its period ends."""
 
     offset_ms: int = 0
     grace_ms: int = 3_600_000
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PeriodClock:
-        return cls(settings.test_clock_offset_ms, settings.period_grace_seconds * 1000)
+    def from_settings(cls, settings: Settings, offset_ms: int = 0) -> PeriodClock:
+        return cls(offset_ms, settings.period_grace_seconds * 1000)
 
 
 REAL_CLOCK = PeriodClock()

@@ -56,11 +56,11 @@ class BoardRuntimes:
         self.catalog = catalog
         self._runtimes: dict[str, BoardRuntime] = {DEFAULT_BOARD: main}
         self._started = False
-        self._clock = clock
+        self.clock = clock
         catalog.on_change(self.follow_catalog)
 
     def now_ms(self) -> int:
-        return int(time.time() * 1000) + self._clock.offset_ms
+        return int(time.time() * 1000) + self.clock.offset_ms
 
     def follow_catalog(self) -> None:
         """A runtime (and a running guard) for every board of the catalogue."""
@@ -75,7 +75,7 @@ class BoardRuntimes:
         return BoardRuntime(
             board,
             Leaderboard(self._scripts, board, self._top_n),
-            BoardGuard(self._redis, self._pool, self._scripts, board, clock=self._clock),
+            BoardGuard(self._redis, self._pool, self._scripts, board, clock=self.clock),
         )
 
     def start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import json
@@ -11,7 +12,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from scoreboard.core.errors import SettingsError
 
@@ -30,7 +31,7 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True)
 class RateRule:
-    """`limit` requests per `period` seconds: a burst of `limit`, refilled evenly."""
+    "''`limit` requests per `period` seconds: a burst of `limit`, refilled evenly.''"
 
     limit: int
     period: int
@@ -53,302 +54,8 @@ class RateRule:
         return f"{self.limit}/{self.period}s"
 
 
-@dataclass(frozen=True)
-class Settings:
-    redis_url: str | None = None
-    database_url: str | None = None
-    jwt_secret: str | None = None
-    jwt_refresh_secret: str | None = None
-    data_dir: Path = Path(".scoreboard")
-    redis_prefix: str = "sb"
-    redis_cluster: bool = False
-    redis_wait_replicas: int = 0
-    redis_wait_ms: int = 100
-    bcrypt_rounds: int = 12
-    hash_workers: int = 0  # 0: half the CPUs, at least one
-    hash_wait_ms: int = 500
-    hash_queue_limit: int = 0  # 0: 256
-    access_token_ttl: int = 3600
-    refresh_token_ttl: int = 14 * 86400
-    action_token_ttl: int = 300
-    action_types: Mapping[str, int] = field(default_factory=lambda: {"game_completion": 100})
-    rate_limit_score_update: RateRule = RateRule(10, 60)
-    rate_limit_action_token: RateRule = RateRule(20, 60)
-    rate_limit_leaderboard: RateRule = RateRule(60, 60)
-    rate_limit_login: RateRule = RateRule(10, 60)
-    max_body_bytes: int = 64 * 1024
-    allow_registration: bool = True
-    trusted_proxies: tuple[IpNetwork, ...] = ()
-    db_pool_size: int = 10
-    score_ceiling: int = MAX_EXACT_SCORE
-    anticheat_mode: str = "enforce"
-    anticheat_max_points_per_minute: int = 1000
-    anticheat_duration_slack: int = 5
-    # action type -> points per second of play; a type not named: its maximum / 10
-    anticheat_points_per_second: Mapping[str, float] | None = None
-    anticheat_min_duration_ms: int = 1000
-    anticheat_level_bonus_percent: int = 10
-    anticheat_min_history: int = 20
-    anticheat_max_zscore: float = 5.0
-    anticheat_automation_run: int = 5
-    anticheat_spacing_tolerance_ms: int = 250
-    anticheat_flag_at: float = 0.5
-    anticheat_reject_at: float = 0.8
-    audit_flood_window: int = 60
-    audit_flood_sample: int = 5
-    live_top_n: int = 10
-    period_grace_seconds: int = 3600
-    test_clock_offset_ms: int = 0
-    sync_batch_size: int = 5000
-    sync_interval_ms: int = 250
-    sync_block_ms: int = 1000
-    sync_concurrency: int = 3
-    sync_claim_idle_ms: int = 30_000
-    sync_max_attempts: int = 5
-    sync_consumer: str = field(default_factory=socket.gethostname)
-    reconcile_interval_ms: int = 60_000
-    allow_eviction: bool = False
-    sync_max_backlog: int = 100_000
-    allowed_origins: tuple[str, ...] = ()
-    request_read_timeout_ms: int = 10_000
-    log_format: str = "auto"
-    broadcast_interval_ms: int = 100
-    ws_max_message_bytes: int = 4096
-    ws_max_messages_per_second: int = 20
-    ws_ping_interval_ms: int = 20_000
-    sse_max_connections_per_ip: int = 20
-    ws_max_subscriptions: int = 20
-    max_boards: int = 1000
-
-    @property
-    def embedded(self) -> bool:
-        """True when neither backing service is configured: run everything in-process."""
-        return self.redis_url is None and self.database_url is None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        reader = _EnvReader(env)
-        settings = cls(
-            redis_url=reader.text("REDIS_URL"),
-            database_url=reader.text("DATABASE_URL"),
-            jwt_secret=reader.text("JWT_SECRET"),
-            jwt_refresh_secret=reader.text("JWT_REFRESH_SECRET"),
-            data_dir=Path(reader.text("SCOREBOARD_DATA_DIR") or ".scoreboard"),
-            redis_prefix=reader.get("SCOREBOARD_REDIS_PREFIX", "sb", _prefix),
-            redis_cluster=reader.get("SCOREBOARD_REDIS_CLUSTER", False, _bool),
-            redis_wait_replicas=reader.get("SCOREBOARD_REDIS_WAIT_REPLICAS", 0, _int_in(0, 16)),
-            redis_wait_ms=reader.get("SCOREBOARD_REDIS_WAIT_MS", 100, _int_in(1, 10_000)),
-            bcrypt_rounds=reader.get("SCOREBOARD_BCRYPT_ROUNDS", 12, _int_in(4, 31)),
-            hash_workers=reader.get("SCOREBOARD_HASH_WORKERS", 0, _int_in(0, 256)),
-            hash_wait_ms=reader.get("SCOREBOARD_HASH_WAIT_MS", 500, _int_in(1, 60_000)),
-            hash_queue_limit=reader.get("SCOREBOARD_HASH_QUEUE_LIMIT", 0, _int_in(0, 100_000)),
-            access_token_ttl=reader.get("SCOREBOARD_ACCESS_TOKEN_TTL", 3600, _int_in(10, 86400)),
-            refresh_token_ttl=reader.get(
-                "SCOREBOARD_REFRESH_TOKEN_TTL", 14 * 86400, _int_in(60, 365 * 86400)
-            ),
-            action_token_ttl=reader.get("SCOREBOARD_ACTION_TOKEN_TTL", 300, _int_in(1, 86400)),
-            action_types=reader.get(
-                "SCOREBOARD_ACTION_TYPES", {"game_completion": 100}, _action_types
-            ),
-            rate_limit_score_update=reader.get(
-                "SCOREBOARD_RATE_LIMIT_SCORE_UPDATE", RateRule(10, 60), RateRule.parse
-            ),
-            rate_limit_action_token=reader.get(
-                "SCOREBOARD_RATE_LIMIT_ACTION_TOKEN", RateRule(20, 60), RateRule.parse
-            ),
-            rate_limit_leaderboard=reader.get(
-                "SCOREBOARD_RATE_LIMIT_LEADERBOARD", RateRule(60, 60), RateRule.parse
-            ),
-            rate_limit_login=reader.get(
-                "SCOREBOARD_RATE_LIMIT_LOGIN", RateRule(10, 60), RateRule.parse
-            ),
-            max_body_bytes=reader.get(
-                "SCOREBOARD_MAX_BODY_BYTES", 64 * 1024, _int_in(256, 64 * 1024 * 1024)
-            ),
-            allow_registration=reader.get("SCOREBOARD_ALLOW_REGISTRATION", True, _bool),
-            trusted_proxies=reader.get("SCOREBOARD_TRUSTED_PROXIES", (), _networks),
-            db_pool_size=reader.get("SCOREBOARD_DB_POOL_SIZE", 10, _int_in(1, 200)),
-            score_ceiling=reader.get(
-                "SCOREBOARD_SCORE_CEILING", MAX_EXACT_SCORE, _int_in(1, MAX_EXACT_SCORE)
-            ),
-            anticheat_mode=reader.get("SCOREBOARD_ANTICHEAT_MODE", "enforce", _anticheat_mode),
-            anticheat_max_points_per_minute=reader.get(
-                "SCOREBOARD_ANTICHEAT_MAX_POINTS_PER_MINUTE", 1000, _int_in(1, MAX_EXACT_SCORE)
-            ),
-            anticheat_duration_slack=reader.get(
-                "SCOREBOARD_ANTICHEAT_DURATION_SLACK", 5, _int_in(0, 3600)
-            ),
-            anticheat_points_per_second=reader.get(
-                "SCOREBOARD_ANTICHEAT_POINTS_PER_SECOND", None, _points_per_second
-            ),
-            anticheat_min_duration_ms=reader.get(
-                "SCOREBOARD_ANTICHEAT_MIN_DURATION_MS", 1000, _int_in(0, 3_600_000)
-            ),
-            anticheat_level_bonus_percent=reader.get(
-                "SCOREBOARD_ANTICHEAT_LEVEL_BONUS_PERCENT", 10, _int_in(0, 10_000)
-            ),
-            anticheat_min_history=reader.get(
-                "SCOREBOARD_ANTICHEAT_MIN_HISTORY", 20, _int_in(2, 1_000_000)
-            ),
-            anticheat_max_zscore=reader.get(
-                "SCOREBOARD_ANTICHEAT_MAX_ZSCORE", 5.0, _number_in(0.5, 1000.0)
-            ),
-            anticheat_automation_run=reader.get(
-                "SCOREBOARD_ANTICHEAT_AUTOMATION_RUN", 5, _int_in(2, 1_000_000)
-            ),
-            anticheat_spacing_tolerance_ms=reader.get(
-                "SCOREBOARD_ANTICHEAT_SPACING_TOLERANCE_MS", 250, _int_in(0, 3_600_000)
-            ),
-            anticheat_flag_at=reader.get("SCOREBOARD_ANTICHEAT_FLAG_AT", 0.5, _number_in(0, 1)),
-            anticheat_reject_at=reader.get("SCOREBOARD_ANTICHEAT_REJECT_AT", 0.8, _number_in(0, 1)),
-            audit_flood_window=reader.get("SCOREBOARD_AUDIT_FLOOD_WINDOW", 60, _int_in(1, 86_400)),
-            audit_flood_sample=reader.get(
-                "SCOREBOARD_AUDIT_FLOOD_SAMPLE", 5, _int_in(0, 1_000_000)
-            ),
-            live_top_n=reader.get("SCOREBOARD_LIVE_TOP_N", 10, _int_in(10, 100)),
-            period_grace_seconds=reader.get(
-                "SCOREBOARD_PERIOD_GRACE_SECONDS", 3600, _int_in(60, 30 * 86_400)
-            ),
-            test_clock_offset_ms=reader.get(
-                "SCOREBOARD_TEST_CLOCK_OFFSET_MS", 0, _int_in(0, 10**13)
-            ),
-            sync_batch_size=reader.get("SCOREBOARD_SYNC_BATCH_SIZE", 5000, _int_in(1, 10_000)),
-            sync_interval_ms=reader.get("SCOREBOARD_SYNC_INTERVAL_MS", 250, _int_in(0, 60_000)),
-            sync_block_ms=reader.get("SCOREBOARD_SYNC_BLOCK_MS", 1000, _int_in(1, 60_000)),
-            sync_concurrency=reader.get("SCOREBOARD_SYNC_CONCURRENCY", 3, _int_in(1, 16)),
-            sync_claim_idle_ms=reader.get(
-                "SCOREBOARD_SYNC_CLAIM_IDLE_MS", 30_000, _int_in(100, 3_600_000)
-            ),
-            sync_max_attempts=reader.get("SCOREBOARD_SYNC_MAX_ATTEMPTS", 5, _int_in(1, 1000)),
-            sync_consumer=reader.get("SCOREBOARD_SYNC_CONSUMER", socket.gethostname(), _consumer),
-            reconcile_interval_ms=reader.get(
-                "SCOREBOARD_RECONCILE_INTERVAL_MS", 60_000, _int_in(0, 86_400_000)
-            ),
-            allow_eviction=reader.get("SCOREBOARD_ALLOW_EVICTION", False, _bool),
-            sync_max_backlog=reader.get(
-                "SCOREBOARD_SYNC_MAX_BACKLOG", 100_000, _int_in(1, 1_000_000_000)
-            ),
-            allowed_origins=reader.get("SCOREBOARD_ALLOWED_ORIGINS", (), _origins),
-            request_read_timeout_ms=reader.get(
-                "SCOREBOARD_REQUEST_READ_TIMEOUT_MS", 10_000, _int_in(100, 3_600_000)
-            ),
-            log_format=reader.get("SCOREBOARD_LOG_FORMAT", "auto", _log_format),
-            broadcast_interval_ms=reader.get(
-                "SCOREBOARD_BROADCAST_INTERVAL_MS", 100, _int_in(0, 60_000)
-            ),
-            ws_max_message_bytes=reader.get(
-                "SCOREBOARD_WS_MAX_MESSAGE_BYTES", 4096, _int_in(64, 16 * 1024 * 1024)
-            ),
-            ws_max_messages_per_second=reader.get(
-                "SCOREBOARD_WS_MAX_MESSAGES_PER_SECOND", 20, _int_in(1, 10_000)
-            ),
-            ws_ping_interval_ms=reader.get(
-                "SCOREBOARD_WS_PING_INTERVAL_MS", 20_000, _int_in(100, 3_600_000)
-            ),
-            sse_max_connections_per_ip=reader.get(
-                "SCOREBOARD_SSE_MAX_CONNECTIONS_PER_IP", 20, _int_in(1, 100_000)
-            ),
-            ws_max_subscriptions=reader.get(
-                "SCOREBOARD_WS_MAX_SUBSCRIPTIONS", 20, _int_in(1, 10_000)
-            ),
-            max_boards=reader.get("SCOREBOARD_MAX_BOARDS", 1000, _int_in(1, 1_000_000)),
-        )
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        """Cross-field rules; raises SettingsError with one line naming the variable."""
-        if (self.redis_url is None) != (self.database_url is None):
-            missing = "REDIS_URL" if self.redis_url is None else "DATABASE_URL"
-            raise SettingsError(
-                f"{missing}: set both REDIS_URL and DATABASE_URL, or neither for embedded mode"
-            )
-        for name, secret in (
-            ("JWT_SECRET", self.jwt_secret),
-            ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
-        ):
-            if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
-                raise SettingsError(f"{name}: must be at least {MIN_SECRET_BYTES} bytes long")
-        if self.jwt_secret is not None and self.jwt_secret == self.jwt_refresh_secret:
-            raise SettingsError("JWT_REFRESH_SECRET: must differ from JWT_SECRET")
-        if self.anticheat_flag_at > self.anticheat_reject_at:
-            raise SettingsError(
-                "SCOREBOARD_ANTICHEAT_FLAG_AT: must not be above SCOREBOARD_ANTICHEAT_REJECT_AT"
-            )
-        rates = self.anticheat_points_per_second or {}
-        for name in rates:
-            if name not in self.action_types:
-                raise SettingsError(
-                    f"SCOREBOARD_ANTICHEAT_POINTS_PER_SECOND: {name!r} is not an action type"
-                    " of SCOREBOARD_ACTION_TYPES"
-                )
-
-    def points_per_second(self) -> dict[str, float]:
-        """Most points per second of play per action type: as set, else a tenth of the
-        type's maximum increase (the maximum in no less than ten seconds of play)."""
-        rates = {name: max(1.0, limit / 10) for name, limit in self.action_types.items()}
-        rates.update(self.anticheat_points_per_second or {})
-        return rates
-
-    def require_secrets(self) -> None:
-        """Only the commands that sign or check tokens (`serve`) need the JWT secrets."""
-        if self.embedded:
-            return
-        for name, secret in (
-            ("JWT_SECRET", self.jwt_secret),
-            ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
-        ):
-            if secret is None:
-                raise SettingsError(f"{name}: required when REDIS_URL/DATABASE_URL are set")
-
-
-# Read elsewhere than in `from_env`: a failure-injection hook of the syncer's tests.
-_OTHER_VARIABLES = frozenset({"SCOREBOARD_SYNC_FAILPOINT"})
-
-
-class _Recording(dict[str, str]):
-    """An empty environment that notes every name asked for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: set[str] = set()
-
-    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        self.asked.add(key)
-        return default
-
-
-def unknown_variables(env: Mapping[str, str]) -> list[str]:
-    """One line for each `SCOREBOARD_*` variable that nothing reads (a typo, most
-    likely), naming the closest known one."""
-    recording = _Recording()
-    Settings.from_env(recording)
-    known = sorted(recording.asked | _OTHER_VARIABLES)
-    lines = []
-    for name in sorted(key for key in env if key.startswith("SCOREBOARD_")):
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            lines.append(f"{name} is not a setting of this version and is ignored{hint}")
-    return lines
-
-
-class _EnvReader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str) -> str | None:
-        value = self.env.get(name, "").strip()
-        return value or None
-
-    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            raise SettingsError(f"{name}: {exc} (got {raw!r})") from None
+def _text(raw: str) -> str:
+    return raw
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -449,3 +156,537 @@ def _networks(raw: str) -> tuple[IpNetwork, ...]:
         return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
     except ValueError as exc:
         raise ValueError(f"expected comma-separated addresses or CIDR networks: {exc}") from None
+
+
+_UNITS = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+
+
+def setting(
+    default: Any,
+    parse: Callable[[str], Any],
+    meaning: str,
+    *,
+    env: str | None = None,
+    shown: str | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """One setting: its default (or `factory`), the parser of its variable's text (a
+    ValueError names what is wrong), its meaning, its variable when not `SCOREBOARD_`
+    plus the name, and how the default reads in the table when not its value."""
+    metadata = {"parse": parse, "meaning": meaning, "env": env, "shown": shown}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    if isinstance(default, dict):
+        frozen = dict(default)
+        return field(default_factory=lambda: dict(frozen), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def variable(declared: dataclasses.Field[Any]) -> str:
+    "''The environment variable a setting is read from.''"
+    return declared.metadata["env"] or f"SCOREBOARD_{declared.name.upper()}"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    if isinstance(value, RateRule):
+        unit = _UNITS.get(value.period)
+        return f"`{value.limit}/{unit}`" if unit else f"`{value.limit}/{value.period} seconds`"
+    if isinstance(value, dict):
+        return f"`{json.dumps(value)}`"
+    if value == ():
+        return "none"
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    "''The configuration table of the README, made from the declarations.''"
+    defaults = Settings()
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for declared in dataclasses.fields(Settings):
+        shown = declared.metadata["shown"] or _shown(getattr(defaults, declared.name))
+        lines.append(f"| `{variable(declared)}` | {shown} | {declared.metadata['meaning']} |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, declared once: its type, default, parser and what it means. The
+    variable is `SCOREBOARD_` plus the name in capitals unless `env` says otherwise;
+    the README's configuration table is `markdown_table()` (a test compares them)."""
+
+    redis_url: str | None = setting(
+        None,
+        _text,
+        (
+            "Redis, e.g. `redis://localhost:6379/0`. Set with `DATABASE_URL`, or neither (embedded "
+            "mode)."
+        ),
+        env="REDIS_URL",
+    )
+    database_url: str | None = setting(
+        None,
+        _text,
+        "PostgreSQL, e.g. `postgresql://user:pass@localhost/scoreboard`.",
+        env="DATABASE_URL",
+    )
+    jwt_secret: str | None = setting(
+        None,
+        _text,
+        "HS256 key of access tokens; at least 32 bytes; required with real services.",
+        env="JWT_SECRET",
+        shown="generated in embedded mode",
+    )
+    jwt_refresh_secret: str | None = setting(
+        None,
+        _text,
+        "HS256 key of refresh tokens; at least 32 bytes, different from `JWT_SECRET`.",
+        env="JWT_REFRESH_SECRET",
+        shown="generated in embedded mode",
+    )
+    data_dir: Path = setting(
+        Path(".scoreboard"), Path, "Embedded mode's PostgreSQL data and generated secrets."
+    )
+    redis_prefix: str = setting(
+        "sb",
+        _prefix,
+        (
+            "Prefix of every Redis key and channel, to share one Redis between deployments "
+            "(channels also carry the DB number of `REDIS_URL`, since Redis pub/sub ignores DB "
+            "numbers: deployments apart by prefix or by DB never meet)."
+        ),
+    )
+    redis_cluster: bool = setting(
+        False,
+        _bool,
+        (
+            "`true`: `REDIS_URL` names any node of a Redis Cluster, and every process runs on the "
+            "cluster (each board is one hash slot, so boards spread over the masters)."
+        ),
+    )
+    redis_wait_replicas: int = setting(
+        0,
+        _int_in(0, 16),
+        (
+            "Above 0: the answer to every score update, admin adjustment, ban, unban and season "
+            "reset waits (`WAIT`, on the connection that wrote it) until this many replicas have "
+            "it, for those who would rather pay latency than lose the writes a failover can lose; "
+            "a write fewer replicas confirmed in time is answered 503 (it is applied: the client's "
+            "retry of the same update gets its first answer). Needs a plain `redis://` URL or a "
+            "cluster."
+        ),
+    )
+    redis_wait_ms: int = setting(
+        100, _int_in(1, 10_000), "How long a write waits for those replicas (1–10,000 ms)."
+    )
+    bcrypt_rounds: int = setting(
+        12,
+        _int_in(4, 31),
+        "bcrypt cost (4–31); 12 is about a quarter of a second of a core per hash.",
+    )
+    hash_workers: int = setting(
+        0,
+        _int_in(0, 256),
+        (
+            "Threads that hash passwords (login, registration); the other CPUs keep serving "
+            "everything else."
+        ),
+        shown="half the CPUs (at least 1)",
+    )
+    hash_wait_ms: int = setting(
+        500,
+        _int_in(1, 60_000),
+        (
+            "A login or registration that cannot start hashing within this long is answered 503 "
+            "`SERVICE_UNAVAILABLE` with `Retry-After: 1` at once (counted in "
+            "`scoreboard_password_hashes_shed_total`), instead of queueing until every client has "
+            "given up."
+        ),
+    )
+    hash_queue_limit: int = setting(
+        0,
+        _int_in(0, 100_000),
+        "Most requests waiting for a hashing thread; more are refused the same way at once.",
+        shown="`256`",
+    )
+    access_token_ttl: int = setting(3600, _int_in(10, 86400), "Access-token lifetime, seconds.")
+    refresh_token_ttl: int = setting(
+        14 * 86400,
+        _int_in(60, 365 * 86400),
+        "Refresh-token lifetime, and the absolute lifetime of a login session.",
+        shown="`1209600` (14 days)",
+    )
+    action_token_ttl: int = setting(300, _int_in(1, 86400), "Action-token lifetime, seconds.")
+    action_types: Mapping[str, int] = setting(
+        {"game_completion": 100},
+        _action_types,
+        "JSON map of action type to its maximum score increase (1 to 2^53 − 1).",
+    )
+    rate_limit_score_update: RateRule = setting(
+        RateRule(10, 60), RateRule.parse, "Score updates per user."
+    )
+    rate_limit_action_token: RateRule = setting(
+        RateRule(20, 60), RateRule.parse, "Action tokens per user."
+    )
+    rate_limit_leaderboard: RateRule = setting(
+        RateRule(60, 60), RateRule.parse, "Leaderboard reads per client address."
+    )
+    rate_limit_login: RateRule = setting(
+        RateRule(10, 60),
+        RateRule.parse,
+        "Login attempts per username and, separately, per client address.",
+    )
+    max_body_bytes: int = setting(
+        64 * 1024,
+        _int_in(256, 64 * 1024 * 1024),
+        "Largest request body; larger ones get 413 as soon as the limit is passed.",
+    )
+    allow_registration: bool = setting(
+        True, _bool, "`false` closes `POST /auth/register` (create accounts with the CLI)."
+    )
+    trusted_proxies: tuple[IpNetwork, ...] = setting(
+        (), _networks, "Comma-separated addresses or CIDRs of your reverse proxies."
+    )
+    db_pool_size: int = setting(10, _int_in(1, 200), "PostgreSQL connections per process.")
+    score_ceiling: int = setting(
+        MAX_EXACT_SCORE,
+        _int_in(1, MAX_EXACT_SCORE),
+        "Largest total a player may reach; also the largest accepted `score_increase`.",
+        shown="`9007199254740991` (2^53 − 1)",
+    )
+    anticheat_mode: str = setting(
+        "enforce",
+        _anticheat_mode,
+        (
+            "`enforce` rejects updates whose risk reaches `REJECT_AT` and flags those reaching "
+            "`FLAG_AT`; `flag` accepts everything and flags; `off` judges nothing."
+        ),
+    )
+    anticheat_max_points_per_minute: int = setting(
+        1000,
+        _int_in(1, MAX_EXACT_SCORE),
+        "Most points one player may gain in any 60 seconds (a hard check: risk 1).",
+    )
+    anticheat_duration_slack: int = setting(
+        5,
+        _int_in(0, 3600),
+        (
+            "Seconds of leeway when a claimed `action_data.time_taken` is longer than the time "
+            "since the player's previous update (a hard check)."
+        ),
+    )
+    anticheat_points_per_second: Mapping[str, float] | None = setting(
+        None,
+        _points_per_second,
+        (
+            "JSON object of action type to the most points per second of play, such as "
+            '`{"game_completion": 10}`; types left out keep the default. The time of play is the '
+            "claimed `time_taken`, or the time since the previous update when none is claimed."
+        ),
+        shown="each type's maximum / 10",
+    )
+    anticheat_min_duration_ms: int = setting(
+        1000,
+        _int_in(0, 3_600_000),
+        (
+            "Floor on a plausible time of play: a shorter claim counts as this long in the "
+            "points-per-second check."
+        ),
+    )
+    anticheat_level_bonus_percent: int = setting(
+        10,
+        _int_in(0, 10_000),
+        "Each claimed `level` above 1 allows this much more per second, for at most 10 levels.",
+    )
+    anticheat_min_history: int = setting(
+        20,
+        _int_in(2, 1_000_000),
+        (
+            "Accepted updates a player needs before the outlier check compares an increase with "
+            "their own history."
+        ),
+    )
+    anticheat_max_zscore: float = setting(
+        5.0,
+        _number_in(0.5, 1000.0),
+        (
+            "An increase more than this many standard deviations above the player's own mean is an "
+            "outlier."
+        ),
+    )
+    anticheat_automation_run: int = setting(
+        5,
+        _int_in(2, 1_000_000),
+        (
+            "This many submissions in a row with the same increase and telemetry, evenly spaced, "
+            "look automated."
+        ),
+    )
+    anticheat_spacing_tolerance_ms: int = setting(
+        250,
+        _int_in(0, 3_600_000),
+        (
+            "Gaps between submissions within this much (or 10 % of the gap, the larger) count as "
+            "evenly spaced."
+        ),
+    )
+    anticheat_flag_at: float = setting(
+        0.5, _number_in(0, 1), "Risk from which an accepted update is flagged for review."
+    )
+    anticheat_reject_at: float = setting(
+        0.8, _number_in(0, 1), "Risk from which `enforce` rejects an update."
+    )
+    audit_flood_window: int = setting(
+        60,
+        _int_in(1, 86_400),
+        (
+            "Seconds of the window in which refusals by one subject (event type, player, address) "
+            "are counted."
+        ),
+    )
+    audit_flood_sample: int = setting(
+        5,
+        _int_in(0, 1_000_000),
+        (
+            "Refusals per subject and window recorded one by one; the rest become one counted "
+            "record when the window ends."
+        ),
+    )
+    live_top_n: int = setting(
+        10,
+        _int_in(10, 100),
+        "Size of the top kept in every process and sent with each event that changes it (10–100).",
+    )
+    period_grace_seconds: int = setting(
+        3600,
+        _int_in(60, 30 * 86_400),
+        (
+            "How long a closed period's ranking stays in Redis after its period ends (60 s – 30 "
+            "days); closed periods are read from PostgreSQL."
+        ),
+    )
+    sync_batch_size: int = setting(
+        5000,
+        _int_in(1, 10_000),
+        "Most stream entries the syncer persists per PostgreSQL transaction.",
+    )
+    sync_interval_ms: int = setting(
+        250,
+        _int_in(0, 60_000),
+        (
+            "Once caught up, the syncer lets new entries gather this long before the next "
+            "transaction (fewer, larger transactions under load; the first entry after a quiet "
+            "spell goes at once)."
+        ),
+    )
+    sync_block_ms: int = setting(
+        1000, _int_in(1, 60_000), "How long the syncer waits for new entries before looking again."
+    )
+    sync_concurrency: int = setting(
+        3,
+        _int_in(1, 16),
+        "Batches the syncer commits at once, each in its own transaction, while it reads the next.",
+    )
+    sync_claim_idle_ms: int = setting(
+        30_000,
+        _int_in(100, 3_600_000),
+        "Entries another syncer read and left unacknowledged this long are taken over (it died).",
+    )
+    sync_max_attempts: int = setting(
+        5, _int_in(1, 1000), "Failed attempts before an entry goes to the dead-letter stream."
+    )
+    sync_consumer: str = setting(
+        None,
+        _consumer,
+        (
+            "This syncer's consumer name; a restarted syncer with the same name resumes its own "
+            "unacknowledged entries at once."
+        ),
+        shown="the host name",
+        factory=socket.gethostname,
+    )
+    reconcile_interval_ms: int = setting(
+        60_000,
+        _int_in(0, 86_400_000),
+        (
+            "How often the syncer compares the whole board with PostgreSQL plus the unsynced "
+            "stream and repairs what differs (`0`: only when it sees the update sequence go back)."
+        ),
+    )
+    allow_eviction: bool = setting(
+        False,
+        _bool,
+        (
+            "`true` lets the service start on a Redis whose `maxmemory-policy` evicts keys (it "
+            "would lose boards and tokens; for experiments only)."
+        ),
+    )
+    sync_max_backlog: int = setting(
+        100_000,
+        _int_in(1, 1_000_000_000),
+        (
+            "Events not yet persisted (lag plus pending) past which `/health/detailed` says "
+            "`degraded` and `serve` logs it."
+        ),
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        _origins,
+        (
+            "Comma-separated origins (`https://game.example`) whose pages may open the WebSocket "
+            "besides the server's own; `*` allows any. Origins are compared by scheme, host and "
+            "port (`https://game.example` and `https://game.example:443` are one origin; `http://` "
+            "and `https://` of one host are two). A handshake from another site's page is refused "
+            "(403); clients that send no `Origin` (no browser) are not affected."
+        ),
+    )
+    request_read_timeout_ms: int = setting(
+        10_000,
+        _int_in(100, 3_600_000),
+        (
+            "A request must arrive whole (headers and body) within this long of its first byte, "
+            "and a new connection must start one within it; slower connections (slowloris) are "
+            "closed. Responses (SSE, WebSockets) are not timed."
+        ),
+    )
+    log_format: str = setting(
+        "auto",
+        _log_format,
+        (
+            "`json`: one JSON object per line (`ts`, `level`, `logger`, `message`, the request's "
+            "`request_id`, and event fields); `text`: a readable line; `auto`: text on a terminal, "
+            "JSON otherwise. uvicorn's lines take the same shape. No line holds a password or a "
+            "token."
+        ),
+    )
+    broadcast_interval_ms: int = setting(
+        100,
+        _int_in(0, 60_000),
+        (
+            "Live feeds: a change on a quiet board goes out at once; a burst becomes one message "
+            "per interval."
+        ),
+    )
+    ws_max_message_bytes: int = setting(
+        4096,
+        _int_in(64, 16 * 1024 * 1024),
+        "Largest WebSocket frame a client may send (larger: closed with 1009).",
+    )
+    ws_max_messages_per_second: int = setting(
+        20, _int_in(1, 10_000), "Client messages per second before a WebSocket is closed with 1008."
+    )
+    ws_ping_interval_ms: int = setting(
+        20_000,
+        _int_in(100, 3_600_000),
+        (
+            "The server pings each WebSocket this often; one that has not answered within another "
+            "interval is closed."
+        ),
+    )
+    sse_max_connections_per_ip: int = setting(
+        20,
+        _int_in(1, 100_000),
+        "Concurrent server-sent-event streams per client address, per process.",
+    )
+    ws_max_subscriptions: int = setting(
+        20,
+        _int_in(1, 10_000),
+        (
+            "Rankings (board and period) one WebSocket may follow; a subscription past it is "
+            "answered with an error frame (`INVALID_REQUEST`, `details.reason` "
+            "`subscription_limit`) and the socket goes on with what it follows."
+        ),
+    )
+    max_boards: int = setting(
+        1000,
+        _int_in(1, 1_000_000),
+        (
+            "Boards the server holds, `global` included; creating one more is 409 `CONFLICT` with "
+            "`details.reason` `board_limit`. Creations are serialized (a PostgreSQL advisory "
+            "lock), so the limit holds under concurrent requests."
+        ),
+    )
+
+    @property
+    def embedded(self) -> bool:
+        "''True when neither backing service is configured: run everything in-process.''"
+        return self.redis_url is None and self.database_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        values: dict[str, Any] = {}
+        for declared in dataclasses.fields(cls):
+            name = variable(declared)
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            try:
+                values[declared.name] = declared.metadata["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc} (got {raw!r})") from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        "''Cross-field rules; raises SettingsError with one line naming the variable.''"
+        if (self.redis_url is None) != (self.database_url is None):
+            missing = "REDIS_URL" if self.redis_url is None else "DATABASE_URL"
+            raise SettingsError(
+                f"{missing}: set both REDIS_URL and DATABASE_URL, or neither for embedded mode"
+            )
+        for name, secret in (
+            ("JWT_SECRET", self.jwt_secret),
+            ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
+        ):
+            if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+                raise SettingsError(f"{name}: must be at least {MIN_SECRET_BYTES} bytes long")
+        if self.jwt_secret is not None and self.jwt_secret == self.jwt_refresh_secret:
+            raise SettingsError("JWT_REFRESH_SECRET: must differ from JWT_SECRET")
+        if self.anticheat_flag_at > self.anticheat_reject_at:
+            raise SettingsError(
+                "SCOREBOARD_ANTICHEAT_FLAG_AT: must not be above SCOREBOARD_ANTICHEAT_REJECT_AT"
+            )
+        rates = self.anticheat_points_per_second or {}
+        for name in rates:
+            if name not in self.action_types:
+                raise SettingsError(
+                    f"SCOREBOARD_ANTICHEAT_POINTS_PER_SECOND: {name!r} is not an action type"
+                    " of SCOREBOARD_ACTION_TYPES"
+                )
+
+    def points_per_second(self) -> dict[str, float]:
+        """Most points per second of play per action type: as set, else a tenth of the
+        type's maximum increase (the maximum in no less than ten seconds of play)."""
+        rates = {name: max(1.0, limit / 10) for name, limit in self.action_types.items()}
+        rates.update(self.anticheat_points_per_second or {})
+        return rates
+
+    def require_secrets(self) -> None:
+        "''Only the commands that sign or check tokens (`serve`) need the JWT secrets.''"
+        if self.embedded:
+            return
+        for name, secret in (
+            ("JWT_SECRET", self.jwt_secret),
+            ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
+        ):
+            if secret is None:
+                raise SettingsError(f"{name}: required when REDIS_URL/DATABASE_URL are set")
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One line for each `SCOREBOARD_*` variable that nothing reads (a typo, most
+    likely), naming the closest known one."""
+    known = sorted(variable(declared) for declared in dataclasses.fields(Settings))
+    lines = []
+    for name in sorted(key for key in env if key.startswith("SCOREBOARD_")):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"{name} is not a setting of this version and is ignored{hint}")
+    return lines

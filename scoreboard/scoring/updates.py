@@ -99,7 +99,7 @@ def parse_action_data(value: object) -> tuple[dict[str, Any], int | None, int | 
     return value, None if taken is None else int(taken * 1_000_000), level
 
 
-def policy_from(settings: Settings) -> ScoringPolicy:
+def policy_from(settings: Settings, clock_offset_us: int = 0) -> ScoringPolicy:
     return ScoringPolicy(
         rate_rule=settings.rate_limit_score_update,
         ceiling=settings.score_ceiling,
@@ -107,7 +107,7 @@ def policy_from(settings: Settings) -> ScoringPolicy:
         anticheat=AnticheatPolicy.from_settings(settings),
         top_n=settings.live_top_n,
         period_grace_ms=settings.period_grace_seconds * 1000,
-        clock_offset_us=settings.test_clock_offset_ms * 1000,
+        clock_offset_us=clock_offset_us,
     )
 
 
@@ -124,11 +124,13 @@ class Scored:
 
 
 class Scoring:
-    def __init__(self, scripts: Scripts, settings: Settings, boards: BoardRuntimes) -> None:
+    def __init__(
+        self, scripts: Scripts, settings: Settings, boards: BoardRuntimes, clock_offset_ms: int = 0
+    ) -> None:
         self._scripts = scripts
         self._settings = settings
         self._boards = boards
-        self._policy = policy_from(settings)
+        self._policy = policy_from(settings, clock_offset_ms * 1000)
         self._periods = CurrentPeriods()
 
     def _submission(

@@ -33,6 +33,7 @@ import asyncpg
 from redis.exceptions import ResponseError
 
 from scoreboard.boards.catalogue import REFRESH_SECONDS, BoardCatalog
+from scoreboard.boards.rebuild import PeriodClock
 from scoreboard.core.errors import DatabaseUnavailable, ServiceUnavailable
 from scoreboard.core.settings import Settings
 from scoreboard.storage.keys import DEFAULT_BOARD, Keys
@@ -101,8 +102,10 @@ class SyncFleet:
         pool: asyncpg.Pool,
         *,
         consumer: str | None = None,
+        clock: PeriodClock | None = None,
     ) -> None:
         self.settings = settings
+        self.clock = clock
         self.redis = redis
         self.pool = pool
         self.consumer = consumer or settings.sync_consumer
@@ -148,6 +151,7 @@ class SyncFleet:
             board=name,
             consumer=self.consumer,
             scripts=self.scripts,
+            clock=self.clock,
         )
         self.syncers[name] = syncer
         return syncer

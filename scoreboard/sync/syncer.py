@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -53,7 +52,6 @@ MAX_BACKOFF_SECONDS = 5.0
 # What PostgreSQL may refuse about one row (a value out of a column's range, say): that
 # entry goes to the dead letters with the reason; the others are persisted.
 ROW_ERRORS = (asyncpg.PostgresError, ValueError, OverflowError, TypeError)
-FAILPOINT_ENV = "SCOREBOARD_SYNC_FAILPOINT"
 
 Entry = tuple[Any, dict[Any, Any] | None]
 
@@ -124,6 +122,7 @@ class Syncer:
         board: str = DEFAULT_BOARD,
         consumer: str | None = None,
         scripts: Scripts | None = None,
+        clock: PeriodClock | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -133,7 +132,7 @@ class Syncer:
         self.board = self.keys.board(board)
         self.scripts = scripts or Scripts(redis)
         self.stream = self.board.events
-        self.clock = PeriodClock.from_settings(settings)
+        self.clock = clock or PeriodClock.from_settings(settings)
         self.guard = BoardGuard(redis, pool, self.scripts, self.board, clock=self.clock)
         self.audit = AuditTrail(self.scripts, self.board, settings)
         self._next_flood_flush = 0.0
@@ -141,7 +140,6 @@ class Syncer:
         self._seq_seen: int | None = None  # highest update sequence read or persisted
         self._next_reconcile = time.monotonic() + settings.reconcile_interval_ms / 1000
         self._stopping = asyncio.Event()
-        self._failpoint = os.environ.get(FAILPOINT_ENV, "")
         self._group_ready = False
         self._next_claim = 0.0
         self._next_board_check = 0.0
@@ -378,7 +376,6 @@ class Syncer:
             persisted, rejected = await self._persist(batch.events, fresh=fresh)
             done += persisted
             failed += [(batch.entry(sid), reason) for sid, reason in rejected]
-        self._hit_failpoint("after_commit")
         await self._acknowledge(done)
         for entry, reason in failed:
             await self._record_failure(entry, reason)
@@ -476,11 +473,6 @@ class Syncer:
             log.info("a new batch holds events persisted before; replaying it with checks")
             return False
         return True
-
-    def _hit_failpoint(self, name: str) -> None:
-        if self._failpoint == name:
-            log.error("failpoint %s: exiting without acknowledging", name)
-            os._exit(17)
 
     async def _acknowledge(self, stream_ids: list[str]) -> None:
         if stream_ids:
