@@ -184,6 +184,7 @@ async def test_bad_boards_and_periods_are_refused(
     assert no_period.status_code == 404 and error_code(no_period) == "NOT_FOUND"
     for body in (
         {**SPEEDRUN, "name": "Bad Name"},
+        {**SPEEDRUN, "name": "speedrun\n"},  # was: created (a trailing newline passed)
         {**SPEEDRUN, "periods": ["hourly"]},
         {**SPEEDRUN, "periods": ["daily", "daily"]},
         {**SPEEDRUN, "action_types": {}},

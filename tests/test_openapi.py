@@ -14,7 +14,7 @@ import httpx
 
 from scoreboard.api.app import create_app
 from scoreboard.core.settings import Settings
-from scoreboard.http.openapi import OPERATIONS, route_operations
+from scoreboard.http.openapi import OPERATIONS, SCHEMAS, route_operations
 from tests.auth_helpers import PASSWORD, create_admin
 from tests.conftest import RunningServer, server_env, serving
 
@@ -88,3 +88,16 @@ def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_p
         )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+
+
+def test_the_error_codes_are_declared_once_and_documented() -> None:
+    """The document's enum is the exception tree's codes; the README's table lists each."""
+    from scoreboard.core.errors import error_codes
+
+    envelope = SCHEMAS["Error"]
+    assert envelope["properties"]["error"]["properties"]["code"]["enum"] == error_codes()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("| code | HTTP | when |") :].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)? \|", table, re.MULTILINE)
+    documented = {code for row in rows for code in row if code}
+    assert documented == set(error_codes())

@@ -159,6 +159,8 @@ async def test_a_session_mismatch_is_refused(client: httpx.AsyncClient) -> None:
         b'"0x10"',
         b'"10.0"',
         b'"0"',
+        b'"0052"',
+        b'"10\\n"',
         b'"\xd9\xa1"',
         b"[10]",
         b'{"n": 10}',
@@ -202,6 +204,9 @@ async def test_duplicate_keys_and_unknown_fields_are_refused(client: httpx.Async
         b'{"level": 2.5}',
         b'{"level": true}',
         b'"not an object"',
+        b'{"level": 5, "speed": 3}',
+        b'{"Level": 5}',
+        b'{"time_taken": 10, "accuracy": 0.5, "timeTaken": 1}',
     ],
 )
 async def test_action_data_is_validated(client: httpx.AsyncClient, action_data: bytes) -> None:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 
 import asyncpg
 
 from scoreboard.auth.passwords import PasswordHasher, validate_password
+from scoreboard.core import patterns
 from scoreboard.core.errors import Conflict, InvalidRequest
 from scoreboard.storage.database import db_errors
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
-# ASCII addresses, any case; the domain is dot-separated letters, digits and hyphens
-# (scoreboard/http/openapi.py documents the same pattern)
-EMAIL_RE = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+\Z"
-)
+USERNAME_RE = patterns.matcher(patterns.USERNAME)
+EMAIL_RE = patterns.matcher(patterns.EMAIL)
 MAX_EMAIL_CHARS = 100
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 

@@ -212,3 +212,17 @@ class EmbeddedExtraMissing(SettingsError):
 
 class FeatureNotBuilt(ScoreboardError):
     """A CLI command whose feature does not exist yet."""
+
+
+def error_codes() -> list[str]:
+    """Every code an error answer can carry, each once, read from the tree above (by
+    HTTP status, then in the order the classes are declared)."""
+    found: dict[str, int] = {}
+
+    def walk(cls: type[ScoreboardError]) -> None:
+        found.setdefault(cls.code, cls.status)
+        for sub in cls.__subclasses__():
+            walk(sub)
+
+    walk(ScoreboardError)
+    return sorted(found, key=lambda code: (found[code], list(found).index(code)))

@@ -13,27 +13,11 @@ from typing import Any
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from scoreboard import __version__
+from scoreboard.core import patterns
+from scoreboard.core.errors import error_codes
 from scoreboard.core.settings import Settings
 
 PREFIX = "/v1"
-ERROR_CODES = [
-    "INVALID_REQUEST",
-    "INVALID_TOKEN",
-    "INVALID_CREDENTIALS",
-    "INVALID_ACTION_TOKEN",
-    "SCORE_VALIDATION_FAILED",
-    "INSUFFICIENT_PERMISSIONS",
-    "NOT_FOUND",
-    "USER_NOT_FOUND",
-    "BOARD_NOT_FOUND",
-    "METHOD_NOT_ALLOWED",
-    "CONFLICT",
-    "PAYLOAD_TOO_LARGE",
-    "UNSUPPORTED_MEDIA_TYPE",
-    "RATE_LIMIT_EXCEEDED",
-    "SERVICE_UNAVAILABLE",
-    "INTERNAL_ERROR",
-]
 _WHY = {
     400: "Invalid input: `details.field` or `details.reason` says what",
     401: "The access token is missing, invalid, expired or revoked",
@@ -80,7 +64,7 @@ SCHEMAS: dict[str, Any] = {
             "success": {"const": False},
             "error": _object(
                 {
-                    "code": {"enum": ERROR_CODES},
+                    "code": {"enum": error_codes()},
                     "message": {"type": "string"},
                     "details": {"type": "object"},
                 }
@@ -259,15 +243,11 @@ def _listing(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
 
 # The canonical forms: the server also accepts what normalises to them (NFKC names,
 # upper-case e-mail addresses, a username's case), and refuses everything else with 400.
-USERNAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$"}
-EMAIL = {
-    "type": "string",
-    "maxLength": 100,
-    "pattern": "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+$",
-}
+USERNAME = {"type": "string", "pattern": patterns.USERNAME}
+EMAIL = {"type": "string", "maxLength": 100, "pattern": patterns.EMAIL}
 PASSWORD = {"type": "string", "pattern": "^[ -~]{8,72}$"}
-SESSION_ID = {"type": "string", "pattern": "^[!-~]{1,100}$"}
-BOARD_NAME = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}
+SESSION_ID = {"type": "string", "pattern": patterns.SESSION_ID}
+BOARD_NAME = {"type": "string", "pattern": patterns.BOARD_NAME}
 PERIOD_KIND = {"enum": ["all", "daily", "weekly", "monthly"]}
 _BOARD_PATH = [{"name": "board", "in": "path", "required": True, "schema": BOARD_NAME}]
 _BOARD_READ_ERRORS = (400, 404, 429, 503)
@@ -297,7 +277,7 @@ def _update(action_types: list[str], ceiling: int) -> dict[str, Any]:
             "score_increase": {
                 "oneOf": [
                     {"type": "integer", "minimum": 1, "maximum": ceiling},
-                    {"type": "string", "pattern": "^[1-9][0-9]{0,14}$"},
+                    {"type": "string", "pattern": patterns.SCORE_INCREASE_TEXT},
                 ]
             }
         },

@@ -8,13 +8,13 @@ the board's name is covered by the token's hash like the rest of it.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from scoreboard.boards.catalogue import BoardCatalog, BoardConfig
+from scoreboard.core import patterns
 from scoreboard.core.errors import BoardNotFound, InvalidRequest
 from scoreboard.core.ratelimit import RateDecision
 from scoreboard.core.settings import Settings
@@ -22,7 +22,7 @@ from scoreboard.storage.keys import BOARD_RE, DEFAULT_BOARD, Keys
 from scoreboard.storage.scripts import Scripts
 
 TOKEN_BYTES = 32
-SESSION_ID_RE = re.compile(r"^[\x21-\x7e]{1,100}$")
+SESSION_ID_RE = patterns.matcher(patterns.SESSION_ID)
 
 
 def token_hash(token: str) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from scoreboard.auth.tokens import AccessClaims
 from scoreboard.boards.catalogue import BoardConfig
 from scoreboard.boards.runtime import BoardRuntimes
+from scoreboard.core import patterns
 from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.errors import (
     BoardNotFound,
@@ -30,13 +30,16 @@ from scoreboard.scoring.action_tokens import (
 )
 from scoreboard.storage.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 
-DIGITS_RE = re.compile(r"\A[0-9]{1,16}\Z")
+DIGITS_RE = patterns.matcher(patterns.SCORE_INCREASE_TEXT)
 MAX_ACTION_DATA_BYTES = 2048
 MAX_DURATION_SECONDS = 86_400
 MAX_LEVEL = 1_000_000
 MAX_USER_AGENT_CHARS = 256
 UPDATE_FIELDS = ("score_increase",)
 UPDATE_OPTIONAL = ("action_type", "session_id", "action_data")
+# the telemetry the plausibility checks read; any other key is refused, so a misspelt
+# one cannot quietly turn a check off
+ACTION_DATA_KEYS = frozenset({"level", "time_taken", "accuracy"})
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class RequestMeta:
 
 
 def parse_increase(value: object, ceiling: int) -> int:
-    """A JSON integer or a string of plain decimal digits, from 1 to the ceiling."""
+    """A JSON integer, or a string of decimal digits without a leading zero, from 1 to
+    the ceiling."""
     if type(value) is int:
         number = value
     elif isinstance(value, str) and DIGITS_RE.match(value):
@@ -74,6 +78,12 @@ def parse_action_data(value: object) -> tuple[dict[str, Any], int | None, int | 
     """The action's telemetry, its claimed duration in microseconds and its level."""
     if not isinstance(value, dict):
         raise InvalidRequest("action_data must be an object", details={"field": "action_data"})
+    unknown = sorted(set(value) - ACTION_DATA_KEYS)
+    if unknown:
+        raise InvalidRequest(
+            f"action_data holds only {', '.join(sorted(ACTION_DATA_KEYS))}",
+            details={"field": f"action_data.{unknown[0]}"},
+        )
     if len(json.dumps(value)) > MAX_ACTION_DATA_BYTES:
         raise InvalidRequest(
             f"action_data must encode to at most {MAX_ACTION_DATA_BYTES} bytes",

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from scoreboard.core import patterns
 
 if TYPE_CHECKING:
     from scoreboard.core.settings import Settings
 
 DEFAULT_BOARD = "global"
-BOARD_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+BOARD_RE = patterns.matcher(patterns.BOARD_NAME)
 
 
 def redis_db(url: str | None) -> int:

@@ -1,0 +1,25 @@
+"""The text patterns of the request contract, declared once. The validators match with
+`matcher()` (the whole text, a trailing newline included) and the OpenAPI document
+publishes the same strings, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+USERNAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$"
+# ASCII addresses, any case; the domain is dot-separated letters, digits and hyphens
+EMAIL = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+# 1-100 printable ASCII characters, no spaces: it is echoed into events and logs
+SESSION_ID = r"^[!-~]{1,100}$"
+BOARD_NAME = r"^[a-z0-9_-]{1,64}$"
+# a score increase sent as text: plain decimal digits, no sign, no leading zero
+SCORE_INCREASE_TEXT = r"^[1-9][0-9]{0,15}$"
+
+
+@functools.cache
+def matcher(pattern: str) -> re.Pattern[str]:
+    """`pattern` as JSON Schema reads it: `$` is the end of the text (in Python it
+    would also match before a final newline)."""
+    assert pattern.startswith("^") and pattern.endswith("$"), pattern
+    return re.compile(r"\A(?:" + pattern[1:-1] + r")\Z")
