@@ -8,15 +8,22 @@ from typing import Any
 import fakeredis
 
 from scoreboard.core.anticheat import AnticheatPolicy
+from scoreboard.core.errors import NOT_APPLIED, ScoreboardError, ServiceUnavailable
 from scoreboard.core.settings import RateRule
 from scoreboard.storage.keys import Keys
 from scoreboard.storage.scripts import (
     ScoreSubmission,
     ScoringPolicy,
     Scripts,
-    ScriptStatus,
     load_sources,
     lua_dir,
+)
+from scoreboard.storage.statuses import (
+    ANSWERS,
+    REFUSALS,
+    SCRIPT_REFUSALS,
+    ScriptStatus,
+    refused,
 )
 
 
@@ -26,6 +33,33 @@ def test_every_status_in_lua_has_a_python_counterpart() -> None:
         declared |= set(re.findall(r"^local S_\w+ = '(\w+)'$", path.read_text(), re.MULTILINE))
     assert declared, "no status declarations found"
     assert declared <= {status.value for status in ScriptStatus}
+
+
+def test_every_status_a_script_returns_is_an_answer_or_maps_to_one_error() -> None:
+    """Was: TOKEN_EXISTS mapped to nothing (a 500), and four wrappers mapped their own."""
+    unmapped = []
+    for name, source in load_sources().items():
+        statuses = set(re.findall(r"^local S_\w+ = '(\w+)'$", source, re.MULTILINE))
+        for status in map(ScriptStatus, statuses - {"OK"}):
+            answered = status in ANSWERS.get(name, frozenset())
+            mapped = (name, status) in SCRIPT_REFUSALS or status in REFUSALS
+            if not (answered or mapped):
+                unmapped.append(f"{name}: {status}")
+    assert not unmapped
+
+
+def test_a_token_hash_collision_asks_the_client_to_ask_again() -> None:
+    error = refused("issue_action_token", [b"TOKEN_EXISTS"])
+    assert isinstance(error, ServiceUnavailable)
+    assert error.details["outcome"] == NOT_APPLIED
+
+
+def test_every_refusal_is_a_service_error_not_a_bug() -> None:
+    replies = {"RATE_LIMITED": [b"RATE_LIMITED", b"1000", b"2000"]}
+    for status in REFUSALS:
+        reply = replies.get(status, [status.encode(), b"1", b"0.9", b""])
+        error = refused("submit_score", reply, RateRule(1, 60))
+        assert type(error) is not ScoreboardError and error.status != 500, status
 
 
 def test_every_script_has_a_header_naming_its_keys_and_reply() -> None:

@@ -3,7 +3,7 @@
 redis-py's AsyncScript computes the SHA once, calls EVALSHA and reloads the source on
 NOSCRIPT, so a `SCRIPT FLUSH` on the server costs one extra round trip and nothing else.
 Handlers never see raw replies: each wrapper returns a dataclass or raises the error
-that the script's status code maps to, here and nowhere else.
+that the script's status maps to (`storage/statuses.py`, the one place that maps them).
 
 A script may share helpers with others through `-- @include NAME`, which pastes
 `lua/include/NAME.lua` in its place when the script is loaded.
@@ -16,7 +16,6 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,47 +25,19 @@ from redis.exceptions import NoScriptError
 from scoreboard.core.anticheat import AnticheatPolicy, Reason, parse_reasons
 from scoreboard.core.errors import (
     UNKNOWN,
-    BoardUnavailable,
-    InsufficientPermissions,
-    InvalidActionToken,
-    InvalidRequest,
-    ScoreboardError,
-    ScoreValidationFailed,
     ServiceUnavailable,
 )
 from scoreboard.core.metrics import script_latency
 from scoreboard.core.periods import Period, parse_period_id
-from scoreboard.core.ratelimit import RateDecision, refusal
+from scoreboard.core.ratelimit import RateDecision
 from scoreboard.core.settings import RateRule
 from scoreboard.storage.cluster_pipeline import ClusterPipelines
 from scoreboard.storage.keys import BoardKeys
 from scoreboard.storage.pipeline import PipelinedConnection
 from scoreboard.storage.redis_client import RedisClient, as_text, redis_errors
+from scoreboard.storage.statuses import ScriptStatus, refused, status_of
 
 _INCLUDE_RE = re.compile(r"^-- @include ([a-z_]+)$", re.MULTILINE)
-
-
-class ScriptStatus(StrEnum):
-    """Every status a script in `lua/` can answer with (declared there as `S_*`)."""
-
-    OK = "OK"
-    BOARD_NOT_READY = "BOARD_NOT_READY"
-    BOARD_LOST = "BOARD_LOST"
-    REPLAYED = "REPLAYED"
-    REBUILDING = "REBUILDING"
-    RATE_LIMITED = "RATE_LIMITED"
-    TOKEN_EXISTS = "TOKEN_EXISTS"
-    TOKEN_UNKNOWN = "TOKEN_UNKNOWN"
-    TOKEN_NOT_OWNED = "TOKEN_NOT_OWNED"
-    TOKEN_USED = "TOKEN_USED"
-    TOKEN_MISMATCH = "TOKEN_MISMATCH"
-    ABOVE_MAX = "ABOVE_MAX"
-    OVERFLOW = "OVERFLOW"
-    ANTICHEAT_REJECTED = "ANTICHEAT_REJECTED"
-    NOT_RANKED = "NOT_RANKED"
-    BANNED = "BANNED"
-    NEGATIVE = "NEGATIVE"
-    PERIOD_MOVED = "PERIOD_MOVED"
 
 
 def lua_dir() -> Path:
@@ -264,46 +235,6 @@ class ScoringPolicy:
     clock_offset_us: int = 0
 
 
-def _raise_for(reply: list[Any], rule: RateRule) -> None:
-    """The one place where script statuses become errors."""
-    status = ScriptStatus(as_text(reply[0]))
-    if status in (ScriptStatus.BOARD_NOT_READY, ScriptStatus.BOARD_LOST):
-        raise BoardUnavailable()  # lost: the script deleted the state; the guard heals it
-    if status is ScriptStatus.BANNED:
-        raise InsufficientPermissions("This account is suspended")
-    if status is ScriptStatus.RATE_LIMITED:
-        raise refusal(RateDecision.refused(rule, int(reply[1]) / 1e6, int(reply[2]) / 1e6))
-    if status in (ScriptStatus.TOKEN_UNKNOWN, ScriptStatus.TOKEN_NOT_OWNED):
-        raise InvalidActionToken(details={"reason": "unknown_or_expired"})
-    if status is ScriptStatus.TOKEN_USED:
-        raise InvalidActionToken(details={"reason": "already_used"})
-    if status is ScriptStatus.TOKEN_MISMATCH:
-        raise InvalidActionToken(
-            f"The action token is bound to another {as_text(reply[1])}",
-            details={"reason": f"{as_text(reply[1])}_mismatch"},
-        )
-    if status is ScriptStatus.ABOVE_MAX:
-        raise ScoreValidationFailed(
-            "score_increase is above the action token's maximum",
-            details={"reason": "above_max", "max_score_increase": int(reply[1])},
-        )
-    if status is ScriptStatus.OVERFLOW:
-        raise ScoreValidationFailed(
-            "The new total would pass the score ceiling",
-            details={"reason": "overflow", "ceiling": int(reply[1])},
-        )
-    if status is ScriptStatus.ANTICHEAT_REJECTED:
-        raise ScoreValidationFailed(
-            "The score update was rejected as implausible",
-            details={
-                "reason": as_text(reply[1]),
-                "risk_score": float(reply[2]),
-                "reasons": [reason.as_dict() for reason in parse_reasons(as_text(reply[3]))],
-            },
-        )
-    raise ScoreboardError(f"unexpected script status {status}")
-
-
 # scripts that change nothing, and scripts whose second run of the same call changes
 # nothing more (a spent token answers its owner's identical retry with the first answer)
 READ_ONLY = frozenset(
@@ -423,8 +354,8 @@ class Scripts:
             ],
             [rule.limit, rule.period_us, user_id, session_id, action_type, max_increase, ttl_ms],
         )
-        if as_text(reply[0]) != ScriptStatus.OK:
-            _raise_for(reply, rule)
+        if status_of(reply) is not ScriptStatus.OK:
+            raise refused("issue_action_token", reply, rule)
         return RateDecision(True, rule.limit, int(reply[1]), 0.0, int(reply[2]) / 1e6)
 
     async def submit_score(
@@ -453,7 +384,7 @@ class Scripts:
             )
             return _replayed(reply[3:], policy.rate_rule, rate)
         if status != ScriptStatus.OK:
-            _raise_for(reply, policy.rate_rule)
+            raise refused("submit_score", reply, policy.rate_rule)
         return _applied(reply, policy.rate_rule)
 
     async def _submit_score(
@@ -566,11 +497,8 @@ class Scripts:
             ],
             [user_id, top_n, board.name],
         )
-        status = as_text(reply[0])
-        if status == ScriptStatus.REBUILDING:
-            raise BoardUnavailable()
-        if status != ScriptStatus.OK:
-            raise BoardUnavailable()
+        if status_of(reply) is not ScriptStatus.OK:
+            raise refused(name, reply)
         return BanChange(int(reply[1]), int(reply[2]), bool(int(reply[3])))
 
     async def ban_player(
@@ -632,19 +560,8 @@ class Scripts:
                 reason,
             ],
         )
-        status = as_text(reply[0])
-        if status == ScriptStatus.NEGATIVE:
-            raise InvalidRequest(
-                "The adjustment would take the score below 0",
-                details={"field": "delta", "current_score": int(reply[1])},
-            )
-        if status == ScriptStatus.OVERFLOW:
-            raise InvalidRequest(
-                "The adjustment would take the score past the ceiling",
-                details={"field": "delta", "ceiling": int(reply[1])},
-            )
-        if status != ScriptStatus.OK:
-            raise BoardUnavailable()
+        if status_of(reply) is not ScriptStatus.OK:
+            raise refused("adjust_score", reply)
         return Adjusted(int(reply[1]), int(reply[2]), int(reply[3]), bool(int(reply[4])))
 
     async def record_audit(
@@ -748,8 +665,8 @@ class Scripts:
             ],
             [stored_season, event_id, board.name, admin_id, reason, ip, user_agent],
         )
-        if as_text(reply[0]) != ScriptStatus.OK:
-            raise BoardUnavailable()
+        if status_of(reply) is not ScriptStatus.OK:
+            raise refused("reset_season", reply)
         return SeasonEnded(int(reply[1]), int(reply[2]), int(reply[3]))
 
     async def check_board(self, board: BoardKeys) -> BoardCheck:
@@ -811,8 +728,8 @@ class Scripts:
         players hash, `BoardKeys.period_ranking`)."""
         ranked, players = ranking or (board.leaderboard, board.players)
         reply = await self._call("read_range", [ranked, players, board.state], [start, stop])
-        if as_text(reply[0]) != ScriptStatus.OK:
-            raise BoardUnavailable()
+        if status_of(reply) is not ScriptStatus.OK:
+            raise refused("read_range", reply)
         return BoardPage(
             int(reply[1]), int(reply[2]), entries_from_flat(reply[4:], start + 1), as_text(reply[3])
         )
@@ -826,11 +743,11 @@ class Scripts:
     ) -> PlayerPosition:
         ranked, players = ranking or (board.leaderboard, board.players)
         reply = await self._call("read_around", [ranked, players, board.state], [user_id, radius])
-        status = as_text(reply[0])
-        if status == ScriptStatus.BOARD_NOT_READY:
-            raise BoardUnavailable()
-        if status == ScriptStatus.NOT_RANKED:
+        status = status_of(reply)
+        if status is ScriptStatus.NOT_RANKED:
             return PlayerPosition(int(reply[1]), 0, [])
+        if status is not ScriptStatus.OK:
+            raise refused("read_around", reply)
         first_rank = int(reply[3])
         return PlayerPosition(
             int(reply[1]), int(reply[2]), entries_from_flat(reply[4:], first_rank)
@@ -839,8 +756,8 @@ class Scripts:
 
 def _replayed(answer: list[Any], rule: RateRule, rate: RateDecision) -> ScoreApplied:
     """The first answer to a spent token, given again to its owner's identical retry."""
-    if as_text(answer[0]) != ScriptStatus.OK:
-        _raise_for(answer, rule)
+    if status_of(answer) is not ScriptStatus.OK:
+        raise refused("submit_score", answer, rule)
     new_score, new_rank, old_score, old_rank = (int(as_text(v)) for v in answer[1:5])
     periods = period_standings(as_text(answer[5])) if len(answer) > 5 else ()
     return ScoreApplied(
