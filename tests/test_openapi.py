@@ -4,6 +4,7 @@ in its schema and the envelope, valid input accepted, invalid input refused)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -52,7 +53,8 @@ async def test_the_document_and_the_docs_page(real_server: RunningServer) -> Non
 
 def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_path: Path) -> None:
     """Positive and negative cases for every operation and the stateful phase, as an
-    admin (re-logged in whenever a generated logout revokes the session)."""
+    admin (re-logged in whenever a generated logout revokes the session); score updates
+    with live action tokens of new players (tests/fuzz_hooks.py)."""
     import dataclasses
 
     env = server_env(
@@ -60,7 +62,12 @@ def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_p
         SCOREBOARD_RATE_LIMIT_SCORE_UPDATE=GENEROUS,
         SCOREBOARD_RATE_LIMIT_ACTION_TOKEN=GENEROUS,
         SCOREBOARD_RATE_LIMIT_LEADERBOARD=GENEROUS,
+        SCOREBOARD_RATE_LIMIT_LOGIN=GENEROUS,
+        SCOREBOARD_BCRYPT_ROUNDS="4",
+        SCOREBOARD_ANTICHEAT_MODE="off",
+        SCOREBOARD_ACTION_TYPES=json.dumps({"game_completion": 2**53 - 1}),
     )
+    updates = tmp_path / "updates.txt"
     with serving(env, tmp_path) as (server,):
         name = create_admin(env, tmp_path)
         config = Path(__file__).parent / "schemathesis.toml"
@@ -80,7 +87,14 @@ def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_p
                 "--seed",
                 os.environ.get("SCOREBOARD_FUZZ_SEED", "7"),
             ],
-            env={**os.environ, "ADMIN_NAME": name, "ADMIN_PASSWORD": PASSWORD},
+            env={
+                **os.environ,
+                "ADMIN_NAME": name,
+                "ADMIN_PASSWORD": PASSWORD,
+                "SCHEMATHESIS_HOOKS": str(Path(__file__).parent / "fuzz_hooks.py"),
+                "FUZZ_BASE_URL": server.url,
+                "FUZZ_UPDATES_FILE": str(updates),
+            },
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -88,6 +102,9 @@ def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_p
         )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+    statuses = updates.read_text().split()
+    assert "200" in statuses, "no generated update was applied: the live tokens did not work"
+    assert any(status.startswith("4") for status in statuses)
 
 
 def test_the_error_codes_are_declared_once_and_documented() -> None:

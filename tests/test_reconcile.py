@@ -19,7 +19,7 @@ from scoreboard.boards.reconcile import reconcile
 from scoreboard.core.settings import RateRule, Settings
 from scoreboard.core.values import member
 from scoreboard.sync import Syncer
-from tests.auth_helpers import error_code, new_player, submit
+from tests.auth_helpers import bearer, error_code, new_player, submit
 from tests.conftest import unthrottled
 from tests.private_redis import PrivateRedis, private_redis
 
@@ -191,5 +191,9 @@ async def test_a_nul_character_is_refused_and_changes_nothing(
     )
     assert login.status_code == 400 and error_code(login) == "INVALID_REQUEST"
     # an escaped backslash before 'u0000' is text, not a NUL
-    fine = await submit(client, player, 5, action_data={"note": "a\\u0000b"})
+    fine = await client.post(
+        "/v1/auth/action-token",
+        json={"action_type": "game_completion", "session_id": "a\\u0000b"},
+        headers=bearer(player["access_token"]),
+    )
     assert fine.status_code == 200, fine.text

@@ -145,7 +145,10 @@ async def test_a_session_mismatch_is_refused(client: httpx.AsyncClient) -> None:
         b"0",
         b"-1",
         b"1.5",
-        b"1e3",
+        b"1e-3",
+        b"2.5e0",
+        b"1e400",
+        b"9007199254740992.0",
         b"true",
         b"null",
         b"NaN",
@@ -215,6 +218,19 @@ async def test_action_data_is_validated(client: httpx.AsyncClient, action_data: 
     body = b'{"score_increase": 10, "action_data": ' + action_data + b"}"
     response = await _post_update(client, player["access_token"], token, body)
     assert response.status_code == 400 and error_code(response) == "INVALID_REQUEST"
+
+
+@pytest.mark.parametrize(("raw", "counted"), [(b"5.0", 5), (b"5e1", 50), (b"1E1", 10)])
+async def test_a_whole_number_with_a_fraction_or_exponent_is_that_number(
+    client: httpx.AsyncClient, raw: bytes, counted: int
+) -> None:
+    """Was: refused, although the document (JSON Schema's integer) accepts it."""
+    player = await new_player(client)
+    token = await issue_token(client, player["access_token"])
+    body = b'{"score_increase": ' + raw + b"}"
+    response = await _post_update(client, player["access_token"], token, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["new_score"] == counted
 
 
 async def test_the_spec_example_update_body_is_accepted(client: httpx.AsyncClient) -> None:

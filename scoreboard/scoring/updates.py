@@ -49,11 +49,14 @@ class RequestMeta:
 
 
 def parse_increase(value: object, ceiling: int) -> int:
-    """A JSON integer, or a string of decimal digits without a leading zero, from 1 to
-    the ceiling."""
+    """A JSON integer (as JSON Schema reads one: `5`, `5.0` and `5e0` are the same
+    number), or a string of decimal digits without a leading zero, from 1 to the
+    ceiling. Below 2^53 a whole JSON number is exact, so nothing is rounded."""
     if type(value) is int:
         number = value
-    elif isinstance(value, str) and DIGITS_RE.match(value):
+    elif (type(value) is float and value.is_integer() and value <= ceiling) or (
+        isinstance(value, str) and DIGITS_RE.match(value)
+    ):
         number = int(value)
     else:
         number = 0
