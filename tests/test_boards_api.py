@@ -531,3 +531,29 @@ async def test_the_board_limit_holds_under_concurrent_creates(settings: Settings
             assert len((await http.get("/v1/boards")).json()["data"]) == 4
     finally:
         await services.close()
+
+
+async def test_metrics_and_detailed_health_show_every_board(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Was: both described the default board only (every series labelled `global`)."""
+    admin = await _admin(client, services)
+    assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+    alice, bob = await new_player(client), await new_player(client)
+    assert (await _play(client, alice, 70, "speedrun")).status_code == 200
+    assert (await _play(client, bob, 30, "speedrun")).status_code == 200
+    assert (await _play(client, bob, 5)).status_code == 200
+    await _sync(services)
+
+    metrics = (await client.get("/metrics")).text
+    assert 'scoreboard_players{board="speedrun"} 2.0' in metrics
+    assert 'scoreboard_board_ready{board="speedrun"} 1.0' in metrics
+    assert 'scoreboard_sync_committed_events_total{board="speedrun"} 2.0' in metrics
+    assert 'scoreboard_sync_lag{board="speedrun"} 0.0' in metrics
+    assert 'scoreboard_board_ready{board="global"} 1.0' in metrics
+
+    health = (await client.get("/health/detailed")).json()["data"]
+    speedrun = health["components"]["boards"]["speedrun"]
+    assert speedrun["status"] == "ready" and speedrun["players"] == 2
+    assert speedrun["sync"]["lag"] == 0 and speedrun["sync"]["dead_letters"] == 0
+    assert health["components"]["boards"]["global"]["status"] == "ready"

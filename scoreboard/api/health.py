@@ -12,14 +12,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scoreboard import __version__
+from scoreboard.api.board_status import board_statuses
 from scoreboard.api.common import services
 from scoreboard.api.services import Services
 from scoreboard.core.errors import ServiceUnavailable
 from scoreboard.http.responses import ok
+from scoreboard.storage.keys import DEFAULT_BOARD
 from scoreboard.storage.redis_client import as_text
 from scoreboard.sync.status import read_sync_status, sync_problems
 
 CHECK_TIMEOUT_SECONDS = 0.8
+BOARD_SYNC_FIELDS = ("lag", "pending", "dead_letters", "last_commit")
 
 
 async def health(request: Request) -> Response:
@@ -78,17 +81,53 @@ async def _within_deadline(check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
         return {"status": "down", "error": "timeout"}
 
 
+async def _check_boards(svc: Services) -> dict[str, Any]:
+    """Every board: whether it is whole in Redis, its players, and its syncer's lag."""
+    return {
+        board.name: {
+            "status": "ready" if board.epoch is not None else "rebuilding",
+            "players": board.players,
+            "rebuilds": board.rebuilt,
+            "sync": {name: board.sync.get(name) for name in BOARD_SYNC_FIELDS},
+        }
+        for board in await board_statuses(svc)
+    }
+
+
+def _board_problems(boards: dict[str, Any], svc: Services) -> list[str]:
+    """The other boards' troubles (the default board's are the components' own)."""
+    problems = []
+    for name, board in boards.items():
+        if name == DEFAULT_BOARD:
+            continue
+        if board["status"] != "ready":
+            problems.append(f"board {name}: being rebuilt")
+        backlog = int(board["sync"].get("lag") or 0) + int(board["sync"].get("pending") or 0)
+        if backlog > svc.settings.sync_max_backlog:
+            problems.append(f"board {name}: the syncer is {backlog} events behind")
+    return problems
+
+
 async def health_detailed(request: Request) -> Response:
     svc = services(request)
-    redis, postgres, sync, board = await asyncio.gather(
+    redis, postgres, sync, board, boards = await asyncio.gather(
         _within_deadline(_check_redis(svc)),
         _within_deadline(_check_postgres(svc)),
         _within_deadline(read_sync_status(svc.redis, svc.keys)),
         _within_deadline(_check_board(svc)),
+        _within_deadline(_check_boards(svc)),
     )
-    components = {"redis": redis, "postgres": postgres, "sync": sync, "board": board}
+    components = {
+        "redis": redis,
+        "postgres": postgres,
+        "sync": sync,
+        "board": board,
+        "boards": boards,
+    }
     healthy = redis["status"] == postgres["status"] == "up" and board["status"] == "ready"
     problems = sync_problems(sync, svc.settings) if "lag" in sync else []
+    if all(isinstance(one, dict) for one in boards.values()):  # read, not timed out
+        problems += _board_problems(boards, svc)
     data = {
         "status": "ok" if healthy and not problems else "degraded",
         "problems": problems,

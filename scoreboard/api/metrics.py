@@ -9,115 +9,117 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from scoreboard.api.board_status import BoardStatus, board_statuses
 from scoreboard.api.common import services
 from scoreboard.api.services import Services
-from scoreboard.core.errors import BoardUnavailable
-from scoreboard.core.metrics import Metric, counter, gauge, render, summary
-from scoreboard.sync.status import read_sync_status
+from scoreboard.core.metrics import Metric, counter, gauge, gauges, render, summaries
+from scoreboard.storage.keys import DEFAULT_BOARD
 
-BOARD = {"board": "global"}
 INFO_SECONDS = 0.5
+BOARD = ["board"]
 _SYNC_GAUGES = (
     ("scoreboard_sync_lag", "Board events not yet read by the syncer", "lag"),
     ("scoreboard_sync_pending", "Board events read by the syncer and not yet committed", "pending"),
     ("scoreboard_sync_dead_letters", "Board events the syncer gave up on", "dead_letters"),
 )
+Samples = dict[tuple[str, ...], float]
 
 
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _per_board(boards: list[BoardStatus], field: str) -> Samples:
+    """A syncer figure of every board that has it."""
+    return {
+        (board.name,): value
+        for board in boards
+        if (value := _number(board.sync.get(field))) is not None
+    }
+
+
 async def _read_now(svc: Services) -> list[Metric]:
-    """What this scrape reads: the syncer's record in Redis and this process's state."""
-    sync = await read_sync_status(svc.redis, svc.keys)
-    families = [
-        gauge(name, text, value, BOARD)
-        for name, text, field in _SYNC_GAUGES
-        if (value := _number(sync.get(field))) is not None
-    ]
-    hub, guard = svc.hub, svc.guard
+    """What this scrape reads: every board's state and syncer record in Redis, and this
+    process's own state."""
+    boards = await board_statuses(svc)
+    families = [gauges(name, text, _per_board(boards, f), BOARD) for name, text, f in _SYNC_GAUGES]
+    followers = svc.ranking_feeds.followers()
+    followers[DEFAULT_BOARD] = followers.get(DEFAULT_BOARD, 0) + svc.hub.subscriber_count
     families += [
-        gauge(
+        gauges(
             "scoreboard_sync_running",
             "1 while the syncer reports in",
-            float(sync.get("status") == "running"),
+            {(b.name,): float(b.sync.get("status") == "running") for b in boards},
             BOARD,
         ),
         gauge(
             "scoreboard_feed_connected",
-            "1 while this process follows the board's updates",
+            "1 while this process follows the default board's updates",
             float(svc.feed.connected),
-            BOARD,
+            {"board": DEFAULT_BOARD},
         ),
-        gauge(
+        gauges(
             "scoreboard_live_clients",
-            "Live-feed clients of this process",
-            hub.subscriber_count,
+            "Live-feed clients of this process, by the board they follow",
+            {(name,): float(count) for name, count in sorted(followers.items())},
             BOARD,
         ),
         counter(
             "scoreboard_live_broadcasts",
             "Board updates this process broadcast to its live-feed clients",
-            {("global",): hub.sent},
-            ["board"],
+            {(DEFAULT_BOARD,): svc.hub.sent},
+            BOARD,
         ),
         counter(
             "scoreboard_live_direct_writes",
             "Broadcast messages written straight to a WebSocket client's socket",
-            {("global",): hub.written_directly},
-            ["board"],
+            {(DEFAULT_BOARD,): svc.hub.written_directly},
+            BOARD,
         ),
-        gauge(
+        gauges(
             "scoreboard_board_ready",
             "1 while the board is whole in Redis",
-            float(guard.healthy),
+            {(b.name,): float(b.ready) for b in boards},
             BOARD,
         ),
         counter(
             "scoreboard_board_lost",
             "Times this process found the board lost from Redis",
-            {("global",): guard.stats.lost},
-            ["board"],
+            {(b.name,): b.lost for b in boards},
+            BOARD,
         ),
         counter(
             "scoreboard_board_rebuilds",
             "Rebuilds of the board from PostgreSQL that this process ran",
-            {("global",): guard.stats.rebuilt},
-            ["board"],
+            {(b.name,): b.rebuilt for b in boards},
+            BOARD,
+        ),
+        gauges(
+            "scoreboard_players",
+            "Players with a score on the board",
+            {(b.name,): float(b.players) for b in boards if b.players is not None},
+            BOARD,
+        ),
+        counter(
+            "scoreboard_sync_rollbacks",
+            "Times the syncer saw the update sequence go back (Redis lost acknowledged updates)",
+            _per_board(boards, "rollbacks"),
+            BOARD,
+        ),
+        counter(
+            "scoreboard_board_repairs",
+            "Players the syncer's reconciler repaired, by difference",
+            {
+                (b.name, kind): count
+                for b in boards
+                if isinstance(repairs := b.sync.get("repairs"), dict)
+                for kind, count in sorted(repairs.items())
+            },
+            ["board", "kind"],
         ),
     ]
-    families += _commit_families(sync)
+    families += _commit_families(boards)
     families += await _redis_families(svc)
-    rollbacks = _number(sync.get("rollbacks"))
-    if rollbacks is not None:
-        families.append(
-            counter(
-                "scoreboard_sync_rollbacks",
-                "Times the syncer saw the update sequence go back"
-                " (Redis lost acknowledged updates)",
-                {("global",): rollbacks},
-                ["board"],
-            )
-        )
-    repairs = sync.get("repairs") or {}
-    if isinstance(repairs, dict) and repairs:
-        families.append(
-            counter(
-                "scoreboard_board_repairs",
-                "Players the syncer's reconciler repaired, by difference",
-                {("global", kind): count for kind, count in sorted(repairs.items())},
-                ["board", "kind"],
-            )
-        )
-    try:
-        players = (await svc.leaderboard.top()).total_players
-    except BoardUnavailable:
-        pass
-    else:
-        families.append(
-            gauge("scoreboard_players", "Players with a score on the board", players, BOARD)
-        )
     return families
 
 
@@ -133,29 +135,33 @@ async def _redis_families(svc: Services) -> list[Metric]:
     return [gauge("scoreboard_redis_aof_enabled", "1 while Redis keeps an AOF", enabled, {})]
 
 
-def _commit_families(sync: dict[str, object]) -> list[Metric]:
-    """The syncer's commits: events and transactions (their ratio is the mean batch),
-    the time they took, and the last batch's size."""
-    events, commits = _number(sync.get("committed_events")), _number(sync.get("transactions"))
-    seconds, last = _number(sync.get("commit_seconds")), _number(sync.get("last_batch_events"))
-    if events is None or commits is None or seconds is None or last is None:
-        return []
+def _commit_families(boards: list[BoardStatus]) -> list[Metric]:
+    """The syncer's commits per board: events and transactions (their ratio is the mean
+    batch), the time they took, and the last batch's size."""
+    commits: dict[tuple[str, ...], tuple[int, float]] = {
+        (b.name,): (int(count), seconds)
+        for b in boards
+        if (count := _number(b.sync.get("transactions"))) is not None
+        and (seconds := _number(b.sync.get("commit_seconds"))) is not None
+    }
     return [
         counter(
             "scoreboard_sync_committed_events",
             "Board events the syncer committed to PostgreSQL",
-            {("global",): events},
-            ["board"],
-        ),
-        summary(
-            "scoreboard_sync_commit_duration_seconds",
-            "Time the syncer's PostgreSQL transactions took (count: transactions)",
-            int(commits),
-            seconds,
+            _per_board(boards, "committed_events"),
             BOARD,
         ),
-        gauge(
-            "scoreboard_sync_last_batch_events", "Events in the last committed batch", last, BOARD
+        summaries(
+            "scoreboard_sync_commit_duration_seconds",
+            "Time the syncer's PostgreSQL transactions took (count: transactions)",
+            commits,
+            BOARD,
+        ),
+        gauges(
+            "scoreboard_sync_last_batch_events",
+            "Events in the last committed batch",
+            _per_board(boards, "last_batch_events"),
+            BOARD,
         ),
     ]
 

@@ -91,6 +91,10 @@ class BoardRuntimes:
             if name != DEFAULT_BOARD:
                 await runtime.guard.stop()
 
+    def all(self) -> list[tuple[str, BoardRuntime]]:
+        """Every board this process holds, by name."""
+        return sorted(self._runtimes.items())
+
     def all_keys(self) -> list[BoardKeys]:
         return [runtime.keys for runtime in self._runtimes.values()]
 

@@ -131,6 +131,16 @@ def gauge(name: str, help_text: str, value: float, labels: dict[str, str]) -> Me
     return family
 
 
+def gauges(
+    name: str, help_text: str, values: dict[tuple[str, ...], float], labels: list[str]
+) -> Metric:
+    """One gauge family with a sample per label set (per board, for instance)."""
+    family = GaugeMetricFamily(name, help_text, labels=labels)
+    for label_values, value in values.items():
+        family.add_metric(list(label_values), value)
+    return family
+
+
 def counter(
     name: str, help_text: str, values: dict[tuple[str, ...], float], labels: list[str]
 ) -> Metric:
@@ -150,8 +160,18 @@ class _Together:
 
 
 def summary(name: str, help_text: str, count: int, total: float, labels: dict[str, str]) -> Metric:
-    family = SummaryMetricFamily(name, help_text, labels=list(labels))
-    family.add_metric(list(labels.values()), count_value=count, sum_value=total)
+    return summaries(name, help_text, {tuple(labels.values()): (count, total)}, list(labels))
+
+
+def summaries(
+    name: str,
+    help_text: str,
+    values: dict[tuple[str, ...], tuple[int, float]],
+    labels: list[str],
+) -> Metric:
+    family = SummaryMetricFamily(name, help_text, labels=labels)
+    for label_values, (count, total) in values.items():
+        family.add_metric(list(label_values), count_value=count, sum_value=total)
     return family
 
 

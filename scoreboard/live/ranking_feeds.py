@@ -115,6 +115,13 @@ class RankingFeeds:
         if feed is not None:
             feed.subscribers.discard(subscriber)
 
+    def followers(self) -> dict[str, int]:
+        """Board name -> clients following one of its rankings here."""
+        counts: dict[str, int] = {}
+        for (board, _), feed in self._feeds.items():
+            counts[board] = counts.get(board, 0) + len(feed.subscribers)
+        return counts
+
     def session_revoked(self, session_id: str) -> None:
         for subscriber in self._of:
             if subscriber.session_id == session_id:

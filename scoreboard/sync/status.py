@@ -16,7 +16,7 @@ from typing import Any
 from scoreboard.boards.leaderboard import iso_ms
 from scoreboard.core.settings import Settings
 from scoreboard.core.tasks import cancel
-from scoreboard.storage.keys import Keys
+from scoreboard.storage.keys import DEFAULT_BOARD, Keys
 from scoreboard.storage.redis_client import RedisClient, consumer_lag
 
 log = logging.getLogger("scoreboard.sync_status")
@@ -35,15 +35,18 @@ _RECORD_FIELDS = (
 )
 
 
-async def read_sync_status(redis: RedisClient, keys: Keys) -> dict[str, Any]:
+async def read_sync_status(
+    redis: RedisClient, keys: Keys, board: str = DEFAULT_BOARD
+) -> dict[str, Any]:
+    """How far the syncer is with `board`, and how the syncer process reports."""
     try:
-        events = keys.events()
+        events = keys.events(board)
         exists = await redis.exists(events)
         groups = await redis.xinfo_groups(events) if exists else []
         group = next((g for g in groups if g["name"] in (b"sync", "sync")), {})
         lag = await consumer_lag(redis, events, group) if exists else 0
-        dead = await redis.xlen(keys.dead_letters())
-        raw = await redis.get(keys.sync_health())
+        dead = await redis.xlen(keys.dead_letters(board))
+        raw = await redis.get(keys.sync_health(board))
         fleet_raw = await redis.get(keys.sync_fleet())
     except Exception as exc:
         return {"status": "unknown", "error": type(exc).__name__}
