@@ -557,3 +557,34 @@ async def test_metrics_and_detailed_health_show_every_board(
     assert speedrun["status"] == "ready" and speedrun["players"] == 2
     assert speedrun["sync"]["lag"] == 0 and speedrun["sync"]["dead_letters"] == 0
     assert health["components"]["boards"]["global"]["status"] == "ready"
+
+
+async def test_a_followed_ranking_is_read_only_when_something_changes(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """No periodic read while nothing changes; a change is one read; the board's channel
+    is followed only while one of its rankings is."""
+    admin = await _admin(client, services)
+    assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+    feeds = services.ranking_feeds
+    subscriber, _ = await feeds.subscribe("speedrun", "daily")
+    feed = next(f for key, f in feeds._feeds.items() if key == ("speedrun", "daily"))
+    assert feeds.board_subscriptions() == ["speedrun"]
+    await asyncio.sleep(0.3)  # the opening read, and one once the channel is followed
+    settled = feed.reads
+    assert settled <= 2
+    await asyncio.sleep(1.0)  # ten broadcast intervals of quiet
+    assert feed.reads == settled
+    runner = await new_player(client)
+    assert (await _play(client, runner, 33, "speedrun")).status_code == 200
+    message = await subscriber.next(3.0)
+    while message is not None and not message.data["leaderboard"]:
+        message = await subscriber.next(3.0)
+    assert message is not None and message.data["leaderboard"][0]["score"] == 33
+    assert feed.reads == settled + 1
+    feeds.unsubscribe(subscriber)
+    for _ in range(50):
+        if not feeds.board_subscriptions():
+            break
+        await asyncio.sleep(0.02)
+    assert feeds.board_subscriptions() == []

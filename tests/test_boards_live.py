@@ -170,3 +170,32 @@ async def test_one_socket_follows_a_bounded_number_of_rankings(
             assert followed == {"global", "one", "two"}
             await ws.send(json.dumps({"type": "ping"}))  # the socket is still served
             assert json.loads(await asyncio.wait_for(ws.recv(), 3)) == {"type": "pong"}
+
+
+async def test_a_period_ranking_moves_at_once_not_at_the_next_poll(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Was: every ranking but the default board's all-time one was read once per
+    broadcast interval (a poller), so a change showed up to an interval late."""
+    slow = {**env, "SCOREBOARD_BROADCAST_INTERVAL_MS": "4000"}
+    admin_name = create_admin(slow, tmp_path)
+    with serving(slow, tmp_path) as (server,):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            admin = await login(http, admin_name)
+            created = await http.post(
+                "/v1/admin/boards",
+                json={"name": "sprint", "action_types": {"run": 500}, "periods": ["weekly"]},
+                headers=bearer(admin["access_token"]),
+            )
+            assert created.status_code == 201, created.text
+            runner = await new_player(http)
+            async with http.stream("GET", "/sse/leaderboard?board=sprint&period=weekly") as answer:
+                events = _sse_events(answer)
+                await asyncio.wait_for(anext(events), 3)  # the opening state
+                await asyncio.sleep(4.5)  # a quiet stretch longer than the interval
+                started = asyncio.get_running_loop().time()
+                await _play(http, runner, "sprint", 7)
+                moved = json.loads((await asyncio.wait_for(anext(events), 6))["data"])
+                took = asyncio.get_running_loop().time() - started
+    assert [(e["user_id"], e["score"]) for e in moved["leaderboard"]] == [(runner["user_id"], 7)]
+    assert took < 2.0, f"the change took {took:.1f}s: it waited for a poll"

@@ -148,3 +148,42 @@ async def test_the_whole_flow_on_a_cluster(on_cluster: tuple[Services, httpx.Asy
         user: score for (b, user), score in told.items() if b == boards[1]
     }
     await asyncio.sleep(0)
+
+
+async def test_a_period_ranking_moves_on_its_event_on_a_cluster(
+    cluster_settings: Settings,
+) -> None:
+    """The board's channel is followed on its slot's node: the change arrives well before
+    a broadcast interval (4 s here) would have let a poller see it."""
+    slow = dataclasses.replace(cluster_settings, broadcast_interval_ms=4000)
+    services = await Services.open(slow)
+    try:
+        async with asgi_client(services) as http:
+            name = new_username()
+            await services.accounts.create(name, f"{name}@example.com", PASSWORD, role="admin")
+            admin = await login(http, name)
+            created = await http.post(
+                "/v1/admin/boards",
+                json={
+                    "name": "relay",
+                    "action_types": {"game_completion": 500},
+                    "periods": ["daily"],
+                },
+                headers=bearer(admin["access_token"]),
+            )
+            assert created.status_code == 201, created.text
+            subscriber, _ = await services.ranking_feeds.subscribe("relay", "daily")
+            await asyncio.sleep(4.5)  # past the first interval: a poller would now wait
+            runner = await new_player(http)
+            started = asyncio.get_running_loop().time()
+            assert (await _play(http, runner, "relay", 21)).status_code == 200
+            message = await subscriber.next(6.0)
+            while message is not None and not message.data["leaderboard"]:
+                message = await subscriber.next(6.0)
+            took = asyncio.get_running_loop().time() - started
+            assert message is not None and message.data["leaderboard"][0]["score"] == 21
+            assert took < 2.0, f"the change took {took:.1f}s"
+            services.ranking_feeds.unsubscribe(subscriber)
+    finally:
+        await services.close()
+        await _clean(cluster_settings)

@@ -234,7 +234,18 @@ class Services:
             main=BoardRuntime(board, leaderboard, guard),
             clock=clock,
         )
-        ranking_feeds = RankingFeeds(boards, settings.broadcast_interval_ms)
+        ranking_feeds = RankingFeeds(
+            boards,
+            settings.broadcast_interval_ms,
+            main_feed=feed,
+            open_feed=lambda name: BoardFeed(
+                redis,
+                keys,
+                name,
+                url=settings.redis_url if pipelined else None,
+                cluster=settings.redis_cluster,
+            ),
+        )
         revocations.follow(ranking_feeds.session_revoked)
         admin = Admin(
             settings=settings,

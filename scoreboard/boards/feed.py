@@ -132,6 +132,14 @@ class BoardFeed:
     def add_listener(self, listener: FeedListener) -> None:
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: FeedListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @property
+    def has_listeners(self) -> bool:
+        return bool(self._listeners)
+
     def add_channel(self, channel: str, listener: ChannelListener) -> None:
         """Follow `channel` too, on the same connection."""
         self._channels[channel] = listener
