@@ -31,3 +31,65 @@ async def test_processes_starting_at_once_apply_each_migration_once(
         assert {"users", "scores", "action_tokens", "audit_log"} <= tables
     finally:
         await conn.close()
+
+
+async def test_the_global_boards_totals_move_to_board_scores_and_users_follow(
+    own_database: str,
+) -> None:
+    """An existing deployment's global totals (in users) land in board_scores, the one
+    layout of every board; users.current_score and total_score then follow its rows."""
+    conn = await asyncpg.connect(own_database)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for migration in available():
+            if migration.version < 7:
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+        player = await conn.fetchval(
+            "INSERT INTO users (username, username_key, email, password_hash, current_score,"
+            " total_score, last_event_seq) VALUES ('old', 'old', 'old@example.test', 'x',"
+            " 42, 50, 7) RETURNING id"
+        )
+        pool = await create_pool(own_database, size=1)
+        try:
+            assert await migrate(pool) == [m.version for m in available() if m.version >= 7]
+        finally:
+            await pool.close()
+        moved = await conn.fetchrow(
+            "SELECT score, last_event_seq FROM board_scores WHERE board = 'global'"
+            " AND user_id = $1",
+            player,
+        )
+        assert (moved["score"], moved["last_event_seq"]) == (42, 7)
+
+        async def users() -> tuple[int, int, int]:
+            row = await conn.fetchrow(
+                "SELECT current_score, total_score, last_event_seq FROM users WHERE id = $1",
+                player,
+            )
+            return row["current_score"], row["total_score"], row["last_event_seq"]
+
+        assert await users() == (42, 50, 7)
+        await conn.execute(
+            "UPDATE board_scores SET score = score + 8, last_event_seq = 9"
+            " WHERE board = 'global' AND user_id = $1",
+            player,
+        )
+        assert await users() == (50, 58, 9)
+        await conn.execute("DELETE FROM board_scores WHERE board = 'global'")  # a season reset
+        assert await users() == (0, 58, 9)
+        await conn.execute(
+            "INSERT INTO board_scores (board, user_id, score, last_event_seq)"
+            " VALUES ('global', $1, 3, 10)",
+            player,
+        )
+        assert await users() == (3, 61, 10)
+    finally:
+        await conn.close()

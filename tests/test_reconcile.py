@@ -65,10 +65,12 @@ class TestABigBoard:
     ) -> None:
         await services.guard.stop()
         await services.pool.execute(
-            "INSERT INTO users (username, username_key, email, password_hash, current_score,"
-            " total_score, last_event_seq)"
-            " SELECT 'p' || g, 'p' || g, 'p' || g || '@example.test', 'x', g % 997 + 1,"
-            " g % 997 + 1, g FROM generate_series(1, $1::int) g",
+            "WITH players AS (INSERT INTO users (username, username_key, email, password_hash)"
+            " SELECT 'p' || g, 'p' || g, 'p' || g || '@example.test', 'x'"
+            " FROM generate_series(1, $1::int) g RETURNING id, username)"
+            " INSERT INTO board_scores (board, user_id, score, last_event_seq)"
+            " SELECT 'global', id, substr(username, 2)::int % 997 + 1, substr(username, 2)::int"
+            " FROM players",
             BIG_BOARD,
         )
         board = services.keys.board()

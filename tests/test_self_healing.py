@@ -131,7 +131,9 @@ async def test_an_operators_rebuild_reaches_every_server_at_once(
             conn = await asyncpg.connect(live.settings.database_url)
             try:
                 await conn.execute(
-                    "UPDATE users SET current_score = 1 WHERE id = $1::uuid", cheater
+                    "UPDATE board_scores SET score = 1"
+                    " WHERE board = 'global' AND user_id = $1::uuid",
+                    cheater,
                 )
             finally:
                 await conn.close()

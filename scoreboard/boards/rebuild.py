@@ -48,12 +48,7 @@ CHUNK = 500
 LOCK_MS = 120_000
 _UUID_RE = re.compile(r"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 
-_PLAYERS_SQL = """
-SELECT id::text AS user_id, username, current_score AS score, last_event_seq AS seq,
-       (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, banned
-FROM users WHERE current_score > 0 OR banned
-"""
-# another board's standings (its banned players too: a ban holds on every board)
+# a board's standings (its banned players too: a ban holds on every board)
 _BOARD_PLAYERS_SQL = """
 SELECT u.id::text AS user_id, u.username, coalesce(b.score, 0) AS score,
        coalesce(b.last_event_seq, 0) AS seq,
@@ -71,7 +66,6 @@ FROM period_scores p JOIN users u ON u.id = p.user_id
 WHERE p.board = $1 AND p.period_id = $2 AND p.score > 0 AND NOT u.banned
 """
 _PERSISTED_SQL = "SELECT id::text FROM scores WHERE id = ANY($1::uuid[])"
-_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM users"
 _BOARD_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM board_scores WHERE board = $1"
 
 
@@ -301,10 +295,7 @@ async def read_baseline(
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         # the snapshot starts here
-        if board.name == DEFAULT_BOARD:
-            rows = await conn.fetch(_PLAYERS_SQL)
-        else:
-            rows = await conn.fetch(_BOARD_PLAYERS_SQL, board.name)
+        rows = await conn.fetch(_BOARD_PLAYERS_SQL, board.name)
         current = await _current_periods(redis, conn, board, clock)
         period_rows = {
             period: await conn.fetch(_PERIOD_PLAYERS_SQL, board.name, period.period_id)
@@ -486,8 +477,5 @@ async def ensure_board(
 async def persisted_max_seq(pool: asyncpg.Pool, board: str = DEFAULT_BOARD) -> int:
     """The highest update sequence PostgreSQL holds of the board (its high-water mark)."""
     async with db_errors():
-        if board == DEFAULT_BOARD:
-            value = await pool.fetchval(_MAX_SEQ_SQL)
-        else:
-            value = await pool.fetchval(_BOARD_MAX_SEQ_SQL, board)
+        value = await pool.fetchval(_BOARD_MAX_SEQ_SQL, board)
     return int(value or 0)

@@ -24,7 +24,6 @@ from typing import Any
 
 import asyncpg
 
-from scoreboard.storage.keys import DEFAULT_BOARD
 from scoreboard.sync.events import (
     APPLIED,
     AUDIT,
@@ -64,8 +63,9 @@ RETURNING event_id::text
 
 _CLEAR_STAGING = "DELETE FROM sync_staging"
 
-# Another board's all-time totals, and every board's period totals: upserted in key
-# order (the same deadlock rule as the players' rows).
+# Every board's all-time totals, and every board's period totals: upserted in key
+# order, so two batches touching the same players queue instead of deadlocking (the
+# global board's trigger then updates `users` in the same order).
 _BOARD_SCORES = """
 INSERT INTO board_scores AS b (board, user_id, score, last_event_seq, updated_at)
 SELECT board, user_id, gained, last_seq, to_timestamp(ts_ms / 1000.0)
@@ -88,25 +88,6 @@ ON CONFLICT (board, period_id, user_id) DO UPDATE SET
   score = p.score + EXCLUDED.score,
   last_event_seq = GREATEST(p.last_event_seq, EXCLUDED.last_event_seq),
   updated_at = GREATEST(p.updated_at, EXCLUDED.updated_at)
-"""
-
-# Row locks on the players, taken in id order (the lock sits above the sort), so two
-# batches touching the same players queue instead of deadlocking. NO KEY UPDATE, the
-# lock the UPDATE takes itself: it does not conflict with the KEY SHARE locks that
-# another batch's foreign-key checks hold on the same players.
-_LOCK_PLAYERS = "SELECT 1 FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
-
-_USERS = """
-UPDATE users u SET
-  total_score = u.total_score + t.gained,
-  current_score = u.current_score + t.gained,
-  last_event_stream_id = CASE WHEN t.last_seq > u.last_event_seq
-                              THEN t.latest_stream_id ELSE u.last_event_stream_id END,
-  last_event_seq = GREATEST(u.last_event_seq, t.last_seq),
-  updated_at = now()
-FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[])
-  AS t(user_id, gained, last_seq, latest_stream_id)
-WHERE u.id = t.user_id
 """
 
 _USED_TOKENS = """
@@ -132,7 +113,6 @@ ON CONFLICT (event_id) DO NOTHING
 class _Gain:
     gained: int
     last_seq: int
-    latest_stream_id: str
     ts_ms: int = 0
 
 
@@ -144,34 +124,28 @@ def _add(totals: dict[Any, _Gain], key: Any, gain: _Gain) -> None:
     current.gained += gain.gained
     if gain.last_seq > current.last_seq:
         current.last_seq = gain.last_seq
-        current.latest_stream_id = gain.latest_stream_id
         current.ts_ms = gain.ts_ms
 
 
 async def _apply_totals(conn: asyncpg.Connection, applied: list[StreamEvent]) -> None:
-    """Move the totals by the increases of these newly inserted updates: the global
-    board's all-time ones in `users` (the spec's figures), other boards' in
-    `board_scores`, every period's in `period_scores`."""
-    players: dict[str, _Gain] = {}
+    """Move the totals by the increases of these newly inserted updates: every board's
+    all-time ones in `board_scores` (a trigger keeps the spec's `users` figures for the
+    global board), every period's in `period_scores`."""
     boards: dict[tuple[str, str], _Gain] = {}
     periods: dict[tuple[str, str, str], _Gain] = {}
     for event in applied:
         seq = event.seq or 0
-        if event.board == DEFAULT_BOARD:
-            _add(players, event.user_id, _Gain(event.delta, seq, event.stream_id, event.ts_ms))
-        else:
-            _add(
-                boards,
-                (event.board, event.user_id),
-                _Gain(event.delta, seq, event.stream_id, event.ts_ms),
-            )
+        _add(
+            boards,
+            (event.board, event.user_id),
+            _Gain(event.delta, seq, event.ts_ms),
+        )
         for period_id in event.period_ids:
             _add(
                 periods,
                 (event.board, period_id, event.user_id),
-                _Gain(event.delta, seq, event.stream_id, event.ts_ms),
+                _Gain(event.delta, seq, event.ts_ms),
             )
-    await _update_players(conn, players)
     if boards:
         keys = sorted(boards)
         gains = [boards[key] for key in keys]
@@ -197,36 +171,12 @@ async def _apply_totals(conn: asyncpg.Connection, applied: list[StreamEvent]) ->
         )
 
 
-async def _update_players(conn: asyncpg.Connection, totals: dict[str, _Gain]) -> None:
-    if not totals:
-        return
-    ids = sorted(totals)
-    gains = [totals[user_id] for user_id in ids]
-    await conn.execute(_LOCK_PLAYERS, ids)
-    await conn.execute(
-        _USERS,
-        ids,
-        [g.gained for g in gains],
-        [g.last_seq for g in gains],
-        [g.latest_stream_id for g in gains],
-    )
-
-
 _SEASON_RESET = """
 INSERT INTO season_resets (event_id, board, season, admin_id, reason, reset_at)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT DO NOTHING
 RETURNING 1
 """
-_ARCHIVE_GLOBAL = """
-WITH archived AS (
-  INSERT INTO season_standings (board, season, user_id, score, last_event_seq, updated_at)
-  SELECT $1, $2, id, current_score, last_event_seq, updated_at FROM users
-  WHERE current_score > 0 AND NOT banned
-  RETURNING 1
-) SELECT count(*) FROM archived
-"""
-_EMPTY_GLOBAL = "UPDATE users SET current_score = 0, updated_at = now() WHERE current_score <> 0"
 _ARCHIVE_BOARD = """
 WITH archived AS (
   INSERT INTO season_standings (board, season, user_id, score, last_event_seq, updated_at)
@@ -277,12 +227,8 @@ async def _end_season(conn: asyncpg.Connection, event: StreamEvent) -> None:
     )
     if inserted is None:
         return
-    if event.board == DEFAULT_BOARD:
-        players = await conn.fetchval(_ARCHIVE_GLOBAL, event.board, season)
-        await conn.execute(_EMPTY_GLOBAL)
-    else:
-        players = await conn.fetchval(_ARCHIVE_BOARD, event.board, season)
-        await conn.execute(_EMPTY_BOARD, event.board)
+    players = await conn.fetchval(_ARCHIVE_BOARD, event.board, season)
+    await conn.execute(_EMPTY_BOARD, event.board)
     await conn.execute(
         "UPDATE season_resets SET players = $2 WHERE event_id = $1", event.event_id, players
     )
