@@ -126,28 +126,26 @@ class Snapshot:
 
 
 def gauge(name: str, help_text: str, value: float, labels: dict[str, str]) -> Metric:
-    family = GaugeMetricFamily(name, help_text, labels=list(labels))
-    family.add_metric(list(labels.values()), value)
-    return family
+    return gauges(name, help_text, {tuple(labels.values()): value}, list(labels))
 
 
 def gauges(
     name: str, help_text: str, values: dict[tuple[str, ...], float], labels: list[str]
 ) -> Metric:
     """One gauge family with a sample per label set (per board, for instance)."""
-    family = GaugeMetricFamily(name, help_text, labels=labels)
-    for label_values, value in values.items():
-        family.add_metric(list(label_values), value)
-    return family
+    return _filled(GaugeMetricFamily(name, help_text, labels=labels), values)
 
 
 def counter(
     name: str, help_text: str, values: dict[tuple[str, ...], float], labels: list[str]
 ) -> Metric:
-    family = CounterMetricFamily(name, help_text, labels=labels)
+    return _filled(CounterMetricFamily(name, help_text, labels=labels), values)
+
+
+def _filled(family: Any, values: dict[tuple[str, ...], float]) -> Metric:
     for label_values, value in values.items():
         family.add_metric(list(label_values), value)
-    return family
+    return family  # type: ignore[no-any-return]
 
 
 class _Together:
