@@ -19,8 +19,9 @@
 --   KEYS[7]  the board's state (hash: epoch, seq, players; written here)
 --   KEYS[8]  the board's event stream
 --   KEYS[9]  the board's update channel (the announcement goes there)
---   KEYS[10..] four per current period of ARGV[4], in its order: the staged ranking
---            and players (renamed onto the next two), the live ranking and players
+--   KEYS[10..] six per current period of ARGV[4], in its order: the staged ranking,
+--            players and banned players (renamed onto the next three), the live
+--            ranking, players and banned players (include/period_bans.lua)
 --   ARGV[1]  highest update sequence the staged board includes
 --   ARGV[2]  last stream id read while staging ('0-0' when none)
 --   ARGV[3]  the new build's epoch (random, never reused)
@@ -66,15 +67,16 @@ local keep = {}
 for value in string.gmatch(ARGV[5], '[^,]+') do
   keep[#keep + 1] = tonumber(value)
 end
-local period_keys = {} -- period id -> { live ranking, live players }
+local period_keys = {} -- period id -> { live ranking, live players, live banned }
 local index = 0
 for period_id in string.gmatch(ARGV[4], '[^,]+') do
-  local first = 10 + 4 * index
+  local first = 10 + 6 * index
   index = index + 1
-  install(KEYS[first], KEYS[first + 2])
-  install(KEYS[first + 1], KEYS[first + 3])
+  install(KEYS[first], KEYS[first + 3])
+  install(KEYS[first + 1], KEYS[first + 4])
+  install(KEYS[first + 2], KEYS[first + 5])
   periods[period_id] = keep[index]
-  period_keys[period_id] = { KEYS[first + 2], KEYS[first + 3] }
+  period_keys[period_id] = { KEYS[first + 3], KEYS[first + 4], KEYS[first + 5] }
 end
 
 -- an update applied after the staged stream: its increase in one ranking (a sorted
@@ -100,6 +102,16 @@ local function move(ranked_key, ranked_players, fields, member, user_id, keep_ms
   end
 end
 
+-- an update of a player banned since: its increase in the entry kept for an unban
+local function keep_banned(key, fields, member, user_id, kept)
+  local score = tonumber(string.match(kept, '|(%d+)$') or '0') + tonumber(fields.delta)
+  local entry = '-'
+  if score > 0 then
+    entry = member .. '|' .. fields.ts .. '|' .. fields.username .. '|' .. string.format('%d', score)
+  end
+  rcall('HSET', key, user_id, entry)
+end
+
 local caught_up = 0
 for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
   local fields = {}
@@ -111,12 +123,16 @@ for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
     local member = bc_member(seq, user_id)
     local banned = rcall('HGET', banned_key, user_id)
     if banned then
-      local score = tonumber(string.match(banned, '|(%d+)$') or '0') + tonumber(fields.delta)
-      local entry = '-'
-      if score > 0 then
-        entry = member .. '|' .. fields.ts .. '|' .. fields.username .. '|' .. string.format('%d', score)
+      keep_banned(banned_key, fields, member, user_id, banned)
+      for period_id in string.gmatch(fields.periods or '', '[^,]+') do
+        local live = period_keys[period_id]
+        if live then
+          keep_banned(live[3], fields, member, user_id, rcall('HGET', live[3], user_id) or '-|0')
+          if rcall('PTTL', live[3]) < 0 then
+            rcall('PEXPIRE', live[3], periods[period_id])
+          end
+        end
       end
-      rcall('HSET', banned_key, user_id, entry)
     else
       move(board_key, players_key, fields, member, user_id, nil)
       for period_id in string.gmatch(fields.periods or '', '[^,]+') do

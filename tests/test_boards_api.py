@@ -588,3 +588,47 @@ async def test_a_followed_ranking_is_read_only_when_something_changes(
             break
         await asyncio.sleep(0.02)
     assert feeds.board_subscriptions() == []
+
+
+async def test_a_rebuild_keeps_a_banned_players_period_standing_for_the_unban(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Was: a rebuilt board's current periods knew nothing of a banned player, so an
+    unban after a rebuild gave back the all-time score but not the period ones."""
+    admin = await _admin(client, services)
+    assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+    cheat, other = await new_player(client), await new_player(client)
+    assert (await _play(client, cheat, 50, "speedrun")).status_code == 200
+    assert (await _play(client, other, 20, "speedrun")).status_code == 200
+    await _sync(services)
+    assert (await _play(client, cheat, 4, "speedrun")).status_code == 200  # not yet synced
+    banned = await client.post(
+        f"/v1/admin/players/{cheat['user_id']}/ban",
+        json={"reason": "review"},
+        headers=bearer(admin["access_token"]),
+    )
+    assert banned.status_code == 200
+    board = services.keys.board("speedrun")
+    lost = [
+        key
+        async for key in services.redis.scan_iter(
+            match=f"{services.settings.redis_prefix}:{{speedrun}}:*"
+        )
+        if key.decode() != board.events
+    ]
+    await services.redis.delete(*lost)
+    _, runtime = await services.boards.board("speedrun")
+    assert await runtime.guard.check() == "rebuilt"
+    for period in ("all", "daily", "weekly"):
+        assert await _ids(client, f"/v1/boards/speedrun/top10?period={period}") == [
+            (other["user_id"], 20)
+        ]
+    unbanned = await client.post(
+        f"/v1/admin/players/{cheat['user_id']}/unban", headers=bearer(admin["access_token"])
+    )
+    assert unbanned.status_code == 200
+    for period in ("all", "daily", "weekly"):
+        assert await _ids(client, f"/v1/boards/speedrun/top10?period={period}") == [
+            (cheat["user_id"], 54),
+            (other["user_id"], 20),
+        ], period

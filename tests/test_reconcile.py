@@ -72,6 +72,7 @@ class TestABigBoard:
             " SELECT 'global', id, substr(username, 2)::int % 997 + 1, substr(username, 2)::int"
             " FROM players",
             BIG_BOARD,
+            timeout=120,
         )
         board = services.keys.board()
         async with rebuild_lock(services.redis, board):

@@ -344,6 +344,10 @@ async def test_postgresql_outage_keeps_scores_flowing_and_drains_after(
             r for r in caplog.records if r.name == "scoreboard.sync" and "waiting" in r.message
         ]
         assert len(waits) == 1, [r.getMessage() for r in waits]
+        for _ in range(40):  # said once the batch that ended the pause is acknowledged
+            if any("sync resumed" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.05)
         assert any("sync resumed" in r.getMessage() for r in caplog.records)
     finally:
         syncer.stop()

@@ -58,12 +58,12 @@ FROM users u LEFT JOIN board_scores b ON b.user_id = u.id AND b.board = $1
 WHERE b.score > 0 OR u.banned
 """
 _BOARD_PERIODS_SQL = "SELECT periods FROM boards WHERE name = $1"
-# a current period's standings (banned players stay out of period rankings)
+# a current period's standings (a banned player's is kept aside for an unban)
 _PERIOD_PLAYERS_SQL = """
 SELECT p.user_id::text AS user_id, u.username, p.score, p.last_event_seq AS seq,
        (extract(epoch FROM p.updated_at) * 1000)::bigint AS updated_ms
 FROM period_scores p JOIN users u ON u.id = p.user_id
-WHERE p.board = $1 AND p.period_id = $2 AND p.score > 0 AND NOT u.banned
+WHERE p.board = $1 AND p.period_id = $2 AND p.score > 0
 """
 _PERSISTED_SQL = "SELECT id::text FROM scores WHERE id = ANY($1::uuid[])"
 _BOARD_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM board_scores WHERE board = $1"
@@ -120,7 +120,8 @@ class TailUpdate:
 @dataclass
 class Expected:
     """What the board should hold, as of stream id `last_id`: the all-time standings
-    and those of each current period."""
+    and those of each current period (a banned player's standings in them kept aside
+    for an unban, as in the all-time ones)."""
 
     standings: dict[str, Standing]
     last_id: str
@@ -277,7 +278,9 @@ class Baseline:
                 for row in found
             }
             _add_unpersisted(ranked, self.unpersisted, period.period_id)
-            periods[period] = {u: s for u, s in ranked.items() if s.score > 0 and u not in banned}
+            for user_id in banned & set(ranked):
+                ranked[user_id].banned = True  # kept aside for an unban, not ranked
+            periods[period] = {u: s for u, s in ranked.items() if s.score > 0}
         return Expected(kept, self.last_id, added, periods)
 
 
@@ -364,15 +367,17 @@ async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Stan
 async def _stage_periods(
     redis: RedisClient, board: BoardKeys, periods: dict[CurrentPeriod, dict[str, Standing]]
 ) -> None:
-    """Each current period's ranking, staged for the install script, expiring with
-    its period."""
+    """Each current period's ranking and its banned players' standings, staged for
+    the install script, expiring with the period."""
     async with redis_errors():
         for period, standings in periods.items():
-            ranking, players = board.period_staging(period.period_id)
-            await redis.unlink(ranking, players)
-            items = list(standings.items())
-            for offset in range(0, len(items), CHUNK):
-                chunk = items[offset : offset + CHUNK]
+            staged = board.period_staging(period.period_id)
+            ranking, players, banned = staged
+            await redis.unlink(*staged)
+            ranked = [(uid, s) for uid, s in standings.items() if not s.banned]
+            kept = [(uid, s) for uid, s in standings.items() if s.banned]
+            for offset in range(0, len(ranked), CHUNK):
+                chunk = ranked[offset : offset + CHUNK]
                 pipe = redis.pipeline(transaction=False)
                 pipe.zadd(ranking, {s.member(uid): s.score for uid, s in chunk})
                 pipe.hset(
@@ -383,10 +388,17 @@ async def _stage_periods(
                     },
                 )
                 await pipe.execute()
-            if items:
-                keep_ms = max(1, period.keep_ms)
-                await redis.pexpire(ranking, keep_ms)
-                await redis.pexpire(players, keep_ms)
+            if kept:
+                await redis.hset(
+                    banned,
+                    mapping={
+                        uid: banned_entry(s.member(uid), s.updated_ms, s.username, s.score)
+                        for uid, s in kept
+                    },
+                )
+            keep_ms = max(1, period.keep_ms)
+            for key in staged:
+                await redis.pexpire(key, keep_ms)
 
 
 async def install(

@@ -85,10 +85,15 @@ class Keys:
         """The period entries of the board's banned players, kept for an unban."""
         return f"{self.banned(board)}:{period_id}"
 
-    def period_staging(self, board: str, period_id: str) -> tuple[str, str]:
-        """Where a rebuild assembles a current period's ranking and players."""
-        staged_board, staged_players, _ = self.rebuild_staging(board)
-        return f"{staged_board}:{period_id}", f"{staged_players}:{period_id}"
+    def period_staging(self, board: str, period_id: str) -> tuple[str, str, str]:
+        """Where a rebuild assembles a current period's ranking, players and banned
+        players."""
+        staged_board, staged_players, staged_banned = self.rebuild_staging(board)
+        return (
+            f"{staged_board}:{period_id}",
+            f"{staged_players}:{period_id}",
+            f"{staged_banned}:{period_id}",
+        )
 
     def season(self, board: str = DEFAULT_BOARD) -> str:
         """The all-time ranking's current season number (absent: PostgreSQL's)."""
@@ -216,7 +221,7 @@ class BoardKeys:
     def period_banned(self, period_id: str) -> str:
         return self.keys.period_banned(self.name, period_id)
 
-    def period_staging(self, period_id: str) -> tuple[str, str]:
+    def period_staging(self, period_id: str) -> tuple[str, str, str]:
         return self.keys.period_staging(self.name, period_id)
 
     def audit_floods(self, window_start_s: int) -> str:

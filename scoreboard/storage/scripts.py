@@ -614,7 +614,11 @@ class Scripts:
         period_keys = [
             key
             for period_id, _ in periods
-            for key in (*board.period_staging(period_id), *board.period_ranking(period_id))
+            for key in (
+                *board.period_staging(period_id),
+                *board.period_ranking(period_id),
+                board.period_banned(period_id),
+            )
         ]
         reply = await self._call(
             "install_board",
