@@ -134,7 +134,12 @@ async def _totals(
         await client.aclose()
     conn = await asyncpg.connect(with_database(admin_dsn, deployment.database))
     try:
-        persisted = int(await conn.fetchval("SELECT coalesce(sum(score), 0) FROM board_scores"))
+        persisted = int(
+            await conn.fetchval(
+                "SELECT coalesce(sum(score), 0) FROM board_scores WHERE board = ANY($1::text[])",
+                list(BOARDS),
+            )
+        )
     finally:
         await conn.close()
     return on_boards, persisted

@@ -9,7 +9,7 @@
 --   KEYS[4]  the board's state (hash: epoch, seq, players)
 --   ARGV[1..] user ids (a bounded number per call: the caller sends chunks)
 --
--- Output: { 'OK', seq ('' = no state), { score, banned entry, ... } } with two values
+-- Output: { 'OK', seq ('' = no state), values ({ score, banned entry, ... }) } with two values
 --   per user id of ARGV, in its order: the score on the board as a decimal string
 --   ('' when not on it) and the banned entry ('' when not banned)
 --

@@ -15,7 +15,7 @@
 --   ARGV[7]  user id ('' = none)   ARGV[8]  client address   ARGV[9]  user agent
 --   ARGV[10] result ('' = none: refused, revoked...)   ARGV[11] details (JSON object)
 --
--- Output: { 'OK', recorded (1/0), attempts by this subject in this window (0 when
+-- Output: { 'OK', recorded (1/0), attempts (by this subject in this window; 0 when
 --   not counted) }
 --   Stream: type 'audit', event_id, board, event_type, user_id, ip, user_agent,
 --   result, details, ts.

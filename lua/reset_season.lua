@@ -22,7 +22,8 @@
 --   ARGV[6]  the admin's address     ARGV[7]  the admin's user agent
 --
 -- Output:
---   { 'OK', ended season, new season, players the ended season had }
+--   { 'OK', ended (the season that ended), season (the new one), players (the ended
+--     season had) }
 --   { 'REBUILDING' } | { 'BOARD_NOT_READY' } | { 'BOARD_LOST' }   nothing done
 --   Published: as bc_publish in include/board_change.lua, with an empty top.
 

@@ -13,8 +13,8 @@
 --   ARGV[2]  the HSCAN cursor ('0' to start)
 --   ARGV[3]  how many fields to ask HSCAN for (a hint to Redis, not an exact count)
 --
--- Output: { 'OK', next cursor ('0' when the scan is over), seq ('' = no state),
---           { user id, value, ... } }
+-- Output: { 'OK', cursor (the next; '0' when the scan is over), seq ('' = no state),
+--           values ({ user id, value, ... }) }
 --   value: 'players': the player's score on the board as a decimal string ('' when
 --          the member is missing from the sorted set); 'banned': the entry as stored
 --

@@ -196,3 +196,44 @@ _REPLIES: dict[str, Any] = {
     "read_range": ["OK", 0, 0, "e"],
     "read_around": ["NOT_RANKED", 0],
 }
+
+
+def _header_reply(source: str, opening: str) -> list[str]:
+    """The names of the reply fields a script's header lists after `opening`, each
+    the first word of its item; '...' for a repeated tail."""
+    header = "\n".join(line[2:].strip() for line in source.splitlines() if line.startswith("--"))
+    start = header.index(opening) + len(opening)
+    depth, items, current = 1, [], ""
+    for char in header[start:]:
+        if char in "({":
+            depth += 1
+        elif char in ")}":
+            depth -= 1
+            if depth == 0:
+                break
+        if char == "," and depth == 1:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items.append(current)
+    names = []
+    for item in items:
+        item = item.strip()
+        word = re.match(r"\.\.\.|[a-z_]+", item)
+        assert word, f"no name in reply item {item!r}"
+        names.append(word.group(0))
+    return names
+
+
+def test_every_reply_shape_is_the_one_its_script_header_lists() -> None:
+    """Replies are read by name; the names and their order are the headers'."""
+    from scoreboard.storage.scripts.replies import ENTRY_FIELDS, SHAPES
+
+    raw = {path.stem: path.read_text() for path in lua_dir().glob("*.lua")}
+    assert set(SHAPES) == set(raw)
+    for name, shape in SHAPES.items():
+        opening = "{ 'OK'," if shape.status else "Output: {"
+        listed = _header_reply(raw[name], opening)
+        wanted = list(shape.fields) + ([*ENTRY_FIELDS, "..."] if shape.entries else [])
+        assert listed == wanted, name

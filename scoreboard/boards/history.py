@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncpg
 
 from scoreboard.core.periods import Period
+from scoreboard.core.values import BoardEntry
 from scoreboard.storage.database import db_errors
-from scoreboard.storage.scripts import BoardEntry
 
 _PERIOD_PAGE = """
 SELECT p.user_id::text AS user_id, u.username, p.score,

@@ -44,3 +44,12 @@ def parse_banned(value: str) -> BannedStanding:
         return BannedStanding(None, 0)
     member_text, _, rest = value.partition("|")
     return BannedStanding(member_text, int(rest.rpartition("|")[2]))
+
+
+@dataclass(frozen=True)
+class BoardEntry:
+    rank: int
+    user_id: str
+    username: str
+    score: int
+    updated_ms: int | None

@@ -27,8 +27,8 @@ from scoreboard.boards.feed import BoardEvent
 from scoreboard.boards.leaderboard import Leaderboard, TopSnapshot, entry_json, iso_ms
 from scoreboard.core.errors import BoardUnavailable
 from scoreboard.core.tasks import cancel
+from scoreboard.core.values import BoardEntry
 from scoreboard.http.ws_protocol import FrameWriter, text_frame
-from scoreboard.storage.scripts import BoardEntry
 
 
 @dataclass

@@ -3,6 +3,12 @@
 -- spec's users.current_score and total_score keep showing the global board's all-time
 -- figures: a trigger on board_scores keeps them, so every board is written by one path.
 
+-- Nothing reads board_scores in score order (rankings are Redis's; a rebuild reads a
+-- board whole), and without that index an update of a total can stay on its page (HOT).
+-- Room on each page for those updates.
+DROP INDEX idx_board_scores_rank;
+ALTER TABLE board_scores SET (fillfactor = 85);
+
 INSERT INTO board_scores (board, user_id, score, last_event_seq, updated_at)
 SELECT 'global', id, current_score, last_event_seq, updated_at FROM users
 WHERE current_score <> 0 OR last_event_seq > 0

@@ -1,0 +1,60 @@
+"""Scripts of a rebuild and of the syncer: installing a staged board, trimming the stream."""
+
+from __future__ import annotations
+
+from scoreboard.storage.keys import BoardKeys
+from scoreboard.storage.scripts import replies
+from scoreboard.storage.scripts.transport import ScriptTransport
+from scoreboard.storage.statuses import ScriptStatus, status_of
+
+
+class RebuildScripts(ScriptTransport):
+    async def install_board(
+        self,
+        board: BoardKeys,
+        max_seq: int,
+        last_stream_id: str,
+        epoch: str,
+        periods: list[tuple[str, int]] | None = None,
+    ) -> tuple[int, int]:
+        """Swap a staged board (and its current periods' rankings: (period id, ms its
+        keys stay)) into place; returns (events caught up, board sequence)."""
+        periods = periods or []
+        period_keys = [
+            key
+            for period_id, _ in periods
+            for key in (
+                *board.period_staging(period_id),
+                *board.period_ranking(period_id),
+                board.period_banned(period_id),
+            )
+        ]
+        reply = await self._call(
+            "install_board",
+            [
+                *board.rebuild_staging,
+                board.leaderboard,
+                board.players,
+                board.banned,
+                board.state,
+                board.events,
+                board.updates_channel,
+                *period_keys,
+            ],
+            [
+                max_seq,
+                last_stream_id,
+                epoch,
+                ",".join(period_id for period_id, _ in periods),
+                ",".join(str(max(1, keep_ms)) for _, keep_ms in periods),
+            ],
+        )
+        installed = replies.read("install_board", reply)
+        return installed.int("caught_up"), installed.int("seq")
+
+    async def trim_stream(self, board: BoardKeys, min_id: str) -> int | None:
+        """Trim what the syncer persisted; None while a rebuild holds the stream."""
+        reply = await self._call("trim_stream", [board.events, board.rebuild_lock], [min_id])
+        if status_of(reply) is ScriptStatus.REBUILDING:
+            return None
+        return replies.read("trim_stream", reply).int("trimmed")

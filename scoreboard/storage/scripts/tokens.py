@@ -1,0 +1,52 @@
+"""Scripts of the rate limits and the action tokens."""
+
+from __future__ import annotations
+
+from scoreboard.core.ratelimit import RateDecision
+from scoreboard.core.settings import RateRule
+from scoreboard.storage.keys import BoardKeys
+from scoreboard.storage.scripts import replies
+from scoreboard.storage.scripts.transport import ScriptTransport
+from scoreboard.storage.statuses import ScriptStatus, refused, status_of
+
+
+class TokenScripts(ScriptTransport):
+    async def rate_limit(self, key: str, rule: RateRule) -> RateDecision:
+        counted = replies.read(
+            "rate_limit", await self._call("rate_limit", [key], [rule.limit, rule.period_us])
+        )
+        return RateDecision(
+            allowed=counted.flag("allowed"),
+            limit=rule.limit,
+            remaining=counted.int("remaining"),
+            retry_after=counted.int("retry_after_us") / 1e6,
+            reset_after=counted.int("reset_us") / 1e6,
+        )
+
+    async def issue_action_token(
+        self,
+        board: BoardKeys,
+        rule: RateRule,
+        *,
+        user_id: str,
+        token_hash: str,
+        session_id: str,
+        action_type: str,
+        max_increase: int,
+        ttl_ms: int,
+    ) -> RateDecision:
+        reply = await self._call(
+            "issue_action_token",
+            [
+                board.rate_limit("action_token", user_id),
+                board.action_token(token_hash),
+                board.banned,
+            ],
+            [rule.limit, rule.period_us, user_id, session_id, action_type, max_increase, ttl_ms],
+        )
+        if status_of(reply) is not ScriptStatus.OK:
+            raise refused("issue_action_token", reply, rule)
+        issued = replies.read("issue_action_token", reply)
+        return RateDecision(
+            True, rule.limit, issued.int("remaining"), 0.0, issued.int("reset_us") / 1e6
+        )
