@@ -373,16 +373,7 @@ async def test_a_lost_board_comes_back_with_its_periods(
     ]
     board = services.keys.board("speedrun")
     events = [entry async for entry in _stream(services, board.events)]
-    lost = [
-        key
-        async for key in services.redis.scan_iter(
-            match=f"{services.settings.redis_prefix}:{{speedrun}}:*"
-        )
-        if key.decode() != board.events
-    ]
-    await services.redis.delete(*lost)
-    _, runtime = await services.boards.board("speedrun")
-    assert await runtime.guard.check() == "rebuilt"
+    await _lose_and_rebuild(services, "speedrun")
     after = {
         period: await _ids(client, f"/v1/boards/speedrun/top10?period={period}")
         for period in ("all", "daily", "weekly")
@@ -397,6 +388,21 @@ async def test_a_lost_board_comes_back_with_its_periods(
         carol["user_id"],
         70,
     )
+
+
+async def _lose_and_rebuild(services: Services, name: str) -> None:
+    """Redis loses every key of the board but its stream; the guard rebuilds it."""
+    events = services.keys.board(name).events
+    lost = [
+        key
+        async for key in services.redis.scan_iter(
+            match=f"{services.settings.redis_prefix}:{{{name}}}:*"
+        )
+        if key.decode() != events
+    ]
+    await services.redis.delete(*lost)
+    _, runtime = await services.boards.board(name)
+    assert await runtime.guard.check() == "rebuilt"
 
 
 async def _stream(services: Services, key: str) -> Any:
@@ -608,17 +614,7 @@ async def test_a_rebuild_keeps_a_banned_players_period_standing_for_the_unban(
         headers=bearer(admin["access_token"]),
     )
     assert banned.status_code == 200
-    board = services.keys.board("speedrun")
-    lost = [
-        key
-        async for key in services.redis.scan_iter(
-            match=f"{services.settings.redis_prefix}:{{speedrun}}:*"
-        )
-        if key.decode() != board.events
-    ]
-    await services.redis.delete(*lost)
-    _, runtime = await services.boards.board("speedrun")
-    assert await runtime.guard.check() == "rebuilt"
+    await _lose_and_rebuild(services, "speedrun")
     for period in ("all", "daily", "weekly"):
         assert await _ids(client, f"/v1/boards/speedrun/top10?period={period}") == [
             (other["user_id"], 20)

@@ -87,8 +87,9 @@ class TestABigBoard:
 
         # one player drifted, one lost: found and repaired
         drifted, lost = await services.pool.fetch(
-            "SELECT id::text, current_score, last_event_seq FROM users"
-            " WHERE username IN ('p10', 'p20') ORDER BY username"
+            "SELECT u.id::text AS id, b.score, b.last_event_seq FROM users u"
+            " JOIN board_scores b ON b.user_id = u.id AND b.board = 'global'"
+            " WHERE u.username IN ('p10', 'p20') ORDER BY u.username"
         )
         await services.redis.zincrby(
             board.leaderboard, 5, member(drifted["last_event_seq"], drifted["id"])

@@ -135,6 +135,9 @@ async def test_an_operators_rebuild_reaches_every_server_at_once(
                     " WHERE board = 'global' AND user_id = $1::uuid",
                     cheater,
                 )
+                await conn.execute(
+                    "UPDATE users SET current_score = 1 WHERE id = $1::uuid", cheater
+                )
             finally:
                 await conn.close()
             rebuilt = await asyncio.to_thread(live.run_cli, tmp_path, "rebuild")

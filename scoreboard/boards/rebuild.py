@@ -332,13 +332,15 @@ async def expected_board(
     return baseline.expected()
 
 
-async def _stage(redis: RedisClient, board: BoardKeys, standings: dict[str, Standing]) -> None:
-    """Ranked players onto the staged board and players hash; banned ones, with their
-    standing kept, into the staged banned hash."""
-    staged_board, staged_players, staged_banned = board.rebuild_staging
+async def _stage(
+    redis: RedisClient, staged: tuple[str, str, str], standings: dict[str, Standing]
+) -> None:
+    """Ranked players onto a staged ranking and players hash; banned ones, with their
+    standing kept, into the staged banned hash (the all-time ranking's, or a period's)."""
+    staged_board, staged_players, staged_banned = staged
     items = list(standings.items())
     async with redis_errors():
-        await redis.unlink(staged_board, staged_players, staged_banned)
+        await redis.unlink(*staged)
         for offset in range(0, len(items), CHUNK):
             chunk = items[offset : offset + CHUNK]
             ranked = [(uid, s) for uid, s in chunk if not s.banned]
@@ -369,43 +371,19 @@ async def _stage_periods(
 ) -> None:
     """Each current period's ranking and its banned players' standings, staged for
     the install script, expiring with the period."""
-    async with redis_errors():
-        for period, standings in periods.items():
-            staged = board.period_staging(period.period_id)
-            ranking, players, banned = staged
-            await redis.unlink(*staged)
-            ranked = [(uid, s) for uid, s in standings.items() if not s.banned]
-            kept = [(uid, s) for uid, s in standings.items() if s.banned]
-            for offset in range(0, len(ranked), CHUNK):
-                chunk = ranked[offset : offset + CHUNK]
-                pipe = redis.pipeline(transaction=False)
-                pipe.zadd(ranking, {s.member(uid): s.score for uid, s in chunk})
-                pipe.hset(
-                    players,
-                    mapping={
-                        uid: player_entry(s.member(uid), s.updated_ms, s.username)
-                        for uid, s in chunk
-                    },
-                )
-                await pipe.execute()
-            if kept:
-                await redis.hset(
-                    banned,
-                    mapping={
-                        uid: banned_entry(s.member(uid), s.updated_ms, s.username, s.score)
-                        for uid, s in kept
-                    },
-                )
-            keep_ms = max(1, period.keep_ms)
+    for period, standings in periods.items():
+        staged = board.period_staging(period.period_id)
+        await _stage(redis, staged, standings)
+        async with redis_errors():
             for key in staged:
-                await redis.pexpire(key, keep_ms)
+                await redis.pexpire(key, max(1, period.keep_ms))
 
 
 async def install(
     redis: RedisClient, scripts: Scripts, board: BoardKeys, expected: Expected
 ) -> RebuildReport:
     """Stage `expected` and swap it in as a new build of the board."""
-    await _stage(redis, board, expected.standings)
+    await _stage(redis, board.rebuild_staging, expected.standings)
     await _stage_periods(redis, board, expected.periods)
     caught_up, _ = await scripts.install_board(
         board,

@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from scoreboard.storage.keys import DEFAULT_BOARD
 from scoreboard.sync.events import (
     APPLIED,
     AUDIT,
@@ -63,19 +64,33 @@ RETURNING event_id::text
 
 _CLEAR_STAGING = "DELETE FROM sync_staging"
 
+# the board whose all-time figures the spec's users.current_score and total_score show
+USERS_SHOW = DEFAULT_BOARD
+
 # Every board's all-time totals, and every board's period totals: upserted in key
-# order, so two batches touching the same players queue instead of deadlocking (the
-# global board's trigger then updates `users` in the same order).
+# order, so two batches touching the same players queue instead of deadlocking. The
+# same statement moves the spec's users.current_score and total_score by the increases
+# of the board they show ($6): one path for every board, and no second write of them.
 _BOARD_SCORES = """
-INSERT INTO board_scores AS b (board, user_id, score, last_event_seq, updated_at)
-SELECT board, user_id, gained, last_seq, to_timestamp(ts_ms / 1000.0)
-FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[])
-  AS t(board, user_id, gained, last_seq, ts_ms)
-ORDER BY board, user_id
-ON CONFLICT (board, user_id) DO UPDATE SET
-  score = b.score + EXCLUDED.score,
-  last_event_seq = GREATEST(b.last_event_seq, EXCLUDED.last_event_seq),
-  updated_at = GREATEST(b.updated_at, EXCLUDED.updated_at)
+WITH upserted AS (
+  INSERT INTO board_scores AS b (board, user_id, score, last_event_seq, updated_at)
+  SELECT board, user_id, gained, last_seq, to_timestamp(ts_ms / 1000.0)
+  FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[])
+    AS t(board, user_id, gained, last_seq, ts_ms)
+  ORDER BY board, user_id
+  ON CONFLICT (board, user_id) DO UPDATE SET
+    score = b.score + EXCLUDED.score,
+    last_event_seq = GREATEST(b.last_event_seq, EXCLUDED.last_event_seq),
+    updated_at = GREATEST(b.updated_at, EXCLUDED.updated_at)
+)
+UPDATE users u SET
+  current_score = u.current_score + t.gained,
+  total_score = u.total_score + t.gained,
+  last_event_seq = GREATEST(u.last_event_seq, t.last_seq),
+  updated_at = now()
+FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::bigint[])
+  AS t(board, user_id, gained, last_seq)
+WHERE t.board = $6 AND u.id = t.user_id
 """
 
 _PERIOD_SCORES = """
@@ -129,8 +144,8 @@ def _add(totals: dict[Any, _Gain], key: Any, gain: _Gain) -> None:
 
 async def _apply_totals(conn: asyncpg.Connection, applied: list[StreamEvent]) -> None:
     """Move the totals by the increases of these newly inserted updates: every board's
-    all-time ones in `board_scores` (a trigger keeps the spec's `users` figures for the
-    global board), every period's in `period_scores`."""
+    all-time ones in `board_scores` (and the spec's `users` figures with those of the
+    board they show), every period's in `period_scores`."""
     boards: dict[tuple[str, str], _Gain] = {}
     periods: dict[tuple[str, str, str], _Gain] = {}
     for event in applied:
@@ -156,6 +171,7 @@ async def _apply_totals(conn: asyncpg.Connection, applied: list[StreamEvent]) ->
             [g.gained for g in gains],
             [g.last_seq for g in gains],
             [g.ts_ms for g in gains],
+            USERS_SHOW,
         )
     if periods:
         period_keys = sorted(periods)
@@ -186,7 +202,11 @@ WITH archived AS (
   RETURNING 1
 ) SELECT count(*) FROM archived
 """
-_EMPTY_BOARD = "DELETE FROM board_scores WHERE board = $1"
+_EMPTY_BOARD = """
+WITH emptied AS (DELETE FROM board_scores WHERE board = $1 RETURNING user_id)
+UPDATE users u SET current_score = 0, updated_at = now()
+FROM emptied e WHERE $1 = $2 AND u.id = e.user_id AND u.current_score <> 0
+"""
 _NEXT_SEASON = """
 UPDATE boards SET season = GREATEST(season, $2 + 1), updated_at = now() WHERE name = $1
 """
@@ -228,7 +248,7 @@ async def _end_season(conn: asyncpg.Connection, event: StreamEvent) -> None:
     if inserted is None:
         return
     players = await conn.fetchval(_ARCHIVE_BOARD, event.board, season)
-    await conn.execute(_EMPTY_BOARD, event.board)
+    await conn.execute(_EMPTY_BOARD, event.board, USERS_SHOW)
     await conn.execute(
         "UPDATE season_resets SET players = $2 WHERE event_id = $1", event.event_id, players
     )
