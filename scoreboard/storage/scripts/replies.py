@@ -4,7 +4,6 @@ them). Wrappers read replies through these names, never by position."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from scoreboard.storage.redis_client import as_text
@@ -13,37 +12,53 @@ from scoreboard.storage.redis_client import as_text
 ENTRY_FIELDS = ("user_id", "username", "score", "updated_ms")
 
 
-@dataclass(frozen=True)
 class Shape:
-    fields: tuple[str, ...]
-    entries: bool = False  # ENTRY_FIELDS repeat after the fields, to the end
-    status: bool = True  # the reply starts with a status
+    """The named fields of a reply; `entries`: ENTRY_FIELDS repeat after them, to the
+    end; `status`: the reply starts with a status."""
+
+    def __init__(
+        self, fields: tuple[str, ...], *, entries: bool = False, status: bool = True
+    ) -> None:
+        self.fields = fields
+        self.entries = entries
+        self.status = status
+        first = 1 if status else 0
+        self.index = {name: first + offset for offset, name in enumerate(fields)}
+        self.tail = first + len(fields)
 
     def read(self, reply: list[Any]) -> Reply:
-        first = 1 if self.status else 0
-        named = dict(zip(self.fields, reply[first : first + len(self.fields)], strict=True))
-        return Reply(named, reply[first + len(self.fields) :] if self.entries else [])
+        return Reply(reply, self)
 
 
-@dataclass(frozen=True)
 class Reply:
-    named: dict[str, Any]
-    entries: list[Any]  # the flat repeated tail (ENTRY_FIELDS each)
+    """A reply read by its shape's names (no copy: the hot path reads a few fields)."""
+
+    __slots__ = ("_at", "_reply", "_shape")
+
+    def __init__(self, reply: list[Any], shape: Shape) -> None:
+        self._reply = reply
+        self._shape = shape
+        self._at = shape.index
 
     def int(self, name: str) -> int:
-        return int(self.named[name])
+        return int(self._reply[self._at[name]])
 
     def text(self, name: str) -> str:
-        return as_text(self.named[name])
+        return as_text(self._reply[self._at[name]])
 
     def float(self, name: str) -> float:
-        return float(self.named[name])
+        return float(self._reply[self._at[name]])
 
     def flag(self, name: str) -> bool:
-        return bool(int(self.named[name]))
+        return bool(int(self._reply[self._at[name]]))
 
     def raw(self, name: str) -> Any:
-        return self.named[name]
+        return self._reply[self._at[name]]
+
+    @property
+    def entries(self) -> list[Any]:
+        """The flat repeated tail (ENTRY_FIELDS each)."""
+        return self._reply[self._shape.tail :] if self._shape.entries else []
 
 
 SHAPES: dict[str, Shape] = {
