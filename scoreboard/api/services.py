@@ -269,7 +269,7 @@ class Services:
             sessions=sessions,
             action_tokens=ActionTokens(scripts, keys, settings, catalog),
             leaderboard=leaderboard,
-            scoring=Scoring(scripts, settings, boards, clock_offset_ms),
+            scoring=Scoring(scripts, settings, boards),
             feed=feed,
             hub=hub,
             guard=guard,

@@ -48,7 +48,7 @@ class RankingFeed:
     interval: float
     subscribers: set[Subscriber] = field(default_factory=set)
     last: Broadcast | None = None
-    reads: int = 0  # reads of the ranking in Redis, for tests and metrics
+    reads: int = 0  # reads of the ranking in Redis (tests count them)
     _shown: Any = None
     _ends_ms: int | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -177,19 +177,19 @@ class RankingFeeds:
         feed.start()
         return subscriber, current
 
+    def _channel(self, board: str) -> BoardFeed | None:
+        """The subscription to the board's channel: the process's own for the default
+        board, else the one opened for its ranking feeds (None: not open)."""
+        return self._main_feed if board == DEFAULT_BOARD else self._board_feeds.get(board)
+
     async def _listen(self, feed: RankingFeed) -> None:
         """Put the feed on its board's channel, subscribing to it when it is the first."""
-        if feed.board == DEFAULT_BOARD:
-            if self._main_feed is not None:
-                self._main_feed.add_listener(feed)
-            return
-        board_feed = self._board_feeds.get(feed.board)
-        if board_feed is None and self._open_feed is not None:
-            board_feed = self._board_feeds[feed.board] = self._open_feed(feed.board)
-            board_feed.add_listener(feed)
-            await board_feed.start()
-        elif board_feed is not None:
-            board_feed.add_listener(feed)
+        channel = self._channel(feed.board)
+        if channel is None and self._open_feed is not None:
+            channel = self._board_feeds[feed.board] = self._open_feed(feed.board)
+            await channel.start()
+        if channel is not None:
+            channel.add_listener(feed)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         feed = self._of.pop(subscriber, None)
@@ -210,14 +210,13 @@ class RankingFeeds:
             return
         del self._feeds[(feed.board, feed.kind)]
         await feed.stop()
-        channel = self._main_feed if feed.board == DEFAULT_BOARD else None
-        channel = channel or self._board_feeds.get(feed.board)
-        if channel is not None:
-            channel.remove_listener(feed)
-        board_feed = self._board_feeds.get(feed.board)
-        if board_feed is not None and not board_feed.has_listeners:
+        channel = self._channel(feed.board)
+        if channel is None:
+            return
+        channel.remove_listener(feed)
+        if channel is not self._main_feed and not channel.has_listeners:
             del self._board_feeds[feed.board]
-            await board_feed.stop()
+            await channel.stop()
 
     def followers(self) -> dict[str, int]:
         """Board name -> clients following one of its rankings here."""

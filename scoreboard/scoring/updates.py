@@ -137,13 +137,11 @@ class Scored:
 
 
 class Scoring:
-    def __init__(
-        self, scripts: Scripts, settings: Settings, boards: BoardRuntimes, clock_offset_ms: int = 0
-    ) -> None:
+    def __init__(self, scripts: Scripts, settings: Settings, boards: BoardRuntimes) -> None:
         self._scripts = scripts
         self._settings = settings
         self._boards = boards
-        self._policy = policy_from(settings, clock_offset_ms * 1000)
+        self._policy = policy_from(settings, boards.clock.offset_ms * 1000)
         self._periods = CurrentPeriods()
 
     def _submission(
