@@ -573,6 +573,7 @@ async def test_a_followed_ranking_is_read_only_when_something_changes(
     admin = await _admin(client, services)
     assert (await _create(client, admin, SPEEDRUN)).status_code == 201
     feeds = services.ranking_feeds
+    await services.boards.ready("speedrun")  # built in Redis (its guard's first look)
     subscriber, _ = await feeds.subscribe("speedrun", "daily")
     feed = next(f for key, f in feeds._feeds.items() if key == ("speedrun", "daily"))
     assert feeds.board_subscriptions() == ["speedrun"]

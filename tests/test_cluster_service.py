@@ -172,6 +172,7 @@ async def test_a_period_ranking_moves_on_its_event_on_a_cluster(
                 headers=bearer(admin["access_token"]),
             )
             assert created.status_code == 201, created.text
+            await services.boards.ready("relay")  # built in Redis (its guard's first look)
             subscriber, _ = await services.ranking_feeds.subscribe("relay", "daily")
             await asyncio.sleep(4.5)  # past the first interval: a poller would now wait
             runner = await new_player(http)
