@@ -63,7 +63,7 @@ class TestABigBoard:
     async def test_reconcile_and_repair_never_hold_redis_for_long(
         self, services: Services, slow_redis: PrivateRedis
     ) -> None:
-        await services.guard.stop()
+        services.guard.pause()
         await services.pool.execute(
             "WITH players AS (INSERT INTO users (username, username_key, email, password_hash)"
             " SELECT 'p' || g, 'p' || g, 'p' || g || '@example.test', 'x'"
@@ -171,7 +171,7 @@ async def test_a_dead_letter_never_takes_acknowledged_points_away(
     assert (await _board_scores(services))[player["user_id"]] == 100
 
     # a rebuild keeps them too
-    await services.guard.stop()
+    services.guard.pause()
     async with rebuild_lock(services.redis, board):
         await rebuild_board(services.redis, services.pool, services.scripts, board)
     assert (await _board_scores(services))[player["user_id"]] == 100

@@ -138,7 +138,6 @@ class Services:
         await services.catalog.refresh()
         services.catalog.start()
         await services.guard.check()
-        services.guard.start()
         services.boards.start()
         await services.feed.start()
         services.sync_watch.start()
@@ -291,7 +290,6 @@ class Services:
             self.syncer.stop()
             await self.syncer_task
         await self.sync_watch.stop()
-        await self.guard.stop()
         await self.boards.stop()
         await self.catalog.stop()
         await self.feed.stop()

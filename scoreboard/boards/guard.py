@@ -8,8 +8,13 @@ evicted or deleted), means the board is lost: the state is deleted, so no update
 applied to what is left, the process drops its copy of the board, and it rebuilds the
 board from PostgreSQL (one process wins the lock; the others see the new build on
 their next round). A build other than the one this process holds makes it read the
-board afresh, in case the rebuild's announcement was missed. A script that answers
-that the board is lost wakes the guard at once.
+board afresh, in case the rebuild's announcement was missed.
+
+A process holds a guard per board, and one task runs them all (`GuardRounds`): the
+boards the process follows live every second, the others in turn, at most
+`VISITS_PER_SECOND` checks a second in all, so that ten thousand boards cost no more
+than a hundred. A script that answers that the board is lost pokes its guard, which
+is checked at once, whoever's turn it is.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +38,8 @@ from scoreboard.storage.scripts import Scripts
 
 log = logging.getLogger("scoreboard.guard")
 
-CHECK_SECONDS = 1.0
+CHECK_SECONDS = 1.0  # a round: every followed board, and the next boards in turn
+VISITS_PER_SECOND = 100  # checks a round, all boards together (poked ones come on top)
 
 
 class BoardFollower(Protocol):
@@ -67,15 +75,28 @@ class BoardGuard:
         self._board = board
         self._follower = follower
         self._clock = clock
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.on_poke: Callable[[], None] | None = None
+        self.paused = False  # left out of the rounds (a test that heals by hand)
         self.stats = GuardStats()
         self.healthy = True
         self._checked = False  # a board missing at the first look is new, not lost
 
+    @property
+    def name(self) -> str:
+        return self._board.name
+
+    @property
+    def followed(self) -> bool:
+        """Whether the process holds a copy of the board (checked every round)."""
+        return self._follower is not None
+
     def poke(self) -> None:
         """Look now (a script said the board is lost or not ready)."""
-        self._wake.set()
+        if self.on_poke is not None:
+            self.on_poke()
+
+    def pause(self) -> None:
+        self.paused = True
 
     async def check(self) -> str:
         """One round: 'ok', or what `ensure_board` did about a lost board."""
@@ -120,22 +141,74 @@ class BoardGuard:
             )
         return checked.epoch
 
+    async def run_check(self) -> None:
+        """One round, its failure logged rather than raised."""
+        try:
+            await self.check()
+        except asyncio.CancelledError:
+            raise
+        except ServiceUnavailable as exc:
+            log.debug("board %s: check skipped: %s", self.name, exc.message)
+        except Exception:
+            log.exception("board %s: check failed", self.name)
+
+
+class GuardRounds:
+    """The guards of every board a process holds, run from one task."""
+
+    def __init__(self) -> None:
+        self._guards: dict[str, BoardGuard] = {}
+        self._poked: set[str] = set()
+        self._wake = asyncio.Event()
+        self._cursor = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, guard: BoardGuard) -> None:
+        name = guard.name
+        self._guards[name] = guard
+        guard.on_poke = lambda: self._poke(name)
+
+    def _poke(self, name: str) -> None:
+        self._poked.add(name)
+        self._wake.set()
+
+    def _due(self) -> list[BoardGuard]:
+        """This round's guards: the followed boards, then the next of the others."""
+        guards = [guard for guard in self._guards.values() if not guard.paused]
+        followed = [guard for guard in guards if guard.followed]
+        others = [guard for guard in guards if not guard.followed]
+        room = max(0, VISITS_PER_SECOND - len(followed))
+        if len(others) <= room:
+            return followed + others
+        start = self._cursor % len(others)
+        self._cursor = start + room
+        return followed + (others[start:] + others[:start])[:room]
+
+    async def _check_poked(self) -> None:
+        self._wake.clear()
+        while self._poked:
+            guard = self._guards.get(self._poked.pop())
+            if guard is not None and not guard.paused:
+                await guard.run_check()
+
+    async def _rest(self, seconds: float) -> None:
+        """Wait out the round, checking poked boards as they come."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
+            await self._check_poked()
+
     async def run(self) -> None:
         while True:
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except ServiceUnavailable as exc:
-                log.debug("board check skipped: %s", exc.message)
-            except Exception:
-                log.exception("board check failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), CHECK_SECONDS)
-            self._wake.clear()
+            started = time.monotonic()
+            for guard in self._due():
+                await self._check_poked()
+                await guard.run_check()
+            await self._rest(CHECK_SECONDS - (time.monotonic() - started))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name=f"board-guard-{self._board.name}")
+        self._task = asyncio.create_task(self.run(), name="board-guards")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from scoreboard.boards.catalogue import BoardCatalog, BoardConfig
-from scoreboard.boards.guard import BoardGuard
+from scoreboard.boards.guard import BoardGuard, GuardRounds
 from scoreboard.boards.leaderboard import Leaderboard
 from scoreboard.boards.rebuild import REAL_CLOCK, PeriodClock
 from scoreboard.core.errors import BoardNotFound, NotFound
@@ -55,7 +55,8 @@ class BoardRuntimes:
         self._top_n = top_n
         self.catalog = catalog
         self._runtimes: dict[str, BoardRuntime] = {DEFAULT_BOARD: main}
-        self._started = False
+        self.guards = GuardRounds()
+        self.guards.add(main.guard)
         self.clock = clock
         catalog.on_change(self.follow_catalog)
 
@@ -63,12 +64,11 @@ class BoardRuntimes:
         return int(time.time() * 1000) + self.clock.offset_ms
 
     def follow_catalog(self) -> None:
-        """A runtime (and a running guard) for every board of the catalogue."""
+        """A runtime (its guard in the rounds) for every board of the catalogue."""
         for config in self.catalog.all():
             if config.name not in self._runtimes:
                 self._runtimes[config.name] = runtime = self._new(config.name)
-                if self._started:
-                    runtime.guard.start()
+                self.guards.add(runtime.guard)
 
     def _new(self, name: str) -> BoardRuntime:
         board = self._keys.board(name)
@@ -79,17 +79,12 @@ class BoardRuntimes:
         )
 
     def start(self) -> None:
-        """Guards of the other boards (the main board's guard runs already)."""
-        self._started = True
+        """Every board's guard, in rounds."""
         self.follow_catalog()
-        for name, runtime in self._runtimes.items():
-            if name != DEFAULT_BOARD:
-                runtime.guard.start()
+        self.guards.start()
 
     async def stop(self) -> None:
-        for name, runtime in self._runtimes.items():
-            if name != DEFAULT_BOARD:
-                await runtime.guard.stop()
+        await self.guards.stop()
 
     def all(self) -> list[tuple[str, BoardRuntime]]:
         """Every board this process holds, by name."""
