@@ -1,11 +1,12 @@
--- read_standings.lua: some players' standings on a board in one instant, with the
--- board's update sequence then, for the reconciler to confirm what a chunked scan
--- found different (the board kept changing while it was scanned).
+-- read_standings.lua: some players' standings in one ranking of a board (its all-time
+-- one or a current period's: the keys say which) in one instant, with the board's
+-- update sequence then, for the reconciler to confirm what a chunked scan found
+-- different (the board kept changing while it was scanned).
 --
 -- Input:
---   KEYS[1]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
---   KEYS[2]  the board (sorted set of members)
---   KEYS[3]  the board's banned players (hash: user id -> the banned entry)
+--   KEYS[1]  the ranking's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   KEYS[2]  the ranking (sorted set of members)
+--   KEYS[3]  the ranking's banned players (hash: user id -> the banned entry)
 --   KEYS[4]  the board's state (hash: epoch, seq, players)
 --   ARGV[1..] user ids (a bounded number per call: the caller sends chunks)
 --

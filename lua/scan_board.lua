@@ -1,13 +1,14 @@
--- scan_board.lua: one bounded chunk of a board's players (or of its banned players)
+-- scan_board.lua: one bounded chunk of a ranking's players (or of its banned players)
 -- with their scores, and the board's update sequence at that instant, for the
--- reconciler. A whole board is read chunk by chunk through HSCAN, so no call runs
+-- reconciler. The ranking is the board's all-time one or a current period's: the keys
+-- say which (the same encodings for both). A whole board is read chunk by chunk through HSCAN, so no call runs
 -- long however many players the board holds; a player present for the whole scan is
 -- returned at least once (HSCAN's promise), each time with the sequence of its chunk.
 --
 -- Input:
---   KEYS[1]  the hash to scan: the board's players (user id -> '<member>|...') or its
+--   KEYS[1]  the hash to scan: the ranking's players (user id -> '<member>|...') or its
 --            banned players (user id -> the banned entry), as ARGV[1] says
---   KEYS[2]  the board (sorted set of members)
+--   KEYS[2]  the ranking (sorted set of members)
 --   KEYS[3]  the board's state (hash: epoch, seq, players)
 --   ARGV[1]  'players' or 'banned'
 --   ARGV[2]  the HSCAN cursor ('0' to start)

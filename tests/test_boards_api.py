@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from scoreboard.api.services import Services
+from scoreboard.boards.reconcile import reconcile
 from scoreboard.core.periods import iso_utc, period_at
 from scoreboard.core.settings import RateRule, Settings
 from scoreboard.sync import SyncFleet
@@ -387,6 +388,77 @@ async def test_a_lost_board_comes_back_with_its_periods(
     assert (await _ids(client, "/v1/boards/speedrun/top10?period=daily"))[0] == (
         carol["user_id"],
         70,
+    )
+
+
+async def test_reconcile_finds_and_repairs_a_drifted_period_ranking(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Was: reconcile compared the all-time ranking only, so a period ranking that
+    drifted from PostgreSQL (a member's score off, a player missing, a ban's kept
+    entry lost) stayed wrong until a rebuild."""
+    admin = await _admin(client, services)
+    assert (await _create(client, admin, SPEEDRUN)).status_code == 201
+    alice, bob, carol = [await new_player(client) for _ in range(3)]
+    for player, points in ((alice, 60), (bob, 40), (carol, 30)):
+        assert (await _play(client, player, points, "speedrun")).status_code == 200
+    banned = await client.post(
+        f"/v1/admin/players/{carol['user_id']}/ban",
+        json={"reason": "bot"},
+        headers=bearer(admin["access_token"]),
+    )
+    assert banned.status_code == 200
+    await _sync(services)
+    board = services.keys.board("speedrun")
+    day_ranked, day_players = board.period_ranking(DAY.id)
+    week_ranked, week_players = board.period_ranking(WEEK.id)
+    alice_member = (await services.redis.hget(day_players, alice["user_id"])).split(b"|")[0]
+    await services.redis.zincrby(day_ranked, 7, alice_member)
+    bob_member = (await services.redis.hget(week_players, bob["user_id"])).split(b"|")[0]
+    await services.redis.zrem(week_ranked, bob_member)
+    await services.redis.hdel(week_players, bob["user_id"])
+    await services.redis.hdel(board.period_banned(DAY.id), carol["user_id"])
+    before = {
+        period: await _ids(client, f"/v1/boards/speedrun/top10?period={period}")
+        for period in ("all", "daily", "weekly")
+    }
+
+    found = await reconcile(
+        services.redis,
+        services.pool,
+        services.scripts,
+        board,
+        repair=False,
+        clock=services.boards.clock,
+    )
+    assert found.differences == {
+        f"ahead ({DAY.id})": 1,
+        f"ban_missing ({DAY.id})": 1,
+        f"missing ({WEEK.id})": 1,
+    }, found.summary()
+    assert not found.repaired
+    repaired = await reconcile(
+        services.redis, services.pool, services.scripts, board, clock=services.boards.clock
+    )
+    assert repaired.repaired
+    after = {
+        period: await _ids(client, f"/v1/boards/speedrun/top10?period={period}")
+        for period in ("all", "daily", "weekly")
+    }
+    assert after["all"] == before["all"]
+    assert after["daily"] == [(alice["user_id"], 60), (bob["user_id"], 40)]
+    assert after["weekly"] == after["daily"]
+    again = await reconcile(
+        services.redis, services.pool, services.scripts, board, clock=services.boards.clock
+    )
+    assert again.clean, again.summary()
+    unbanned = await client.post(
+        f"/v1/admin/players/{carol['user_id']}/unban", headers=bearer(admin["access_token"])
+    )
+    assert unbanned.status_code == 200
+    assert (await _ids(client, "/v1/boards/speedrun/top10?period=daily"))[-1] == (
+        carol["user_id"],
+        30,
     )
 
 

@@ -237,6 +237,7 @@ class Baseline:
     last_id: str
     dead_letters: int = 0  # applied updates held only in the dead letters
     by_user: dict[str, list[TailUpdate]] = field(default_factory=dict)
+    _periods: dict[str, dict[str, int]] = field(default_factory=dict)  # scores by period
 
     def __post_init__(self) -> None:
         for update in self.unpersisted:
@@ -250,18 +251,37 @@ class Baseline:
         for update in updates:
             self.by_user.setdefault(update.user_id, []).append(update)
 
-    def standing_at(self, user_id: str, seq: int) -> tuple[int, bool]:
-        """The score the board should hold of the player once the updates up to `seq`
-        are applied, and whether the player is banned."""
+    def _period_scores(self, period_id: str) -> dict[str, int]:
+        found = self._periods.get(period_id)
+        if found is None:
+            rows = next(r for p, r in self.period_rows.items() if p.period_id == period_id)
+            found = self._periods[period_id] = {row["user_id"]: row["score"] for row in rows}
+        return found
+
+    def standing_at(self, user_id: str, seq: int, period_id: str | None = None) -> tuple[int, bool]:
+        """The score the all-time ranking (or with `period_id`, that current period's)
+        should hold of the player once the updates up to `seq` are applied, and whether
+        the player is banned."""
         known = self.persisted.get(user_id)
-        score = known.score if known else 0
+        if period_id is None:
+            score = known.score if known else 0
+        else:
+            score = self._period_scores(period_id).get(user_id, 0)
         for update in self.by_user.get(user_id, ()):
-            if update.seq <= seq:
+            if update.seq <= seq and (period_id is None or period_id in update.periods):
                 score += update.delta
         return score, bool(known and known.banned)
 
-    def users(self) -> set[str]:
-        return set(self.persisted) | set(self.by_user)
+    def users(self, period_id: str | None = None) -> set[str]:
+        """The players the ranking may hold (the all-time one, or a current period's)."""
+        if period_id is None:
+            return set(self.persisted) | set(self.by_user)
+        counted = {
+            user_id
+            for user_id, updates in self.by_user.items()
+            if any(period_id in update.periods for update in updates)
+        }
+        return set(self._period_scores(period_id)) | counted
 
     def expected(self) -> Expected:
         """The board and its current periods with every update read so far."""

@@ -1,9 +1,12 @@
 """Comparing a live board with PostgreSQL plus the updates it does not hold, and
 repairing what differs, without ever holding Redis for long.
 
-The live board is read in bounded chunks (`scan_board`: HSCAN of the players hash,
-each chunk with the update sequence of its instant) while updates go on. Each player
-read is compared with what the board should hold at the sequence of its own chunk:
+Every ranking of the board is compared the same way: the all-time one and each current
+period's (a difference in a period is named with its period id, as in
+`"behind (daily:2026-12-07)"`). Each live ranking is read in bounded chunks
+(`scan_board`: HSCAN of the players hash, each chunk with the update sequence of its
+instant) while updates go on. Each player read is compared with what the ranking
+should hold at the sequence of its own chunk:
 PostgreSQL's snapshot plus the unpersisted updates up to that sequence (`Baseline`).
 A player that looks different is read again with others in one instant
 (`read_standings`) and compared at that instant's sequence, so only a real difference
@@ -29,7 +32,7 @@ from scoreboard.boards.rebuild import (
     rebuild_lock,
 )
 from scoreboard.core.values import parse_banned
-from scoreboard.storage.keys import BoardKeys
+from scoreboard.storage.keys import BoardKeys, RankingKeys
 from scoreboard.storage.redis_client import RedisClient, redis_errors
 from scoreboard.storage.scripts import LiveStanding, Scripts
 
@@ -76,6 +79,17 @@ class ReconcileReport:
 
 
 @dataclass(frozen=True)
+class Ranking:
+    """One ranking of the board as the reconciler compares it."""
+
+    keys: RankingKeys
+    period_id: str | None = None  # None: the all-time ranking
+
+    def named(self, kind: str) -> str:
+        return kind if self.period_id is None else f"{kind} ({self.period_id})"
+
+
+@dataclass(frozen=True)
 class Seen:
     """A player as one read of the live board found it, and the sequence of that read."""
 
@@ -83,12 +97,15 @@ class Seen:
     seq: int
 
 
-def _kind(seen: LiveStanding, want_score: int, want_banned: bool) -> str | None:
-    """How a live standing differs from what the board should hold (None: it does not)."""
+def _kind(seen: LiveStanding, want_score: int, want_banned: bool, ranking: Ranking) -> str | None:
+    """How a live standing differs from what the ranking should hold (None: it does
+    not). The all-time ranking keeps every banned player's entry; a period keeps those
+    of the banned players who scored in it."""
     held_banned = parse_banned(seen.banned).score if seen.banned is not None else None
     if want_banned:
         if held_banned is None:
-            return "ban_missing"
+            kept = ranking.period_id is None or want_score > 0
+            return "ban_missing" if kept else None
         if seen.score is not None:
             return "banned_on_board"
         return "banned_score" if held_banned != want_score else None
@@ -103,18 +120,23 @@ def _kind(seen: LiveStanding, want_score: int, want_banned: bool) -> str | None:
     return "ahead" if seen.score > want_score else None
 
 
-def _difference(baseline: Baseline, user_id: str, seen: Seen) -> tuple[str, int] | None:
-    score, banned = baseline.standing_at(user_id, seen.seq)
-    kind = _kind(seen.standing, score, banned)
-    return None if kind is None else (kind, score)
+def _difference(
+    baseline: Baseline, ranking: Ranking, user_id: str, seen: Seen
+) -> tuple[str, int] | None:
+    score, banned = baseline.standing_at(user_id, seen.seq, ranking.period_id)
+    kind = _kind(seen.standing, score, banned, ranking)
+    return None if kind is None else (ranking.named(kind), score)
 
 
 class _LiveScan:
-    """Every player of the live board, chunk by chunk; the last read of each wins."""
+    """Every player of a live ranking, chunk by chunk; the last read of each wins."""
 
-    def __init__(self, scripts: Scripts, board: BoardKeys, report: ReconcileReport) -> None:
+    def __init__(
+        self, scripts: Scripts, board: BoardKeys, ranking: Ranking, report: ReconcileReport
+    ) -> None:
         self._scripts = scripts
         self._board = board
+        self._ranking = ranking
         self._report = report
         self.seen: dict[str, Seen] = {}
         self.seq = 0
@@ -124,7 +146,11 @@ class _LiveScan:
             cursor = "0"
             while True:
                 chunk = await self._scripts.scan_board(
-                    self._board, banned=banned, cursor=cursor, count=SCAN_COUNT
+                    self._board,
+                    banned=banned,
+                    cursor=cursor,
+                    count=SCAN_COUNT,
+                    ranking=self._ranking.keys,
                 )
                 seq = chunk.seq or 0
                 self.seq = max(self.seq, seq)
@@ -146,6 +172,7 @@ async def _confirm(
     scripts: Scripts,
     redis: RedisClient,
     board: BoardKeys,
+    ranking: Ranking,
     baseline: Baseline,
     suspects: list[str],
     report: ReconcileReport,
@@ -155,12 +182,13 @@ async def _confirm(
     highest = 0
     for offset in range(0, len(suspects), CONFIRM_CHUNK):
         chunk = suspects[offset : offset + CONFIRM_CHUNK]
-        seq, standings = await scripts.read_standings(board, chunk)
+        seq, standings = await scripts.read_standings(board, chunk, ranking.keys)
         await baseline.extend(redis, board)  # every update up to `seq` is in the stream
         highest = max(highest, seq or 0)
         report.rechecked += len(chunk)
         for user_id in chunk:
-            found = _difference(baseline, user_id, Seen(standings[user_id], seq or 0))
+            seen = Seen(standings[user_id], seq or 0)
+            found = _difference(baseline, ranking, user_id, seen)
             if found is not None:
                 kind, want = found
                 report.note(kind, user_id, standings[user_id].score, want)
@@ -171,23 +199,28 @@ async def _compare(
     scripts: Scripts,
     redis: RedisClient,
     board: BoardKeys,
+    ranking: Ranking,
     baseline: Baseline,
     report: ReconcileReport,
 ) -> None:
-    scan = _LiveScan(scripts, board, report)
+    scan = _LiveScan(scripts, board, ranking, report)
     await scan.read()
     await baseline.extend(redis, board)  # past every sequence the scan read
     unseen = Seen(LiveStanding(None, None), scan.seq)
+    all_time = ranking.period_id is None
     suspects = []
-    for user_id in baseline.users() | set(scan.seen):
-        score, banned = baseline.standing_at(user_id, scan.seq)
-        report.players += score > 0 or banned
-        if _difference(baseline, user_id, scan.seen.get(user_id, unseen)) is not None:
+    for user_id in baseline.users(ranking.period_id) | set(scan.seen):
+        if all_time:
+            score, banned = baseline.standing_at(user_id, scan.seq)
+            report.players += score > 0 or banned
+        seen = scan.seen.get(user_id, unseen)
+        if _difference(baseline, ranking, user_id, seen) is not None:
             suspects.append(user_id)
     suspects.sort()
-    seq = max(scan.seq, await _confirm(scripts, redis, board, baseline, suspects, report))
+    confirmed = await _confirm(scripts, redis, board, ranking, baseline, suspects, report)
+    seq = max(scan.seq, confirmed)
     persisted_seq = max((s.seq for s in baseline.persisted.values()), default=0)
-    if seq < persisted_seq:
+    if all_time and seq < persisted_seq:
         report.note("sequence_behind", "-", seq, persisted_seq)
 
 
@@ -215,7 +248,12 @@ async def reconcile(
             return report
         baseline = await read_baseline(redis, pool, board, clock)
         report.dead_letters = baseline.dead_letters
-        await _compare(scripts, redis, board, baseline, report)
+        rankings = [Ranking(board.ranking())] + [
+            Ranking(board.ranking(period.period_id), period.period_id)
+            for period in baseline.period_rows
+        ]
+        for ranking in rankings:
+            await _compare(scripts, redis, board, ranking, baseline, report)
         for user_id, held_score, want in report.examples:
             log.warning(
                 "reconcile %s: player %s holds %s on the board, PostgreSQL says %s",

@@ -170,6 +170,16 @@ class Keys:
 
 
 @dataclass(frozen=True)
+class RankingKeys:
+    """One ranking of a board, the all-time one or a period's: its sorted set, its
+    players hash and its banned players' kept entries (the same encodings for all)."""
+
+    ranked: str
+    players: str
+    banned: str
+
+
+@dataclass(frozen=True)
 class BoardKeys:
     """The fixed keys of one board, built once, and its per-player keys on demand."""
 
@@ -217,6 +227,13 @@ class BoardKeys:
 
     def period_ranking(self, period_id: str) -> tuple[str, str]:
         return self.keys.period_ranking(self.name, period_id)
+
+    def ranking(self, period_id: str | None = None) -> RankingKeys:
+        """The all-time ranking's keys, or (with `period_id`) that period's."""
+        if period_id is None:
+            return RankingKeys(self.leaderboard, self.players, self.banned)
+        ranked, players = self.period_ranking(period_id)
+        return RankingKeys(ranked, players, self.period_banned(period_id))
 
     def period_banned(self, period_id: str) -> str:
         return self.keys.period_banned(self.name, period_id)

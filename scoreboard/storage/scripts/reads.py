@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scoreboard.core.values import BoardEntry
-from scoreboard.storage.keys import BoardKeys
+from scoreboard.storage.keys import BoardKeys, RankingKeys
 from scoreboard.storage.redis_client import as_text
 from scoreboard.storage.scripts import replies
 from scoreboard.storage.scripts.transport import ScriptTransport
@@ -93,14 +93,22 @@ class ReadScripts(ScriptTransport):
         return BoardCheck(None)
 
     async def scan_board(
-        self, board: BoardKeys, *, banned: bool, cursor: str, count: int
+        self,
+        board: BoardKeys,
+        *,
+        banned: bool,
+        cursor: str,
+        count: int,
+        ranking: RankingKeys | None = None,
     ) -> ScannedChunk:
-        """A bounded chunk of the board's players with their scores (or of its banned
-        players with their entries), and the update sequence of that instant."""
-        hashed = board.banned if banned else board.players
+        """A bounded chunk of a ranking's players with their scores (or of its banned
+        players with their entries), and the board's update sequence of that instant;
+        the all-time ranking unless `ranking` names another."""
+        keys = ranking or board.ranking()
+        hashed = keys.banned if banned else keys.players
         reply = await self._call(
             "scan_board",
-            [hashed, board.leaderboard, board.state],
+            [hashed, keys.ranked, board.state],
             ["banned" if banned else "players", cursor, count],
         )
         scanned = replies.read("scan_board", reply)
@@ -112,12 +120,14 @@ class ReadScripts(ScriptTransport):
         )
 
     async def read_standings(
-        self, board: BoardKeys, user_ids: list[str]
+        self, board: BoardKeys, user_ids: list[str], ranking: RankingKeys | None = None
     ) -> tuple[int | None, dict[str, LiveStanding]]:
-        """These players' standings in one instant, and the update sequence then."""
+        """These players' standings in one ranking (the all-time one unless `ranking`
+        names another) in one instant, and the board's update sequence then."""
+        keys = ranking or board.ranking()
         reply = await self._call(
             "read_standings",
-            [board.players, board.leaderboard, board.banned, board.state],
+            [keys.players, keys.ranked, keys.banned, board.state],
             user_ids,
         )
         read = replies.read("read_standings", reply)
