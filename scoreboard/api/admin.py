@@ -16,9 +16,10 @@ from scoreboard.api.common import (
     require_access,
     services,
 )
-from scoreboard.boards.moderation import Meta, Page, parse_cursor, parse_delta, parse_reason
+from scoreboard.boards.moderation import Meta, Page, clean_reason, parse_cursor, parse_delta
+from scoreboard.core.contract import Adjustment, MaybeReason, WithReason
 from scoreboard.core.errors import InvalidRequest
-from scoreboard.http.bodies import read_object
+from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
 
 MAX_PAGE = 200
@@ -42,32 +43,34 @@ def _limit(request: Request) -> int:
 
 async def ban(request: Request) -> Response:
     meta = await admin_meta(request)
-    body = await read_object(request, required=("reason",))
-    result = await services(request).admin.ban(path_user_id(request), parse_reason(body), meta)
+    body = await read_body(request, WithReason)
+    result = await services(request).admin.ban(
+        path_user_id(request), clean_reason(body.reason), meta
+    )
     return ok(result)
 
 
 async def unban(request: Request) -> Response:
     meta = await admin_meta(request)
     has_body = request.headers.get("content-length", "0") != "0"
-    body = await read_object(request, required=(), optional=("reason",)) if has_body else {}
-    reason = parse_reason(body, required=False)
+    reason = clean_reason((await read_body(request, MaybeReason)).reason) if has_body else ""
     return ok(await services(request).admin.unban(path_user_id(request), reason, meta))
 
 
 async def adjust(request: Request) -> Response:
     meta = await admin_meta(request)
     svc = services(request)
-    body = await read_object(request, required=("delta", "reason"))
-    delta = parse_delta(body["delta"], svc.settings.score_ceiling)
-    return ok(await svc.admin.adjust(path_user_id(request), delta, parse_reason(body), meta))
+    body = await read_body(request, Adjustment)
+    delta = parse_delta(body.delta, svc.settings.score_ceiling)
+    reason = clean_reason(body.reason)
+    return ok(await svc.admin.adjust(path_user_id(request), delta, reason, meta))
 
 
 async def remove_score(request: Request) -> Response:
     meta = await admin_meta(request)
-    body = await read_object(request, required=("reason",))
+    body = await read_body(request, WithReason)
     admin = services(request).admin
-    return ok(await admin.adjust(path_user_id(request), None, parse_reason(body), meta))
+    return ok(await admin.adjust(path_user_id(request), None, clean_reason(body.reason), meta))
 
 
 async def flagged(request: Request) -> Response:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from scoreboard.api.common import address, audit, require_access, services
 from scoreboard.auth import audit as audit_events
 from scoreboard.auth.sessions import TokenPair
+from scoreboard.core.contract import ActionTokenRequest, Login, Refresh, Register
 from scoreboard.core.errors import (
     AccountSuspended,
     InsufficientPermissions,
@@ -21,7 +22,7 @@ from scoreboard.core.errors import (
 )
 from scoreboard.core.metrics import ACTION_TOKENS
 from scoreboard.core.ratelimit import rate_headers
-from scoreboard.http.bodies import read_object
+from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
 
 
@@ -34,8 +35,8 @@ async def register(request: Request) -> Response:
     svc = services(request)
     if not svc.settings.allow_registration:
         raise InsufficientPermissions("Registration is disabled on this server")
-    body = await read_object(request, required=("username", "email", "password"))
-    user = await svc.accounts.create(body["username"], body["email"], body["password"])
+    body = await read_body(request, Register)
+    user = await svc.accounts.create(body.username, body.email, body.password)
     return ok({"user_id": user.id, "username": user.username, "email": user.email}, status=201)
 
 
@@ -47,16 +48,16 @@ _LOGIN_REFUSALS: dict[type[ScoreboardError], tuple[str, str]] = {
 
 
 async def login(request: Request) -> Response:
-    body = await read_object(request, required=("username", "password"))
+    body = await read_body(request, Login)
     try:
         pair, decision = await services(request).sessions.login(
-            body["username"], body["password"], address(request)
+            body.username, body.password, address(request)
         )
     except (InvalidCredentials, RateLimitExceeded, AccountSuspended) as refused:
         event_type, result = _LOGIN_REFUSALS[type(refused)]
         # a throttled login is refused before the account is looked up
         account_id = None if isinstance(refused, RateLimitExceeded) else refused.account_id
-        name = body["username"] if isinstance(body["username"], str) else ""
+        name = body.username
         details = {"username": name} if account_id else services(request).audit.unknown_name(name)
         await audit(
             request,
@@ -71,9 +72,9 @@ async def login(request: Request) -> Response:
 
 
 async def refresh(request: Request) -> Response:
-    body = await read_object(request, required=("refresh_token",))
+    body = await read_body(request, Refresh)
     try:
-        pair = await services(request).sessions.refresh(body["refresh_token"])
+        pair = await services(request).sessions.refresh(body.refresh_token)
     except RefreshTokenRefused as refused:
         await audit(
             request,
@@ -101,9 +102,7 @@ async def logout(request: Request) -> Response:
 
 async def action_token(request: Request) -> Response:
     claims = await require_access(request)
-    body = await read_object(
-        request, required=("action_type", "session_id"), optional=("timestamp", "board")
-    )
+    body = await read_body(request, ActionTokenRequest)
     issued = await services(request).action_tokens.issue(claims.user_id, body)
     ACTION_TOKENS.inc()
     data = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgspec import UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,8 +22,9 @@ from scoreboard.boards.catalogue import (
 )
 from scoreboard.boards.history import history_page
 from scoreboard.boards.leaderboard import board_json
-from scoreboard.boards.moderation import parse_reason as _reason
+from scoreboard.boards.moderation import clean_reason
 from scoreboard.boards.runtime import BoardRuntime
+from scoreboard.core.contract import BoardChange, BoardCreate, WithReason
 from scoreboard.core.errors import Conflict, InvalidRequest, NotFound, UserNotFound
 from scoreboard.core.event_ids import new_event_id
 from scoreboard.core.periods import (
@@ -33,7 +35,7 @@ from scoreboard.core.periods import (
     period_at,
     period_json,
 )
-from scoreboard.http.bodies import read_object
+from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
 
 TOP10 = 10
@@ -170,10 +172,10 @@ async def history(request: Request) -> Response:
 async def create_board(request: Request) -> Response:
     await admin_meta(request)
     svc = services(request)
-    body = await read_object(request, required=("name", "action_types"), optional=("periods",))
-    name = validate_name(body["name"])
-    action_types = validate_action_types(body["action_types"], svc.settings.score_ceiling)
-    periods = validate_periods(body.get("periods", []))
+    body = await read_body(request, BoardCreate)
+    name = validate_name(body.name)
+    action_types = validate_action_types(body.action_types, svc.settings.score_ceiling)
+    periods = validate_periods([] if isinstance(body.periods, UnsetType) else body.periods)
     created = await svc.catalog.create(name, action_types, periods)
     if created is None:
         raise Conflict("A board of that name exists", details={"field": "name"})
@@ -186,13 +188,13 @@ async def change_board(request: Request) -> Response:
     svc = services(request)
     name = request.path_params["board"]
     await svc.catalog.find(name)
-    body = await read_object(request, required=(), optional=("action_types", "periods"))
+    body = await read_body(request, BoardChange)
     action_types = (
-        validate_action_types(body["action_types"], svc.settings.score_ceiling)
-        if "action_types" in body
-        else None
+        None
+        if isinstance(body.action_types, UnsetType)
+        else validate_action_types(body.action_types, svc.settings.score_ceiling)
     )
-    periods = validate_periods(body["periods"]) if "periods" in body else None
+    periods = None if isinstance(body.periods, UnsetType) else validate_periods(body.periods)
     changed = await svc.catalog.update(name, action_types, periods)
     return ok(config_json(changed, svc.boards.now_ms()))
 
@@ -201,8 +203,7 @@ async def reset_board(request: Request) -> Response:
     meta = await admin_meta(request)
     svc = services(request)
     config, runtime = await _board(request)
-    body = await read_object(request, required=("reason",))
-    reason = _reason(body)
+    reason = clean_reason((await read_body(request, WithReason)).reason)
     ended = await svc.scripts.reset_season(
         runtime.keys,
         stored_season=config.season,

@@ -16,13 +16,14 @@ from scoreboard.api.common import (
 )
 from scoreboard.auth.audit import TOKEN_REFUSED
 from scoreboard.boards.leaderboard import iso_ms
+from scoreboard.core.contract import ScoreUpdate
 from scoreboard.core.errors import InvalidActionToken, UserNotFound
 from scoreboard.core.metrics import SCORE_UPDATES
 from scoreboard.core.periods import iso_utc
 from scoreboard.core.ratelimit import rate_headers
-from scoreboard.http.bodies import read_object
+from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
-from scoreboard.scoring.updates import UPDATE_FIELDS, UPDATE_OPTIONAL, RequestMeta
+from scoreboard.scoring.updates import RequestMeta
 
 # refusals the board's stream does not record itself (no token to bind them to);
 # a token of another user, or bound to another session, is in the stream already
@@ -32,7 +33,7 @@ _AUDITED_TOKEN_REFUSALS = frozenset({"unknown_or_expired", "already_used"})
 async def update(request: Request) -> Response:
     claims = await require_access(request)
     token = request.headers.get("x-action-token", "")
-    body = await read_object(request, required=UPDATE_FIELDS, optional=UPDATE_OPTIONAL)
+    body = await read_body(request, ScoreUpdate)
     meta = RequestMeta(address(request), request.headers.get("user-agent", ""))
     try:
         scored = await services(request).scoring.submit(claims, token, body, meta)

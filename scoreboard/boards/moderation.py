@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from msgspec import UnsetType
 
 from scoreboard.auth.accounts import Accounts, User
 from scoreboard.auth.audit import ADMIN_BAN, ADMIN_UNBAN, AuditTrail
@@ -46,7 +47,6 @@ from scoreboard.storage.scripts import BanChange, Scripts
 
 log = logging.getLogger("scoreboard.admin")
 
-MAX_REASON_CHARS = 500
 BOARD_RETRIES = 20  # a rebuild holds the board for about a second at most
 BOARD_RETRY_SECONDS = 0.1
 
@@ -82,16 +82,10 @@ class Page:
     next_cursor: str | None
 
 
-def parse_reason(body: dict[str, Any], *, required: bool = True) -> str:
-    reason = body.get("reason", "")
-    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
-        raise InvalidRequest(
-            f"reason must be text of at most {MAX_REASON_CHARS} characters",
-            details={"field": "reason"},
-        )
-    if required and not reason.strip():
-        raise InvalidRequest("reason is required", details={"field": "reason"})
-    return reason.strip()
+def clean_reason(reason: str | UnsetType) -> str:
+    """The reason as recorded (its length and, where required, a non-blank character
+    were checked as the body was read)."""
+    return "" if isinstance(reason, UnsetType) else reason.strip()
 
 
 def parse_delta(value: object, ceiling: int) -> int:

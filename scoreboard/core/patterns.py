@@ -10,6 +10,9 @@ import re
 USERNAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$"
 # ASCII addresses, any case; the domain is dot-separated letters, digits and hyphens
 EMAIL = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+# the published form of a password (the server also takes any text of 8 characters up
+# to 72 bytes of UTF-8: bcrypt reads no more)
+PASSWORD = r"^[ -~]{8,72}$"  # noqa: S105 (a pattern, not a secret)
 # 1-100 printable ASCII characters, no spaces: it is echoed into events and logs
 SESSION_ID = r"^[!-~]{1,100}$"
 BOARD_NAME = r"^[a-z0-9_-]{1,64}$"

@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
+import msgspec
 from starlette.requests import ClientDisconnect, Request
 
+from scoreboard.core.contract import Body, field_names
 from scoreboard.core.errors import InvalidRequest, UnsupportedMediaType
+
+B = TypeVar("B", bound=Body)
 
 
 class _Refused(ValueError):
@@ -122,3 +126,33 @@ async def read_object(
             details={"missing": missing, "unknown": unknown},
         )
     return data
+
+
+_AT = " - at `$."
+_UNKNOWN = "Object contains unknown field `"
+
+
+def _invalid(exc: msgspec.ValidationError) -> InvalidRequest:
+    """msgspec's reason, with the field it names as `details.field` (`action_data.level`)."""
+    text = str(exc)
+    reason, _, path = text.partition(_AT)
+    field = path.rstrip("`")
+    if reason.startswith(_UNKNOWN):
+        unknown = reason[len(_UNKNOWN) :].rstrip("`")
+        field = f"{field}.{unknown}" if field else unknown
+    reason = reason[:1].lower() + reason[1:]
+    return InvalidRequest(
+        f"{field}: {reason}" if field else f"The request body: {reason}",
+        details={"field": field} if field else {},
+    )
+
+
+async def read_body(request: Request, body: type[B]) -> B:
+    """The body as the Struct `body` declares it: its fields, their types and their
+    constraints (missing and unknown fields are all named at once)."""
+    required, optional = field_names(body)
+    data = await read_object(request, required=required, optional=optional)
+    try:
+        return msgspec.convert(data, body, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc) from None

@@ -7,13 +7,15 @@ Paths are given under `/v1`; every route answers without the prefix too.
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from scoreboard import __version__
-from scoreboard.core import patterns
+from scoreboard.core import contract, patterns
+from scoreboard.core.contract import Body
 from scoreboard.core.errors import error_codes
 from scoreboard.core.settings import Settings
 
@@ -38,7 +40,6 @@ UUID = {"type": "string", "format": "uuid"}
 ISO_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 SCORE = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
 RANK_OR_NULL = {"type": ["integer", "null"], "minimum": 1}
-REASON = {"type": "string", "maxLength": 500, "pattern": "\\S"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -51,11 +52,6 @@ def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) ->
         "properties": {**required, **(optional or {})},
         "required": list(required),
     }
-
-
-def _closed(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A request body: exactly these fields (unknown ones are 400)."""
-    return {**_object(required, optional), "additionalProperties": False}
 
 
 SCHEMAS: dict[str, Any] = {
@@ -192,8 +188,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": _WHY[status], "content": error} for status in statuses}
 
 
-def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _json_body(body: type[Body], *, required: bool = True) -> dict[str, Any]:
+    """A request body: the schema generated from its Struct (`scoreboard.core.contract`)."""
+    schema = _ref(body.__name__)
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -218,17 +216,17 @@ def _operation_id(path: str, method: str) -> str:
     return f"{method}_{name or 'root'}"
 
 
-def _admin(summary: str, body: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
-    operation: dict[str, Any] = {
+def _admin(
+    summary: str, body: type[Body], data: dict[str, Any], *, body_required: bool = True
+) -> dict[str, Any]:
+    return {
         "tags": ["admin"],
         "summary": summary,
         "security": BEARER,
         "parameters": _USER_PATH,
+        "requestBody": _json_body(body, required=body_required),
         "responses": {"200": _ok(data), **_errors(*_BODY_ERRORS, 401, 403, 404, 409, 503)},
     }
-    if body is not None:
-        operation["requestBody"] = _json_body(body)
-    return operation
 
 
 def _listing(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -241,12 +239,6 @@ def _listing(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# The canonical forms: the server also accepts what normalises to them (NFKC names,
-# upper-case e-mail addresses, a username's case), and refuses everything else with 400.
-USERNAME = {"type": "string", "pattern": patterns.USERNAME}
-EMAIL = {"type": "string", "maxLength": 100, "pattern": patterns.EMAIL}
-PASSWORD = {"type": "string", "pattern": "^[ -~]{8,72}$"}
-SESSION_ID = {"type": "string", "pattern": patterns.SESSION_ID}
 BOARD_NAME = {"type": "string", "pattern": patterns.BOARD_NAME}
 PERIOD_KIND = {"enum": ["all", "daily", "weekly", "monthly"]}
 _BOARD_PATH = [{"name": "board", "in": "path", "required": True, "schema": BOARD_NAME}]
@@ -268,39 +260,30 @@ _PERIOD_KINDS = {
     "uniqueItems": True,
     "items": {"enum": ["daily", "weekly", "monthly"]},
 }
-_REGISTER = _closed({"username": USERNAME, "email": EMAIL, "password": PASSWORD})
 
 
-def _update(action_types: list[str], ceiling: int) -> dict[str, Any]:
-    return _closed(
-        {
-            "score_increase": {
-                "oneOf": [
-                    {"type": "integer", "minimum": 1, "maximum": ceiling},
-                    {"type": "string", "pattern": patterns.SCORE_INCREASE_TEXT},
-                ]
-            }
+def _request_schemas(action_types: list[str], ceiling: int) -> dict[str, Any]:
+    """The request bodies' schemas as their Structs declare them, with what depends on
+    the server's settings: its action types and its score ceiling."""
+    schemas = copy.deepcopy(contract.request_schemas())
+    refined = {
+        ("ActionTokenRequest", "action_type"): {"enum": action_types},
+        ("ScoreUpdate", "action_type"): {"enum": action_types},
+        ("ScoreUpdate", "score_increase"): {
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": ceiling},
+                {"type": "string", "pattern": patterns.SCORE_INCREASE_TEXT},
+            ]
         },
-        {
-            "action_type": {"enum": action_types},
-            "session_id": SESSION_ID,
-            "action_data": {
-                **_object(
-                    {},
-                    {
-                        "level": _integers(0, 1_000_000),
-                        "time_taken": {
-                            "type": "number",
-                            "exclusiveMinimum": 0,
-                            "maximum": 86_400,
-                        },
-                        "accuracy": {"type": "number", "minimum": 0, "maximum": 1},
-                    },
-                ),
-                "additionalProperties": False,
-            },
-        },
-    )
+        ("BoardCreate", "action_types"): _action_types(ceiling),
+        ("BoardChange", "action_types"): _action_types(ceiling),
+        ("BoardCreate", "periods"): _PERIOD_KINDS,
+        ("BoardChange", "periods"): _PERIOD_KINDS,
+        ("Adjustment", "delta"): {**_integers(-ceiling, ceiling), "not": {"const": 0}},
+    }
+    for (body, field), schema in refined.items():
+        schemas[body]["properties"][field] = schema
+    return schemas
 
 
 _HEALTH = _object({"status": {"type": "string"}})
@@ -338,7 +321,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/auth/register", "post"): {
         "tags": ["accounts"],
         "summary": "Create an account",
-        "requestBody": _json_body(_REGISTER),
+        "requestBody": _json_body(contract.Register),
         "responses": {
             "201": _ok(_object({"user_id": UUID, "username": {}, "email": {}}), "Created"),
             **_errors(*_BODY_ERRORS, 403, 409, 503),
@@ -347,9 +330,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/auth/login", "post"): {
         "tags": ["accounts"],
         "summary": "A token pair for a username and password",
-        "requestBody": _json_body(
-            _closed({"username": {"type": "string"}, "password": {"type": "string"}})
-        ),
+        "requestBody": _json_body(contract.Login),
         "responses": {
             "200": _ok(_ref("TokenPair")),
             **_errors(*_BODY_ERRORS, 401, 403, 429, 503),
@@ -358,7 +339,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/auth/refresh", "post"): {
         "tags": ["accounts"],
         "summary": "Spend a refresh token for a new pair (a spent one revokes its session)",
-        "requestBody": _json_body(_closed({"refresh_token": {"type": "string"}})),
+        "requestBody": _json_body(contract.Refresh),
         "responses": {"200": _ok(_ref("TokenPair")), **_errors(*_BODY_ERRORS, 401, 503)},
     },
     ("/auth/logout", "post"): {
@@ -374,7 +355,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["scores"],
         "summary": "A one-time token for the score update of one completed action",
         "security": BEARER,
-        "requestBody": "ACTION_TOKEN_BODY",
+        "requestBody": _json_body(contract.ActionTokenRequest),
         "responses": {
             "200": _ok(
                 _object(
@@ -392,7 +373,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["scores"],
         "summary": "Spend an action token on a score increase (one atomic step)",
         "security": [{"bearer": [], "actionToken": []}],
-        "requestBody": "UPDATE_BODY",
+        "requestBody": _json_body(contract.ScoreUpdate),
         "responses": {
             "200": _ok(
                 _object(
@@ -521,27 +502,23 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("/admin/players/{user_id}/ban", "post"): _admin(
         "Ban a player: off every view at once, sessions revoked, score kept",
-        _closed({"reason": REASON}),
+        contract.WithReason,
         _object({"user_id": UUID, "banned": {"const": True}}),
     ),
     ("/admin/players/{user_id}/unban", "post"): _admin(
         "Unban: back with the same score and tie position",
-        None,
+        contract.MaybeReason,
         _object({"user_id": UUID, "banned": {"const": False}}),
+        body_required=False,
     ),
     ("/admin/players/{user_id}/adjust", "post"): _admin(
         "Change a score through the update's atomic path",
-        _closed(
-            {
-                "delta": {**_integers(-(2**53) + 1, 2**53 - 1), "not": {"const": 0}},
-                "reason": REASON,
-            }
-        ),
+        contract.Adjustment,
         _object({"user_id": UUID, "new_score": SCORE, "rank": RANK_OR_NULL}),
     ),
     ("/admin/players/{user_id}/score", "delete"): _admin(
         "Remove a score: off the board, total 0, history kept",
-        _closed({"reason": REASON}),
+        contract.WithReason,
         _object({"user_id": UUID, "removed": {"const": True}}),
     ),
     ("/admin/players/{user_id}/history", "get"): _listing(
@@ -655,7 +632,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["admin"],
         "summary": "Create a board",
         "security": BEARER,
-        "requestBody": "BOARD_BODY",
+        "requestBody": _json_body(contract.BoardCreate),
         "responses": {
             "201": _ok(_ref("BoardInfo"), "Created"),
             **_errors(*_BODY_ERRORS, 401, 403, 409, 503),
@@ -666,7 +643,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Change a board's action types or periods (every process follows)",
         "security": BEARER,
         "parameters": _BOARD_PATH,
-        "requestBody": "BOARD_CHANGE_BODY",
+        "requestBody": _json_body(contract.BoardChange),
         "responses": {
             "200": _ok(_ref("BoardInfo")),
             **_errors(*_BODY_ERRORS, 401, 403, 404, 503),
@@ -677,7 +654,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "End the all-time ranking's season: archived, emptied, the number up",
         "security": BEARER,
         "parameters": _BOARD_PATH,
-        "requestBody": _json_body(_closed({"reason": REASON})),
+        "requestBody": _json_body(contract.WithReason),
         "responses": {
             "200": _ok(
                 _object(
@@ -721,41 +698,14 @@ def route_operations(routes: list[BaseRoute]) -> list[tuple[str, str]]:
     return found
 
 
-def _bodies(action_types: tuple[str, ...], ceiling: int) -> dict[str, Any]:
-    """Request bodies that depend on the server's settings."""
-    types = list(action_types)
-    return {
-        "ACTION_TOKEN_BODY": _json_body(
-            _closed(
-                {"action_type": {"enum": types}, "session_id": SESSION_ID},
-                {"timestamp": {"type": "string", "format": "date-time"}, "board": BOARD_NAME},
-            )
-        ),
-        "UPDATE_BODY": _json_body(_update(types, ceiling)),
-        "BOARD_BODY": _json_body(
-            _closed(
-                {"name": BOARD_NAME, "action_types": _action_types(ceiling)},
-                {"periods": _PERIOD_KINDS},
-            )
-        ),
-        "BOARD_CHANGE_BODY": _json_body(
-            _closed({}, {"action_types": _action_types(ceiling), "periods": _PERIOD_KINDS})
-        ),
-    }
-
-
 @functools.lru_cache(maxsize=4)
 def _document(
     operations: tuple[tuple[str, str], ...], action_types: tuple[str, ...], ceiling: int
 ) -> dict[str, Any]:
-    bodies = _bodies(action_types, ceiling)
     paths: dict[str, dict[str, Any]] = {}
     websockets: dict[str, Any] = {}
     for path, method in operations:
         operation = dict(OPERATIONS[(path, method)])
-        body = operation.get("requestBody")
-        if isinstance(body, str):
-            operation["requestBody"] = bodies[body]
         if method == "websocket":  # not an HTTP operation: described beside them
             websockets[PREFIX + path] = operation
             continue
@@ -777,7 +727,7 @@ def _document(
         "paths": paths,
         "x-websockets": websockets,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **_request_schemas(list(action_types), ceiling)},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "actionToken": {"type": "apiKey", "in": "header", "name": "X-Action-Token"},

@@ -1,8 +1,9 @@
 """One-time action tokens: 256 random bits to the client, only their SHA-256 in Redis.
 
-A token of another board than `global` starts with the board's name and a '.'
-(`speedrun.<random>`): the update that spends it names no board, the token does, and
-the board's name is covered by the token's hash like the rest of it.
+A token starts with its board's name and a '.' (`speedrun.<random>`): the update that
+spends it names no board, the token does, and the board's name is covered by the
+token's hash like the rest of it. (A token without a board's name, as issued before
+every token carried one, is the default board's.)
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+
+from msgspec import UnsetType
 
 from scoreboard.boards.catalogue import BoardCatalog, BoardConfig
 from scoreboard.core import patterns
+from scoreboard.core.contract import ActionTokenRequest
 from scoreboard.core.errors import BoardNotFound, InvalidRequest
 from scoreboard.core.ratelimit import RateDecision
 from scoreboard.core.settings import Settings
@@ -49,14 +52,13 @@ def validate_action_type(value: object, action_types: dict[str, int]) -> str:
 
 
 def token_board(token: str) -> str:
-    """The board a token was issued for (its prefix; none: `global`)."""
+    """The board a token was issued for (its prefix; none: the default board)."""
     name, dot, _ = token.partition(".")
     return name if dot and BOARD_RE.match(name) else DEFAULT_BOARD
 
 
 def new_token(board: str) -> str:
-    random_part = secrets.token_urlsafe(TOKEN_BYTES)
-    return random_part if board == DEFAULT_BOARD else f"{board}.{random_part}"
+    return f"{board}.{secrets.token_urlsafe(TOKEN_BYTES)}"
 
 
 def validate_timestamp(value: object) -> None:
@@ -88,22 +90,22 @@ class ActionTokens:
         self._settings = settings
         self._catalog = catalog
 
-    async def _board(self, body: dict[str, Any]) -> BoardConfig:
+    async def _board(self, body: ActionTokenRequest) -> BoardConfig:
         """The board asked for (default `global`); an unknown one is a bad request."""
-        name = body.get("board", DEFAULT_BOARD)
-        if not isinstance(name, str) or not BOARD_RE.match(name):
+        name = DEFAULT_BOARD if isinstance(body.board, UnsetType) else body.board
+        if not BOARD_RE.match(name):
             raise InvalidRequest("board must be a board's name", details={"field": "board"})
         try:
             return await self._catalog.find(name)
         except BoardNotFound:
             raise InvalidRequest("No such board", details={"field": "board"}) from None
 
-    async def issue(self, user_id: str, body: dict[str, Any]) -> IssuedToken:
+    async def issue(self, user_id: str, body: ActionTokenRequest) -> IssuedToken:
         board = await self._board(body)
-        action_type = validate_action_type(body["action_type"], board.action_types)
-        session_id = validate_session_id(body["session_id"])
-        if "timestamp" in body:
-            validate_timestamp(body["timestamp"])
+        action_type = validate_action_type(body.action_type, board.action_types)
+        session_id = validate_session_id(body.session_id)
+        if not isinstance(body.timestamp, UnsetType):
+            validate_timestamp(body.timestamp)
         token = new_token(board.name)
         maximum = board.action_types[action_type]
         rate = await self._scripts.issue_action_token(

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from dataclasses import dataclass
-from typing import Any
+
+import msgspec
+from msgspec import UnsetType
 
 from scoreboard.auth.tokens import AccessClaims
 from scoreboard.boards.catalogue import BoardConfig
 from scoreboard.boards.runtime import BoardRuntimes
 from scoreboard.core import patterns
 from scoreboard.core.anticheat import AnticheatPolicy
+from scoreboard.core.contract import ActionData, ScoreUpdate
 from scoreboard.core.errors import (
     BoardNotFound,
     BoardUnavailable,
@@ -31,15 +32,7 @@ from scoreboard.scoring.action_tokens import (
 from scoreboard.storage.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 
 DIGITS_RE = patterns.matcher(patterns.SCORE_INCREASE_TEXT)
-MAX_ACTION_DATA_BYTES = 2048
-MAX_DURATION_SECONDS = 86_400
-MAX_LEVEL = 1_000_000
 MAX_USER_AGENT_CHARS = 256
-UPDATE_FIELDS = ("score_increase",)
-UPDATE_OPTIONAL = ("action_type", "session_id", "action_data")
-# the telemetry the plausibility checks read; any other key is refused, so a misspelt
-# one cannot quietly turn a check off
-ACTION_DATA_KEYS = frozenset({"level", "time_taken", "accuracy"})
 
 
 @dataclass(frozen=True)
@@ -68,48 +61,14 @@ def parse_increase(value: object, ceiling: int) -> int:
     return number
 
 
-def _number(data: dict[str, Any], key: str) -> float | None:
-    if key not in data:
-        return None
-    value = data[key]
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise InvalidRequest(f"action_data.{key} must be a number", details={"field": key})
-    return float(value)
-
-
-def parse_action_data(value: object) -> tuple[dict[str, Any], int | None, int | None]:
-    """The action's telemetry, its claimed duration in microseconds and its level."""
-    if not isinstance(value, dict):
-        raise InvalidRequest("action_data must be an object", details={"field": "action_data"})
-    unknown = sorted(set(value) - ACTION_DATA_KEYS)
-    if unknown:
-        raise InvalidRequest(
-            f"action_data holds only {', '.join(sorted(ACTION_DATA_KEYS))}",
-            details={"field": f"action_data.{unknown[0]}"},
-        )
-    if len(json.dumps(value)) > MAX_ACTION_DATA_BYTES:
-        raise InvalidRequest(
-            f"action_data must encode to at most {MAX_ACTION_DATA_BYTES} bytes",
-            details={"field": "action_data"},
-        )
-    level = value.get("level")
-    if "level" in value and (type(level) is not int or not 0 <= level <= MAX_LEVEL):
-        raise InvalidRequest(
-            f"action_data.level must be a whole number from 0 to {MAX_LEVEL}",
-            details={"field": "level"},
-        )
-    accuracy = _number(value, "accuracy")
-    if accuracy is not None and not 0 <= accuracy <= 1:
-        raise InvalidRequest(
-            "action_data.accuracy must be from 0 to 1", details={"field": "accuracy"}
-        )
-    taken = _number(value, "time_taken")
-    if taken is not None and not 0 < taken <= MAX_DURATION_SECONDS:
-        raise InvalidRequest(
-            f"action_data.time_taken must be seconds, above 0 and at most {MAX_DURATION_SECONDS}",
-            details={"field": "time_taken"},
-        )
-    return value, None if taken is None else int(taken * 1_000_000), level
+def claimed(data: ActionData | UnsetType) -> tuple[str, int | None, int | None]:
+    """The telemetry as stored with the event (JSON, '' for none), its claimed duration
+    in microseconds and its level. Its keys and ranges were checked as it was read."""
+    if isinstance(data, UnsetType):
+        return "", None, None
+    taken = None if isinstance(data.time_taken, UnsetType) else int(data.time_taken * 1_000_000)
+    level = None if isinstance(data.level, UnsetType) else data.level
+    return msgspec.json.encode(data).decode(), taken, level
 
 
 def policy_from(settings: Settings, clock_offset_us: int = 0) -> ScoringPolicy:
@@ -148,21 +107,20 @@ class Scoring:
         self,
         claims: AccessClaims,
         token: str,
-        body: dict[str, Any],
+        body: ScoreUpdate,
         meta: RequestMeta,
         board: BoardConfig,
     ) -> ScoreSubmission:
-        increase = parse_increase(body["score_increase"], self._settings.score_ceiling)
-        session_id = validate_session_id(body["session_id"]) if "session_id" in body else None
+        increase = parse_increase(body.score_increase, self._settings.score_ceiling)
+        session_id = (
+            None if isinstance(body.session_id, UnsetType) else validate_session_id(body.session_id)
+        )
         action_type = (
-            validate_action_type(body["action_type"], board.action_types)
-            if "action_type" in body
-            else None
+            None
+            if isinstance(body.action_type, UnsetType)
+            else validate_action_type(body.action_type, board.action_types)
         )
-        action_data, claimed_us, level = (
-            parse_action_data(body["action_data"]) if "action_data" in body else (None, None, None)
-        )
-        data_json = "" if action_data is None else json.dumps(action_data, separators=(",", ":"))
+        data_json, claimed_us, level = claimed(body.action_data)
         return ScoreSubmission(
             user_id=claims.user_id,
             username=claims.username,
@@ -180,7 +138,7 @@ class Scoring:
         )
 
     async def submit(
-        self, claims: AccessClaims, token: str, body: dict[str, Any], meta: RequestMeta
+        self, claims: AccessClaims, token: str, body: ScoreUpdate, meta: RequestMeta
     ) -> Scored:
         """On the board the token was issued for, its all-time ranking and the current
         period of each of its periods."""
