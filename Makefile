@@ -34,7 +34,7 @@ typecheck: install
 # a few): positive and negative cases and the stateful phase.
 fuzz: install
 	SCOREBOARD_FUZZ_EXAMPLES=$${SCOREBOARD_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q \
-		tests/test_openapi.py -k schemathesis -p no:timeout
+		tests/http/test_openapi.py -k schemathesis -p no:timeout
 
 # Real processes against REDIS_URL / DATABASE_URL (default: the local servers);
 # writes bench/RESULTS.md and bench/results.json, then the boards phases (bench/BOARDS.md:

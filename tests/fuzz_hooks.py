@@ -1,4 +1,4 @@
-"""schemathesis hooks for the contract fuzz (tests/test_openapi.py): every generated score
+"""schemathesis hooks for the contract fuzz (tests/http/test_openapi.py): every generated score
 update is sent by a new player holding a live action token asked for that update's
 session and action type, so the server's own checks, not a missing token, decide it.
 

@@ -1,10 +1,10 @@
-"""tests/test_scoring_api.py again, with every process on the Redis Cluster."""
+"""tests/scoring/test_scoring_api.py again, with every process on the Redis Cluster."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.test_scoring_api import *  # noqa: F403
+from tests.scoring.test_scoring_api import *  # noqa: F403
 
 
 @pytest.fixture

@@ -129,7 +129,7 @@ def _metrics_named_in_deploy() -> set[str]:
 
     import yaml
 
-    deploy = Path(__file__).resolve().parent.parent / "deploy"
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
     rules = yaml.safe_load((deploy / "prometheus" / "alerts.yml").read_text())
     exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
     for rule in (r for g in rules["groups"] for r in g["rules"]):

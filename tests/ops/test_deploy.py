@@ -31,7 +31,7 @@ from tests.conftest import RunningServer, server_env, serving
 from tests.deployment import FAST_SYNC, SyncerProcess
 from tests.services_under_test import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_RE = re.compile(r"\$\{([A-Z_]+):\?[^}]*\}")
 PINNED_RE = re.compile(r"^[a-z0-9./-]+:\d+(\.\d+)+(-[a-z0-9]+)?$")
 

@@ -17,8 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.auth_helpers import new_player, submit
 from tests.conftest import RunningServer
+from tests.live.test_live import live_server  # noqa: F401  (fixture)
 from tests.services_under_test import IN_CI, free_port
-from tests.test_live import live_server  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

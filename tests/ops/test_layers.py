@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "scoreboard"
 CODE_MAP = ROOT / "docs" / "code-map.md"
 
@@ -82,3 +82,13 @@ def test_top_level_modules_are_only_the_entry_points() -> None:
 def test_no_symlink_in_the_repository() -> None:
     tracked = [p for p in ROOT.rglob("*") if p.is_symlink() and ".venv" not in p.parts]
     assert not [p for p in tracked if ".git" not in p.parts]
+
+
+def test_the_tests_are_laid_out_like_the_package() -> None:
+    """Each test module sits in the folder of the package it tests (`tests/<package>/`;
+    `tests/lua/` for the scripts on real Redis and fakeredis); shared helpers stay in
+    `tests/`."""
+    tests = ROOT / "tests"
+    folders = sorted(p.name for p in tests.iterdir() if (p / "__init__.py").is_file())
+    assert set(folders) <= {*packages(), "lua"}, folders
+    assert not list(tests.glob("test_*.py")), "a test module outside the package folders"

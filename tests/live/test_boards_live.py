@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, create_admin, login, new_player
 from tests.conftest import RunningServer, server_env, serving
-from tests.test_live import _sse_events
+from tests.live.test_live import _sse_events
 
 GENEROUS = "100000/minute"
 

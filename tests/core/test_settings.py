@@ -167,7 +167,7 @@ def test_allowed_origins_are_origins() -> None:
 
 
 def test_the_readme_configuration_table_is_the_declared_settings() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert markdown_table() in readme, (
         "regenerate the README's configuration table: "
         "python -c 'from scoreboard.core.settings import markdown_table; print(markdown_table())'"
