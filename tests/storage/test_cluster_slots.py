@@ -3,6 +3,7 @@ computes it and as the cluster itself says (`CLUSTER KEYSLOT`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import uuid
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ def board_names(board: BoardKeys) -> Iterator[tuple[str, str]]:
             value = getattr(board, name)(*(SAMPLES[p] for p in params))
         else:
             continue
+        if dataclasses.is_dataclass(value):  # a ranking's keys
+            value = dataclasses.astuple(value)  # type: ignore[arg-type]
         for key in value if isinstance(value, tuple) else (value,):
             yield name, key
     # and every builder of `Keys` that takes a board
@@ -52,6 +55,7 @@ def board_names(board: BoardKeys) -> Iterator[tuple[str, str]]:
 def test_every_builder_is_sampled() -> None:
     names = [name for name, _ in board_names(Keys("sb").board("b"))]
     assert {"leaderboard", "events", "updates_channel", "period_ranking", "season"} <= set(names)
+    assert "ranking" in names
     assert {"Keys.dead_letters", "Keys.sync_health", "Keys.sync_failures"} <= set(names)
 
 
