@@ -16,8 +16,8 @@ from scoreboard.api.common import (
     require_access,
     services,
 )
-from scoreboard.boards.moderation import Meta, Page, clean_reason, parse_cursor, parse_delta
-from scoreboard.core.contract import Adjustment, MaybeReason, WithReason
+from scoreboard.boards.moderation import Meta, clean_reason, parse_cursor, parse_delta
+from scoreboard.core.contract import Adjustment, AuditPage, MaybeReason, WithReason
 from scoreboard.core.errors import InvalidRequest
 from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
@@ -33,8 +33,8 @@ async def admin_meta(request: Request) -> Meta:
     return Meta(claims.user_id, address(request), request.headers.get("user-agent", ""))
 
 
-def _page(page: Page) -> Response:
-    return ok({"items": page.items, "next_cursor": page.next_cursor})
+def _page(page: AuditPage) -> Response:
+    return ok(page)
 
 
 def _limit(request: Request) -> int:

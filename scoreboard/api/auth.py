@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from scoreboard.api.common import address, audit, require_access, services
 from scoreboard.auth import audit as audit_events
-from scoreboard.auth.sessions import TokenPair
-from scoreboard.core.contract import ActionTokenRequest, Login, Refresh, Register
+from scoreboard.core.contract import ActionTokenRequest, Login, Refresh, Register, TokenPair
 from scoreboard.core.errors import (
     AccountSuspended,
     InsufficientPermissions,
@@ -28,7 +25,7 @@ from scoreboard.http.responses import ok
 
 def _pair(pair: TokenPair, extra_headers: dict[str, str] | None = None) -> Response:
     headers = {"Cache-Control": "no-store", **(extra_headers or {})}
-    return ok({**asdict(pair), "token_type": "Bearer"}, headers=headers)
+    return ok(pair, headers=headers)
 
 
 async def register(request: Request) -> Response:

@@ -21,10 +21,17 @@ from scoreboard.boards.catalogue import (
     validate_periods,
 )
 from scoreboard.boards.history import history_page
-from scoreboard.boards.leaderboard import board_json
+from scoreboard.boards.leaderboard import board_reply
 from scoreboard.boards.moderation import clean_reason
 from scoreboard.boards.runtime import BoardRuntime
-from scoreboard.core.contract import BoardChange, BoardCreate, WithReason
+from scoreboard.core.contract import (
+    Board,
+    BoardChange,
+    BoardCreate,
+    BoardInfo,
+    RankingPage,
+    WithReason,
+)
 from scoreboard.core.errors import Conflict, InvalidRequest, NotFound, UserNotFound
 from scoreboard.core.event_ids import new_event_id
 from scoreboard.core.periods import (
@@ -33,7 +40,7 @@ from scoreboard.core.periods import (
     iso_utc,
     parse_period_id,
     period_at,
-    period_json,
+    period_reply,
 )
 from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
@@ -41,13 +48,24 @@ from scoreboard.http.responses import ok
 TOP10 = 10
 
 
-def config_json(config: BoardConfig, now_ms: int) -> dict[str, Any]:
-    return {
-        "name": config.name,
-        "action_types": config.action_types,
-        "periods": [period_json(period_at(kind, now_ms)) for kind in config.periods],
-        "season": config.season,
-    }
+def config_reply(config: BoardConfig, now_ms: int) -> BoardInfo:
+    return BoardInfo(
+        name=config.name,
+        action_types=config.action_types,
+        periods=[period_reply(period_at(kind, now_ms)) for kind in config.periods],
+        season=config.season,
+    )
+
+
+def _ranking(board: Board, config: BoardConfig, period: Period | None, **more: Any) -> RankingPage:
+    """A page of the board's ranking, labelled with the board and the period."""
+    return RankingPage(
+        leaderboard=board.leaderboard,
+        last_updated=board.last_updated,
+        total_players=board.total_players,
+        **_labels(config, period),
+        **more,
+    )
 
 
 async def _board(request: Request) -> tuple[BoardConfig, BoardRuntime]:
@@ -73,7 +91,7 @@ async def list_boards(request: Request) -> Response:
     headers = await read_quota(request)
     svc = services(request)
     now_ms = svc.boards.now_ms()
-    boards = [config_json(config, now_ms) for config in svc.catalog.all()]
+    boards = [config_reply(config, now_ms) for config in svc.catalog.all()]
     return ok(boards, headers=headers)
 
 
@@ -83,7 +101,7 @@ async def top10(request: Request) -> Response:
     headers = await read_quota(request)
     page = await services(request).boards.page(runtime, period, 0, TOP10)
     return ok(
-        {**board_json(page.entries, page.total_players), **_labels(config, period)}, headers=headers
+        _ranking(board_reply(page.entries, page.total_players), config, period), headers=headers
     )
 
 
@@ -94,9 +112,8 @@ async def page(request: Request) -> Response:
     offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     headers = await read_quota(request)
     board = await services(request).boards.page(runtime, period, offset, limit)
-    data = board_json(board.entries, board.total_players)
-    data.update(limit=limit, offset=offset, **_labels(config, period))
-    return ok(data, headers=headers)
+    data = board_reply(board.entries, board.total_players)
+    return ok(_ranking(data, config, period, limit=limit, offset=offset), headers=headers)
 
 
 async def around(request: Request) -> Response:
@@ -156,17 +173,22 @@ async def history(request: Request) -> Response:
     if found is None:
         raise NotFound("That season has not ended")
     entries, total = found
-    data = board_json(entries, total)
-    data.update(
-        limit=limit,
-        offset=offset,
-        board=config.name,
-        period=period.kind,
-        period_id=period.id,
-        starts_at=iso_utc(period.starts_ms) if period.kind != "season" else None,
-        ends_at=iso_utc(period.ends_ms) if period.kind != "season" else None,
+    data = board_reply(entries, total)
+    return ok(
+        RankingPage(
+            leaderboard=data.leaderboard,
+            last_updated=data.last_updated,
+            total_players=data.total_players,
+            limit=limit,
+            offset=offset,
+            board=config.name,
+            period=period.kind,
+            period_id=period.id,
+            starts_at=iso_utc(period.starts_ms) if period.kind != "season" else None,
+            ends_at=iso_utc(period.ends_ms) if period.kind != "season" else None,
+        ),
+        headers=headers,
     )
-    return ok(data, headers=headers)
 
 
 async def create_board(request: Request) -> Response:
@@ -180,7 +202,7 @@ async def create_board(request: Request) -> Response:
     if created is None:
         raise Conflict("A board of that name exists", details={"field": "name"})
     await svc.boards.ready(name)  # built (empty) before the answer: tokens work at once
-    return ok(config_json(created, svc.boards.now_ms()), status=201)
+    return ok(config_reply(created, svc.boards.now_ms()), status=201)
 
 
 async def change_board(request: Request) -> Response:
@@ -196,7 +218,7 @@ async def change_board(request: Request) -> Response:
     )
     periods = None if isinstance(body.periods, UnsetType) else validate_periods(body.periods)
     changed = await svc.catalog.update(name, action_types, periods)
-    return ok(config_json(changed, svc.boards.now_ms()))
+    return ok(config_reply(changed, svc.boards.now_ms()))
 
 
 async def reset_board(request: Request) -> Response:

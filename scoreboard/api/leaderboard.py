@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from scoreboard.api.common import path_user_id, query_int, read_quota, services
 from scoreboard.api.services import Services
-from scoreboard.boards.leaderboard import board_json, entry_json
+from scoreboard.boards.leaderboard import board_reply, entry_reply
 from scoreboard.core.errors import UserNotFound
 from scoreboard.http.responses import ok
 from scoreboard.storage.scripts import PlayerPosition
@@ -32,8 +32,8 @@ async def page(request: Request) -> Response:
     offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     headers = await read_quota(request)
     board = await services(request).leaderboard.page(offset, limit)
-    data = board_json(board.entries, board.total_players)
-    data.update(limit=limit, offset=offset)
+    data = board_reply(board.entries, board.total_players)
+    data.limit, data.offset = limit, offset
     return ok(data, headers=headers)
 
 
@@ -56,7 +56,7 @@ async def around_data(
         "user_id": user_id,
         "rank": position.rank or None,
         "radius": radius,
-        "leaderboard": [entry_json(entry) for entry in position.entries],
+        "leaderboard": [entry_reply(entry) for entry in position.entries],
         "total_players": position.total_players,
     }
 

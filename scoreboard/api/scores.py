@@ -16,7 +16,7 @@ from scoreboard.api.common import (
 )
 from scoreboard.auth.audit import TOKEN_REFUSED
 from scoreboard.boards.leaderboard import iso_ms
-from scoreboard.core.contract import ScoreUpdate
+from scoreboard.core.contract import PeriodStanding, ScoreUpdate
 from scoreboard.core.errors import InvalidActionToken, UserNotFound
 from scoreboard.core.metrics import SCORE_UPDATES
 from scoreboard.core.periods import iso_utc
@@ -57,12 +57,12 @@ async def update(request: Request) -> Response:
         "user_id": claims.user_id,
         "board": scored.board,
         "periods": {
-            period.kind: {
-                "id": period.period_id,
-                "score": period.score,
-                "rank": period.rank,
-                "next_reset_at": iso_utc(period.ends_ms),
-            }
+            period.kind: PeriodStanding(
+                id=period.period_id,
+                score=period.score,
+                rank=period.rank,
+                next_reset_at=iso_utc(period.ends_ms),
+            )
             for period in applied.periods
         },
     }

@@ -19,6 +19,7 @@ from scoreboard.auth.accounts import Accounts, User, normalize_username
 from scoreboard.auth.passwords import PasswordHasher
 from scoreboard.auth.revocations import Revocations
 from scoreboard.auth.tokens import AccessClaims, TokenCodec
+from scoreboard.core.contract import TokenPair
 from scoreboard.core.errors import (
     AccountSuspended,
     InvalidCredentials,
@@ -48,14 +49,6 @@ class _Principal:
     id: str
     username: str
     role: str
-
-
-@dataclass(frozen=True)
-class TokenPair:
-    access_token: str
-    refresh_token: str
-    user_id: str
-    expires_in: int
 
 
 class Sessions:

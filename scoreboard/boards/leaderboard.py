@@ -6,11 +6,10 @@ cost no Redis round trip; deeper reads run one read script.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from scoreboard.boards.feed import BoardEvent
+from scoreboard.core.contract import Board, Entry, envelope
 from scoreboard.core.errors import BoardUnavailable
 from scoreboard.core.periods import iso_utc
 from scoreboard.storage.keys import BoardKeys
@@ -23,23 +22,23 @@ def iso_ms(ms: int | None) -> str | None:
     return None if ms is None else iso_utc(ms)
 
 
-def entry_json(entry: BoardEntry) -> dict[str, Any]:
-    return {
-        "rank": entry.rank,
-        "user_id": entry.user_id,
-        "username": entry.username,
-        "score": entry.score,
-        "last_updated": iso_ms(entry.updated_ms),
-    }
+def entry_reply(entry: BoardEntry) -> Entry:
+    return Entry(
+        rank=entry.rank,
+        user_id=entry.user_id,
+        username=entry.username,
+        score=entry.score,
+        last_updated=iso_ms(entry.updated_ms),
+    )
 
 
-def board_json(entries: list[BoardEntry], total_players: int) -> dict[str, Any]:
+def board_reply(entries: list[BoardEntry], total_players: int) -> Board:
     latest = max((e.updated_ms for e in entries if e.updated_ms), default=None)
-    return {
-        "leaderboard": [entry_json(entry) for entry in entries],
-        "last_updated": iso_ms(latest),
-        "total_players": total_players,
-    }
+    return Board(
+        leaderboard=[entry_reply(entry) for entry in entries],
+        last_updated=iso_ms(latest),
+        total_players=total_players,
+    )
 
 
 @dataclass
@@ -55,9 +54,7 @@ class TopSnapshot:
 
     def top10_body(self) -> bytes:
         if self._top10_body is None:
-            data = board_json(self.entries[:TOP10], self.total_players)
-            envelope = {"success": True, "data": data}
-            self._top10_body = json.dumps(envelope, separators=(",", ":")).encode()
+            self._top10_body = envelope(board_reply(self.entries[:TOP10], self.total_players))
         return self._top10_body
 
 

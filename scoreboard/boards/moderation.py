@@ -31,6 +31,7 @@ from scoreboard.auth.sessions import Sessions
 from scoreboard.auth.tokens import AccessClaims
 from scoreboard.boards.leaderboard import Leaderboard
 from scoreboard.boards.runtime import BoardRuntimes
+from scoreboard.core.contract import AuditItem, AuditPage
 from scoreboard.core.errors import (
     BoardUnavailable,
     Conflict,
@@ -76,12 +77,6 @@ class Meta:
     user_agent: str
 
 
-@dataclass(frozen=True)
-class Page:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-
 def clean_reason(reason: str | UnsetType) -> str:
     """The reason as recorded (its length and, where required, a non-blank character
     were checked as the body was read)."""
@@ -112,22 +107,22 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _item(row: asyncpg.Record) -> dict[str, Any]:
+def _item(row: asyncpg.Record) -> AuditItem:
     details = json.loads(row["details"] or "{}")
-    return {
-        "event_id": row["event_id"],
-        "event_type": row["event_type"],
-        "user_id": row["user_id"],
-        "username": row["username"],
-        "ip_address": row["ip_address"],
-        "user_agent": row["user_agent"],
-        "score_change": row["score_change"],
-        "validation_result": row["validation_result"],
-        "risk_score": row["risk_score"],
-        "reasons": details.get("reasons", []),
-        "details": details,
-        "timestamp": _iso(row["created_at"]),
-    }
+    return AuditItem(
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        user_id=row["user_id"],
+        username=row["username"],
+        ip_address=row["ip_address"],
+        user_agent=row["user_agent"],
+        score_change=row["score_change"],
+        validation_result=row["validation_result"],
+        risk_score=row["risk_score"],
+        reasons=details.get("reasons", []),
+        details=details,
+        timestamp=_iso(row["created_at"]),
+    )
 
 
 class Admin:
@@ -277,26 +272,26 @@ class Admin:
             "rank": adjusted.new_rank or None,
         }
 
-    async def _list(self, where: str, args: list[Any], limit: int, cursor: int | None) -> Page:
+    async def _list(self, where: str, args: list[Any], limit: int, cursor: int | None) -> AuditPage:
         sql = _LISTING.format(where=where)
         async with db_errors():
             rows = await self._pool.fetch(sql, cursor, limit + 1, *args)
         items = [_item(row) for row in rows[:limit]]
         more = len(rows) > limit
-        return Page(items, str(rows[limit - 1]["id"]) if more else None)
+        return AuditPage(items=items, next_cursor=str(rows[limit - 1]["id"]) if more else None)
 
-    async def flagged(self, limit: int, cursor: int | None) -> Page:
+    async def flagged(self, limit: int, cursor: int | None) -> AuditPage:
         """Flagged and anti-cheat-rejected updates, newest first."""
         return await self._list(_REVIEW_FILTER, [], limit, cursor)
 
-    async def history(self, user_id: str, limit: int, cursor: int | None) -> Page:
+    async def history(self, user_id: str, limit: int, cursor: int | None) -> AuditPage:
         """The player's updates with their risk, refusals, and admin actions on them."""
         await self._player(user_id)
         return await self._list("a.user_id = $3::uuid", [user_id], limit, cursor)
 
     async def audit_records(
         self, event_type: str | None, user_id: str | None, limit: int, cursor: int | None
-    ) -> Page:
+    ) -> AuditPage:
         return await self._list(
             "($3::text IS NULL OR a.event_type = $3) AND ($4::uuid IS NULL OR a.user_id = $4)",
             [event_type, user_id],

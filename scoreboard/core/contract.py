@@ -1,4 +1,5 @@
-"""The API's request bodies, each declared once as a msgspec Struct.
+"""The API's request bodies and its shared response shapes, each declared once as a
+msgspec Struct.
 
 A route reads its body with `scoreboard.http.bodies.read_body(request, Struct)`: the
 fields missing and unknown, their JSON types and the constraints declared here are
@@ -8,11 +9,15 @@ settings (its action types, the score ceiling) the document adds to them; what n
 the domain (a username's NFKC form, the ceiling of a token's action type, a board that
 exists) the domain checks, against the patterns of `scoreboard.core.patterns` that the
 schemas here publish.
+
+The response shapes are what the routes answer with: they build these Structs, the
+envelope is encoded by msgspec from them (`scoreboard.http.responses.ok`), and the
+document's component schemas are generated from them (`response_schemas`).
 """
 
 # no `from __future__ import annotations`: msgspec reads these annotations at run time
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -121,6 +126,166 @@ REQUEST_BODIES: tuple[type[Body], ...] = (
     MaybeReason,
     Adjustment,
 )
+
+
+# -- response shapes
+
+Uuid = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
+Instant = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+Score = Annotated[int, Meta(ge=0, le=2**53 - 1)]
+Rank = Annotated[int, Meta(ge=1)]
+Count = Annotated[int, Meta(ge=0)]
+
+
+class Reply(msgspec.Struct, kw_only=True):
+    """A response shape (a field left UNSET is not in the JSON)."""
+
+
+class Entry(Reply):
+    rank: Rank
+    user_id: Uuid
+    username: str
+    score: Score
+    last_updated: Instant | None
+
+
+class Board(Reply):
+    """A page of a ranking (the top 10 is the first page of ten)."""
+
+    leaderboard: list[Entry]
+    last_updated: Instant | None
+    total_players: Count
+    limit: int | UnsetType = UNSET
+    offset: int | UnsetType = UNSET
+
+
+class RankingPage(Board, kw_only=True):
+    """A page of one ranking of a board: its all-time one, a current period's, or a
+    closed period's or ended season's from history."""
+
+    board: str
+    period: str
+    period_id: str | None
+    next_reset_at: Instant | UnsetType | None = UNSET
+    starts_at: Instant | UnsetType | None = UNSET
+    ends_at: Instant | UnsetType | None = UNSET
+
+
+class Period(Reply):
+    id: str
+    kind: Literal["daily", "weekly", "monthly"]
+    starts_at: Instant
+    ends_at: Instant
+    next_reset_at: Instant
+
+
+class PeriodStanding(Reply):
+    id: str
+    score: Score
+    rank: Rank
+    next_reset_at: Instant
+
+
+class BoardInfo(Reply):
+    name: str
+    action_types: dict[str, int]
+    periods: list[Period]
+    season: Annotated[int, Meta(ge=1)]
+
+
+class TokenPair(Reply):
+    access_token: str
+    refresh_token: str
+    user_id: Uuid
+    expires_in: int
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (the scheme's name)
+
+
+class Change(Reply):
+    """One player's move in a live-feed message."""
+
+    user_id: Uuid
+    username: str
+    old_rank: Rank | None
+    new_rank: Rank | None  # None: off the board (an admin's removal)
+    score_change: int
+    new_score: Score
+
+
+class LeaderboardUpdate(Reply):
+    """A live-feed message: the WebSocket's `data`, the SSE event's data. A ranking
+    other than the default board's all-time one is labelled with its board and period."""
+
+    leaderboard: list[Entry]
+    updated_user: Change | None
+    updated_users: list[Change]
+    total_players: int
+    timestamp: Instant | None
+    board: str | UnsetType = UNSET
+    period: str | UnsetType = UNSET
+    period_id: str | UnsetType | None = UNSET
+    next_reset_at: Instant | UnsetType | None = UNSET
+
+
+class AuditItem(Reply):
+    event_id: str | None
+    event_type: str
+    user_id: str | None
+    username: str | None
+    ip_address: str | None
+    user_agent: str | None
+    score_change: int | None
+    validation_result: str | None
+    risk_score: float | None
+    reasons: list[Any]
+    details: dict[str, Any]
+    timestamp: Instant
+
+
+class AuditPage(Reply):
+    items: list[AuditItem]
+    next_cursor: str | None
+
+
+RESPONSE_SHAPES: tuple[type[Reply], ...] = (
+    Entry,
+    Board,
+    RankingPage,
+    Period,
+    PeriodStanding,
+    BoardInfo,
+    TokenPair,
+    Change,
+    LeaderboardUpdate,
+    AuditItem,
+    AuditPage,
+)
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class _Success(msgspec.Struct):
+    success: bool
+    data: Any
+
+
+def envelope(data: Any) -> bytes:
+    """`{"success": true, "data": …}` as JSON: the answer of every route that succeeds
+    (Structs, dicts, lists and scalars inside)."""
+    return _ENCODER.encode(_Success(True, data))
+
+
+def encode(value: Any) -> bytes:
+    return _ENCODER.encode(value)
+
+
+def response_schemas() -> dict[str, Any]:
+    """JSON Schema of every shared response shape, by Struct name."""
+    _, components = msgspec.json.schema_components(
+        RESPONSE_SHAPES, ref_template="#/components/schemas/{name}"
+    )
+    return components
 
 
 def request_schemas() -> dict[str, Any]:

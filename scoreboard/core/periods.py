@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from scoreboard.core import contract
+
 DAY_MS = 86_400_000
 KINDS = ("daily", "weekly", "monthly")
 ALL_TIME = "all"
@@ -134,11 +136,11 @@ def iso_utc(ms: int) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-def period_json(period: Period) -> dict[str, str]:
-    return {
-        "id": period.id,
-        "kind": period.kind,
-        "starts_at": iso_utc(period.starts_ms),
-        "ends_at": iso_utc(period.ends_ms),
-        "next_reset_at": iso_utc(period.ends_ms),
-    }
+def period_reply(period: Period) -> contract.Period:
+    return contract.Period(
+        id=period.id,
+        kind=period.kind,  # type: ignore[arg-type]  # one of KINDS
+        starts_at=iso_utc(period.starts_ms),
+        ends_at=iso_utc(period.ends_ms),
+        next_reset_at=iso_utc(period.ends_ms),
+    )

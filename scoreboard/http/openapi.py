@@ -67,110 +67,6 @@ SCHEMAS: dict[str, Any] = {
             ),
         }
     ),
-    "Entry": _object(
-        {
-            "rank": {"type": "integer", "minimum": 1},
-            "user_id": UUID,
-            "username": {"type": "string"},
-            "score": SCORE,
-            "last_updated": ISO_OR_NULL,
-        }
-    ),
-    "Board": _object(
-        {
-            "leaderboard": {"type": "array", "items": _ref("Entry")},
-            "last_updated": ISO_OR_NULL,
-            "total_players": {"type": "integer", "minimum": 0},
-        }
-    ),
-    "Period": _object(
-        {
-            "id": {"type": "string"},
-            "kind": {"enum": ["daily", "weekly", "monthly"]},
-            "starts_at": {"type": "string", "format": "date-time"},
-            "ends_at": {"type": "string", "format": "date-time"},
-            "next_reset_at": {"type": "string", "format": "date-time"},
-        }
-    ),
-    "PeriodStanding": _object(
-        {
-            "id": {"type": "string"},
-            "score": SCORE,
-            "rank": {"type": "integer", "minimum": 1},
-            "next_reset_at": {"type": "string", "format": "date-time"},
-        }
-    ),
-    "BoardInfo": _object(
-        {
-            "name": {"type": "string"},
-            "action_types": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "periods": {"type": "array", "items": _ref("Period")},
-            "season": {"type": "integer", "minimum": 1},
-        }
-    ),
-    "RankingPage": _object(
-        {
-            "leaderboard": {"type": "array", "items": _ref("Entry")},
-            "last_updated": ISO_OR_NULL,
-            "total_players": {"type": "integer", "minimum": 0},
-            "board": {"type": "string"},
-            "period": {"type": "string"},
-            "period_id": {"type": ["string", "null"]},
-        }
-    ),
-    "TokenPair": _object(
-        {
-            "access_token": {"type": "string"},
-            "refresh_token": {"type": "string"},
-            "user_id": UUID,
-            "expires_in": {"type": "integer"},
-            "token_type": {"const": "Bearer"},
-        }
-    ),
-    "Change": _object(
-        {
-            "user_id": UUID,
-            "username": {"type": "string"},
-            "old_rank": RANK_OR_NULL,
-            "new_rank": RANK_OR_NULL,
-            "score_change": {"type": "integer"},
-            "new_score": SCORE,
-        }
-    ),
-    "LeaderboardUpdate": {
-        "description": "A live-feed message: the WebSocket's `data`, the SSE event's data",
-        **_object(
-            {
-                "leaderboard": {"type": "array", "items": _ref("Entry")},
-                "updated_user": {"oneOf": [_ref("Change"), {"type": "null"}]},
-                "updated_users": {"type": "array", "items": _ref("Change")},
-                "total_players": {"type": "integer"},
-                "timestamp": ISO_OR_NULL,
-            }
-        ),
-    },
-    "AuditItem": _object(
-        {
-            "event_id": {"type": ["string", "null"]},
-            "event_type": {"type": "string"},
-            "user_id": {"type": ["string", "null"]},
-            "username": {"type": ["string", "null"]},
-            "ip_address": {"type": ["string", "null"]},
-            "user_agent": {"type": ["string", "null"]},
-            "score_change": {"type": ["integer", "null"]},
-            "validation_result": {"type": ["string", "null"]},
-            "risk_score": {"type": ["number", "null"]},
-            "reasons": {"type": "array"},
-            "details": {"type": "object"},
-            "timestamp": {"type": "string", "format": "date-time"},
-        }
-    ),
-    "AuditPage": _object(
-        {
-            "items": {"type": "array", "items": _ref("AuditItem")},
-            "next_cursor": {"type": ["string", "null"]},
-        }
-    ),
 }
 
 
@@ -727,7 +623,11 @@ def _document(
         "paths": paths,
         "x-websockets": websockets,
         "components": {
-            "schemas": {**SCHEMAS, **_request_schemas(list(action_types), ceiling)},
+            "schemas": {
+                **SCHEMAS,
+                **contract.response_schemas(),
+                **_request_schemas(list(action_types), ceiling),
+            },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "actionToken": {"type": "apiKey", "in": "header", "name": "X-Action-Token"},

@@ -15,7 +15,6 @@ audience: after one that took longer than the interval, the next waits as long.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -23,12 +22,20 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import msgspec
+
 from scoreboard.boards.feed import BoardEvent
-from scoreboard.boards.leaderboard import Leaderboard, TopSnapshot, entry_json, iso_ms
+from scoreboard.boards.leaderboard import Leaderboard, TopSnapshot, entry_reply, iso_ms
+from scoreboard.core.contract import Change, LeaderboardUpdate, encode
 from scoreboard.core.errors import BoardUnavailable
 from scoreboard.core.tasks import cancel
 from scoreboard.core.values import BoardEntry
 from scoreboard.http.ws_protocol import FrameWriter, text_frame
+
+
+class _WsMessage(msgspec.Struct):
+    type: str
+    data: LeaderboardUpdate
 
 
 @dataclass
@@ -36,11 +43,16 @@ class Broadcast:
     """One message for every client, serialised on first use and then shared."""
 
     event_id: str
-    data: dict[str, Any]
+    data: LeaderboardUpdate
+
+    @cached_property
+    def payload(self) -> Any:
+        """The message's data as plain JSON values."""
+        return msgspec.to_builtins(self.data)
 
     @cached_property
     def ws_text(self) -> str:
-        return json.dumps({"type": "leaderboard_update", "data": self.data}, separators=(",", ":"))
+        return encode(_WsMessage("leaderboard_update", self.data)).decode()
 
     @cached_property
     def ws_frame(self) -> bytes:
@@ -48,7 +60,7 @@ class Broadcast:
 
     @cached_property
     def sse_data(self) -> str:
-        return json.dumps(self.data, separators=(",", ":"))
+        return encode(self.data).decode()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -122,27 +134,27 @@ class Subscriber:
         return message
 
 
-def _updated_user(event: BoardEvent) -> dict[str, Any]:
-    return {
-        "user_id": event.user_id,
-        "username": event.username,
-        "old_rank": event.old_rank,
-        "new_rank": event.new_rank or None,  # None: off the board (an admin's removal)
-        "score_change": event.delta,
-        "new_score": event.new_score,
-    }
+def _change(event: BoardEvent) -> Change:
+    return Change(
+        user_id=event.user_id,
+        username=event.username,
+        old_rank=event.old_rank,
+        new_rank=event.new_rank or None,  # None: off the board (an admin's removal)
+        score_change=event.delta,
+        new_score=event.new_score,
+    )
 
 
 def board_data(
     entries: list[BoardEntry], total: int, changes: list[BoardEvent], ts_ms: int
-) -> dict[str, Any]:
-    return {
-        "leaderboard": [entry_json(entry) for entry in entries],
-        "updated_user": _updated_user(changes[-1]) if changes else None,
-        "updated_users": [_updated_user(change) for change in changes],
-        "total_players": total,
-        "timestamp": iso_ms(ts_ms),
-    }
+) -> LeaderboardUpdate:
+    return LeaderboardUpdate(
+        leaderboard=[entry_reply(entry) for entry in entries],
+        updated_user=_change(changes[-1]) if changes else None,
+        updated_users=[_change(change) for change in changes],
+        total_players=total,
+        timestamp=iso_ms(ts_ms),
+    )
 
 
 class Hub:

@@ -69,12 +69,9 @@ class RankingFeed:
             return self.last
         latest = max((e.updated_ms or 0 for e in page.entries), default=0)
         data = board_data(page.entries, page.total_players, [], latest or int(time.time() * 1000))
-        data.update(
-            board=config.name,
-            period=self.kind,
-            period_id=None if period is None else period.id,
-            next_reset_at=None if period is None else iso_utc(period.ends_ms),
-        )
+        data.board, data.period = config.name, self.kind
+        data.period_id = None if period is None else period.id
+        data.next_reset_at = None if period is None else iso_utc(period.ends_ms)
         self._shown = shown
         self.last = Broadcast(f"{self.board}-{self.kind}-{page.sequence}", data)
         return self.last

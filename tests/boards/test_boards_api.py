@@ -657,9 +657,9 @@ async def test_a_followed_ranking_is_read_only_when_something_changes(
     runner = await new_player(client)
     assert (await _play(client, runner, 33, "speedrun")).status_code == 200
     message = await subscriber.next(3.0)
-    while message is not None and not message.data["leaderboard"]:
+    while message is not None and not message.payload["leaderboard"]:
         message = await subscriber.next(3.0)
-    assert message is not None and message.data["leaderboard"][0]["score"] == 33
+    assert message is not None and message.payload["leaderboard"][0]["score"] == 33
     assert feed.reads == settled + 1
     feeds.unsubscribe(subscriber)
     for _ in range(50):

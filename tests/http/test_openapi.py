@@ -10,10 +10,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
 from scoreboard.core.settings import Settings
 from scoreboard.http.openapi import OPERATIONS, SCHEMAS, route_operations
 from tests.auth_helpers import PASSWORD, create_admin
@@ -194,3 +196,45 @@ async def test_a_body_refused_by_its_struct_names_the_field(client: httpx.AsyncC
     unknown = await client.post("/v1/auth/login", json={"username": "a", "password": "b", "x": 1})
     assert unknown.status_code == 400
     assert unknown.json()["error"]["details"] == {"missing": [], "unknown": ["x"]}
+
+
+async def test_the_shared_answers_are_their_structs(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """The answers the document describes with a shared shape decode strictly as the
+    Struct it is generated from (was: the shapes were written once in the document and
+    again, by hand, in each route's dict)."""
+    import msgspec
+
+    from scoreboard.core import contract
+    from scoreboard.http.openapi import document
+    from tests.auth_helpers import bearer, login, new_player, new_username, submit
+
+    settings = Settings()
+    schemas = document(create_app(settings).routes, settings)["components"]["schemas"]
+    for name, schema in contract.response_schemas().items():
+        assert schemas[name] == schema, name
+
+    def data(response: httpx.Response, shape: Any) -> Any:
+        assert response.status_code == 200, response.text
+        envelope = msgspec.json.decode(response.content)
+        assert list(envelope) == ["success", "data"] and envelope["success"] is True
+        return msgspec.convert(envelope["data"], shape, strict=True)
+
+    player = await new_player(client)
+    assert (await submit(client, player, 7)).status_code == 200
+    top = data(await client.get("/v1/leaderboard/top10"), contract.Board)
+    assert any(entry.user_id == player["user_id"] for entry in top.leaderboard)
+    ranking = data(await client.get("/v1/boards/global/top10"), contract.RankingPage)
+    assert ranking.board == "global" and ranking.period == "all"
+    data(await client.get("/v1/leaderboard?limit=5"), contract.Board)
+    data(await client.get("/v1/boards"), list[contract.BoardInfo])
+    again = await client.post(
+        "/v1/auth/login", json={"username": player["username"], "password": PASSWORD}
+    )
+    assert data(again, contract.TokenPair).token_type == "Bearer"
+    name = new_username()
+    await services.accounts.create(name, f"{name}@example.com", PASSWORD, role="admin")
+    admin = await login(client, name)
+    audit = await client.get("/v1/admin/audit?limit=5", headers=bearer(admin["access_token"]))
+    data(audit, contract.AuditPage)

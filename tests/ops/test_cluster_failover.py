@@ -136,7 +136,7 @@ async def test_a_graceful_failover_costs_seconds_and_nothing_accepted(
                 accepted += 1
                 message = await subscriber.next(0.2)
                 while message is not None:
-                    changed = message.data.get("updated_user") or {}
+                    changed = message.payload.get("updated_user") or {}
                     heard = heard or changed.get("new_score") == accepted
                     message = await subscriber.next(0.01)
                 if heard:
