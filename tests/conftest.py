@@ -126,6 +126,28 @@ def unthrottled(settings: Settings, database_url: str, **changes: Any) -> Settin
     )
 
 
+async def add_empty_boards(services: Services, count: int, *named: str) -> None:
+    """`count` boards `board-1`… and the `named` ones, each built (empty) in Redis as
+    its creation leaves it, and the catalogue read again."""
+    await services.pool.execute(
+        "INSERT INTO boards (name, action_types) SELECT 'board-' || g, '{\"run\": 100}'"
+        " FROM generate_series(1, $1::int) g",
+        count,
+    )
+    await services.pool.executemany(
+        "INSERT INTO boards (name, action_types) VALUES ($1, '{\"run\": 100}')",
+        [(name,) for name in named],
+    )
+    names = [f"board-{index}" for index in range(1, count + 1)] + list(named)
+    for offset in range(0, len(names), 1000):
+        pipe = services.redis.pipeline(transaction=False)
+        for name in names[offset : offset + 1000]:
+            state = services.keys.board_state(name)
+            pipe.hset(state, mapping={"epoch": "e0", "seq": 0, "players": 0})
+        await pipe.execute()
+    await services.catalog.refresh()
+
+
 @pytest.fixture
 def clock_offset_ms() -> int:
     """How far forward the services' clock for periods runs (a test moves it to a

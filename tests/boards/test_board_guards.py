@@ -17,7 +17,7 @@ from scoreboard.boards.guard import CHECK_SECONDS, VISITS_PER_SECOND
 from scoreboard.core.settings import Settings
 from scoreboard.storage.keys import BoardKeys
 from tests.auth_helpers import bearer, new_player
-from tests.conftest import asgi_client, unthrottled
+from tests.conftest import add_empty_boards, asgi_client, unthrottled
 
 BOARDS = 1_000
 
@@ -29,18 +29,7 @@ def settings(settings: Settings, own_database: str) -> Settings:
 
 @pytest_asyncio.fixture
 async def many_boards(services: Services) -> AsyncIterator[Services]:
-    """BOARDS boards, each built (empty) in Redis as its creation leaves it."""
-    await services.pool.execute(
-        "INSERT INTO boards (name, action_types) SELECT 'board-' || g, '{\"run\": 100}'"
-        " FROM generate_series(1, $1::int) g",
-        BOARDS,
-    )
-    names = [f"board-{index}" for index in range(1, BOARDS + 1)]
-    pipe = services.redis.pipeline(transaction=False)
-    for name in names:
-        pipe.hset(services.keys.board_state(name), mapping={"epoch": "e0", "seq": 0, "players": 0})
-    await pipe.execute()
-    await services.catalog.refresh()
+    await add_empty_boards(services, BOARDS)
     yield services
 
 

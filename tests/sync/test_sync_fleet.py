@@ -22,7 +22,7 @@ from scoreboard.api.services import Services
 from scoreboard.core.settings import RateRule, Settings
 from scoreboard.storage.keys import Keys
 from tests.auth_helpers import bearer, new_player
-from tests.conftest import asgi_client, server_env, unthrottled
+from tests.conftest import add_empty_boards, asgi_client, server_env, unthrottled
 from tests.deployment import FAST_SYNC, SyncerProcess
 from tests.private_redis import PrivateRedis, private_redis
 
@@ -49,24 +49,7 @@ def settings(settings: Settings, own_database: str) -> Settings:
 
 @pytest_asyncio.fixture
 async def many_boards(services: Services) -> AsyncIterator[Services]:
-    """BOARDS boards, each built (empty) in Redis as its creation leaves it."""
-    await services.pool.execute(
-        "INSERT INTO boards (name, action_types) SELECT 'board-' || g, '{\"run\": 100}'"
-        " FROM generate_series(1, $1::int) g",
-        BOARDS - len(BUSY),
-    )
-    await services.pool.executemany(
-        "INSERT INTO boards (name, action_types) VALUES ($1, '{\"run\": 100}')",
-        [(name,) for name in BUSY],
-    )
-    keys = Keys.for_settings(services.settings)
-    names = [row["name"] for row in await services.pool.fetch("SELECT name FROM boards")]
-    for offset in range(0, len(names), 1000):
-        pipe = services.redis.pipeline(transaction=False)
-        for name in names[offset : offset + 1000]:
-            pipe.hset(keys.board_state(name), mapping={"epoch": "e0", "seq": 0, "players": 0})
-        await pipe.execute()
-    await services.catalog.refresh()
+    await add_empty_boards(services, BOARDS - len(BUSY), *BUSY)
     yield services
 
 
