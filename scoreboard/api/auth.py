@@ -8,7 +8,15 @@ from starlette.routing import Route
 
 from scoreboard.api.common import address, audit, require_access, services
 from scoreboard.auth import audit as audit_events
-from scoreboard.core.contract import ActionTokenRequest, Login, Refresh, Register, TokenPair
+from scoreboard.core.contract import (
+    ActionTokenIssued,
+    ActionTokenRequest,
+    Login,
+    Refresh,
+    Register,
+    Registered,
+    TokenPair,
+)
 from scoreboard.core.errors import (
     AccountSuspended,
     InsufficientPermissions,
@@ -34,7 +42,7 @@ async def register(request: Request) -> Response:
         raise InsufficientPermissions("Registration is disabled on this server")
     body = await read_body(request, Register)
     user = await svc.accounts.create(body.username, body.email, body.password)
-    return ok({"user_id": user.id, "username": user.username, "email": user.email}, status=201)
+    return ok(Registered(user_id=user.id, username=user.username, email=user.email), status=201)
 
 
 _LOGIN_REFUSALS: dict[type[ScoreboardError], tuple[str, str]] = {
@@ -102,11 +110,11 @@ async def action_token(request: Request) -> Response:
     body = await read_body(request, ActionTokenRequest)
     issued = await services(request).action_tokens.issue(claims.user_id, body)
     ACTION_TOKENS.inc()
-    data = {
-        "action_token": issued.action_token,
-        "expires_in": issued.expires_in,
-        "max_score_increase": issued.max_score_increase,
-    }
+    data = ActionTokenIssued(
+        action_token=issued.action_token,
+        expires_in=issued.expires_in,
+        max_score_increase=issued.max_score_increase,
+    )
     headers = {**rate_headers(issued.rate), "Cache-Control": "no-store"}
     return ok(data, headers=headers)
 

@@ -125,7 +125,9 @@ async def around(request: Request) -> Response:
     svc = services(request)
     position = await svc.boards.around(runtime, period, user_id, radius)
     data = await around_data(svc, position, user_id, radius)
-    return ok({**data, **_labels(config, period)}, headers=headers)
+    for label, value in _labels(config, period).items():
+        setattr(data, label, value)
+    return ok(data, headers=headers)
 
 
 async def player(request: Request) -> Response:

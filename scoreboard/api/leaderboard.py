@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -11,6 +9,7 @@ from starlette.routing import Route
 from scoreboard.api.common import path_user_id, query_int, read_quota, services
 from scoreboard.api.services import Services
 from scoreboard.boards.leaderboard import board_reply, entry_reply
+from scoreboard.core.contract import Around
 from scoreboard.core.errors import UserNotFound
 from scoreboard.http.responses import ok
 from scoreboard.storage.scripts import PlayerPosition
@@ -46,19 +45,17 @@ async def around(request: Request) -> Response:
     return ok(await around_data(svc, position, user_id, radius), headers=headers)
 
 
-async def around_data(
-    svc: Services, position: PlayerPosition, user_id: str, radius: int
-) -> dict[str, Any]:
+async def around_data(svc: Services, position: PlayerPosition, user_id: str, radius: int) -> Around:
     """A player's neighbourhood in a ranking; 404 for no such player."""
     if not position.entries and await svc.accounts.by_id(user_id) is None:
         raise UserNotFound()
-    return {
-        "user_id": user_id,
-        "rank": position.rank or None,
-        "radius": radius,
-        "leaderboard": [entry_reply(entry) for entry in position.entries],
-        "total_players": position.total_players,
-    }
+    return Around(
+        user_id=user_id,
+        rank=position.rank or None,
+        radius=radius,
+        leaderboard=[entry_reply(entry) for entry in position.entries],
+        total_players=position.total_players,
+    )
 
 
 routes = [

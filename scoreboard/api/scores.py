@@ -16,7 +16,7 @@ from scoreboard.api.common import (
 )
 from scoreboard.auth.audit import TOKEN_REFUSED
 from scoreboard.boards.leaderboard import iso_ms
-from scoreboard.core.contract import PeriodStanding, ScoreUpdate
+from scoreboard.core.contract import PeriodStanding, PlayerScore, ScoreUpdate, ScoreUpdated
 from scoreboard.core.errors import InvalidActionToken, UserNotFound
 from scoreboard.core.metrics import SCORE_UPDATES
 from scoreboard.core.periods import iso_utc
@@ -50,13 +50,13 @@ async def update(request: Request) -> Response:
         raise
     applied = scored.applied
     (REPLAYED if applied.replayed else FLAGGED if applied.flagged else ACCEPTED).inc()
-    data = {
-        "new_score": applied.new_score,
-        "score_increase": applied.new_score - applied.old_score,
-        "rank": applied.new_rank,
-        "user_id": claims.user_id,
-        "board": scored.board,
-        "periods": {
+    data = ScoreUpdated(
+        new_score=applied.new_score,
+        score_increase=applied.new_score - applied.old_score,
+        rank=applied.new_rank,
+        user_id=claims.user_id,
+        board=scored.board,
+        periods={
             period.kind: PeriodStanding(
                 id=period.period_id,
                 score=period.score,
@@ -65,7 +65,7 @@ async def update(request: Request) -> Response:
             )
             for period in applied.periods
         },
-    }
+    )
     return ok(data, headers=rate_headers(applied.rate))
 
 
@@ -76,25 +76,21 @@ async def user_score(request: Request) -> Response:
     position = await svc.leaderboard.around(user_id, 0)
     if position.entries:
         entry = position.entries[0]
-        data = {
-            "user_id": user_id,
-            "username": entry.username,
-            "current_score": entry.score,
-            "rank": entry.rank,
-            "last_updated": iso_ms(entry.updated_ms),
-        }
-        return ok(data, headers=headers)
+        found = PlayerScore(
+            user_id=user_id,
+            username=entry.username,
+            current_score=entry.score,
+            rank=entry.rank,
+            last_updated=iso_ms(entry.updated_ms),
+        )
+        return ok(found, headers=headers)
     user = await svc.accounts.by_id(user_id)
     if user is None:
         raise UserNotFound()
-    data = {
-        "user_id": user_id,
-        "username": user.username,
-        "current_score": 0,
-        "rank": None,
-        "last_updated": None,
-    }
-    return ok(data, headers=headers)
+    unranked = PlayerScore(
+        user_id=user_id, username=user.username, current_score=0, rank=None, last_updated=None
+    )
+    return ok(unranked, headers=headers)
 
 
 ACCEPTED, REPLAYED = SCORE_UPDATES.labels("accepted"), SCORE_UPDATES.labels("replayed")

@@ -17,6 +17,7 @@ document's component schemas are generated from them (`response_schemas`).
 
 # no `from __future__ import annotations`: msgspec reads these annotations at run time
 
+import functools
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -193,6 +194,52 @@ class BoardInfo(Reply):
     season: Annotated[int, Meta(ge=1)]
 
 
+class Registered(Reply):
+    user_id: Uuid
+    username: str
+    email: str
+
+
+class ActionTokenIssued(Reply):
+    action_token: str
+    expires_in: int
+    max_score_increase: int
+
+
+class ScoreUpdated(Reply):
+    """A score update's answer: the new total and rank on the token's board, and the
+    standing in each of the board's current periods."""
+
+    new_score: Score
+    score_increase: int
+    rank: Rank
+    user_id: Uuid
+    board: Annotated[str, Meta(extra_json_schema={"pattern": patterns.BOARD_NAME})]
+    periods: dict[str, PeriodStanding]
+
+
+class PlayerScore(Reply):
+    user_id: Uuid
+    username: str
+    current_score: Score
+    rank: Rank | None
+    last_updated: Instant | None
+
+
+class Around(Reply):
+    """A player's neighbourhood in a ranking (labelled when it is a board's)."""
+
+    user_id: Uuid
+    rank: Rank | None
+    radius: int
+    leaderboard: list[Entry]
+    total_players: Count
+    board: str | UnsetType = UNSET
+    period: str | UnsetType = UNSET
+    period_id: str | UnsetType | None = UNSET
+    next_reset_at: Instant | UnsetType | None = UNSET
+
+
 class TokenPair(Reply):
     access_token: str
     refresh_token: str
@@ -254,6 +301,11 @@ RESPONSE_SHAPES: tuple[type[Reply], ...] = (
     Period,
     PeriodStanding,
     BoardInfo,
+    Registered,
+    ActionTokenIssued,
+    ScoreUpdated,
+    PlayerScore,
+    Around,
     TokenPair,
     Change,
     LeaderboardUpdate,
@@ -297,8 +349,11 @@ def request_schemas() -> dict[str, Any]:
     return components
 
 
+@functools.cache
 def field_names(body: type[Body]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The Struct's (required, optional) field names."""
+    """The Struct's (required, optional) field names (read once per Struct: msgspec's
+    introspection costs tens of microseconds, a request's whole budget is a few
+    hundred)."""
     fields = msgspec.structs.fields(body)
     return (
         tuple(f.encode_name for f in fields if f.required),

@@ -37,7 +37,6 @@ _WHY = {
 }
 
 UUID = {"type": "string", "format": "uuid"}
-ISO_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 SCORE = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
 RANK_OR_NULL = {"type": ["integer", "null"], "minimum": 1}
 
@@ -219,7 +218,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Create an account",
         "requestBody": _json_body(contract.Register),
         "responses": {
-            "201": _ok(_object({"user_id": UUID, "username": {}, "email": {}}), "Created"),
+            "201": _ok(_ref("Registered"), "Created"),
             **_errors(*_BODY_ERRORS, 403, 409, 503),
         },
     },
@@ -253,15 +252,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "security": BEARER,
         "requestBody": _json_body(contract.ActionTokenRequest),
         "responses": {
-            "200": _ok(
-                _object(
-                    {
-                        "action_token": {"type": "string"},
-                        "expires_in": {"type": "integer"},
-                        "max_score_increase": {"type": "integer"},
-                    }
-                )
-            ),
+            "200": _ok(_ref("ActionTokenIssued")),
             **_errors(*_BODY_ERRORS, 401, 403, 429, 503),
         },
     },
@@ -271,21 +262,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "security": [{"bearer": [], "actionToken": []}],
         "requestBody": _json_body(contract.ScoreUpdate),
         "responses": {
-            "200": _ok(
-                _object(
-                    {
-                        "new_score": SCORE,
-                        "score_increase": {"type": "integer"},
-                        "rank": {"type": "integer", "minimum": 1},
-                        "user_id": UUID,
-                        "board": BOARD_NAME,
-                        "periods": {
-                            "type": "object",
-                            "additionalProperties": _ref("PeriodStanding"),
-                        },
-                    }
-                )
-            ),
+            "200": _ok(_ref("ScoreUpdated")),
             **_errors(*_BODY_ERRORS, 401, 403, 429, 503),
         },
     },
@@ -294,17 +271,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "A player's score and rank",
         "parameters": _USER_PATH,
         "responses": {
-            "200": _ok(
-                _object(
-                    {
-                        "user_id": UUID,
-                        "username": {"type": "string"},
-                        "current_score": SCORE,
-                        "rank": RANK_OR_NULL,
-                        "last_updated": ISO_OR_NULL,
-                    }
-                )
-            ),
+            "200": _ok(_ref("PlayerScore")),
             **_errors(400, 404, 429, 503),
         },
     },
@@ -342,17 +309,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             },
         ],
         "responses": {
-            "200": _ok(
-                _object(
-                    {
-                        "user_id": UUID,
-                        "rank": RANK_OR_NULL,
-                        "radius": {"type": "integer"},
-                        "leaderboard": {"type": "array", "items": _ref("Entry")},
-                        "total_players": {"type": "integer"},
-                    }
-                )
-            ),
+            "200": _ok(_ref("Around")),
             **_errors(400, 404, 429, 503),
         },
     },
@@ -471,18 +428,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             _query("radius", _integers(0, 50)),
         ],
         "responses": {
-            "200": _ok(
-                _object(
-                    {
-                        "user_id": UUID,
-                        "rank": RANK_OR_NULL,
-                        "leaderboard": {"type": "array", "items": _ref("Entry")},
-                        "total_players": {"type": "integer", "minimum": 0},
-                        "board": {"type": "string"},
-                        "period": {"type": "string"},
-                    }
-                )
-            ),
+            "200": _ok(_ref("Around")),
             **_errors(*_BOARD_READ_ERRORS),
         },
     },

@@ -222,7 +222,20 @@ async def test_the_shared_answers_are_their_structs(
         return msgspec.convert(envelope["data"], shape, strict=True)
 
     player = await new_player(client)
-    assert (await submit(client, player, 7)).status_code == 200
+    updated = data(await submit(client, player, 7), contract.ScoreUpdated)
+    assert updated.new_score == 7 and updated.board == "global"
+    issued = await client.post(
+        "/v1/auth/action-token",
+        json={"action_type": "game_completion", "session_id": "s"},
+        headers=bearer(player["access_token"]),
+    )
+    data(issued, contract.ActionTokenIssued)
+    mine = data(await client.get(f"/v1/scores/user/{player['user_id']}"), contract.PlayerScore)
+    assert mine.current_score == 7
+    near = await client.get(f"/v1/leaderboard/around/{player['user_id']}")
+    assert data(near, contract.Around).user_id == player["user_id"]
+    near = await client.get(f"/v1/boards/global/around/{player['user_id']}?period=all")
+    assert data(near, contract.Around).board == "global"
     top = data(await client.get("/v1/leaderboard/top10"), contract.Board)
     assert any(entry.user_id == player["user_id"] for entry in top.leaderboard)
     ranking = data(await client.get("/v1/boards/global/top10"), contract.RankingPage)
