@@ -11,6 +11,7 @@ from scoreboard.auth import audit as audit_events
 from scoreboard.core.contract import (
     ActionTokenIssued,
     ActionTokenRequest,
+    LoggedOut,
     Login,
     Refresh,
     Register,
@@ -102,7 +103,7 @@ async def logout(request: Request) -> Response:
         user_id=claims.user_id,
         details={"session_id": claims.session_id},
     )
-    return ok({"logged_out": True})
+    return ok(LoggedOut())
 
 
 async def action_token(request: Request) -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msgspec import UnsetType
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -29,7 +29,10 @@ from scoreboard.core.contract import (
     BoardChange,
     BoardCreate,
     BoardInfo,
+    PlayerStandings,
     RankingPage,
+    SeasonEnded,
+    Standing,
     WithReason,
 )
 from scoreboard.core.errors import Conflict, InvalidRequest, NotFound, UserNotFound
@@ -136,7 +139,7 @@ async def player(request: Request) -> Response:
     user_id = path_user_id(request)
     headers = await read_quota(request)
     svc = services(request)
-    rankings: dict[str, Any] = {}
+    rankings: dict[str, Standing] = {}
     username = None
     for kind in (ALL_TIME, *config.periods):
         period = svc.boards.period(config, kind)
@@ -144,19 +147,19 @@ async def player(request: Request) -> Response:
         entry = position.entries[0] if position.entries else None
         if entry is not None:
             username = entry.username
-        rankings[kind] = {
-            **({} if period is None else {"id": period.id}),
-            "score": 0 if entry is None else entry.score,
-            "rank": None if entry is None else entry.rank,
-            "total_players": position.total_players,
-            "next_reset_at": None if period is None else iso_utc(period.ends_ms),
-        }
+        rankings[kind] = Standing(
+            id=UNSET if period is None else period.id,
+            score=0 if entry is None else entry.score,
+            rank=None if entry is None else entry.rank,
+            total_players=position.total_players,
+            next_reset_at=None if period is None else iso_utc(period.ends_ms),
+        )
     if username is None:
         user = await svc.accounts.by_id(user_id)
         if user is None:
             raise UserNotFound()
         username = user.username
-    data = {"user_id": user_id, "username": username, "board": config.name, "periods": rankings}
+    data = PlayerStandings(user_id=user_id, username=username, board=config.name, periods=rankings)
     return ok(data, headers=headers)
 
 
@@ -239,13 +242,13 @@ async def reset_board(request: Request) -> Response:
     )
     await svc.catalog.set_season(config.name, ended.season)
     await runtime.leaderboard.on_board_changed()
-    data = {
-        "board": config.name,
-        "ended_season": ended.ended,
-        "season": ended.season,
-        "players": ended.players,
-        "archive": f"season:{ended.ended}",
-    }
+    data = SeasonEnded(
+        board=config.name,
+        ended_season=ended.ended,
+        season=ended.season,
+        players=ended.players,
+        archive=f"season:{ended.ended}",
+    )
     return ok(data)
 
 

@@ -31,7 +31,13 @@ from scoreboard.auth.sessions import Sessions
 from scoreboard.auth.tokens import AccessClaims
 from scoreboard.boards.leaderboard import Leaderboard
 from scoreboard.boards.runtime import BoardRuntimes
-from scoreboard.core.contract import AuditItem, AuditPage
+from scoreboard.core.contract import (
+    AuditItem,
+    AuditPage,
+    BanChanged,
+    ScoreAdjusted,
+    ScoreRemoved,
+)
 from scoreboard.core.errors import (
     BoardUnavailable,
     Conflict,
@@ -201,7 +207,7 @@ class Admin:
                 await asyncio.sleep(BOARD_RETRY_SECONDS)
         return await call(board, user_id, top_n, period_ids)
 
-    async def ban(self, user_id: str, reason: str, meta: Meta) -> dict[str, Any]:
+    async def ban(self, user_id: str, reason: str, meta: Meta) -> BanChanged:
         user = await self._player(user_id)
         if user.id == meta.admin_id:
             raise Conflict("An admin cannot ban themselves")
@@ -223,9 +229,9 @@ class Admin:
                 "sessions_revoked": revoked,
             },
         )
-        return {"user_id": user_id, "banned": True}
+        return BanChanged(user_id=user_id, banned=True)
 
-    async def unban(self, user_id: str, reason: str, meta: Meta) -> dict[str, Any]:
+    async def unban(self, user_id: str, reason: str, meta: Meta) -> BanChanged:
         await self._player(user_id)
         async with db_errors():
             await self._pool.execute(_SET_BANNED, user_id, False, None)
@@ -243,11 +249,11 @@ class Admin:
                 "rank": change.rank or None,
             },
         )
-        return {"user_id": user_id, "banned": False}
+        return BanChanged(user_id=user_id, banned=False)
 
     async def adjust(
         self, user_id: str, delta: int | None, reason: str, meta: Meta
-    ) -> dict[str, Any]:
+    ) -> ScoreAdjusted | ScoreRemoved:
         """Add `delta` to the player's score; None removes it (total 0, off the board)."""
         user = await self._player(user_id)
         adjusted = await self._scripts.adjust_score(
@@ -265,12 +271,10 @@ class Admin:
         # published change)
         await self._leaderboard.on_board_changed()
         if delta is None:
-            return {"user_id": user_id, "removed": True}
-        return {
-            "user_id": user_id,
-            "new_score": adjusted.new_score,
-            "rank": adjusted.new_rank or None,
-        }
+            return ScoreRemoved(user_id=user_id)
+        return ScoreAdjusted(
+            user_id=user_id, new_score=adjusted.new_score, rank=adjusted.new_rank or None
+        )
 
     async def _list(self, where: str, args: list[Any], limit: int, cursor: int | None) -> AuditPage:
         sql = _LISTING.format(where=where)

@@ -37,8 +37,6 @@ _WHY = {
 }
 
 UUID = {"type": "string", "format": "uuid"}
-SCORE = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
-RANK_OR_NULL = {"type": ["integer", "null"], "minimum": 1}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -242,7 +240,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Revoke this session",
         "security": BEARER,
         "responses": {
-            "200": _ok(_object({"logged_out": {"const": True}})),
+            "200": _ok(_ref("LoggedOut")),
             **_errors(401, 503),
         },
     },
@@ -356,23 +354,23 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/admin/players/{user_id}/ban", "post"): _admin(
         "Ban a player: off every view at once, sessions revoked, score kept",
         contract.WithReason,
-        _object({"user_id": UUID, "banned": {"const": True}}),
+        _ref("BanChanged"),
     ),
     ("/admin/players/{user_id}/unban", "post"): _admin(
         "Unban: back with the same score and tie position",
         contract.MaybeReason,
-        _object({"user_id": UUID, "banned": {"const": False}}),
+        _ref("BanChanged"),
         body_required=False,
     ),
     ("/admin/players/{user_id}/adjust", "post"): _admin(
         "Change a score through the update's atomic path",
         contract.Adjustment,
-        _object({"user_id": UUID, "new_score": SCORE, "rank": RANK_OR_NULL}),
+        _ref("ScoreAdjusted"),
     ),
     ("/admin/players/{user_id}/score", "delete"): _admin(
         "Remove a score: off the board, total 0, history kept",
         contract.WithReason,
-        _object({"user_id": UUID, "removed": {"const": True}}),
+        _ref("ScoreRemoved"),
     ),
     ("/admin/players/{user_id}/history", "get"): _listing(
         "A player's updates with their risk, refusals and admin actions, newest first",
@@ -437,16 +435,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "A player's score and rank in every ranking of the board",
         "parameters": [*_BOARD_PATH, *_USER_PATH],
         "responses": {
-            "200": _ok(
-                _object(
-                    {
-                        "user_id": UUID,
-                        "username": {"type": "string"},
-                        "board": {"type": "string"},
-                        "periods": {"type": "object"},
-                    }
-                )
-            ),
+            "200": _ok(_ref("PlayerStandings")),
             **_errors(*_BOARD_READ_ERRORS),
         },
     },
@@ -498,17 +487,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": _BOARD_PATH,
         "requestBody": _json_body(contract.WithReason),
         "responses": {
-            "200": _ok(
-                _object(
-                    {
-                        "board": {"type": "string"},
-                        "ended_season": {"type": "integer"},
-                        "season": {"type": "integer"},
-                        "players": {"type": "integer"},
-                        "archive": {"type": "string"},
-                    }
-                )
-            ),
+            "200": _ok(_ref("SeasonEnded")),
             **_errors(*_BODY_ERRORS, 401, 403, 404, 503),
         },
     },

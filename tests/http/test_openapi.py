@@ -236,6 +236,8 @@ async def test_the_shared_answers_are_their_structs(
     assert data(near, contract.Around).user_id == player["user_id"]
     near = await client.get(f"/v1/boards/global/around/{player['user_id']}?period=all")
     assert data(near, contract.Around).board == "global"
+    standings = await client.get(f"/v1/boards/global/players/{player['user_id']}")
+    assert data(standings, contract.PlayerStandings).periods["all"].score == 7
     top = data(await client.get("/v1/leaderboard/top10"), contract.Board)
     assert any(entry.user_id == player["user_id"] for entry in top.leaderboard)
     ranking = data(await client.get("/v1/boards/global/top10"), contract.RankingPage)
@@ -251,3 +253,11 @@ async def test_the_shared_answers_are_their_structs(
     admin = await login(client, name)
     audit = await client.get("/v1/admin/audit?limit=5", headers=bearer(admin["access_token"]))
     data(audit, contract.AuditPage)
+    banned = await client.post(
+        f"/v1/admin/players/{player['user_id']}/ban",
+        json={"reason": "a test"},
+        headers=bearer(admin["access_token"]),
+    )
+    assert data(banned, contract.BanChanged).banned is True
+    out = await client.post("/v1/auth/logout", headers=bearer(admin["access_token"]))
+    assert data(out, contract.LoggedOut).logged_out is True
