@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import msgspec
 
@@ -44,11 +43,6 @@ class Broadcast:
 
     event_id: str
     data: LeaderboardUpdate
-
-    @cached_property
-    def payload(self) -> Any:
-        """The message's data as plain JSON values."""
-        return msgspec.to_builtins(self.data)
 
     @cached_property
     def ws_text(self) -> str:

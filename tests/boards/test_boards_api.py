@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -657,9 +658,9 @@ async def test_a_followed_ranking_is_read_only_when_something_changes(
     runner = await new_player(client)
     assert (await _play(client, runner, 33, "speedrun")).status_code == 200
     message = await subscriber.next(3.0)
-    while message is not None and not message.payload["leaderboard"]:
+    while message is not None and not json.loads(message.sse_data)["leaderboard"]:
         message = await subscriber.next(3.0)
-    assert message is not None and message.payload["leaderboard"][0]["score"] == 33
+    assert message is not None and json.loads(message.sse_data)["leaderboard"][0]["score"] == 33
     assert feed.reads == settled + 1
     feeds.unsubscribe(subscriber)
     for _ in range(50):

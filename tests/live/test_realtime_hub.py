@@ -50,19 +50,19 @@ def _hub(interval_ms: int = 100) -> Hub:
 async def test_a_quiet_board_sends_at_once_and_a_burst_is_coalesced() -> None:
     hub = _hub(100)
     subscriber, first = await hub.subscribe()
-    assert first.payload["leaderboard"] == []
+    assert json.loads(first.sse_data)["leaderboard"] == []
     hub.on_event(_event(1, "a"))
     leading = subscriber.pending
-    assert leading is not None and leading.payload["updated_user"]["user_id"] == "a"
+    assert leading is not None and json.loads(leading.sse_data)["updated_user"]["user_id"] == "a"
     await subscriber.next(0)
     for seq, user in enumerate("bcdef", start=2):
         hub.on_event(_event(seq, user))
     assert subscriber.pending is None
     trailing = await subscriber.next(1.0)
     assert trailing is not None
-    assert [u["user_id"] for u in trailing.payload["updated_users"]] == list("bcdef")
-    assert trailing.payload["updated_user"]["user_id"] == "f"
-    assert trailing.payload["leaderboard"][0]["user_id"] == "f"
+    assert [u["user_id"] for u in json.loads(trailing.sse_data)["updated_users"]] == list("bcdef")
+    assert json.loads(trailing.sse_data)["updated_user"]["user_id"] == "f"
+    assert json.loads(trailing.sse_data)["leaderboard"][0]["user_id"] == "f"
     assert trailing.event_id == "6-0"
     assert hub.sent == 2
 
@@ -101,7 +101,7 @@ async def test_resubscription_pushes_the_board_to_everyone() -> None:
     board.snapshot = TopSnapshot(7, 1, [BoardEntry(1, "z", "zed", 70, 1)])
     await hub.on_connected()
     pushed = await subscriber.next(0)
-    assert pushed is not None and pushed.payload["leaderboard"][0]["user_id"] == "z"
+    assert pushed is not None and json.loads(pushed.sse_data)["leaderboard"][0]["user_id"] == "z"
     await asyncio.sleep(0)
 
 
@@ -168,7 +168,7 @@ async def test_a_backed_up_client_waits_for_its_task_and_order_is_kept() -> None
     gate.set()
     await delivering
     await subscriber.deliver(slow_send, 0)
-    assert [m.payload["n"] for m in sent] == [2, 3]
+    assert [json.loads(m.sse_data)["n"] for m in sent] == [2, 3]
     assert subscriber.offer(Broadcast("4", {"n": 4}))
     assert _texts(socket) == [4]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -136,7 +137,7 @@ async def test_a_graceful_failover_costs_seconds_and_nothing_accepted(
                 accepted += 1
                 message = await subscriber.next(0.2)
                 while message is not None:
-                    changed = message.payload.get("updated_user") or {}
+                    changed = json.loads(message.sse_data).get("updated_user") or {}
                     heard = heard or changed.get("new_score") == accepted
                     message = await subscriber.next(0.01)
                 if heard:

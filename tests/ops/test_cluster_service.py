@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -125,7 +126,7 @@ async def test_the_whole_flow_on_a_cluster(on_cluster: tuple[Services, httpx.Asy
         message = await subscriber.next(3.0)
         assert (
             message is not None
-            and message.payload["updated_user"]["new_score"]
+            and json.loads(message.sse_data)["updated_user"]["new_score"]
             == told[("global", players[0]["user_id"])] + 99
         )
     finally:
@@ -179,10 +180,13 @@ async def test_a_period_ranking_moves_on_its_event_on_a_cluster(
             started = asyncio.get_running_loop().time()
             assert (await _play(http, runner, "relay", 21)).status_code == 200
             message = await subscriber.next(6.0)
-            while message is not None and not message.payload["leaderboard"]:
+            while message is not None and not json.loads(message.sse_data)["leaderboard"]:
                 message = await subscriber.next(6.0)
             took = asyncio.get_running_loop().time() - started
-            assert message is not None and message.payload["leaderboard"][0]["score"] == 21
+            assert (
+                message is not None
+                and json.loads(message.sse_data)["leaderboard"][0]["score"] == 21
+            )
             assert took < 2.0, f"the change took {took:.1f}s"
             services.ranking_feeds.unsubscribe(subscriber)
     finally:
