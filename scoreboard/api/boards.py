@@ -25,7 +25,6 @@ from scoreboard.boards.leaderboard import board_reply
 from scoreboard.boards.moderation import clean_reason
 from scoreboard.boards.runtime import BoardRuntime
 from scoreboard.core.contract import (
-    Board,
     BoardChange,
     BoardCreate,
     BoardInfo,
@@ -57,17 +56,6 @@ def config_reply(config: BoardConfig, now_ms: int) -> BoardInfo:
         action_types=config.action_types,
         periods=[period_reply(period_at(kind, now_ms)) for kind in config.periods],
         season=config.season,
-    )
-
-
-def _ranking(board: Board, config: BoardConfig, period: Period | None, **more: Any) -> RankingPage:
-    """A page of the board's ranking, labelled with the board and the period."""
-    return RankingPage(
-        leaderboard=board.leaderboard,
-        last_updated=board.last_updated,
-        total_players=board.total_players,
-        **_labels(config, period),
-        **more,
     )
 
 
@@ -103,9 +91,8 @@ async def top10(request: Request) -> Response:
     period = _period(request, config)
     headers = await read_quota(request)
     page = await services(request).boards.page(runtime, period, 0, TOP10)
-    return ok(
-        _ranking(board_reply(page.entries, page.total_players), config, period), headers=headers
-    )
+    data = board_reply(RankingPage, page.entries, page.total_players, **_labels(config, period))
+    return ok(data, headers=headers)
 
 
 async def page(request: Request) -> Response:
@@ -115,8 +102,11 @@ async def page(request: Request) -> Response:
     offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     headers = await read_quota(request)
     board = await services(request).boards.page(runtime, period, offset, limit)
-    data = board_reply(board.entries, board.total_players)
-    return ok(_ranking(data, config, period, limit=limit, offset=offset), headers=headers)
+    labels = _labels(config, period)
+    data = board_reply(
+        RankingPage, board.entries, board.total_players, limit=limit, offset=offset, **labels
+    )
+    return ok(data, headers=headers)
 
 
 async def around(request: Request) -> Response:
@@ -127,9 +117,7 @@ async def around(request: Request) -> Response:
     headers = await read_quota(request)
     svc = services(request)
     position = await svc.boards.around(runtime, period, user_id, radius)
-    data = await around_data(svc, position, user_id, radius)
-    for label, value in _labels(config, period).items():
-        setattr(data, label, value)
+    data = await around_data(svc, position, user_id, radius, **_labels(config, period))
     return ok(data, headers=headers)
 
 
@@ -178,22 +166,19 @@ async def history(request: Request) -> Response:
     if found is None:
         raise NotFound("That season has not ended")
     entries, total = found
-    data = board_reply(entries, total)
-    return ok(
-        RankingPage(
-            leaderboard=data.leaderboard,
-            last_updated=data.last_updated,
-            total_players=data.total_players,
-            limit=limit,
-            offset=offset,
-            board=config.name,
-            period=period.kind,
-            period_id=period.id,
-            starts_at=iso_utc(period.starts_ms) if period.kind != "season" else None,
-            ends_at=iso_utc(period.ends_ms) if period.kind != "season" else None,
-        ),
-        headers=headers,
+    data = board_reply(
+        RankingPage,
+        entries,
+        total,
+        limit=limit,
+        offset=offset,
+        board=config.name,
+        period=period.kind,
+        period_id=period.id,
+        starts_at=iso_utc(period.starts_ms) if period.kind != "season" else None,
+        ends_at=iso_utc(period.ends_ms) if period.kind != "season" else None,
     )
+    return ok(data, headers=headers)
 
 
 async def create_board(request: Request) -> Response:

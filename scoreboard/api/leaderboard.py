@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -9,7 +11,7 @@ from starlette.routing import Route
 from scoreboard.api.common import path_user_id, query_int, read_quota, services
 from scoreboard.api.services import Services
 from scoreboard.boards.leaderboard import board_reply, entry_reply
-from scoreboard.core.contract import Around
+from scoreboard.core.contract import Around, Board
 from scoreboard.core.errors import UserNotFound
 from scoreboard.http.responses import ok
 from scoreboard.storage.scripts import PlayerPosition
@@ -31,8 +33,7 @@ async def page(request: Request) -> Response:
     offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     headers = await read_quota(request)
     board = await services(request).leaderboard.page(offset, limit)
-    data = board_reply(board.entries, board.total_players)
-    data.limit, data.offset = limit, offset
+    data = board_reply(Board, board.entries, board.total_players, limit=limit, offset=offset)
     return ok(data, headers=headers)
 
 
@@ -45,7 +46,9 @@ async def around(request: Request) -> Response:
     return ok(await around_data(svc, position, user_id, radius), headers=headers)
 
 
-async def around_data(svc: Services, position: PlayerPosition, user_id: str, radius: int) -> Around:
+async def around_data(
+    svc: Services, position: PlayerPosition, user_id: str, radius: int, **labels: Any
+) -> Around:
     """A player's neighbourhood in a ranking; 404 for no such player."""
     if not position.entries and await svc.accounts.by_id(user_id) is None:
         raise UserNotFound()
@@ -55,6 +58,7 @@ async def around_data(svc: Services, position: PlayerPosition, user_id: str, rad
         radius=radius,
         leaderboard=[entry_reply(entry) for entry in position.entries],
         total_players=position.total_players,
+        **labels,
     )
 
 

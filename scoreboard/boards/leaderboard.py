@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from scoreboard.boards.feed import BoardEvent
 from scoreboard.core.contract import Board, Entry, envelope
@@ -16,6 +17,7 @@ from scoreboard.storage.keys import BoardKeys
 from scoreboard.storage.scripts import BoardEntry, BoardPage, PlayerPosition, Scripts
 
 TOP10 = 10
+B = TypeVar("B", bound=Board)
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -32,12 +34,14 @@ def entry_reply(entry: BoardEntry) -> Entry:
     )
 
 
-def board_reply(entries: list[BoardEntry], total_players: int) -> Board:
+def board_reply(shape: type[B], entries: list[BoardEntry], total_players: int, **fields: Any) -> B:
+    """A page of a ranking as `shape` (a Board, or a labelled one, with `fields`)."""
     latest = max((e.updated_ms for e in entries if e.updated_ms), default=None)
-    return Board(
+    return shape(
         leaderboard=[entry_reply(entry) for entry in entries],
         last_updated=iso_ms(latest),
         total_players=total_players,
+        **fields,
     )
 
 
@@ -54,7 +58,9 @@ class TopSnapshot:
 
     def top10_body(self) -> bytes:
         if self._top10_body is None:
-            self._top10_body = envelope(board_reply(self.entries[:TOP10], self.total_players))
+            self._top10_body = envelope(
+                board_reply(Board, self.entries[:TOP10], self.total_players)
+            )
         return self._top10_body
 
 
