@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> Starlette:
         redact_server_logs()
         services = await Services.open(settings)
         app.state.services = services
-        lifecycle.on_shutdown(services.hub.going_away)
+        lifecycle.on_shutdown(services.live.going_away)
         tune_for_service()
         try:
             yield

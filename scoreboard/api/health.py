@@ -17,9 +17,8 @@ from scoreboard.api.common import services
 from scoreboard.api.services import Services
 from scoreboard.core.errors import ServiceUnavailable
 from scoreboard.http.responses import ok
-from scoreboard.storage.keys import DEFAULT_BOARD
 from scoreboard.storage.redis_client import as_text
-from scoreboard.sync.status import read_sync_status, sync_problems
+from scoreboard.sync.status import all_problems, summarise
 
 CHECK_TIMEOUT_SECONDS = 0.8
 BOARD_SYNC_FIELDS = ("lag", "pending", "dead_letters", "last_commit")
@@ -63,7 +62,8 @@ async def _check_postgres(svc: Services) -> dict[str, Any]:
 
 
 async def _check_board(svc: Services) -> dict[str, Any]:
-    """Whether the board is whole in Redis (lost: it is being rebuilt)."""
+    """Whether the board the routes without a board read is whole in Redis (lost: it is
+    being rebuilt); while it is not, the service answers 503."""
     try:
         epoch = await svc.redis.hget(svc.keys.board_state(), "epoch")
     except Exception as exc:
@@ -82,52 +82,43 @@ async def _within_deadline(check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _check_boards(svc: Services) -> dict[str, Any]:
-    """Every board: whether it is whole in Redis, its players, and its syncer's lag."""
+    """Every board: whether it is whole in Redis, its players, and how far the syncer
+    is with it (`sync`: the syncer process, with every board's backlog summed)."""
+    statuses = await board_statuses(svc)
     return {
-        board.name: {
-            "status": "ready" if board.epoch is not None else "rebuilding",
-            "players": board.players,
-            "rebuilds": board.rebuilt,
-            "sync": {name: board.sync.get(name) for name in BOARD_SYNC_FIELDS},
-        }
-        for board in await board_statuses(svc)
+        "boards": {
+            board.name: {
+                "status": "ready" if board.epoch is not None else "rebuilding",
+                "players": board.players,
+                "rebuilds": board.rebuilt,
+                "sync": {name: board.sync.get(name) for name in BOARD_SYNC_FIELDS},
+            }
+            for board in statuses
+        },
+        "sync": summarise([board.sync for board in statuses]),
+        "problems": [f"board {b.name}: being rebuilt" for b in statuses if b.epoch is None]
+        + all_problems({b.name: b.sync for b in statuses}, svc.settings),
     }
-
-
-def _board_problems(boards: dict[str, Any], svc: Services) -> list[str]:
-    """The other boards' troubles (the default board's are the components' own)."""
-    problems = []
-    for name, board in boards.items():
-        if name == DEFAULT_BOARD:
-            continue
-        if board["status"] != "ready":
-            problems.append(f"board {name}: being rebuilt")
-        backlog = int(board["sync"].get("lag") or 0) + int(board["sync"].get("pending") or 0)
-        if backlog > svc.settings.sync_max_backlog:
-            problems.append(f"board {name}: the syncer is {backlog} events behind")
-    return problems
 
 
 async def health_detailed(request: Request) -> Response:
     svc = services(request)
-    redis, postgres, sync, board, boards = await asyncio.gather(
+    redis, postgres, board, read = await asyncio.gather(
         _within_deadline(_check_redis(svc)),
         _within_deadline(_check_postgres(svc)),
-        _within_deadline(read_sync_status(svc.redis, svc.keys)),
         _within_deadline(_check_board(svc)),
         _within_deadline(_check_boards(svc)),
     )
+    timed_out = {"status": "unknown", "error": "timeout"}
     components = {
         "redis": redis,
         "postgres": postgres,
-        "sync": sync,
+        "sync": read.get("sync", timed_out),
         "board": board,
-        "boards": boards,
+        "boards": read.get("boards", timed_out),
     }
     healthy = redis["status"] == postgres["status"] == "up" and board["status"] == "ready"
-    problems = sync_problems(sync, svc.settings) if "lag" in sync else []
-    if all(isinstance(one, dict) for one in boards.values()):  # read, not timed out
-        problems += _board_problems(boards, svc)
+    problems: list[str] = read.get("problems", [])
     data = {
         "status": "ok" if healthy and not problems else "degraded",
         "problems": problems,

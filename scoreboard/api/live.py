@@ -23,8 +23,8 @@ from scoreboard.core.errors import RateLimitExceeded, ScoreboardError
 from scoreboard.core.periods import ALL_TIME
 from scoreboard.http.security_headers import CSP, page_policy
 from scoreboard.http.ws_protocol import FRAME_WRITER
-from scoreboard.live.hub import Broadcast, Subscriber
-from scoreboard.live.ranking_feeds import is_main
+from scoreboard.live.messages import Broadcast
+from scoreboard.live.subscriber import Subscriber
 from scoreboard.storage.keys import DEFAULT_BOARD
 
 POLICY_VIOLATION = 1008
@@ -105,31 +105,33 @@ async def ws_leaderboard(websocket: WebSocket) -> None:
 
 
 class _WsSession:
+    """One socket's subscriptions (each ranking it follows, sent by a task of its own
+    when it is not written to directly) and the watch over its token and session."""
+
     def __init__(self, websocket: WebSocket, claims: AccessClaims) -> None:
         self.websocket = websocket
         self.claims = claims
         self.svc = services(websocket)
-        self.subscriber: Subscriber | None = None
         self.messages: list[float] = []
-        # other rankings followed (another board, a period), each sent by a task of its own
         self.rankings: dict[tuple[str, str], tuple[Subscriber, asyncio.Task[None]]] = {}
+        self._alarm = asyncio.Event()  # the session may have been revoked
 
     async def run(self) -> None:
-        sender = asyncio.create_task(self._send_loop())
+        unwatch = self.svc.live.watch_session(self.claims.session_id, self._alarm.set)
+        watcher = asyncio.create_task(self._watch())
         try:
             await self._receive_loop()
         except WebSocketDisconnect:
             pass
         finally:
-            sender.cancel()
+            unwatch()
+            watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+                await watcher
 
     def close(self) -> None:
-        if self.subscriber is not None:
-            self.svc.hub.unsubscribe(self.subscriber)
         for subscriber, task in self.rankings.values():
-            self.svc.ranking_feeds.unsubscribe(subscriber)
+            self.svc.live.unsubscribe(subscriber)
             task.cancel()
 
     async def _receive_loop(self) -> None:
@@ -157,18 +159,7 @@ class _WsSession:
                     _error("INVALID_REQUEST", "data.board and data.period must be text")
                 )
                 return
-            if not is_main(*wanted):
-                await self._follow_ranking(*wanted)
-                return
-            if self.subscriber is None:
-                if await self._at_subscription_limit():
-                    return
-                subscriber, current = await self.svc.hub.subscribe(self.claims.session_id)
-                self.subscriber = subscriber
-                await self.websocket.send_text(current.ws_text)
-                # Only now: an update written directly must not overtake the first board.
-                extensions = self.websocket.scope.get("extensions") or {}
-                subscriber.write_frame = extensions.get(FRAME_WRITER)
+            await self._follow(*wanted)
             return
         if kind == "ping":
             await self.websocket.send_text(json.dumps({"type": "pong"}))
@@ -177,28 +168,30 @@ class _WsSession:
             _error("INVALID_REQUEST", 'expected {"type": "subscribe_leaderboard"}')
         )
 
-    async def _follow_ranking(self, board: str, period: str) -> None:
+    async def _follow(self, board: str, period: str) -> None:
         if (board, period) in self.rankings:
             return
         if await self._at_subscription_limit():
             return
         try:
-            subscriber, current = await self.svc.ranking_feeds.subscribe(
+            subscriber, current = await self.svc.live.subscribe(
                 board, period, self.claims.session_id
             )
         except ScoreboardError as exc:
             await self.websocket.send_text(_error(exc.code, exc.message))
             return
         await self.websocket.send_text(current.ws_text)
-        task = asyncio.create_task(self._send_ranking(subscriber))
+        # Only now: an update written directly must not overtake the first state.
+        extensions = self.websocket.scope.get("extensions") or {}
+        subscriber.write_frame = extensions.get(FRAME_WRITER)
+        task = asyncio.create_task(self._send_to(subscriber))
         self.rankings[(board, period)] = (subscriber, task)
 
     async def _at_subscription_limit(self) -> bool:
         """Whether this socket follows as many rankings as one may (then it is told so,
         and follows what it did)."""
         limit = self.svc.settings.ws_max_subscriptions
-        held = len(self.rankings) + (self.subscriber is not None)
-        if held < limit:
+        if len(self.rankings) < limit:
             return False
         await self.websocket.send_text(
             _error(
@@ -209,16 +202,14 @@ class _WsSession:
         )
         return True
 
-    async def _send_ranking(self, subscriber: Subscriber) -> None:
+    async def _send_to(self, subscriber: Subscriber) -> None:
+        """Sends what could not be written to the socket directly."""
         with contextlib.suppress(Exception):
             while True:
-                message = await subscriber.next(TICK_SECONDS)
-                if message is not None:
-                    await self.websocket.send_text(message.ws_text)
+                await subscriber.deliver(self._send, TICK_SECONDS)
 
-    async def _send_loop(self) -> None:
-        """Closes the connection when its token expires or its session is revoked, and
-        sends what the hub could not write directly."""
+    async def _watch(self) -> None:
+        """Closes the connection when its token expires or its session is revoked."""
         while True:
             left = self.claims.expires_at - time.time()
             if left <= 0:
@@ -227,10 +218,9 @@ class _WsSession:
             if await self.svc.sessions.is_revoked(self.claims):
                 await self.websocket.close(POLICY_VIOLATION, "session revoked")
                 return
-            if self.subscriber is None:
-                await asyncio.sleep(min(TICK_SECONDS, 0.05, left))
-                continue
-            await self.subscriber.deliver(self._send, min(TICK_SECONDS, left))
+            self._alarm.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._alarm.wait(), min(TICK_SECONDS, left))
 
     async def _send(self, message: Broadcast) -> None:
         await self.websocket.send_text(message.ws_text)
@@ -255,32 +245,25 @@ def _sse_event(message: Broadcast) -> dict[str, Any]:
 async def sse_leaderboard(request: Request) -> EventSourceResponse:
     svc = services(request)
     ip = address(request)
-    streams = svc.hub.sse_streams
+    streams = svc.live.sse_streams
     if streams[ip] >= svc.settings.sse_max_connections_per_ip:
         raise RateLimitExceeded(
             "Too many live connections from this address", headers={"Retry-After": "5"}
         )
     board = request.query_params.get("board", DEFAULT_BOARD)
     period = request.query_params.get("period", ALL_TIME)
-    main = is_main(board, period)
-    if main:
-        subscriber, current = await svc.hub.subscribe()
-    else:
-        subscriber, current = await svc.ranking_feeds.subscribe(board, period)
+    subscriber, current = await svc.live.subscribe(board, period)
     streams[ip] += 1
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         try:
             yield _sse_event(current)
-            while not svc.hub.closing:  # shutting down: end cleanly, the client reconnects
+            while not svc.live.closing:  # shutting down: end cleanly, the client reconnects
                 message = await subscriber.next(TICK_SECONDS)
                 if message is not None:
                     yield _sse_event(message)
         finally:
-            if main:
-                svc.hub.unsubscribe(subscriber)
-            else:
-                svc.ranking_feeds.unsubscribe(subscriber)
+            svc.live.unsubscribe(subscriber)
             streams[ip] -= 1
             if streams[ip] <= 0:
                 del streams[ip]

@@ -13,7 +13,6 @@ from scoreboard.api.board_status import BoardStatus, board_statuses
 from scoreboard.api.common import services
 from scoreboard.api.services import Services
 from scoreboard.core.metrics import Metric, counter, gauge, gauges, render, summaries
-from scoreboard.storage.keys import DEFAULT_BOARD
 
 INFO_SECONDS = 0.5
 BOARD = ["board"]
@@ -43,8 +42,7 @@ async def _read_now(svc: Services) -> list[Metric]:
     process's own state."""
     boards = await board_statuses(svc)
     families = [gauges(name, text, _per_board(boards, f), BOARD) for name, text, f in _SYNC_GAUGES]
-    followers = svc.ranking_feeds.followers()
-    followers[DEFAULT_BOARD] = followers.get(DEFAULT_BOARD, 0) + svc.hub.subscriber_count
+    live = svc.live
     families += [
         gauges(
             "scoreboard_sync_running",
@@ -52,28 +50,28 @@ async def _read_now(svc: Services) -> list[Metric]:
             {(b.name,): float(b.sync.get("status") == "running") for b in boards},
             BOARD,
         ),
-        gauge(
+        gauges(
             "scoreboard_feed_connected",
-            "1 while this process follows the default board's updates",
-            float(svc.feed.connected),
-            {"board": DEFAULT_BOARD},
+            "1 while this process's subscription to the board's updates is up",
+            {(name,): float(up) for name, up in live.channels.connected().items()},
+            BOARD,
         ),
         gauges(
             "scoreboard_live_clients",
             "Live-feed clients of this process, by the board they follow",
-            {(name,): float(count) for name, count in sorted(followers.items())},
+            {(name,): float(count) for name, count in sorted(live.followers().items())},
             BOARD,
         ),
         counter(
             "scoreboard_live_broadcasts",
             "Board updates this process broadcast to its live-feed clients",
-            {(DEFAULT_BOARD,): svc.hub.sent},
+            {(name,): count for name, count in sorted(live.stats.sent.items())},
             BOARD,
         ),
         counter(
             "scoreboard_live_direct_writes",
             "Broadcast messages written straight to a WebSocket client's socket",
-            {(DEFAULT_BOARD,): svc.hub.written_directly},
+            {(name,): n for name, n in sorted(live.stats.written_directly.items())},
             BOARD,
         ),
         gauges(

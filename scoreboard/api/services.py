@@ -24,11 +24,11 @@ from scoreboard.boards.guard import BoardGuard
 from scoreboard.boards.leaderboard import Leaderboard
 from scoreboard.boards.moderation import Admin
 from scoreboard.boards.rebuild import PeriodClock
-from scoreboard.boards.runtime import BoardRuntime, BoardRuntimes
+from scoreboard.boards.runtime import BoardRuntimes
 from scoreboard.core.ratelimit import RateLimiter
 from scoreboard.core.settings import Settings
-from scoreboard.live.hub import Hub
-from scoreboard.live.ranking_feeds import RankingFeeds
+from scoreboard.live.channels import BoardChannels
+from scoreboard.live.feeds import LiveFeeds
 from scoreboard.scoring.action_tokens import ActionTokens
 from scoreboard.scoring.updates import Scoring
 from scoreboard.storage import embedded
@@ -71,23 +71,6 @@ async def open_database(settings: Settings) -> tuple[asyncpg.Pool, Any]:
 
 
 @dataclass
-class LiveCopy:
-    """This process's copy of the board (the cached top N and what the live feeds
-    were shown), dropped and read afresh when the board guard finds it changed."""
-
-    leaderboard: Leaderboard
-    feed: BoardFeed
-
-    @property
-    def epoch(self) -> str | None:
-        return self.leaderboard.epoch
-
-    def board_changed(self) -> None:
-        self.leaderboard.invalidate()
-        self.feed.resync()
-
-
-@dataclass
 class Services:
     settings: Settings
     redis: RedisClient
@@ -101,14 +84,13 @@ class Services:
     leaderboard: Leaderboard
     scoring: Scoring
     feed: BoardFeed
-    hub: Hub
     guard: BoardGuard
     sync_watch: SyncWatch
     audit: AuditTrail
     admin: Admin
     catalog: BoardCatalog
     boards: BoardRuntimes
-    ranking_feeds: RankingFeeds
+    live: LiveFeeds
     started_at: float
     embedded_pg: Any = None
     pipelined: PipelinedConnection | None = None
@@ -139,7 +121,8 @@ class Services:
         services.catalog.start()
         await services.guard.check()
         services.boards.start()
-        await services.feed.start()
+        # the board of the board-less routes is followed for as long as the process runs
+        await services.live.channels.hold(services.boards.runtime(DEFAULT_BOARD), services.feed)
         services.sync_watch.start()
         if settings.embedded:
             services.start_embedded_syncer()
@@ -206,22 +189,6 @@ class Services:
             accounts=accounts,
             limiter=limiter,
         )
-        board = keys.board(DEFAULT_BOARD)
-        leaderboard = Leaderboard(scripts, board, settings.live_top_n)
-        feed = BoardFeed(
-            redis,
-            keys,
-            url=settings.redis_url if pipelined else None,
-            cluster=settings.redis_cluster,
-        )
-        clock = PeriodClock.from_settings(settings, clock_offset_ms)
-        guard = BoardGuard(redis, pool, scripts, board, LiveCopy(leaderboard, feed), clock)
-        feed.add_listener(leaderboard)
-        hub = Hub(leaderboard, settings.broadcast_interval_ms)
-        feed.add_listener(hub)
-        revocations.follow(hub.session_revoked)
-        feed.add_channel(revocations.channel, revocations)
-        audit = AuditTrail(scripts, board, settings)
         catalog = BoardCatalog(pool, settings)
         boards = BoardRuntimes(
             redis=redis,
@@ -230,22 +197,25 @@ class Services:
             keys=keys,
             catalog=catalog,
             top_n=settings.live_top_n,
-            main=BoardRuntime(board, leaderboard, guard),
-            clock=clock,
+            clock=PeriodClock.from_settings(settings, clock_offset_ms),
         )
-        ranking_feeds = RankingFeeds(
-            boards,
-            settings.broadcast_interval_ms,
-            main_feed=feed,
-            open_feed=lambda name: BoardFeed(
+        default = boards.runtime(DEFAULT_BOARD)
+
+        def open_feed(name: str) -> BoardFeed:
+            return BoardFeed(
                 redis,
                 keys,
                 name,
                 url=settings.redis_url if pipelined else None,
                 cluster=settings.redis_cluster,
-            ),
-        )
-        revocations.follow(ranking_feeds.session_revoked)
+            )
+
+        feed = open_feed(DEFAULT_BOARD)  # its connection carries the revocations too
+        live = LiveFeeds(boards, BoardChannels(open_feed), settings.broadcast_interval_ms)
+        revocations.follow(live.session_revoked)
+        feed.add_channel(revocations.channel, revocations)
+        board, leaderboard = default.keys, default.leaderboard
+        audit = AuditTrail(scripts, board, settings)
         admin = Admin(
             settings=settings,
             pool=pool,
@@ -270,14 +240,13 @@ class Services:
             leaderboard=leaderboard,
             scoring=Scoring(scripts, settings, boards),
             feed=feed,
-            hub=hub,
-            guard=guard,
+            guard=default.guard,
             sync_watch=SyncWatch(redis, keys, settings),
             audit=audit,
             admin=admin,
             catalog=catalog,
             boards=boards,
-            ranking_feeds=ranking_feeds,
+            live=live,
             started_at=time.time(),
             embedded_pg=server,
             pipelined=pipelined,
@@ -292,9 +261,7 @@ class Services:
         await self.sync_watch.stop()
         await self.boards.stop()
         await self.catalog.stop()
-        await self.feed.stop()
-        await self.hub.close()
-        await self.ranking_feeds.close()
+        await self.live.close()
         if self.pipelined is not None:
             await self.pipelined.close()
         if self.routed is not None:

@@ -90,6 +90,10 @@ class BoardGuard:
         """Whether the process holds a copy of the board (checked every round)."""
         return self._follower is not None
 
+    def follow(self, follower: BoardFollower | None) -> None:
+        """Start (or, with None, stop) telling `follower` when the board changes."""
+        self._follower = follower
+
     def poke(self) -> None:
         """Look now (a script said the board is lost or not ready)."""
         if self.on_poke is not None:

@@ -1,8 +1,8 @@
 """What a process holds per board of the catalogue: the board's keys, its reads and the
 guard that builds it when Redis does not hold it (a new board, or one Redis lost).
 
-The `global` board is the one the process follows live (its top N kept in memory,
-its feeds); every other board's reads go to Redis, one read script each, and so does
+A board whose update channel the process follows (see `scoreboard.live.channels`) has
+its top N kept in memory; other reads go to Redis, one read script each, and so does
 every period ranking (the current period is named from the clock, as the scripts
 name it from Redis TIME).
 """
@@ -21,7 +21,7 @@ from scoreboard.boards.leaderboard import Leaderboard
 from scoreboard.boards.rebuild import REAL_CLOCK, PeriodClock
 from scoreboard.core.errors import BoardNotFound, NotFound
 from scoreboard.core.periods import ALL_TIME, Period, period_at
-from scoreboard.storage.keys import DEFAULT_BOARD, BoardKeys, Keys
+from scoreboard.storage.keys import BoardKeys, Keys
 from scoreboard.storage.redis_client import RedisClient
 from scoreboard.storage.scripts import BoardPage, PlayerPosition, Scripts
 
@@ -45,7 +45,6 @@ class BoardRuntimes:
         keys: Keys,
         catalog: BoardCatalog,
         top_n: int,
-        main: BoardRuntime,
         clock: PeriodClock = REAL_CLOCK,
     ) -> None:
         self._redis = redis
@@ -54,10 +53,10 @@ class BoardRuntimes:
         self._keys = keys
         self._top_n = top_n
         self.catalog = catalog
-        self._runtimes: dict[str, BoardRuntime] = {DEFAULT_BOARD: main}
+        self._runtimes: dict[str, BoardRuntime] = {}
         self.guards = GuardRounds()
-        self.guards.add(main.guard)
         self.clock = clock
+        self.follow_catalog()  # the boards known before the catalogue is read
         catalog.on_change(self.follow_catalog)
 
     def now_ms(self) -> int:
@@ -92,6 +91,13 @@ class BoardRuntimes:
 
     def all_keys(self) -> list[BoardKeys]:
         return [runtime.keys for runtime in self._runtimes.values()]
+
+    def runtime(self, name: str) -> BoardRuntime:
+        """A board the process holds (the catalogue's boards, as last read)."""
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            raise BoardNotFound()
+        return runtime
 
     async def board(self, name: str) -> tuple[BoardConfig, BoardRuntime]:
         config = await self.catalog.find(name)

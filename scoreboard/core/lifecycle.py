@@ -2,7 +2,7 @@
 
 uvicorn asks every open connection to shut down when it receives SIGTERM; the protocols
 of `scoreboard serve` (`http_protocol`, `ws_protocol`) call `begin_shutdown` first, in
-every worker, and the callbacks registered here run once: the live-feed hub ends its
+every worker, and the callbacks registered here run once: the live feeds end their
 server-sent-event streams cleanly so that clients reconnect to another server."""
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The WebSocket server protocol: uvicorn's own, plus a way to write one frame to many clients.
 
 A board update is the same bytes for every client (server frames are not masked and
-compression is off), so the fan-out hub builds the frame once and hands it to each
+compression is off), so a live feed builds the frame once and hands it to each
 connection's `write_shared_frame`, which writes it straight to the socket. Through
 ASGI the same send costs an `await`, a message dict, a per-client frame build and a
 task switch per client; at thousands of clients that was most of a broadcast.
 
 The writer is offered to the application as the ASGI scope extension `FRAME_WRITER`.
-Anything else (a test client, another server) lacks it and the hub falls back to
+Anything else (a test client, another server) lacks it and the feeds fall back to
 ordinary ASGI sends. `scoreboard serve` selects this protocol; it relies on the
 connection state that uvicorn's sans-I/O protocol keeps, which the live-feed tests
 against a real server exercise.

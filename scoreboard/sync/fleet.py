@@ -36,7 +36,7 @@ from scoreboard.boards.catalogue import REFRESH_SECONDS, BoardCatalog
 from scoreboard.boards.rebuild import PeriodClock
 from scoreboard.core.errors import DatabaseUnavailable, ServiceUnavailable
 from scoreboard.core.settings import Settings
-from scoreboard.storage.keys import DEFAULT_BOARD, Keys
+from scoreboard.storage.keys import Keys
 from scoreboard.storage.pipeline import PipelinedConnection, supports
 from scoreboard.storage.redis_client import SOCKET_TIMEOUT_SECONDS, RedisClient, redis_errors
 from scoreboard.storage.scripts import Scripts
@@ -113,8 +113,7 @@ class SyncFleet:
         self.scripts = Scripts(redis)
         self.catalog = BoardCatalog(pool, settings)
         self.syncers: dict[str, Syncer] = {}
-        self.main = self._add(DEFAULT_BOARD)
-        self._by_stream: dict[str, str] = {self.main.stream: DEFAULT_BOARD}
+        self._by_stream: dict[str, str] = {}
         self._turns: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(TURNS)
         self._retry: set[str] = set()
@@ -126,6 +125,8 @@ class SyncFleet:
         self._cold_swept = 0.0
         self._heartbeat_reason: str | None = None  # the pause the last record said
         self._stopping = asyncio.Event()
+        for config in self.catalog.all():  # the boards known before it is read
+            self._by_stream[self._add(config.name).stream] = config.name
         url = settings.redis_url
         # the sweep's own lean connection on one plain Redis
         self._lean = (

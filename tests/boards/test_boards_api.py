@@ -645,11 +645,11 @@ async def test_a_followed_ranking_is_read_only_when_something_changes(
     is followed only while one of its rankings is."""
     admin = await _admin(client, services)
     assert (await _create(client, admin, SPEEDRUN)).status_code == 201
-    feeds = services.ranking_feeds
+    feeds = services.live
     await services.boards.ready("speedrun")  # built in Redis (its guard's first look)
     subscriber, _ = await feeds.subscribe("speedrun", "daily")
-    feed = next(f for key, f in feeds._feeds.items() if key == ("speedrun", "daily"))
-    assert feeds.board_subscriptions() == ["speedrun"]
+    feed = feeds.feed("speedrun", "daily")
+    assert feed is not None and "speedrun" in feeds.channels.held()
     await asyncio.sleep(0.3)  # the opening read, and one once the channel is followed
     settled = feed.reads
     assert settled <= 2
@@ -664,10 +664,10 @@ async def test_a_followed_ranking_is_read_only_when_something_changes(
     assert feed.reads == settled + 1
     feeds.unsubscribe(subscriber)
     for _ in range(50):
-        if not feeds.board_subscriptions():
+        if "speedrun" not in feeds.channels.held():
             break
         await asyncio.sleep(0.02)
-    assert feeds.board_subscriptions() == []
+    assert feeds.channels.held() == ["global"]
 
 
 async def test_a_rebuild_keeps_a_banned_players_period_standing_for_the_unban(

@@ -111,7 +111,7 @@ async def test_a_graceful_failover_costs_seconds_and_nothing_accepted(
             for _ in range(5):
                 assert await _update(http, player, 3) == 200
                 accepted += 3
-            subscriber, _ = await services.hub.subscribe()
+            subscriber, _ = await services.live.subscribe("global", "all")
             master, replica = _owner(private_cluster, services.keys.board().leaderboard)
             with private_cluster.client(replica) as node:
                 node.cluster("FAILOVER")

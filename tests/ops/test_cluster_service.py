@@ -120,7 +120,7 @@ async def test_the_whole_flow_on_a_cluster(on_cluster: tuple[Services, httpx.Asy
             user: score for (b, user), score in told.items() if b == board
         }
     # the live feed of this process follows the global board on the cluster
-    subscriber, _ = await services.hub.subscribe()
+    subscriber, _ = await services.live.subscribe("global", "all")
     try:
         await _play(http, players[0], "global", 99)
         message = await subscriber.next(3.0)
@@ -130,7 +130,7 @@ async def test_the_whole_flow_on_a_cluster(on_cluster: tuple[Services, httpx.Asy
             == told[("global", players[0]["user_id"])] + 99
         )
     finally:
-        services.hub.unsubscribe(subscriber)
+        services.live.unsubscribe(subscriber)
     told[("global", players[0]["user_id"])] += 99
     # the syncer, one consumer per board, persists everything
     await SyncFleet(services.settings, services.redis, services.pool).run(burst=True)
@@ -174,7 +174,7 @@ async def test_a_period_ranking_moves_on_its_event_on_a_cluster(
             )
             assert created.status_code == 201, created.text
             await services.boards.ready("relay")  # built in Redis (its guard's first look)
-            subscriber, _ = await services.ranking_feeds.subscribe("relay", "daily")
+            subscriber, _ = await services.live.subscribe("relay", "daily")
             await asyncio.sleep(4.5)  # past the first interval: a poller would now wait
             runner = await new_player(http)
             started = asyncio.get_running_loop().time()
@@ -188,7 +188,7 @@ async def test_a_period_ranking_moves_on_its_event_on_a_cluster(
                 and json.loads(message.sse_data)["leaderboard"][0]["score"] == 21
             )
             assert took < 2.0, f"the change took {took:.1f}s"
-            services.ranking_feeds.unsubscribe(subscriber)
+            services.live.unsubscribe(subscriber)
     finally:
         await services.close()
         await _clean(cluster_settings)

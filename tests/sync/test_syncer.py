@@ -361,7 +361,7 @@ async def test_postgresql_outage_keeps_scores_flowing_and_drains_after(
 async def _wait_for_sync_status(services: Services, prefix: str, within: float = 5.0) -> str:
     deadline = asyncio.get_running_loop().time() + within
     while True:
-        status = await read_sync_status(services.redis, services.keys)
+        status = await read_sync_status(services.redis, services.keys, "global")
         if str(status["status"]).startswith(prefix):
             return str(status["status"])
         assert asyncio.get_running_loop().time() < deadline, status
@@ -519,4 +519,4 @@ async def test_health_says_degraded_while_no_syncer_reports_or_it_falls_behind(
     for _ in range(3):
         await submit(client, player, 1)
     data = (await client.get("/health/detailed")).json()["data"]
-    assert data["problems"] == ["the syncer is 3 events behind (more than 2)"]
+    assert data["problems"] == ["board global: the syncer is 3 events behind (more than 2)"]
