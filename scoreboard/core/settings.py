@@ -530,8 +530,8 @@ class Settings:
         100_000,
         _int_in(1, 1_000_000_000),
         (
-            "Events not yet persisted (lag plus pending) past which `/health/detailed` says "
-            "`degraded` and `serve` logs it."
+            "Events of one board not yet persisted (lag plus pending) past which "
+            "`/health/detailed` says `degraded`, naming the board."
         ),
     )
     allowed_origins: tuple[str, ...] = setting(

@@ -33,6 +33,7 @@ _RECORD_FIELDS = (
     "commit_seconds",
     "last_batch_events",
 )
+_SUMMED = ("rebuilds", "reconciles", "repairs", "rollbacks", "committed_events", "transactions")
 
 
 async def read_sync_status(redis: RedisClient, keys: Keys, board: str) -> dict[str, Any]:
@@ -98,6 +99,7 @@ def summarise(statuses: list[dict[str, Any]]) -> dict[str, Any]:
         "last_commit": max(commits, default=None),  # ISO instants sort as text
         "reported_ms": max((status.get("reported_ms") or 0 for status in read), default=0) or None,
         "boards": read[0].get("boards"),
+        **{name: sum(int(status.get(name) or 0) for status in read) for name in _SUMMED},
     }
 
 
