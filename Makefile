@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test pytest lint typecheck format bench soak fuzz clean
+.PHONY: install serve test pytest lint typecheck format bench profile soak fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.boards --cluster
 	$(BIN)/python -m bench.login_storm
+
+# Where a score update's time goes: the server and the syncer sampled with py-spy (installed
+# here on demand) under GET /health and under score updates, and Redis's own per-command
+# cost. Writes bench/PROFILE.md.
+profile: install
+	$(BIN)/pip install -q py-spy
+	$(BIN)/python -m bench.profile
 
 # Minutes of mixed load on a private Redis while a fault strikes every 30 s; checks that
 # what players were told is what the board and PostgreSQL hold. Writes bench/SOAK.md.

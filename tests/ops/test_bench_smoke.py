@@ -108,3 +108,20 @@ def test_the_login_storm_sheds_quickly_and_clients_complete(
     assert not {name for name in spec["errors"] if "TIMEDOUT" in name or "ECONN" in name}
     assert spec["routes"]["login"]["p99"] < 3000  # answered, not queued to the timeout
     assert client["completed"] == client["flows"] > 0
+
+
+def test_profiles_are_summarised_by_function() -> None:
+    from bench.profile import summarise_stacks
+
+    main = "<module> (/x/site-packages/uvicorn/main.py:1)"
+    raw = "\n".join(
+        [
+            f"{main};update (/x/scoreboard/api/s.py:40);submit (/x/scoreboard/scoring/u.py:9) 3",
+            f"{main};update (/x/scoreboard/api/s.py:52) 1",
+            "garbage line",
+        ]
+    )
+    summary = summarise_stacks(raw)
+    assert summary["samples"] == 4
+    assert summary["self"][0] == ("submit (scoreboard/scoring/u.py)", 0.75)
+    assert ("update (scoreboard/api/s.py)", 1.0) in summary["inclusive"]
