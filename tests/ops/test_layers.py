@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +83,18 @@ def test_top_level_modules_are_only_the_entry_points() -> None:
 def test_no_symlink_in_the_repository() -> None:
     tracked = [p for p in ROOT.rglob("*") if p.is_symlink() and ".venv" not in p.parts]
     assert not [p for p in tracked if ".git" not in p.parts]
+
+
+TOOL_CACHES = (".schemathesis", ".hypothesis", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+
+
+def test_no_tool_cache_is_committed() -> None:
+    """Was: schemathesis's crash cache (`.schemathesis/default/cache/crashes`) was
+    committed, so a clone replayed one machine's old failures."""
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert not [path for path in listed if path.split("/", 1)[0] in TOOL_CACHES]
 
 
 def test_the_tests_are_laid_out_like_the_package() -> None:
