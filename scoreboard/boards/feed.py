@@ -15,9 +15,9 @@ import contextlib
 import json
 import logging
 import random
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scoreboard.storage.keys import DEFAULT_BOARD, Keys
@@ -32,8 +32,7 @@ PING_SECONDS = 15.0
 MAX_BACKOFF_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class BoardEvent:
+class BoardEvent(msgspec.Struct, frozen=True):
     seq: int
     stream_id: str
     user_id: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import msgspec
 from msgspec import UnsetType
@@ -35,8 +34,7 @@ DIGITS_RE = patterns.matcher(patterns.SCORE_INCREASE_TEXT)
 MAX_USER_AGENT_CHARS = 256
 
 
-@dataclass(frozen=True)
-class RequestMeta:
+class RequestMeta(msgspec.Struct, frozen=True):
     ip: str
     user_agent: str
 
@@ -89,8 +87,7 @@ def fingerprint(increase: int, session_id: str | None, action_type: str | None, 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-@dataclass(frozen=True)
-class Scored:
+class Scored(msgspec.Struct, frozen=True):
     board: str
     applied: ScoreApplied
 
