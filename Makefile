@@ -52,6 +52,7 @@ bench: install
 profile: install
 	$(BIN)/pip install -q py-spy
 	$(BIN)/python -m bench.profile
+	$(BIN)/python -m bench.script_cost
 
 # Minutes of mixed load on a private Redis while a fault strikes every 30 s; checks that
 # what players were told is what the board and PostgreSQL hold. Writes bench/SOAK.md.

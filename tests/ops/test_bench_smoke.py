@@ -125,3 +125,34 @@ def test_profiles_are_summarised_by_function() -> None:
     assert summary["samples"] == 4
     assert summary["self"][0] == ("submit (scoreboard/scoring/u.py)", 0.75)
     assert ("update (scoreboard/api/s.py)", 1.0) in summary["inclusive"]
+
+
+def test_the_score_script_is_cut_before_each_numbered_step() -> None:
+    from bench.script_cost import stage_sources
+    from scoreboard.storage.scripts import load_sources
+
+    source = load_sources()["submit_score"]
+    stages = stage_sources(source)
+    labels = [label for label, _ in stages]
+    assert labels[0].startswith("before 0. ") and labels[-1] == "whole script"
+    assert len(labels) >= 7  # steps 0 to 5 and more
+    assert stages[-1][1] == source
+    for label, cut in stages[:-1]:
+        step = label.removeprefix("before ").split(". ", 1)[0]
+        assert cut.index("do return { 'CUT' } end") < cut.index(f"\n-- {step}. ")
+
+
+def test_the_script_cost_bench_runs_on_a_redis_of_its_own(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("redis-server is required in CI", pytrace=False)
+        pytest.skip("redis-server is not installed")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.script_cost", "--calls", "120", "--players", "40",
+         "--repeats", "1", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (tmp_path / "SCRIPT.md").read_text()
+    assert "| three periods, judge on |" in report
+    assert report.count("OK 120 |") == 4  # every update applied: the judge saw a human pace
