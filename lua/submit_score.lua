@@ -120,7 +120,6 @@ local increase_text = ARGV[5]
 local increase = tonumber(increase_text)
 local ceiling = tonumber(ARGV[8])
 local anticheat_mode = ARGV[9]
-local thresholds = cjson.decode(ARGV[10])
 local claimed_us, claimed_level = tonumber(ARGV[11]), tonumber(ARGV[12])
 local top_n = tonumber(ARGV[13])
 local event_id, token_hash, board = ARGV[14], ARGV[15], ARGV[16]
@@ -142,7 +141,7 @@ local kinds_listed = {}
 for kind in string.gmatch(period_kinds, '[^,]+') do
   kinds_listed[#kinds_listed + 1] = kind
 end
-local moved = false
+local moved, period_ends_text = false, {}
 for period in string.gmatch(ARGV[24], '[^,]+') do
   local period_id, starts, ends = string.match(period, '^([^|]+)|(%d+)|(%d+)$')
   starts, ends = tonumber(starts), tonumber(ends)
@@ -150,6 +149,7 @@ for period in string.gmatch(ARGV[24], '[^,]+') do
     moved = true
   end
   current_periods[#current_periods + 1] = { kinds_listed[#current_periods + 1], period_id, ends }
+  period_ends_text[#current_periods] = string.match(period, '(%d+)$')
 end
 if moved or #current_periods ~= #kinds_listed then
   local current_ids = {}
@@ -204,11 +204,11 @@ if token[5] == '1' then
   end
   return { S_TOKEN_USED }
 end
-rcall('HSET', token_key, 'used', '1', 'fp', fingerprint)
-
--- every answer from here on is kept with the token, for the owner's retry
+-- From here on the token is spent: every answer marks it used and keeps the answer
+-- with the request's fingerprint, for the owner's retry (one write, whatever the
+-- outcome, as the script's last)
 local function answer(reply)
-  rcall('HSET', token_key, 'answer', table.concat(reply, '|'))
+  rcall('HSET', token_key, 'used', '1', 'fp', fingerprint, 'answer', table.concat(reply, '|'))
   return reply
 end
 local session_id, action_type, max_increase = token[2], token[3], tonumber(token[4])
@@ -227,13 +227,13 @@ if increase > max_increase then
   audit_rejection(S_ABOVE_MAX, 'above_max', session_id, action_type, '0')
   return answer({ S_ABOVE_MAX, token[4] })
 end
-local old_member, old_score, old_rank = nil, 0, 0
+local old_member, old_score, old_rank, old_score_text = nil, 0, 0, '0'
 local player = rcall('HGET', players_key, user_id)
 if player then
   old_member = string.match(player, '^([^|]+)')
   local score = rcall('ZSCORE', board_key, old_member)
   if score then
-    old_score = tonumber(score)
+    old_score, old_score_text = tonumber(score), score
     old_rank = rcall('ZREVRANK', board_key, old_member) + 1
   end
 end
@@ -247,8 +247,10 @@ end
 local wait_us = now - (tonumber(token[8]) or now)
 local risk, reason, reasons_text, verdict = 0, '', '', 'approved'
 local stats, kept, bucket, run, since_last
+local thresholds
 if anticheat_mode ~= 'off' then
   local reasons
+  thresholds = cjson.decode(ARGV[10])
   stats = ac_history(stats_key)
   risk, reasons, kept, bucket, run, since_last = ac_judge(thresholds, stats, now, increase,
     action_type, claimed_us, claimed_level, fingerprint)
@@ -272,12 +274,14 @@ if not player then
   rcall('HINCRBY', state_key, 'players', 1)
 end
 local new_member = bc_member(sequence, user_id)
+local new_score_text, sequence_text = int(new_score), int(sequence)
 if old_member then
   rcall('ZREM', board_key, old_member)
 end
-rcall('ZADD', board_key, int(new_score), new_member)
+rcall('ZADD', board_key, new_score_text, new_member)
 local new_rank = rcall('ZREVRANK', board_key, new_member) + 1
-rcall('HSET', players_key, user_id, new_member .. '|' .. now_ms .. '|' .. username)
+local player_entry = new_member .. '|' .. now_ms .. '|' .. username
+rcall('HSET', players_key, user_id, player_entry)
 if anticheat_mode ~= 'off' then
   ac_remember(stats_key, stats, now, increase, true, kept, bucket, run, since_last,
     fingerprint, wait_us)
@@ -286,32 +290,39 @@ local total = rcall('ZCARD', board_key)
 
 -- the current period of each of the board's periods: same member, so ties there too
 -- go to the earlier achiever
-local periods, period_ids = {}, {}
+local periods, period_ids = {}, {} -- (periods: each one's JSON array)
 for index, current in ipairs(current_periods) do
   local kind, period_id, ends_ms = current[1], current[2], current[3]
   local period_board, period_players = KEYS[8 + 2 * index], KEYS[9 + 2 * index]
-  local previous = rcall('HGET', period_players, user_id)
-  local period_score = increase
-  if previous then
-    local previous_member = string.match(previous, '^([^|]+)')
-    local held = rcall('ZSCORE', period_board, previous_member)
-    if held then
-      period_score = tonumber(held) + increase
-      rcall('ZREM', period_board, previous_member)
-    end
+  -- a player already in this period holds it under their all-time member (every
+  -- update moves both); the players hash is read only when that is not so
+  local previous, previous_member = true, old_member
+  local held = old_member and rcall('ZSCORE', period_board, old_member)
+  if not held then
+    previous = rcall('HGET', period_players, user_id)
+    previous_member = previous and string.match(previous, '^([^|]+)')
+    held = previous_member and rcall('ZSCORE', period_board, previous_member)
   end
-  rcall('ZADD', period_board, int(period_score), new_member)
-  rcall('HSET', period_players, user_id, new_member .. '|' .. now_ms .. '|' .. username)
+  local period_score = increase
+  if held then
+    period_score = tonumber(held) + increase
+    rcall('ZREM', period_board, previous_member)
+  end
+  local period_score_text = int(period_score)
+  rcall('ZADD', period_board, period_score_text, new_member)
+  rcall('HSET', period_players, user_id, player_entry)
   if not previous then -- (relative to the script's clock, which tests may offset)
     local keep_ms = int(ends_ms + period_grace_ms - math.floor(now / 1000))
     rcall('PEXPIRE', period_board, keep_ms)
     rcall('PEXPIRE', period_players, keep_ms)
   end
   local period_rank = rcall('ZREVRANK', period_board, new_member) + 1
-  periods[#periods + 1] = { kind, period_id, int(period_score), period_rank, int(ends_ms) }
-  period_ids[#period_ids + 1] = period_id
+  -- kinds and period ids are [a-z0-9:-W] only: nothing in them needs escaping
+  periods[index] = '["' .. kind .. '","' .. period_id .. '",' .. period_score_text .. ','
+    .. period_rank .. ',' .. period_ends_text[index] .. ']'
+  period_ids[index] = period_id
 end
-local periods_json = #periods > 0 and cjson.encode(periods) or '[]'
+local periods_json = '[' .. table.concat(periods, ',') .. ']'
 
 local top = nil
 if new_rank <= top_n or (old_rank > 0 and old_rank <= top_n) then
@@ -319,23 +330,25 @@ if new_rank <= top_n or (old_rank > 0 and old_rank <= top_n) then
 end
 local top_json = top and cjson.encode(top) or ''
 
+local old_rank_text, new_rank_text = int(old_rank), int(new_rank)
+local flagged_text = flagged == 1 and '1' or '0'
 local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
-  'event_id', event_id, 'seq', int(sequence), 'token_max', token[4],
+  'event_id', event_id, 'seq', sequence_text, 'token_max', token[4],
   'token_expires_ms', token_expires_ms, 'board', board, 'user_id', user_id,
   'username', username,
-  'delta', increase_text, 'old_score', int(old_score), 'new_score', int(new_score),
-  'old_rank', int(old_rank), 'new_rank', int(new_rank), 'action_type', action_type,
+  'delta', increase_text, 'old_score', old_score_text, 'new_score', new_score_text,
+  'old_rank', old_rank_text, 'new_rank', new_rank_text, 'action_type', action_type,
   'session_id', session_id, 'token_hash', token_hash, 'risk', risk_text,
-  'flagged', int(flagged), 'reason', reason, 'reasons', reasons_text,
+  'flagged', flagged_text, 'reason', reason, 'reasons', reasons_text,
   'token_wait_ms', int(math.floor(wait_us / 1000)), 'ip', client_ip, 'user_agent', user_agent,
   'action_data', action_data, 'periods', table.concat(period_ids, ','), 'ts', now_ms)
 
-bc_publish(channel, { seq = int(sequence), id = stream_id, board = board, user_id = user_id,
-  username = username, delta = increase_text, old_score = int(old_score),
-  new_score = int(new_score), old_rank = int(old_rank), new_rank = int(new_rank),
+bc_publish(channel, { seq = sequence_text, id = stream_id, board = board, user_id = user_id,
+  username = username, delta = increase_text, old_score = old_score_text,
+  new_score = new_score_text, old_rank = old_rank_text, new_rank = new_rank_text,
   ts = now_ms, total = int(total), epoch = epoch }, top)
 
-answer({ S_OK, int(new_score), new_rank, int(old_score), old_rank, periods_json })
-return { S_OK, int(new_score), new_rank, int(old_score), old_rank, stream_id, risk_text,
+answer({ S_OK, new_score_text, new_rank_text, old_score_text, old_rank_text, periods_json })
+return { S_OK, new_score_text, new_rank, old_score_text, old_rank, stream_id, risk_text,
   flagged, rate_remaining, rate_reset, total, top_json, sequence, epoch, reasons_text,
   periods_json }

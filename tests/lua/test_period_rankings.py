@@ -165,3 +165,27 @@ async def _submission(board: Board, user_id: str, token: str, increase: int) -> 
         action_data_json="",
         fingerprint=fingerprint(increase, None, None, ""),
     )
+
+
+async def test_a_period_follows_a_player_whose_all_time_entry_moved_alone(board: Board) -> None:
+    """An admin's adjustment gives the player a new all-time member and leaves the
+    periods alone: the next update still finds the player's period entry."""
+    board.periods = ("daily",)
+    alice = str(uuid.uuid4())
+    await play(board, alice, 30, "2026-11-30T12:00:00")
+    await board.scripts.adjust_score(
+        board.board_keys,
+        user_id=alice,
+        username="alice",
+        delta=100,
+        ceiling=2**53 - 1,
+        top_n=3,
+        event_id=str(uuid.uuid4()),
+        admin_id=str(uuid.uuid4()),
+        reason="test",
+    )
+    applied = await play(board, alice, 5, "2026-11-30T12:00:01")
+    assert applied.new_score == 135
+    assert standing(applied) == {"daily": ("daily:2026-11-30", 35, 1)}
+    day = board.board_keys.period_ranking("daily:2026-11-30")
+    assert await board.client.zcard(day[0]) == 1  # one entry per player, never two
