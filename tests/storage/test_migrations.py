@@ -75,3 +75,49 @@ async def test_the_global_boards_totals_move_to_board_scores_and_users_follow(
         assert tuple(users) == (42, 50, 7)  # the spec's figures stay as they were
     finally:
         await conn.close()
+
+
+# Every index on the tables each persisted event writes, and who reads it: the spec's
+# schema, a unique constraint a write relies on, or an admin listing's order. An index
+# nobody reads costs every event a write and is not kept.
+WRITTEN_PER_EVENT_INDEXES = {
+    "scores": {
+        "scores_pkey",  # one row per event id: a replayed batch inserts nothing twice
+        "idx_scores_user_id",  # the spec's schema
+        "idx_scores_created_at",  # the spec's schema
+    },
+    "action_tokens": {
+        "action_tokens_pkey",  # one row per event id
+        "action_tokens_token_hash_key",  # the spec's schema (a token is spent once)
+        "idx_action_tokens_expires",  # the spec's schema
+    },
+    "audit_log": {
+        "audit_log_pkey",  # the listings' cursor
+        "audit_log_event_id_key",  # one row per event id
+        "idx_audit_log_review",  # the review queue, newest first
+        "idx_audit_log_user_order",  # a player's history, newest first
+        "idx_audit_log_type_order",  # the audit listing by type, newest first
+    },
+    "board_scores": {"board_scores_pkey"},  # the upsert of a player's total
+    "period_scores": {
+        "period_scores_pkey",  # the upsert of a player's period total
+        "idx_period_scores_rank",  # a closed period's ranking, read from PostgreSQL
+    },
+}
+
+
+async def test_each_persisted_event_writes_only_indexes_that_are_read(own_database: str) -> None:
+    pool = await create_pool(own_database, size=1)
+    try:
+        await migrate(pool)
+        rows = await pool.fetch(
+            "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public'"
+            " AND tablename = ANY($1::text[])",
+            list(WRITTEN_PER_EVENT_INDEXES),
+        )
+    finally:
+        await pool.close()
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row["tablename"], set()).add(row["indexname"])
+    assert found == WRITTEN_PER_EVENT_INDEXES
