@@ -143,13 +143,14 @@ for kind in string.gmatch(period_kinds, '[^,]+') do
 end
 local moved, period_ends_text = false, {}
 for period in string.gmatch(ARGV[24], '[^,]+') do
-  local period_id, starts, ends = string.match(period, '^([^|]+)|(%d+)|(%d+)$')
-  starts, ends = tonumber(starts), tonumber(ends)
+  local period_id, starts, ends_text = string.match(period, '^([^|]+)|(%d+)|(%d+)$')
+  local ends = tonumber(ends_text)
+  starts = tonumber(starts)
   if not ends or instant < starts or instant >= ends then
     moved = true
   end
   current_periods[#current_periods + 1] = { kinds_listed[#current_periods + 1], period_id, ends }
-  period_ends_text[#current_periods] = string.match(period, '(%d+)$')
+  period_ends_text[#current_periods] = ends_text
 end
 if moved or #current_periods ~= #kinds_listed then
   local current_ids = {}
