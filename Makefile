@@ -44,6 +44,7 @@ fuzz: install
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.boards --cluster
+	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.login_storm
 
 # Where a score update's time goes: the server and the syncer sampled with py-spy (installed

@@ -4,7 +4,8 @@ bottleneck.
 
     python bench/loadgen.py PHASE --url URL --seconds S --concurrency C [--input FILE]
 
-PHASE: `get:/path` (repeat one GET), `pairs` (action token then score update, per
+PHASE: `get:/path` (repeat one GET), `paths` (GETs of the paths in --input, one JSON
+object with a "path" per line, taken in turn), `pairs` (action token then score update, per
 player from --input), `updates` (spend pre-issued tokens from --input), `issue` (issue
 tokens for the players in --input and print them). Prints one JSON object.
 """
@@ -85,6 +86,14 @@ async def get_loop(run: Run, path: str, _: int, __: Any) -> None:
     conn = Connection(run.host, run.port)
     while run.live():
         await run.timed(conn, "GET", path)
+
+
+async def paths_loop(run: Run, _: str, worker: int, items: list[dict[str, str]]) -> None:
+    conn = Connection(run.host, run.port)
+    index = worker
+    while run.live():
+        await run.timed(conn, "GET", items[index % len(items)]["path"])
+        index += run.concurrency
 
 
 TOKEN_BODY = b'{"action_type": "game_completion", "session_id": "bench"}'
@@ -172,7 +181,12 @@ async def main() -> None:
     if args.input:
         with open(args.input) as handle:
             items = [json.loads(line) for line in handle if line.strip()]
-    loops = {"pairs": pairs_loop, "updates": updates_loop, "issue": issue_loop}
+    loops = {
+        "pairs": pairs_loop,
+        "updates": updates_loop,
+        "issue": issue_loop,
+        "paths": paths_loop,
+    }
     phase, _, path = args.phase.partition(":")
     loop = get_loop if phase == "get" else loops[phase]
     if phase == "issue":

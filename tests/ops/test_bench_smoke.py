@@ -46,6 +46,24 @@ def test_the_boards_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path
     assert "Correct: True" in (tmp_path / "BOARDS.md").read_text()
 
 
+def test_the_scale_benchmark_compares_two_sizes_of_one_board(
+    redis_url: str, postgres_admin: str, tmp_path: Path
+) -> None:
+    _bench(
+        "bench.scale",
+        ["--players", "1500", "--seconds", "1", "--out", str(tmp_path)],
+        redis_url,
+        postgres_admin,
+    )
+    sizes = json.loads((tmp_path / "scale.json").read_text())
+    assert set(sizes) == {"1000", "1500"}
+    for size, measured in sizes.items():
+        assert measured["memory"]["players"] == int(size)  # the rebuild staged every row
+        for operation in ("update", "top10", "player", "around"):
+            assert measured["latency_ms"][operation]["requests"] > 0
+    assert "| around a player |" in (tmp_path / "SCALE.md").read_text()
+
+
 def test_the_fan_out_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
     # 200 WebSocket clients: 100 timing probes and 100 that read frame headers only
     command = ["--clients", "200", "--sse", "10", "--rate", "50", "--seconds", "2", "--runs", "1"]

@@ -1,0 +1,259 @@
+"""Cost against the board's size: the same board at a thousand players and at a million,
+in one run.
+
+    .venv/bin/python -m bench.scale [--players 1000000] [--seconds 8] [--out bench]
+
+The deployment of `bench.run` (its own key prefix and database). A few hundred players
+register and log in through the API; the rest of the board is bulk-loaded into
+PostgreSQL (COPY of `users` and `board_scores` rows, the fastest honest route: the
+rows a syncer would have written) and `scoreboard rebuild` stages the board in Redis
+from them, as after the loss of Redis. At each size: the rebuild's wall time, Redis's
+memory per player (the ranking's sorted set and its players hash, `MEMORY USAGE`), and
+closed-loop latency (a few connections, each sending its next request on the answer
+to its last) of a score update, the top 10, a player's score and around a player,
+with the syncer's CPU per persisted update. Writes bench/SCALE.md and bench/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from bench.cpu_use import CpuMeter
+from bench.run import Deployment, loadgen, seed_players, wait_drained
+from bench.sync_drain import with_database
+from scoreboard.storage.keys import Keys
+
+HERE = Path(__file__).resolve().parent
+ACTIVE = 200  # players who log in and play; the rest only sit on the board
+CONCURRENCY = 4  # closed loop: latency of the service, not of a queue in front of it
+SMALL = 1000
+MAX_SCORE = 10_000_000
+
+
+async def fill(dsn: str, active: list[dict[str, str]], total: int, first_seq: int) -> int:
+    """Board rows up to `total` players: the active players' totals, then made-up
+    players (accounts that cannot log in) with theirs. Returns the next sequence."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        have = int(await conn.fetchval("SELECT count(*) FROM board_scores WHERE board = 'global'"))
+        now = datetime.now(UTC)
+        seq = first_seq
+        if have == 0:
+            rows = []
+            for player in active:
+                seq += 1
+                rows.append(
+                    ("global", uuid.UUID(player["user_id"]), random.randint(1, MAX_SCORE), seq, now)
+                )
+            await conn.copy_records_to_table(
+                "board_scores",
+                records=rows,
+                columns=["board", "user_id", "score", "last_event_seq", "updated_at"],
+            )
+            have = len(rows)
+        missing = total - have
+        users, scores = [], []
+        for _ in range(missing):
+            seq += 1
+            user_id = uuid.uuid4()
+            name = f"p{user_id.hex[:14]}"
+            score = random.randint(1, MAX_SCORE)
+            users.append((user_id, name, name, f"{name}@bench.invalid", "-", score, score, seq))
+            scores.append(("global", user_id, score, seq, now))
+        await conn.copy_records_to_table(
+            "users",
+            records=users,
+            columns=[
+                "id", "username", "username_key", "email", "password_hash",
+                "current_score", "total_score", "last_event_seq",
+            ],
+        )  # fmt: skip
+        await conn.copy_records_to_table(
+            "board_scores",
+            records=scores,
+            columns=["board", "user_id", "score", "last_event_seq", "updated_at"],
+        )
+        await conn.execute("ANALYZE users; ANALYZE board_scores")
+        return seq
+    finally:
+        await conn.close()
+
+
+def board_command(deployment: Deployment, command: str) -> tuple[float, float]:
+    """`scoreboard <command> --board global`: its wall time and CPU time, in seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "scoreboard", command, "--board", "global"],
+        env=deployment.env(),
+        check=True,
+        capture_output=True,
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+async def memory_per_player(redis_url: str, prefix: str) -> dict[str, float]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        board = Keys(prefix).board("global")
+        players = int(await client.zcard(board.leaderboard))
+        ranking = int(await client.memory_usage(board.leaderboard, samples=0) or 0)
+        entries = int(await client.memory_usage(board.players, samples=0) or 0)
+    finally:
+        await client.aclose()
+    return {
+        "players": players,
+        "sorted_set_bytes_per_player": ranking / players,
+        "players_hash_bytes_per_player": entries / players,
+        "bytes_per_player": (ranking + entries) / players,
+    }
+
+
+async def measure(
+    deployment: Deployment, workdir: Path, active: list[dict[str, str]], seconds: float
+) -> dict[str, Any]:
+    url = deployment.url
+    paths = workdir / "paths.jsonl"
+    phases: dict[str, Any] = {}
+    phases["top10"] = json.loads(loadgen("get:/leaderboard/top10", url, seconds, CONCURRENCY))
+    paths.write_text(
+        "\n".join(json.dumps({"path": f"/scores/user/{p['user_id']}"}) for p in active)
+    )
+    phases["player"] = json.loads(loadgen("paths", url, seconds, CONCURRENCY, paths))
+    paths.write_text(
+        "\n".join(json.dumps({"path": f"/leaderboard/around/{p['user_id']}"}) for p in active)
+    )
+    phases["around"] = json.loads(loadgen("paths", url, seconds, CONCURRENCY, paths))
+
+    players_file = workdir / "players.jsonl"
+    tokens_file = workdir / "tokens.jsonl"
+    tokens = int(seconds * 2000)
+    tokens_file.write_text(loadgen("issue", url, seconds, 32, players_file, tokens))
+    meter = CpuMeter({"syncer": deployment.processes["syncer"].pid}, {})
+    meter.start()
+    phases["update"] = json.loads(
+        await asyncio.to_thread(loadgen, "updates", url, seconds, CONCURRENCY, tokens_file)
+    )
+    await wait_drained(deployment.redis_url, Keys(deployment.prefix).events())
+    used, _ = meter.stop()
+    requests = max(1, phases["update"]["requests"])
+    return {
+        "latency_ms": {
+            name: {"p50": phase["p50_ms"], "p99": phase["p99_ms"], "requests": phase["requests"]}
+            for name, phase in phases.items()
+        },
+        "syncer_cpu_us_per_update": round(used["syncer"] / requests * 1e6, 1),
+    }
+
+
+async def one_run(redis_url: str, admin_dsn: str, large: int, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="sbscale-") as tmp:
+        workdir = Path(tmp)
+        deployment = Deployment(redis_url, admin_dsn, 1, workdir)
+        await deployment.start()
+        try:
+            active = await seed_players(deployment.url, ACTIVE, workdir / "players.jsonl")
+            dsn = with_database(admin_dsn, deployment.database)
+            sizes: dict[str, Any] = {}
+            seq = 0
+            for size in (SMALL, large):
+                started = time.perf_counter()
+                seq = await fill(dsn, active, size, seq + 1_000_000)
+                filled = time.perf_counter() - started
+                rebuilt, _ = board_command(deployment, "rebuild")
+                reconciled, reconcile_cpu = board_command(deployment, "reconcile")
+                sizes[str(size)] = {
+                    "fill_seconds": round(filled, 1),
+                    "rebuild_seconds": round(rebuilt, 2),
+                    "reconcile_seconds": round(reconciled, 2),
+                    "reconcile_cpu_us_per_player": round(reconcile_cpu / size * 1e6, 2),
+                    "memory": await memory_per_player(redis_url, deployment.prefix),
+                    **await measure(deployment, workdir, active, seconds),
+                }
+        finally:
+            await deployment.stop()
+    return sizes
+
+
+def write_report(sizes: dict[str, Any], seconds: float) -> str:
+    small, large = sizes[str(SMALL)], sizes[max(sizes, key=int)]
+    small_n, large_n = SMALL, int(max(sizes, key=int))
+    lines = [
+        "# Cost against the board's size",
+        "",
+        f"`python -m bench.scale`: one server worker, {CONCURRENCY} connections in a closed "
+        f"loop, {seconds:g} s per operation; the same board at {small_n:,} and at "
+        f"{large_n:,} players in one run.",
+        "",
+        f"| operation | p50 ms at {small_n:,} | p99 ms at {small_n:,} | p50 ms at {large_n:,} "
+        f"| p99 ms at {large_n:,} | p99 ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, label in (
+        ("update", "score update"),
+        ("top10", "top 10"),
+        ("player", "a player's score"),
+        ("around", "around a player"),
+    ):
+        a, b = small["latency_ms"][name], large["latency_ms"][name]
+        ratio = b["p99"] / a["p99"] if a["p99"] else 0.0
+        lines.append(
+            f"| {label} | {a['p50']:.2f} | {a['p99']:.2f} | {b['p50']:.2f} | {b['p99']:.2f} "
+            f"| {ratio:.2f} |"
+        )
+    lines += [
+        "",
+        "| at | rebuild s | reconcile s (its CPU µs per player) "
+        "| Redis bytes per player (sorted set + players hash) | syncer CPU µs per update |",
+        "| ---: | ---: | ---: | --- | ---: |",
+    ]
+    for n, size in ((small_n, small), (large_n, large)):
+        memory = size["memory"]
+        lines.append(
+            f"| {n:,} | {size['rebuild_seconds']:.2f} | {size['reconcile_seconds']:.2f} "
+            f"({size['reconcile_cpu_us_per_player']:.1f}) | {memory['bytes_per_player']:.0f} "
+            f"({memory['sorted_set_bytes_per_player']:.0f} + "
+            f"{memory['players_hash_bytes_per_player']:.0f}) "
+            f"| {size['syncer_cpu_us_per_update']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="cost against the board's size")
+    parser.add_argument("--players", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    sizes = asyncio.run(one_run(redis_url, admin_dsn, args.players, args.seconds))
+    report = write_report(sizes, args.seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "SCALE.md").write_text(report)
+    (args.out / "scale.json").write_text(json.dumps(sizes, indent=2) + "\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
