@@ -47,6 +47,10 @@ HEALTH_TTL_SECONDS = 30
 HEALTH_EVERY_SECONDS = 1.0
 BOARD_CHECK_SECONDS = 1.0
 FLOOD_FLUSH_SECONDS = 5.0
+# A periodic reconcile reads the whole board: on average it compares at most this many
+# entries a second (a board larger than the interval allows is compared less often), so
+# the syncer's CPU stays flat as a board grows (bench/SCALE.md: a few µs per entry)
+RECONCILE_ENTRIES_PER_SECOND = 5_000
 CLAIM_EVERY_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
 # What PostgreSQL may refuse about one row (a value out of a column's range, say): that
@@ -228,6 +232,8 @@ class Syncer:
             return None
         self._next_reconcile = now + interval
         report = await reconcile(self.redis, self.pool, self.scripts, self.board, clock=self.clock)
+        # a board too large to compare every interval at the rate is compared less often
+        self._next_reconcile = now + max(interval, report.scanned / RECONCILE_ENTRIES_PER_SECOND)
         if report.skipped:
             log.info("reconcile skipped: %s", report.skipped)
             return report

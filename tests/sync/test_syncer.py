@@ -520,3 +520,33 @@ async def test_health_says_degraded_while_no_syncer_reports_or_it_falls_behind(
         await submit(client, player, 1)
     data = (await client.get("/health/detailed")).json()["data"]
     assert data["problems"] == ["board global: the syncer is 3 events behind (more than 2)"]
+
+
+async def test_a_large_board_is_reconciled_less_often_than_a_small_one(
+    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A periodic reconcile compares at most RECONCILE_ENTRIES_PER_SECOND entries a
+    second on average: a board too large for the interval waits longer for the next,
+    so the syncer's CPU does not grow with the board."""
+    import time
+
+    from scoreboard.sync import syncer as syncer_module
+
+    players = [await new_player(client) for _ in range(4)]
+    await _play(client, players, 1)
+    syncer = Syncer(services.settings, services.redis, services.pool)
+    await syncer.run(burst=True)
+    syncer.pace_reconcile(1.0, 0.0)
+    monkeypatch.setattr(syncer_module, "RECONCILE_ENTRIES_PER_SECOND", 0.1)
+    started = time.monotonic()
+    report = await syncer._maybe_reconcile()
+    assert report is not None and report.scanned >= 4
+    # 4 or more entries at 0.1 a second: 40 s or more, not the 1 s interval
+    assert syncer._next_reconcile - started >= report.scanned / 0.1 - 1
+    assert await syncer._maybe_reconcile() is None  # not due yet
+
+    monkeypatch.setattr(syncer_module, "RECONCILE_ENTRIES_PER_SECOND", 1_000_000)
+    syncer.pace_reconcile(1.0, 0.0)
+    started = time.monotonic()
+    assert await syncer._maybe_reconcile() is not None
+    assert syncer._next_reconcile - started <= 1.5  # a small board keeps the interval
