@@ -174,3 +174,18 @@ def test_the_script_cost_bench_runs_on_a_redis_of_its_own(tmp_path: Path) -> Non
     report = (tmp_path / "SCRIPT.md").read_text()
     assert "| three periods, judge on |" in report
     assert report.count("OK 120 |") == 4  # every update applied: the judge saw a human pace
+
+
+def test_the_servers_report_gives_each_servers_ratios() -> None:
+    from bench.servers import write_report
+
+    report = write_report(
+        {
+            "uvicorn": {"health": 20000.0, "updates": 5000.0, "top10": 14000.0},
+            "granian": {"health": 25000.0, "updates": 5000.0, "top10": 12500.0},
+        },
+        6,
+        2,
+    )
+    assert "| uvicorn | 20000 | 5000 | 14000 | 0.25 | 0.70 |" in report
+    assert "| granian | 25000 | 5000 | 12500 | 0.20 | 0.50 |" in report
