@@ -50,12 +50,14 @@ bench: install
 # Where a score update's time goes: the server and the syncer sampled with py-spy (installed
 # here on demand) under GET /health and under score updates, and Redis's own per-command
 # cost (bench/PROFILE.md); the score script alone, step by step (bench/SCRIPT.md); uvicorn
-# against granian, also installed here on demand (bench/SERVERS.md).
+# against granian, also installed here on demand (bench/SERVERS.md); PostgreSQL's statements
+# per persisted event, on a PostgreSQL of its own (bench/PG_STATEMENTS.md).
 profile: install
 	$(BIN)/pip install -q py-spy granian
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.script_cost
 	$(BIN)/python -m bench.servers
+	$(BIN)/python -m bench.pg_statements
 
 # Minutes of mixed load on a private Redis while a fault strikes every 30 s; checks that
 # what players were told is what the board and PostgreSQL hold. Writes bench/SOAK.md.

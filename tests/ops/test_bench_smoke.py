@@ -189,3 +189,20 @@ def test_the_servers_report_gives_each_servers_ratios() -> None:
     )
     assert "| uvicorn | 20000 | 5000 | 14000 | 0.25 | 0.70 |" in report
     assert "| granian | 25000 | 5000 | 12500 | 0.20 | 0.50 |" in report
+
+
+def test_postgresql_statements_are_measured_on_a_server_of_its_own(
+    redis_url: str, tmp_path: Path
+) -> None:
+    if not Path("/usr/lib/postgresql/15/bin/initdb").exists() and shutil.which("initdb") is None:
+        if IN_CI:
+            pytest.fail("initdb is required in CI", pytrace=False)
+        pytest.skip("PostgreSQL's initdb is not installed")
+    _bench(
+        "bench.pg_statements",
+        ["--events", "3000", "--out", str(tmp_path)],
+        redis_url,
+        "postgresql://unused@127.0.0.1:1/unused",  # the bench starts its own
+    )
+    report = (tmp_path / "PG_STATEMENTS.md").read_text()
+    assert '| `COPY "scores"' in report  # a fresh batch is copied straight into the tables
