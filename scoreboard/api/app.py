@@ -32,6 +32,7 @@ from scoreboard.core.settings import Settings
 from scoreboard.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from scoreboard.http.protocol import DeadlineHttpProtocol
 from scoreboard.http.responses import failure
+from scoreboard.http.routing import StaticFirstRouter
 
 log = logging.getLogger("scoreboard")
 
@@ -130,6 +131,8 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # the same routes and lifespan, with paths without parameters found by one lookup
+    app.router = StaticFirstRouter(routes=[versioned, *routes], lifespan=lifespan)
     # Starlette's own slash redirect names the Host header's host; ours is relative
     app.router.redirect_slashes = False
     assert isinstance(versioned.app, Router)

@@ -1,0 +1,80 @@
+"""The router's lookup of paths without parameters takes the route Starlette's loop
+would take, for every route of the service, and leaves everything else to the loop."""
+
+from __future__ import annotations
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Match, Route, Router
+
+from scoreboard.api.app import create_app
+from scoreboard.core.settings import Settings
+from scoreboard.http.routing import StaticFirstRouter, route_probe, static_routes
+
+
+def _loop_choice(routes: list[BaseRoute], path: str, method: str | None) -> BaseRoute | None:
+    for route in routes:
+        if route.matches(route_probe(path, method))[0] is Match.FULL:
+            return route
+    return None
+
+
+def test_every_static_path_of_the_service_finds_the_route_the_loop_finds(
+    settings: Settings,
+) -> None:
+    app = create_app(settings)
+    assert isinstance(app.router, StaticFirstRouter)
+    routes = app.router.routes
+    static = static_routes(routes)
+    assert ("/scores/update", "POST") in static
+    assert ("/leaderboard/top10", "GET") in static
+    assert ("/health", "HEAD") in static
+    for (path, method), route in static.items():
+        assert _loop_choice(routes, path, method) is route
+
+
+def test_a_path_an_earlier_route_takes_is_left_to_the_loop() -> None:
+    async def first(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("parameter")
+
+    async def second(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("static")
+
+    routes: list[BaseRoute] = [
+        Route("/a/{name}", first),
+        Route("/a/b", second),
+        Route("/c", second),
+    ]
+    assert set(static_routes(routes)) == {("/c", "GET"), ("/c", "HEAD")}
+
+
+async def test_answers_are_those_of_starlettes_router() -> None:
+    async def hello(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    async def named(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.path_params["name"])
+
+    routes: list[BaseRoute] = [Route("/x/{name}", named), Route("/x", hello, methods=["GET"])]
+    apps = {"plain": Starlette(routes=routes), "static first": Starlette(routes=routes)}
+    apps["static first"].router = StaticFirstRouter(routes=routes)
+    seen = {}
+    for label, app in apps.items():
+        assert isinstance(app.router, Router)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as http:
+            seen[label] = [
+                (r.status_code, r.text)
+                for r in [
+                    await http.get("/x"),
+                    await http.post("/x"),
+                    await http.get("/x/y"),
+                    await http.get("/nothing"),
+                    await http.head("/x"),
+                ]
+            ]
+    assert seen["plain"] == seen["static first"]
+    assert seen["plain"][0] == (200, "hello") and seen["plain"][1][0] == 405
