@@ -165,10 +165,12 @@ async def measure(
     }
 
 
-async def one_run(redis_url: str, admin_dsn: str, large: int, seconds: float) -> dict[str, Any]:
+async def one_run(
+    redis_url: str, admin_dsn: str, large: int, seconds: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sbscale-") as tmp:
         workdir = Path(tmp)
-        deployment = Deployment(redis_url, admin_dsn, 1, workdir)
+        deployment = Deployment(redis_url, admin_dsn, 1, workdir, env)
         await deployment.start()
         try:
             active = await seed_players(deployment.url, ACTIVE, workdir / "players.jsonl")
@@ -243,10 +245,18 @@ def main() -> int:
     parser.add_argument("--players", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument(
+        "--reconcile-interval-ms",
+        help="the syncer's SCOREBOARD_RECONCILE_INTERVAL_MS (0: no periodic reconcile, to "
+        "tell its effect on latency from the board's size)",
+    )
     args = parser.parse_args()
+    env = {}
+    if args.reconcile_interval_ms is not None:
+        env["SCOREBOARD_RECONCILE_INTERVAL_MS"] = args.reconcile_interval_ms
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    sizes = asyncio.run(one_run(redis_url, admin_dsn, args.players, args.seconds))
+    sizes = asyncio.run(one_run(redis_url, admin_dsn, args.players, args.seconds, env))
     report = write_report(sizes, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "SCALE.md").write_text(report)
