@@ -154,15 +154,7 @@ class Deployment:
         )
 
     async def _wait_ready(self) -> None:
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                try:
-                    if (await http.get(f"{self.url}/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError((self.workdir / "server.log").read_text())
+        await wait_until_up(self.url, self.workdir / "server.log")
 
     async def stop(self) -> None:
         for name in list(self.processes):
@@ -175,6 +167,19 @@ class Deployment:
         admin = await asyncpg.connect(self.admin_dsn)
         await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         await admin.close()
+
+
+async def wait_until_up(url: str, log: Path) -> None:
+    """Until `url` answers GET /health (30 s at most; then the server's log is raised)."""
+    async with httpx.AsyncClient() as http:
+        for _ in range(300):
+            try:
+                if (await http.get(f"{url}/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(log.read_text() if log.exists() else f"{url} did not start")
 
 
 async def seed_players(url: str, count: int, path: Path) -> list[dict[str, str]]:

@@ -23,24 +23,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.run import Deployment, _cpu_split, _pin, loadgen, seed_players
+from bench.run import Deployment, _cpu_split, _pin, loadgen, seed_players, wait_until_up
 
 HERE = Path(__file__).resolve().parent
 CONCURRENCY = 64
-
-
-async def _ready(url: str) -> None:
-    async with httpx.AsyncClient() as http:
-        for _ in range(300):
-            try:
-                if (await http.get(f"{url}/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not start")
 
 
 def _phases(url: str, seconds: float, players: Path, workdir: Path) -> dict[str, float]:
@@ -77,7 +63,7 @@ async def compare(redis_url: str, admin_dsn: str, seconds: float, rounds: int) -
         urls = {"uvicorn": deployment.url, "granian": f"http://127.0.0.1:{port}"}
         measured: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
         try:
-            await _ready(urls["granian"])
+            await wait_until_up(urls["granian"], workdir / "granian.log")
             players = workdir / "players.jsonl"
             await seed_players(deployment.url, 200, players)
             for number in range(rounds):
