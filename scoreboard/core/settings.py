@@ -58,6 +58,19 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _url(*schemes: str) -> Callable[[str], str]:
+    """A store's URL, with one of its schemes (a bare `host:port` is the usual slip)."""
+    listed = ", ".join(f"{scheme}://" for scheme in schemes)
+
+    def parse(raw: str) -> str:
+        scheme, separator, _ = raw.partition("://")
+        if not separator or scheme.lower() not in schemes:
+            raise ValueError(f"expected a URL starting with {listed}, such as {schemes[0]}://host")
+        return raw
+
+    return parse
+
+
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
@@ -222,7 +235,7 @@ class Settings:
 
     redis_url: str | None = setting(
         None,
-        _text,
+        _url("redis", "rediss", "unix"),
         (
             "Redis, e.g. `redis://localhost:6379/0`. Set with `DATABASE_URL`, or neither (embedded "
             "mode)."
@@ -231,7 +244,7 @@ class Settings:
     )
     database_url: str | None = setting(
         None,
-        _text,
+        _url("postgresql", "postgres"),
         "PostgreSQL, e.g. `postgresql://user:pass@localhost/scoreboard`.",
         env="DATABASE_URL",
     )
