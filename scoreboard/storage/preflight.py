@@ -17,6 +17,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from scoreboard.core.errors import ScoreboardError
 from scoreboard.core.settings import Settings
+from scoreboard.storage.pipeline import PipelinedConnection, supports
 from scoreboard.storage.redis_client import RedisClient
 
 log = logging.getLogger("scoreboard.preflight")
@@ -88,13 +89,28 @@ async def check_redis(settings: Settings) -> list[str]:
     )
     try:
         await client.ping()
-        return await redis_warnings(client, settings)
+        warnings = await redis_warnings(client, settings)
     except AuthenticationError as exc:
         raise StartupError(f"Redis at {url} refused the login: {exc}") from None
     except RedisError as exc:
         raise StartupError(f"cannot reach Redis at {url}: {exc}") from None
     finally:
         await client.aclose()
+    if supports(settings.redis_url):  # the service's own connection, where it uses one
+        await _service_login(settings.redis_url, url)
+    return warnings
+
+
+async def _service_login(redis_url: str, url: str) -> None:
+    """The login as the service's own connection makes it: redis-py lets a password
+    pass that a Redis without one refuses, which the service does not."""
+    connection = PipelinedConnection(redis_url, CONNECT_SECONDS)
+    try:
+        await connection.execute("PING")
+    except RedisError as exc:
+        raise StartupError(f"Redis at {url} refused the login: {exc}") from None
+    finally:
+        await connection.close()
 
 
 async def check_postgres(settings: Settings) -> None:
