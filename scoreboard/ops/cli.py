@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -28,7 +30,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.api.app import create_app
     from scoreboard.http.protocol import PROTOCOL_PATH as HTTP_PROTOCOL_PATH
     from scoreboard.http.ws_protocol import PROTOCOL_PATH
-    from scoreboard.storage.embedded import banner
+    from scoreboard.storage.embedded import banner, hold_data_dir
     from scoreboard.storage.preflight import preflight
 
     settings.require_secrets()
@@ -39,9 +41,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             "--workers: embedded mode runs in one process; set REDIS_URL and DATABASE_URL"
             " to serve with several workers"
         )
-    if settings.embedded:
+    held = hold_data_dir(settings.data_dir) if settings.embedded else None
+    if held is not None:
         print(banner(settings.data_dir), file=sys.stderr, flush=True)
     asyncio.run(preflight(settings))  # one clear line, before any worker starts
+    _check_port_free(args.host, args.port)
     common = {
         "host": args.host,
         "port": args.port,
@@ -75,6 +79,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             "scoreboard.api.app:create_app_from_env", factory=True, workers=args.workers, **common
         )
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A port already taken is one line before anything starts (uvicorn would say so
+    only after the whole start, among its log lines). Bound as uvicorn binds it."""
+    from scoreboard.storage.preflight import StartupError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise StartupError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 @contextmanager
@@ -137,7 +156,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.api.services import open_database
     from scoreboard.core.gc_tuning import tune_for_service
-    from scoreboard.storage.preflight import preflight
+    from scoreboard.storage.preflight import preflight, redacted
     from scoreboard.storage.redis_client import connect_for
     from scoreboard.sync import SyncFleet
 
@@ -156,12 +175,28 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, syncer.stop)
+    print(
+        f"scoreboard sync: started as consumer {syncer.consumer} (Redis"
+        f" {redacted(settings.redis_url)}, PostgreSQL {redacted(settings.database_url or '')})",
+        flush=True,
+    )
+
+    async def say_caught_up() -> None:
+        await syncer.caught_up.wait()
+        print(
+            f"scoreboard sync: caught up: {len(syncer.syncers)} boards,"
+            f" {syncer.committed_events} events persisted so far",
+            flush=True,
+        )
+
+    announcing = asyncio.create_task(say_caught_up())
     try:
         await syncer.run(burst=args.burst)
     finally:
+        announcing.cancel()
         await redis.aclose()
         await pool.close()
-    print(f"scoreboard sync: stopped after {syncer.committed_events} events")
+    print(f"scoreboard sync: stopped after {syncer.committed_events} events", flush=True)
     return 0
 
 

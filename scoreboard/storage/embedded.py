@@ -4,13 +4,14 @@ JWT secrets generated once and kept there. Used when no backing service is confi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import secrets
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from starlette.concurrency import run_in_threadpool
 
@@ -29,6 +30,35 @@ def banner(data_dir: Path) -> str:
         "syncer in this process; "
         "set REDIS_URL and DATABASE_URL for production"
     )
+
+
+SERVE_LOCK_FILE = "serve.lock"
+
+
+def hold_data_dir(data_dir: Path) -> TextIO:
+    """The data folder for this server alone: a second embedded server on it would
+    run a Redis of its own beside the same PostgreSQL and show another board. The lock
+    lasts as long as the returned file stays open (the process, however it ends)."""
+    from scoreboard.storage.preflight import StartupError
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SERVE_LOCK_FILE
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise StartupError(
+            f"another embedded scoreboard (pid {holder}) already uses the data folder "
+            f"{data_dir.resolve()}: stop it, or give this one SCOREBOARD_DATA_DIR of its own"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def load_or_create_secrets(data_dir: Path) -> dict[str, str]:

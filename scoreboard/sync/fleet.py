@@ -125,6 +125,8 @@ class SyncFleet:
         self._cold_swept = 0.0
         self._heartbeat_reason: str | None = None  # the pause the last record said
         self._stopping = asyncio.Event()
+        # set once a sweep of every board found nothing new and nothing is in hand
+        self.caught_up = asyncio.Event()
         for config in self.catalog.all():  # the boards known before it is read
             self._by_stream[self._add(config.name).stream] = config.name
         url = settings.redis_url
@@ -191,6 +193,7 @@ class SyncFleet:
         if burst:
             for syncer in list(self.syncers.values()):
                 await syncer.run(burst=True)
+            self.caught_up.set()
             return
         log.info("syncing %d boards as consumer %s", len(self.syncers), self.consumer)
         tasks = [
@@ -252,6 +255,7 @@ class SyncFleet:
             and (cold_due or now - self._active.get(name, -HOT_SECONDS) < HOT_SECONDS)
         ]
         await self._ensure_groups(idle)
+        found_any = False
         for chunk in _chunks(idle, SWEEP_STREAMS):
             if self._stopping.is_set() or self._postgres_down:
                 return
@@ -260,12 +264,15 @@ class SyncFleet:
             except Exception:
                 self._retry.update(chunk)  # the read may have delivered what it lost
                 raise
+            found_any = found_any or bool(found)
             for stream, entries in found.items():
                 name = self._by_stream[stream]
                 if name in self._turns:  # cannot happen: the chunk held idle boards only
                     self._retry.add(name)
                     continue
                 self._start_turn(name, entries)
+        if cold_due and not found_any and not self._turns and not self._retry:
+            self.caught_up.set()
 
     async def _read_new(self, names: list[str]) -> dict[str, list[Entry]]:
         """The new entries of these boards' streams, delivered to this consumer."""

@@ -149,3 +149,51 @@ def test_users_create_asks_for_the_password_on_a_terminal(
     assert b"Password: |" in seen and b"Password again: |" in seen
     assert b"correct horse" not in seen  # not echoed
     assert b"created player " + name.encode() in seen
+
+
+def test_sync_says_when_it_starts_and_when_it_has_caught_up(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Was: `scoreboard sync` printed nothing until it stopped."""
+    import signal
+    import time
+
+    env = server_env(settings, SCOREBOARD_SYNC_CONSUMER=f"cli-{time.monotonic_ns()}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scoreboard", "sync"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        said = _lines_within(process, 2, seconds=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+    assert len(said) == 2, said
+    started, caught_up = said
+    assert started.startswith("scoreboard sync: started as consumer cli-"), started
+    assert caught_up.startswith("scoreboard sync: caught up"), caught_up
+    assert rest.startswith("scoreboard sync: stopped after")
+    assert process.returncode == 0
+
+
+def _lines_within(process: subprocess.Popen[str], count: int, seconds: float) -> list[str]:
+    """Up to `count` lines of the process's output, waiting `seconds` at most."""
+    import selectors
+    import time
+
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while len(lines) < count and time.monotonic() < deadline:
+            if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                line = process.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+    return lines

@@ -142,3 +142,29 @@ def test_embedded_mode_without_its_extra_says_what_to_install(
     with pytest.raises(EmbeddedExtraMissing) as missing:
         redis_store.connect_in_process()
     assert "scoreboard[embedded]" in missing.value.message
+
+
+async def test_a_second_embedded_server_on_one_data_folder_refuses_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """Was: it started, with a Redis of its own, and showed a different board for up to
+    a minute."""
+    import subprocess
+
+    data_dir = tmp_path / "data"
+    env = _embedded_env(data_dir)
+    with serving(env, tmp_path, within=120) as (first,):
+        second = subprocess.run(
+            [sys.executable, "-m", "scoreboard", "serve", "--port", "0"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+            assert (await http.get("/health")).status_code == 200  # the first one serves on
+    assert second.returncode == 1, second.stderr
+    lines = [line for line in second.stderr.splitlines() if line.startswith("scoreboard")]
+    assert "Traceback" not in second.stderr
+    assert len(lines) == 1 and str(data_dir) in lines[0] and "already" in lines[0], lines

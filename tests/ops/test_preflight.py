@@ -124,3 +124,48 @@ async def test_a_redis_that_cannot_be_inspected_is_a_warning(settings: Settings)
 
     warnings = await redis_warnings(NoInfo(), settings)  # type: ignore[arg-type]
     assert len(warnings) == 1 and "could not check the configuration" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("REDIS_URL", "127.0.0.1:6379"), ("DATABASE_URL", "127.0.0.1:5432/scoreboard")],
+)
+def test_a_store_url_without_its_scheme_is_a_configuration_error(
+    settings: Settings, tmp_path: Path, variable: str, value: str
+) -> None:
+    """Was: REDIS_URL=localhost:6379 ended in redis-py's 37-line ValueError, exit 1."""
+    result = _run(settings, tmp_path, "serve", **{variable: value})
+    assert result.returncode == 2, result.stderr
+    line = _one_line(result)
+    assert line.startswith(f"scoreboard: configuration error: {variable}:") and "://" in line
+
+
+def test_a_password_for_a_redis_without_one_stops_the_command_with_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Was: the start-up check passed (redis-py ignores the refusal), then the service's
+    own connection was refused: a traceback, "Application startup failed", exit 3."""
+    with private_redis(tmp_path / "redis") as server:
+        url = f"redis://:hunter2@127.0.0.1:{server.port}/0"
+        result = _run(dataclasses.replace(settings, redis_url=url), tmp_path, "serve")
+    assert result.returncode == 1, result.stderr
+    line = _one_line(result)
+    assert "refused the login" in line and "hunter2" not in line and "Application" not in line
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Was: the service started in full (the board checked, even rebuilt), then uvicorn
+    logged the bind error among seven lines and exited 3."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run(settings, tmp_path, "serve", "--port", str(port))
+    assert result.returncode == 1, result.stderr
+    line = _one_line(result)
+    assert f"127.0.0.1:{port}" in line and "in use" in line
+    assert "startup" not in result.stderr.lower()
