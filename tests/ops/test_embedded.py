@@ -154,7 +154,8 @@ async def test_a_second_embedded_server_on_one_data_folder_refuses_in_one_line(
     data_dir = tmp_path / "data"
     env = _embedded_env(data_dir)
     with serving(env, tmp_path, within=120) as (first,):
-        second = subprocess.run(
+        second = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "scoreboard", "serve", "--port", "0"],
             env=env,
             cwd=tmp_path,
