@@ -50,7 +50,7 @@ def test_make_serve_installs_what_serving_needs_with_its_progress_shown(tmp_path
     from tests.conftest import REPO
 
     planned = subprocess.run(
-        ["make", "-n", "serve", f"VENV={tmp_path / 'venv'}"],
+        ["make", "--no-print-directory", "-n", "serve", f"VENV={tmp_path / 'venv'}"],
         cwd=REPO,
         capture_output=True,
         text=True,
