@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -26,6 +27,47 @@ class User:
     role: str
     banned: bool
     password_hash: str
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as an operator sees it: no password hash, its ban, its totals."""
+
+    id: str
+    username: str
+    email: str
+    role: str
+    banned: bool
+    banned_reason: str | None
+    created_at: datetime
+    scores: tuple[tuple[str, int], ...] = ()  # (board, all-time total), boards with one
+
+
+_ACCOUNTS = """
+SELECT id::text, username, email, role, banned, banned_reason, created_at FROM users
+WHERE ($1::text IS NULL OR role = $1) AND ($2::boolean IS NULL OR banned = $2)
+ORDER BY created_at DESC, username LIMIT $3
+"""
+_ACCOUNT_BY_NAME = """
+SELECT id::text, username, email, role, banned, banned_reason, created_at FROM users
+WHERE username_key = $1
+"""
+_ACCOUNT_SCORES = (
+    "SELECT board, score FROM board_scores WHERE user_id = $1::uuid AND score <> 0 ORDER BY board"
+)
+
+
+def _account(row: asyncpg.Record, scores: tuple[tuple[str, int], ...] = ()) -> Account:
+    return Account(
+        row["id"],
+        row["username"],
+        row["email"],
+        row["role"],
+        row["banned"],
+        row["banned_reason"],
+        row["created_at"],
+        scores,
+    )
 
 
 def _reject_invisible(field: str, value: str) -> None:
@@ -115,6 +157,27 @@ class Accounts:
         async with db_errors():
             row = await self._pool.fetchrow(_USER_BY_NAME, key)
         return _user(row) if row else None
+
+    async def accounts(
+        self, *, role: str | None = None, banned: bool | None = None, limit: int = 100
+    ) -> list[Account]:
+        """The newest accounts first, of a role and ban state when given."""
+        async with db_errors():
+            rows = await self._pool.fetch(_ACCOUNTS, role, banned, limit)
+        return [_account(row) for row in rows]
+
+    async def account(self, username: str) -> Account | None:
+        """One account by its name (as a login matches it), with its totals."""
+        try:
+            _, key = normalize_username(username)
+        except InvalidRequest:
+            return None
+        async with db_errors():
+            row = await self._pool.fetchrow(_ACCOUNT_BY_NAME, key)
+            if row is None:
+                return None
+            scores = await self._pool.fetch(_ACCOUNT_SCORES, row["id"])
+        return _account(row, tuple((score["board"], score["score"]) for score in scores))
 
     async def by_id(self, user_id: str) -> User | None:
         async with db_errors():

@@ -153,6 +153,57 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _describe_users(settings: Settings, args: argparse.Namespace) -> int:
+    """`users list` and `users show NAME`: read-only, straight from PostgreSQL."""
+    from scoreboard.api.services import open_database
+    from scoreboard.auth.accounts import Accounts
+    from scoreboard.auth.passwords import PasswordHasher
+    from scoreboard.core.errors import UserNotFound
+
+    if args.users_command == "list" and args.limit < 1:
+        raise SettingsError("--limit: must be at least 1")
+    pool, _server = await open_database(settings)
+    try:
+        accounts = Accounts(pool, PasswordHasher(settings.bcrypt_rounds))
+        if args.users_command == "list":
+            found = await accounts.accounts(
+                role="admin" if args.admins else None,
+                banned=True if args.banned else None,
+                limit=args.limit,
+            )
+            rows = [("username", "id", "role", "banned", "created")] + [
+                (a.username, a.id, a.role, "yes" if a.banned else "no", _when(a.created_at))
+                for a in found
+            ]
+            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+            for row in rows:
+                cells = (value.ljust(width) for value, width in zip(row, widths, strict=True))
+                print("  ".join(cells).rstrip())
+            return 0
+        account = await accounts.account(args.name)
+    finally:
+        await pool.close()
+    if account is None:
+        raise UserNotFound(f"no account named {args.name}")
+    ban = "no" if not account.banned else f"yes ({account.banned_reason or 'no reason given'})"
+    scores = ", ".join(f"{board} {score}" for board, score in account.scores) or "none"
+    for label, value in (
+        ("username", account.username),
+        ("id", account.id),
+        ("email", account.email),
+        ("role", account.role),
+        ("banned", ban),
+        ("created", _when(account.created_at)),
+        ("scores", scores),
+    ):
+        print(f"{label:<9} {value}")
+    return 0
+
+
+def _when(moment: Any) -> str:
+    return str(moment.isoformat(timespec="seconds")).replace("+00:00", "Z")
+
+
 async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from scoreboard.api.services import open_database
     from scoreboard.core.gc_tuning import tune_for_service
@@ -298,8 +349,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return _serve(settings, args)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
-    if args.command == "users":
+    if args.command == "users" and args.users_command == "create":
         return asyncio.run(_create_user(settings, args))
+    if args.command == "users":
+        return asyncio.run(_describe_users(settings, args))
     if args.command == "sync":
         return asyncio.run(_sync(settings, args))
     if args.command == "reconcile":

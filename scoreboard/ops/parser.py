@@ -19,6 +19,8 @@ _READS = {
     "rebuild": "REDIS_URL, DATABASE_URL, SCOREBOARD_REDIS_PREFIX",
     "reconcile": "REDIS_URL, DATABASE_URL, SCOREBOARD_REDIS_PREFIX",
     "create": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode), SCOREBOARD_BCRYPT_ROUNDS",
+    "list": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
+    "show": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
 }
 
 
@@ -103,4 +105,17 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="the username (3-32 letters, digits, _ . -)")
     create.add_argument("--email", required=True, help="the account's email address")
     create.add_argument("--admin", action="store_true", help="give the account the admin role")
+    listing = _command(
+        users_commands, "list", "list accounts", "The newest accounts first, one a line."
+    )
+    listing.add_argument("--admins", action="store_true", help="admins only")
+    listing.add_argument("--banned", action="store_true", help="banned accounts only")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default: 100)")
+    show = _command(
+        users_commands,
+        "show",
+        "show one account",
+        "Its id, email, role, ban (with its reason) and all-time total on each board.",
+    )
+    show.add_argument("name", help="the username")
     return top

@@ -197,3 +197,35 @@ def _lines_within(process: subprocess.Popen[str], count: int, seconds: float) ->
                     break
                 lines.append(line)
     return lines
+
+
+def test_users_list_and_show_describe_accounts(settings: Settings, tmp_path: Path) -> None:
+    """Was: `scoreboard users` could only create; an operator could not see who exists."""
+    env = server_env(settings)
+    admin, player = new_username(), new_username()
+    for name, extra in ((admin, ["--admin"]), (player, [])):
+        created = _run(
+            ["users", "create", name, "--email", f"{name}@example.com", *extra],
+            env,
+            tmp_path,
+            stdin="a good password 1\n",
+        )
+        assert created.returncode == 0, created.stderr
+
+    admins = _run(["users", "list", "--admins", "--limit", "5"], env, tmp_path)
+    assert admins.returncode == 0, admins.stderr
+    header, *rows = admins.stdout.splitlines()
+    assert header.split() == ["username", "id", "role", "banned", "created"]
+    assert rows[0].split()[0] == admin and rows[0].split()[2] == "admin"  # newest first
+    assert all(row.split()[2] == "admin" for row in rows) and len(rows) <= 5
+
+    shown = _run(["users", "show", player], env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"username  {player}" in shown.stdout
+    assert f"email     {player}@example.com" in shown.stdout
+    assert "role      player" in shown.stdout and "banned    no" in shown.stdout
+    assert "scores    none" in shown.stdout
+
+    missing = _run(["users", "show", "nobody-" + player], env, tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"scoreboard users: no account named nobody-{player}"
