@@ -57,6 +57,14 @@ _ACCOUNT_SCORES = (
 )
 
 
+def _name_key(username: str) -> str | None:
+    """The uniqueness key a lookup by name uses; None for a name no account can have."""
+    try:
+        return normalize_username(username)[1]
+    except InvalidRequest:
+        return None
+
+
 def _account(row: asyncpg.Record, scores: tuple[tuple[str, int], ...] = ()) -> Account:
     return Account(
         row["id"],
@@ -150,9 +158,8 @@ class Accounts:
         return _user(row)
 
     async def by_username(self, username: str) -> User | None:
-        try:
-            _, key = normalize_username(username)
-        except InvalidRequest:
+        key = _name_key(username)
+        if key is None:
             return None
         async with db_errors():
             row = await self._pool.fetchrow(_USER_BY_NAME, key)
@@ -168,9 +175,8 @@ class Accounts:
 
     async def account(self, username: str) -> Account | None:
         """One account by its name (as a login matches it), with its totals."""
-        try:
-            _, key = normalize_username(username)
-        except InvalidRequest:
+        key = _name_key(username)
+        if key is None:
             return None
         async with db_errors():
             row = await self._pool.fetchrow(_ACCOUNT_BY_NAME, key)

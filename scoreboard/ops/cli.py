@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from scoreboard.core import logs
@@ -200,8 +201,8 @@ async def _describe_users(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(moment: Any) -> str:
-    return str(moment.isoformat(timespec="seconds")).replace("+00:00", "Z")
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def _sync(settings: Settings, args: argparse.Namespace) -> int:
