@@ -218,7 +218,7 @@ def _shown(value: Any) -> str:
 
 
 def markdown_table() -> str:
-    "''The configuration table of the README, made from the declarations.''"
+    """The table of docs/configuration.md, made from the declarations."""
     defaults = Settings()
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for declared in dataclasses.fields(Settings):
@@ -231,7 +231,7 @@ def markdown_table() -> str:
 class Settings:
     """Every setting, declared once: its type, default, parser and what it means. The
     variable is `SCOREBOARD_` plus the name in capitals unless `env` says otherwise;
-    the README's configuration table is `markdown_table()` (a test compares them)."""
+    the table of docs/configuration.md is `markdown_table()` (a test compares them)."""
 
     redis_url: str | None = setting(
         None,

@@ -1,5 +1,5 @@
 """The command line's words: every command, its options with their defaults, and the
-environment variables it reads (README, Configuration, says what each one means)."""
+environment variables it reads (docs/configuration.md says what each one means)."""
 
 from __future__ import annotations
 

@@ -166,10 +166,10 @@ def test_allowed_origins_are_origins() -> None:
         Settings.from_env({"SCOREBOARD_ALLOWED_ORIGINS": "game.example"})
 
 
-def test_the_readme_configuration_table_is_the_declared_settings() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert markdown_table() in readme, (
-        "regenerate the README's configuration table: "
+def test_the_documented_configuration_table_is_the_declared_settings() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert markdown_table() in page, (
+        "regenerate the table of docs/configuration.md: "
         "python -c 'from scoreboard.core.settings import markdown_table; print(markdown_table())'"
     )
 

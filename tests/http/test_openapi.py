@@ -110,13 +110,13 @@ def test_schemathesis_finds_nothing(settings: Settings, own_database: str, tmp_p
 
 
 def test_the_error_codes_are_declared_once_and_documented() -> None:
-    """The document's enum is the exception tree's codes; the README's table lists each."""
+    """The document's enum is the exception tree's codes; the API page's table lists each."""
     from scoreboard.core.errors import error_codes
 
     envelope = SCHEMAS["Error"]
     assert envelope["properties"]["error"]["properties"]["code"]["enum"] == error_codes()
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    table = readme[readme.index("| code | HTTP | when |") :].split("\n\n", 1)[0]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    table = page[page.index("| code | HTTP | when |") :].split("\n\n", 1)[0]
     rows = re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)? \|", table, re.MULTILINE)
     documented = {code for row in rows for code in row if code}
     assert documented == set(error_codes())

@@ -17,7 +17,8 @@ from tests.services_under_test import IN_CI
 
 def _walkthrough() -> str:
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Try it with curl") : readme.index("## Configuration")]
+    start = readme.index("## Try it with curl")
+    section = readme[start : readme.index("\n## ", start + 1)]
     match = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert match is not None
     return match.group(1)
@@ -54,4 +55,5 @@ def test_the_curl_walkthrough_runs_top_to_bottom(
     assert ran.returncode == 0, ran.stdout + ran.stderr
     lines = ran.stdout.splitlines()
     assert '"new_score":52' in ran.stdout and '"reason": "already_used"' in ran.stdout
+    assert '{"retried_new_score":52}' in lines, "the retry line did not get the first answer"
     assert lines[-1] == '{"success":true,"data":{"logged_out":true}}'
