@@ -48,6 +48,9 @@ REFRESH_REUSE = "refresh_token_reuse"
 LOGOUT = "logout"
 ADMIN_BAN = "admin_ban"
 ADMIN_UNBAN = "admin_unban"
+# an operator's change from the command line (scoreboard/auth/operator.py)
+ROLE_CHANGED = "role_changed"
+PASSWORD_RESET = "password_reset"  # noqa: S105 (an event type)
 
 
 NAME_DIGEST = "username_digest"  # the details field of a name that is no account

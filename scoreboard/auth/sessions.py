@@ -42,6 +42,15 @@ RETURNING u.id::text AS user_id, u.username, u.role,
 """
 
 
+# Every live session of one player, revoked in PostgreSQL; returns their ids (to be
+# marked revoked in Redis too, for the access tokens they issued).
+REVOKE_USER_SESSIONS = (
+    "UPDATE refresh_families SET revoked_at = now(), revoked_reason = $2"
+    " WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now()"
+    " RETURNING id::text"
+)
+
+
 @dataclass(frozen=True)
 class _Principal:
     """Who a token pair is issued to."""
@@ -166,13 +175,7 @@ class Sessions:
         """Every live session of the player (a ban): their refresh tokens stop at once,
         their access tokens and open live feeds with them."""
         async with db_errors():
-            rows = await self._pool.fetch(
-                "UPDATE refresh_families SET revoked_at = now(), revoked_reason = $2"
-                " WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now()"
-                " RETURNING id::text",
-                user_id,
-                reason,
-            )
+            rows = await self._pool.fetch(REVOKE_USER_SESSIONS, user_id, reason)
         for row in rows:
             await self._revocations.revoke(row["id"])
         return len(rows)

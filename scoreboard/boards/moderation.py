@@ -76,11 +76,19 @@ ORDER BY a.id DESC LIMIT $2
 
 @dataclass(frozen=True)
 class Meta:
-    """Who acts, and from where."""
+    """Who acts, and from where: an admin through the API, or an operator on the
+    command line (no admin account: `admin_id` empty, `operator` its user and host)."""
 
     admin_id: str
     ip: str
     user_agent: str
+    operator: str = ""
+
+    def actor(self) -> dict[str, str | None]:
+        """Who acted, as the audit record's details name them."""
+        if self.operator:
+            return {"admin_id": None, "operator": self.operator}
+        return {"admin_id": self.admin_id}
 
 
 def clean_reason(reason: str | UnsetType) -> str:
@@ -222,7 +230,7 @@ class Admin:
             user_agent=meta.user_agent,
             result="banned",
             details={
-                "admin_id": meta.admin_id,
+                **meta.actor(),
                 "reason": reason,
                 "score": change.score,
                 "left_rank": change.rank or None,
@@ -243,7 +251,7 @@ class Admin:
             user_agent=meta.user_agent,
             result="unbanned",
             details={
-                "admin_id": meta.admin_id,
+                **meta.actor(),
                 "reason": reason,
                 "score": change.score,
                 "rank": change.rank or None,

@@ -1,4 +1,4 @@
-"""`scoreboard serve | sync | migrate | users create | rebuild | reconcile`."""
+"""`scoreboard serve | sync | migrate | users … | rebuild | reconcile`."""
 
 from __future__ import annotations
 
@@ -201,6 +201,121 @@ async def _describe_users(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _named(accounts: Any, name: str) -> Any:
+    from scoreboard.core.errors import UserNotFound
+
+    user = await accounts.by_username(name)
+    if user is None:
+        raise UserNotFound(f"no account named {name}")
+    return user
+
+
+async def _change_account(settings: Settings, args: argparse.Namespace) -> int:
+    """`users promote | demote | reset-password NAME`: PostgreSQL only, each change in
+    one transaction with its audit record (scoreboard/auth/operator.py)."""
+    from scoreboard.api.services import open_database
+    from scoreboard.auth.accounts import Accounts
+    from scoreboard.auth.operator import Operator, reset_password, set_role
+    from scoreboard.auth.passwords import PasswordHasher
+
+    operator = Operator.here(f"users {args.users_command}")
+    password = _read_password() if args.users_command == "reset-password" else ""
+    pool, _server = await open_database(settings)
+    try:
+        hasher = PasswordHasher(settings.bcrypt_rounds)
+        user = await _named(Accounts(pool, hasher), args.name)
+        if args.users_command != "reset-password":
+            role = "admin" if args.users_command == "promote" else "player"
+            changed = await set_role(pool, user, role, operator)
+            what = "an admin" if role == "admin" else "a player"
+            print(f"scoreboard: {user.username} is {'now' if changed else 'already'} {what}")
+            if changed and role == "admin":
+                print("  the admin routes take the tokens of their next login")
+            return 0
+        revoked = await reset_password(pool, hasher, user, password, operator)
+    finally:
+        await pool.close()
+    print(f"scoreboard: new password for {user.username}; {len(revoked)} sessions ended")
+    if revoked and settings.embedded:
+        print(
+            "  a running embedded server keeps accepting their access tokens until they"
+            f" expire (at most {settings.access_token_ttl} s); their refresh tokens stop now"
+        )
+    elif revoked:
+        await _revoke_in_redis(settings, revoked)
+    return 0
+
+
+async def _revoke_in_redis(settings: Settings, session_ids: list[str]) -> None:
+    """Every server stops accepting these sessions' access tokens at once."""
+    from scoreboard.auth.revocations import Revocations
+    from scoreboard.auth.tokens import LEEWAY_SECONDS
+    from scoreboard.storage.keys import Keys
+    from scoreboard.storage.redis_client import connect_for
+
+    redis = connect_for(settings)
+    try:
+        revocations = Revocations(
+            redis, Keys.for_settings(settings), settings.access_token_ttl + LEEWAY_SECONDS
+        )
+        for session_id in session_ids:
+            await revocations.revoke(session_id)
+    finally:
+        await redis.aclose()
+
+
+async def _moderate(settings: Settings, args: argparse.Namespace) -> int:
+    """`users ban | unban NAME`: the admin API's own path (PostgreSQL, then every
+    board, the sessions, the audit trail), with the operator as the actor."""
+    import dataclasses
+    import secrets
+
+    import msgspec
+
+    from scoreboard.api.services import Services, open_database
+    from scoreboard.auth.operator import Operator
+    from scoreboard.boards.moderation import Meta, clean_reason
+    from scoreboard.core.contract.requests import MaybeReason, WithReason
+    from scoreboard.storage.redis_client import connect_for
+
+    if settings.embedded:
+        raise SettingsError(
+            "REDIS_URL: in embedded mode the boards live inside `scoreboard serve`;"
+            f" {args.users_command} through its API"
+            f" (POST /admin/players/{{id}}/{args.users_command}), or set REDIS_URL and"
+            " DATABASE_URL"
+        )
+    body = {} if args.reason is None else {"reason": args.reason}
+    try:
+        if args.users_command == "ban":
+            reason = clean_reason(msgspec.convert(body, WithReason).reason)
+        else:
+            reason = clean_reason(msgspec.convert(body, MaybeReason).reason)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"--reason: {exc}") from None
+    operator = Operator.here(f"users {args.users_command}")
+    meta = Meta(admin_id="", ip="", user_agent=operator.command, operator=operator.name)
+    # This process signs and checks no token: keys of its own stand in for the secrets.
+    settings = dataclasses.replace(
+        settings,
+        jwt_secret=settings.jwt_secret or secrets.token_hex(32),
+        jwt_refresh_secret=settings.jwt_refresh_secret or secrets.token_hex(32),
+    )
+    pool, _server = await open_database(settings)
+    services = await Services.assemble(settings, connect_for(settings), pool)
+    try:
+        await services.catalog.refresh()
+        user = await _named(services.accounts, args.name)
+        if args.users_command == "ban":
+            await services.admin.ban(user.id, reason, meta)
+        else:
+            await services.admin.unban(user.id, reason, meta)
+    finally:
+        await services.close()
+    print(f"scoreboard: {user.username} is {args.users_command}ned on every board")
+    return 0
+
+
 def _when(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -352,6 +467,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "users" and args.users_command == "create":
         return asyncio.run(_create_user(settings, args))
+    if args.command == "users" and args.users_command in ("ban", "unban"):
+        return asyncio.run(_moderate(settings, args))
+    if args.command == "users" and args.users_command in ("promote", "demote", "reset-password"):
+        return asyncio.run(_change_account(settings, args))
     if args.command == "users":
         return asyncio.run(_describe_users(settings, args))
     if args.command == "sync":

@@ -21,6 +21,13 @@ _READS = {
     "create": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode), SCOREBOARD_BCRYPT_ROUNDS",
     "list": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
     "show": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
+    "promote": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
+    "demote": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
+    "reset-password": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode),"
+    " SCOREBOARD_BCRYPT_ROUNDS, and REDIS_URL with SCOREBOARD_REDIS_PREFIX to end the"
+    " sessions' access tokens at once",
+    "ban": "REDIS_URL, DATABASE_URL, SCOREBOARD_REDIS_PREFIX, SCOREBOARD_REDIS_CLUSTER",
+    "unban": "REDIS_URL, DATABASE_URL, SCOREBOARD_REDIS_PREFIX, SCOREBOARD_REDIS_CLUSTER",
 }
 
 
@@ -118,4 +125,37 @@ def parser() -> argparse.ArgumentParser:
         "Its id, email, role, ban (with its reason) and all-time total on each board.",
     )
     show.add_argument("name", help="the username")
+    for name, summary, description in (
+        ("promote", "give an account the admin role", "Audited with you as the operator."),
+        (
+            "demote",
+            "take the admin role away",
+            "The admin routes refuse the account at once. Audited with you as the operator.",
+        ),
+        (
+            "reset-password",
+            "set a new password and end every session",
+            "Asks for the password (twice, not echoed) on a terminal; otherwise reads it\n"
+            "from the first line of standard input. Audited with you as the operator.",
+        ),
+    ):
+        changed = _command(users_commands, name, summary, description)
+        changed.add_argument("name", help="the username")
+    ban = _command(
+        users_commands,
+        "ban",
+        "ban a player from every board",
+        "Off every ranking and live feed at once, every session ended, no login or update\n"
+        "until unbanned; the score is kept. Needs REDIS_URL and DATABASE_URL.",
+    )
+    ban.add_argument("name", help="the username")
+    ban.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+    unban = _command(
+        users_commands,
+        "unban",
+        "lift a ban",
+        "Back with the same score and tie position. Needs REDIS_URL and DATABASE_URL.",
+    )
+    unban.add_argument("name", help="the username")
+    unban.add_argument("--reason", help="why (kept in the audit trail)")
     return top

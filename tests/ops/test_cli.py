@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pty
 import subprocess
@@ -15,7 +16,7 @@ import httpx
 from scoreboard import __version__
 from scoreboard.core.settings import Settings
 from scoreboard.storage.migrations import available
-from tests.auth_helpers import error_code, login, new_username
+from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_player, new_username, submit
 from tests.conftest import server_env, serving
 
 
@@ -55,6 +56,13 @@ def test_sync_and_rebuild_need_real_services(tmp_path: Path) -> None:
         result = _run([command], env, tmp_path)
         assert result.returncode == 2
         assert "embedded mode" in result.stderr
+    banned = _run(["users", "ban", "alice", "--reason", "bot"], env, tmp_path)
+    assert banned.returncode == 2
+    assert banned.stderr.strip().splitlines() == [
+        "scoreboard: configuration error: REDIS_URL: in embedded mode the boards live inside"
+        " `scoreboard serve`; ban through its API (POST /admin/players/{id}/ban), or set"
+        " REDIS_URL and DATABASE_URL"
+    ]
 
 
 def test_embedded_mode_refuses_several_workers(tmp_path: Path) -> None:
@@ -229,3 +237,100 @@ def test_users_list_and_show_describe_accounts(settings: Settings, tmp_path: Pat
     missing = _run(["users", "show", "nobody-" + player], env, tmp_path)
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"scoreboard users: no account named nobody-{player}"
+
+
+async def test_operators_promote_demote_reset_passwords_ban_and_unban(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Was: no way to promote, demote, reset a password or ban from the command line.
+    Each goes through the same path as the admin API and is audited with the operator."""
+    env = server_env(settings)
+    with serving(env, tmp_path) as (server,):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            player = await new_player(http)
+            name = player["username"]
+            assert (await submit(http, player, 40)).status_code == 200
+
+            promoted = _run(["users", "promote", name], env, tmp_path)
+            assert promoted.returncode == 0, promoted.stderr
+            assert promoted.stdout.startswith(f"scoreboard: {name} is now an admin\n")
+            again = _run(["users", "promote", name], env, tmp_path)
+            assert again.stdout == f"scoreboard: {name} is already an admin\n"
+            admin = await login(http, name)
+            audit = await http.get("/v1/admin/audit", headers=bearer(admin["access_token"]))
+            assert audit.status_code == 200
+
+            demoted = _run(["users", "demote", name], env, tmp_path)
+            assert demoted.stdout == f"scoreboard: {name} is now a player\n"
+            refused = await http.get("/v1/admin/audit", headers=bearer(admin["access_token"]))
+            assert error_code(refused) == "INSUFFICIENT_PERMISSIONS"  # at once
+
+            reset = _run(["users", "reset-password", name], env, tmp_path, stdin="new secret 99\n")
+            assert reset.returncode == 0, reset.stderr
+            assert reset.stdout == f"scoreboard: new password for {name}; 2 sessions ended\n"
+            old = await http.post(
+                "/v1/auth/action-token",
+                json={"action_type": "game_completion", "session_id": "s"},
+                headers=bearer(player["access_token"]),
+            )
+            assert error_code(old) == "INVALID_TOKEN"  # its access token stops at once
+            stale = await http.post(
+                "/v1/auth/refresh", json={"refresh_token": admin["refresh_token"]}
+            )
+            assert error_code(stale) == "INVALID_TOKEN"
+            wrong = await http.post("/v1/auth/login", json={"username": name, "password": PASSWORD})
+            assert error_code(wrong) == "INVALID_CREDENTIALS"
+            short = _run(["users", "reset-password", name], env, tmp_path, stdin="short\n")
+            assert short.returncode == 1 and "password" in short.stderr
+            player = {**player, **await login(http, name, "new secret 99")}
+
+            blank = _run(["users", "ban", name, "--reason", "   "], env, tmp_path)
+            assert blank.returncode == 2 and blank.stderr.startswith(
+                "scoreboard: configuration error: --reason:"
+            )
+            banned = _run(["users", "ban", name, "--reason", "farm account"], env, tmp_path)
+            assert banned.returncode == 0, banned.stderr
+            assert banned.stdout == f"scoreboard: {name} is banned on every board\n"
+            top = (await http.get("/v1/leaderboard/top10")).json()["data"]["leaderboard"]
+            assert player["user_id"] not in [entry["user_id"] for entry in top]
+            suspended = await http.post(
+                "/v1/auth/login", json={"username": name, "password": "new secret 99"}
+            )
+            assert error_code(suspended) == "INSUFFICIENT_PERMISSIONS"
+
+            unbanned = _run(["users", "unban", name], env, tmp_path)
+            assert unbanned.returncode == 0, unbanned.stderr
+            standing = (await http.get(f"/v1/scores/user/{player['user_id']}")).json()["data"]
+            assert standing["current_score"] == 40 and standing["rank"] is not None
+
+            missing = _run(["users", "promote", "nobody-" + name], env, tmp_path)
+            assert missing.returncode == 1
+            assert missing.stderr.strip() == f"scoreboard users: no account named nobody-{name}"
+
+    drained = _run(["sync", "--burst"], env, tmp_path)
+    assert drained.returncode == 0, drained.stderr
+    assert settings.database_url
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT event_type, validation_result, user_agent, details FROM audit_log"
+            " WHERE user_id = $1::uuid AND (event_type LIKE 'admin_%' OR event_type IN"
+            " ('role_changed', 'password_reset')) ORDER BY created_at, id",
+            player["user_id"],
+        )
+    finally:
+        await connection.close()
+    seen = [(row["event_type"], row["validation_result"]) for row in rows]
+    assert seen == [
+        ("role_changed", "admin"),
+        ("role_changed", "player"),
+        ("password_reset", "reset"),
+        ("admin_ban", "banned"),
+        ("admin_unban", "unbanned"),
+    ]
+    for row in rows:
+        details = json.loads(row["details"])
+        assert details["operator"].count("@") == 1, details
+        assert row["user_agent"].startswith("scoreboard users "), row["user_agent"]
+    assert json.loads(rows[3]["details"])["reason"] == "farm account"
+    assert json.loads(rows[3]["details"])["admin_id"] is None
