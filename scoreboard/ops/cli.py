@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import logging
 import os
 import signal
 import socket
@@ -316,6 +317,56 @@ async def _moderate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        import httpx
+
+        from scoreboard.ops.demo import Demo, DemoError
+    except ImportError:
+        raise SettingsError(
+            "the demo needs httpx, from the `embedded` extra: pip install 'scoreboard[embedded]'"
+        ) from None
+    if args.players < 1 or args.rate <= 0 or args.seconds < 0:
+        raise SettingsError("--players, --rate: must be above 0; --seconds: 0 or more")
+    admin = None
+    if args.admin:
+        import getpass
+
+        prompt = f"Password of {args.admin}: "
+        secret = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline()
+        admin = (args.admin, secret.rstrip("\r\n"))
+
+    for noisy in ("httpx", "scoreboard.embedded"):  # not a line per request
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    async def play() -> None:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            demo = Demo(
+                http,
+                settings,
+                url=args.url,
+                players=args.players,
+                rate=args.rate,
+                seconds=args.seconds,
+                admin=admin,
+                say=say,
+            )
+            await demo.run()
+
+    say(f"scoreboard demo: playing on {args.url}")
+    try:
+        asyncio.run(play())
+    except DemoError as exc:
+        print(f"scoreboard demo: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def _when(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -473,6 +524,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_change_account(settings, args))
     if args.command == "users":
         return asyncio.run(_describe_users(settings, args))
+    if args.command == "demo":
+        return _demo(settings, args)
     if args.command == "sync":
         return asyncio.run(_sync(settings, args))
     if args.command == "reconcile":

@@ -21,6 +21,8 @@ _READS = {
     "create": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode), SCOREBOARD_BCRYPT_ROUNDS",
     "list": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
     "show": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
+    "demo": "SCOREBOARD_DATA_DIR, and for a server on this machine without --admin,"
+    " DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode) and SCOREBOARD_BCRYPT_ROUNDS",
     "promote": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
     "demote": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
     "reset-password": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode),"
@@ -100,6 +102,30 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="report the differences, repair nothing"
     )
     reconcile.add_argument("--board", default="global", help="the board (default: global)")
+    demo = _command(
+        commands,
+        "demo",
+        "play a demo on a running server",
+        "Players (and one bot that cheats) register, log in and play rounds with plausible\n"
+        "telemetry on the board 'demo' (daily, weekly and monthly periods), so the live\n"
+        "page moves. It creates the board as an admin: --admin NAME (its password asked,\n"
+        "or the first line of stdin), or, for a server on this machine, an account\n"
+        "'demo-admin' it makes in this machine's database. Their passwords are kept in\n"
+        "SCOREBOARD_DATA_DIR/demo.json, so another run plays the same players.",
+    )
+    demo.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="the server (default: http://127.0.0.1:8000, where `make serve` listens)",
+    )
+    demo.add_argument("--players", type=int, default=8, help="how many players (default: 8)")
+    demo.add_argument(
+        "--rate", type=float, default=1.0, help="rounds a second, all players (default: 1)"
+    )
+    demo.add_argument(
+        "--seconds", type=float, default=0, help="how long to play (default: 0, until Ctrl-C)"
+    )
+    demo.add_argument("--admin", help="an admin's username, to create the board")
     users = commands.add_parser("users", help="manage accounts", description="Manage accounts.")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
     create = _command(
