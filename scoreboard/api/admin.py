@@ -12,6 +12,7 @@ from scoreboard.api.common import (
     address,
     parse_user_id,
     path_user_id,
+    query_instant,
     query_int,
     require_access,
     services,
@@ -98,9 +99,11 @@ async def audit(request: Request) -> Response:
         )
     raw_user = request.query_params.get("user_id")
     user_id = None if raw_user is None else parse_user_id(raw_user)
+    since, until = query_instant(request, "since"), query_instant(request, "until")
     cursor = parse_cursor(request.query_params.get("cursor"))
     admin = services(request).admin
-    return _page(await admin.audit_records(event_type, user_id, _limit(request), cursor))
+    page = await admin.audit_records(event_type, user_id, _limit(request), cursor, since, until)
+    return _page(page)
 
 
 routes = [

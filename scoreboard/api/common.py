@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from starlette.requests import HTTPConnection
@@ -57,6 +59,35 @@ def parse_user_id(raw: str) -> str:
         return str(uuid.UUID(raw))
     except ValueError:
         raise InvalidRequest("user_id must be a UUID", details={"field": "user_id"}) from None
+
+
+_INSTANT = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def query_instant(conn: HTTPConnection, name: str) -> datetime | None:
+    """An RFC 3339 date-time in the query (with its offset), or None when absent. A leap
+    second counts as the second before it; year 0 as the earliest instant."""
+    raw = conn.query_params.get(name)
+    if raw is None:
+        return None
+    match = _INSTANT.match(raw)
+    try:
+        if match is None:
+            raise ValueError(raw)
+        year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+        fraction, offset = match.group(7) or "", match.group(8).upper()
+        zone = UTC if offset == "Z" else datetime.strptime(offset, "%z").tzinfo
+        micros = int((fraction[1:] + "000000")[:6]) if fraction else 0
+        if year == 0:
+            return datetime.min.replace(tzinfo=UTC)
+        return datetime(year, month, day, hour, minute, min(second, 59), micros, tzinfo=zone)
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} must be an RFC 3339 date-time with its offset, such as 2026-12-04T10:30:00Z",
+            details={"field": name},
+        ) from None
 
 
 def path_user_id(conn: HTTPConnection) -> str:

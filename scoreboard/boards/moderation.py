@@ -302,11 +302,21 @@ class Admin:
         return await self._list("a.user_id = $3::uuid", [user_id], limit, cursor)
 
     async def audit_records(
-        self, event_type: str | None, user_id: str | None, limit: int, cursor: int | None
+        self,
+        event_type: str | None,
+        user_id: str | None,
+        limit: int,
+        cursor: int | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> AuditPage:
+        """Records of a type, of a player, and from `since` (included) to `until` (not
+        included) when given."""
         return await self._list(
-            "($3::text IS NULL OR a.event_type = $3) AND ($4::uuid IS NULL OR a.user_id = $4)",
-            [event_type, user_id],
+            "($3::text IS NULL OR a.event_type = $3) AND ($4::uuid IS NULL OR a.user_id = $4)"
+            " AND ($5::timestamptz IS NULL OR a.created_at >= $5)"
+            " AND ($6::timestamptz IS NULL OR a.created_at < $6)",
+            [event_type, user_id, since, until],
             limit,
             cursor,
         )

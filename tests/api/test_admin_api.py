@@ -280,6 +280,33 @@ async def test_security_events_land_in_the_audit_log(
     assert bad.status_code == 400
 
 
+async def test_the_audit_trail_is_filtered_by_time(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Was: the audit listing had no time filter (the console offers one)."""
+    admin = await _admin(client, services)
+    player = await new_player(client)
+    out = await client.post("/v1/auth/logout", headers=bearer(player["access_token"]))
+    assert out.status_code == 200
+    await _sync(services)
+    headers = bearer(admin["access_token"])
+    mine = f"/v1/admin/audit?event_type=logout&user_id={player['user_id']}"
+
+    async def logouts(query: str) -> int:
+        response = await client.get(mine + query, headers=headers)
+        assert response.status_code == 200, response.text
+        return len(response.json()["data"]["items"])
+
+    assert await logouts("&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00%2B02:00") == 1
+    assert await logouts("&since=2999-01-01T00:00:00Z") == 0
+    assert await logouts("&until=2000-01-01T00:00:00.5-05:00") == 0
+    assert await logouts("&since=0000-01-01T00:00:00Z&until=2998-12-31T23:59:60Z") == 1
+    for bad in ("yesterday", "2026-12-04T10:30:00", "2026-13-01T00:00:00Z"):
+        refused = await client.get(f"{mine}&since={bad}", headers=headers)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["details"]["field"] == "since"
+
+
 async def test_a_flood_of_refused_logins_is_counted_not_stored(
     client: httpx.AsyncClient, services: Services
 ) -> None:
