@@ -7,13 +7,11 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -21,7 +19,6 @@ from scoreboard.api.common import address, services
 from scoreboard.auth.tokens import AccessClaims
 from scoreboard.core.errors import RateLimitExceeded, ScoreboardError
 from scoreboard.core.periods import ALL_TIME
-from scoreboard.http.security_headers import CSP, page_policy
 from scoreboard.http.ws_protocol import FRAME_WRITER
 from scoreboard.live.messages import Broadcast
 from scoreboard.live.subscriber import Subscriber
@@ -273,16 +270,7 @@ async def sse_leaderboard(request: Request) -> EventSourceResponse:
     )
 
 
-PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
-
-
-async def live_page(request: Request) -> HTMLResponse:
-    html = PAGE.read_text()
-    return HTMLResponse(html, headers={CSP: page_policy(html)})
-
-
 routes = [
-    Route("/", live_page, methods=["GET"]),
     WebSocketRoute("/ws/leaderboard", ws_leaderboard),
     Route("/sse/leaderboard", sse_leaderboard, methods=["GET"]),
 ]

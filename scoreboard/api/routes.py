@@ -13,6 +13,7 @@ from scoreboard.api import (
     leaderboard,
     live,
     metrics,
+    pages,
     scores,
 )
 
@@ -26,6 +27,7 @@ def all_routes() -> list[BaseRoute]:
         *leaderboard.routes,
         *boards.routes,
         *live.routes,
+        *pages.routes,
         *admin.routes,
         *docs.routes,
     ]

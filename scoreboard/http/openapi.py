@@ -316,6 +316,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "The live board page",
         "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
     },
+    ("/console", "get"): {
+        "tags": ["admin"],
+        "summary": "The admin console page (its data come from the admin routes)",
+        "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+    },
     ("/sse/leaderboard", "get"): {
         "tags": ["live"],
         "summary": "Server-Sent Events: `leaderboard_update` events (data: LeaderboardUpdate)",
@@ -388,6 +393,18 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "schema": {"type": "string", "pattern": "^[a-z_]{1,50}$"},
             },
             {"name": "user_id", "in": "query", "schema": UUID},
+            {
+                "name": "since",
+                "in": "query",
+                "description": "records from this instant on (RFC 3339, with its offset)",
+                "schema": {"type": "string", "format": "date-time"},
+            },
+            {
+                "name": "until",
+                "in": "query",
+                "description": "records before this instant (RFC 3339, with its offset)",
+                "schema": {"type": "string", "format": "date-time"},
+            },
             *_PAGE_QUERY,
         ],
     ),

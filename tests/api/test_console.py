@@ -1,0 +1,187 @@
+"""The admin console in a real headless Chromium, driven by Selenium: an admin signs in,
+finds a bot in the flagged queue, bans it, and a live page in a second window drops it.
+
+Was: admin work was API-only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from scoreboard.core.settings import Settings
+from tests.auth_helpers import bearer, create_admin, issue_token, new_player, submit
+from tests.conftest import RunningServer, server_env, serving
+from tests.services_under_test import IN_CI
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+WAIT_SECONDS = 15
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        if IN_CI:
+            pytest.fail("chromium and chromedriver are required in CI", pytrace=False)
+        pytest.skip("chromium or chromedriver is not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def console_server(
+    settings: Settings, tmp_path: Path
+) -> Iterator[tuple[RunningServer, dict[str, str]]]:
+    env = server_env(settings)
+    with serving(env, tmp_path) as (server,):
+        yield server, env
+
+
+def _sync(env: dict[str, str], cwd: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "scoreboard", "sync", "--burst"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+async def _cheat(http: httpx.AsyncClient, player: dict[str, Any], rounds: int) -> None:
+    """The most points, claiming a second and a half of play each time: flagged."""
+    for _ in range(rounds):
+        token = await issue_token(http, player["access_token"])
+        answer = await http.post(
+            "/v1/scores/update",
+            json={"score_increase": 100, "action_data": {"level": 1, "time_taken": 1.5}},
+            headers={**bearer(player["access_token"]), "X-Action-Token": token},
+        )
+        assert answer.status_code == 200, answer.text
+
+
+async def test_an_admin_bans_a_flagged_bot_from_the_console(
+    console_server: tuple[RunningServer, dict[str, str]], browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server, env = console_server
+    admin = create_admin(env, tmp_path)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        honest = await new_player(http)
+        assert (await submit(http, honest, 7)).status_code == 200
+        bot = await new_player(http)
+        await _cheat(http, bot, 2)
+        # a user agent that is markup: the console must show it as text
+        await http.post(
+            "/v1/auth/login",
+            json={"username": honest["username"], "password": "wrong password 1"},
+            headers={"user-agent": '<img src=x id="pwned">'},
+        )
+        page = await http.get("/console")
+        assert "script-src 'self' 'sha256-" in page.headers["content-security-policy"]
+        assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+    _sync(env, tmp_path)
+
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    bot_row = f'#board tr[data-user-id="{bot["user_id"]}"]'
+    browser.get(f"{server.url}/")
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, bot_row)))
+    live_window = browser.current_window_handle
+
+    browser.switch_to.new_window("window")
+    browser.get(f"{server.url}/console")
+    browser.find_element(By.NAME, "username").send_keys(admin)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "who"), f"signed in as {admin}"))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status-boards"), "global"))
+    stored = browser.execute_script("return localStorage.length + sessionStorage.length")
+    assert stored == 0, "tokens must stay in the page's memory"
+    assert "token" not in browser.current_url
+
+    browser.find_element(By.CSS_SELECTOR, 'nav button[data-tab="flagged"]').click()
+    flagged_row = f'#flagged tr[data-user-id="{bot["user_id"]}"]'
+    row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, flagged_row)))
+    assert bot["username"] in row.text and "points_per_second" in row.text
+    assert not browser.find_elements(
+        By.CSS_SELECTOR, f'#flagged tr[data-user-id="{honest["user_id"]}"]'
+    )
+    if os.environ.get("CONSOLE_SCREENSHOTS"):
+        browser.save_screenshot(str(Path(os.environ["CONSOLE_SCREENSHOTS"]) / "console.png"))
+
+    row.find_element(By.XPATH, ".//button[text()='Ban']").click()
+    browser.find_element(By.CSS_SELECTOR, '#player-panel input[name="reason"]').send_keys("aimbot")
+    browser.find_element(By.CSS_SELECTOR, "#player-panel button[type=submit]").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "done"))
+
+    browser.switch_to.window(live_window)
+    wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, bot_row)))
+    honest_row = f'#board tr[data-user-id="{honest["user_id"]}"]'
+    assert browser.find_elements(By.CSS_SELECTOR, honest_row)
+
+    # the audit trail shows the ban, and markup a client sent as plain text
+    _sync(env, tmp_path)
+    browser.switch_to.window(browser.window_handles[-1])
+    browser.find_element(By.CSS_SELECTOR, 'nav button[data-tab="audit"]').click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "audit"), "admin_ban"))
+    assert not browser.find_elements(By.ID, "pwned")
+    from selenium.webdriver.support.select import Select
+
+    Select(browser.find_element(By.NAME, "event_type")).select_by_value("admin_ban")
+    browser.find_element(By.CSS_SELECTOR, "#audit-form button").click()
+    wait.until(
+        lambda driver: all(
+            "admin_ban" in row.text for row in driver.find_elements(By.CSS_SELECTOR, "#audit tr")
+        )
+    )
+    assert '"reason":"aimbot"' in browser.find_element(By.ID, "audit").text
+
+
+async def test_a_player_cannot_use_the_console(
+    console_server: tuple[RunningServer, dict[str, str]], browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server, _env = console_server
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        player = await new_player(http)
+    browser.get(f"{server.url}/console")
+    browser.find_element(By.NAME, "username").send_keys(player["username"])
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    WebDriverWait(browser, WAIT_SECONDS).until(
+        ec.text_to_be_present_in_element((By.ID, "signin-message"), "This account is not an admin.")
+    )
+    assert browser.find_element(By.ID, "app").is_displayed() is False
