@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from scoreboard.api.services import Services
 from scoreboard.core.settings import RateRule, Settings
 from scoreboard.storage.keys import Keys
 from tests.services_under_test import (
+    IN_CI,
     free_port,
     postgres_server,
     redis_cluster,
@@ -288,3 +290,37 @@ def serving(
 def real_server(settings: Settings, tmp_path: Path) -> Iterator[RunningServer]:
     with serving(server_env(settings), tmp_path) as (server,):
         yield server
+
+
+# A real headless Chromium driven by Selenium (Debian's chromium and chromium-driver):
+# required in CI, skipped on a machine without them.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+WAIT_SECONDS = 15
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        if IN_CI:
+            pytest.fail("chromium and chromedriver are required in CI", pytrace=False)
+        pytest.skip("chromium or chromedriver is not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -561,6 +561,16 @@ class Settings:
             "(403); clients that send no `Origin` (no browser) are not affected."
         ),
     )
+    embed_origins: tuple[str, ...] = setting(
+        (),
+        _origins,
+        (
+            "Comma-separated origins whose pages may frame the embeddable live board "
+            "(`/embed`) besides the server's own, and hand it a signed-in player's access "
+            "token by `postMessage`; `*` lets any site frame it (tokens are still taken from "
+            "listed origins only). Every other page may not be framed."
+        ),
+    )
     request_read_timeout_ms: int = setting(
         10_000,
         _int_in(100, 3_600_000),

@@ -316,6 +316,18 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "The live board page",
         "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
     },
+    ("/embed", "get"): {
+        "tags": ["live"],
+        "summary": "The live board made to be framed (?board=&period=&theme=dark|light)",
+        "description": (
+            "Framed by the server's own pages and the origins of SCOREBOARD_EMBED_ORIGINS"
+            " only. A parent page of those origins may hand it a signed-in player's access"
+            ' token: postMessage({type: "scoreboard:token", access_token}); it then follows'
+            " over the WebSocket and shows the player's neighbourhood, and posts"
+            ' {type: "scoreboard:token-expired"} to its parent when the token stops working.'
+        ),
+        "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+    },
     ("/console", "get"): {
         "tags": ["admin"],
         "summary": "The admin console page (its data come from the admin routes)",

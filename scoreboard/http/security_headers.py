@@ -1,7 +1,8 @@
 """Security headers on every answer, and the Content-Security-Policy of the pages.
 
 Every response says `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`
-and may not be framed (`X-Frame-Options: DENY`, CSP `frame-ancestors 'none'`). An
+and may not be framed (`X-Frame-Options: DENY`, CSP `frame-ancestors 'none'`), but for the
+embeddable board, whose policy names the origins that may frame it. An
 answer that is not a page runs nothing (`default-src 'none'`). A page sends its own
 policy (`page_policy`): its inline scripts and styles allowed by their SHA-256 and
 nothing else inline, the rest from this origin only, so an injected `<script>` or
@@ -26,6 +27,7 @@ ALWAYS = {
 _CSP_RAW = CSP.encode()
 _NOT_A_PAGE_RAW = (_CSP_RAW, NOT_A_PAGE.encode())
 _ALWAYS_RAW = [(name.encode(), value.encode()) for name, value in ALWAYS.items()]
+_FRAMEABLE_RAW = [header for header in _ALWAYS_RAW if header[0] != b"x-frame-options"]
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
 
 
@@ -34,8 +36,9 @@ def _digest(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def page_policy(html: str) -> str:
-    """The policy of one page: its inline `<script>` and `<style>` blocks by hash."""
+def page_policy(html: str, frame_ancestors: str = "'none'") -> str:
+    """The policy of one page: its inline `<script>` and `<style>` blocks by hash, and
+    who may frame it (nobody, unless the page is made to be embedded)."""
     hashes: dict[str, list[str]] = {"script": [], "style": []}
     for kind, body in _INLINE.findall(html):
         hashes[kind].append(_digest(body))
@@ -47,7 +50,7 @@ def page_policy(html: str) -> str:
             "img-src 'self' data:",
             "connect-src 'self'",
             "form-action 'self'",
-            "frame-ancestors 'none'",
+            f"frame-ancestors {frame_ancestors}",
             "base-uri 'none'",
         )
     )
@@ -56,7 +59,12 @@ def page_policy(html: str) -> str:
 def secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """A response's raw headers with the security headers added (raw tuples: this
     runs for every response, where building a headers object is measurable)."""
-    if not any(name == _CSP_RAW for name, _ in headers):
+    policy = next((value for name, value in headers if name == _CSP_RAW), None)
+    if policy is None:
         headers.append(_NOT_A_PAGE_RAW)
-    headers.extend(_ALWAYS_RAW)
+        headers.extend(_ALWAYS_RAW)
+    elif b"frame-ancestors 'none'" in policy:
+        headers.extend(_ALWAYS_RAW)
+    else:  # a page made to be framed: its policy's frame-ancestors says by whom
+        headers.extend(_FRAMEABLE_RAW)
     return headers

@@ -6,7 +6,6 @@ Was: admin work was API-only."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,40 +17,9 @@ import pytest
 
 from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, create_admin, issue_token, new_player, submit
-from tests.conftest import RunningServer, server_env, serving
-from tests.services_under_test import IN_CI
+from tests.conftest import WAIT_SECONDS, RunningServer, server_env, serving
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-WAIT_SECONDS = 15
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        if IN_CI:
-            pytest.fail("chromium and chromedriver are required in CI", pytrace=False)
-        pytest.skip("chromium or chromedriver is not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture

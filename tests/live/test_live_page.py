@@ -100,7 +100,9 @@ async def page(chromium: int) -> AsyncIterator[Page]:
         yield Page(ws)
 
 
-ROWS = "[...document.querySelectorAll('#board tr')].map(r => r.innerText.split('\\t'))"
+ROWS = (
+    "[...document.querySelectorAll('#board tr[data-user-id]')].map(r => r.innerText.split('\\t'))"
+)
 
 
 async def test_the_page_follows_the_board(
@@ -124,22 +126,25 @@ async def test_the_page_follows_the_board(
     (tmp_path / "live-page.png").write_bytes(__import__("base64").b64decode(shot["data"]))
 
 
-async def test_the_page_can_follow_over_websocket(
+async def test_a_signed_in_player_follows_over_websocket_without_a_password_form(
     page: Page,
     live_server: RunningServer,  # noqa: F811
 ) -> None:
+    """Was: switching to the WebSocket asked for a username and password on the page.
+    Now a page of the same origin (or a listed one) hands the player's token over."""
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
         player = await new_player(http)
         await page.call("Page.navigate", url=f"{live_server.url}/")
         await page.wait_for("document.getElementById('status').className === 'live'")
+        assert await page.evaluate("document.querySelector('input[type=password]') === null")
         await page.evaluate(
-            "const f = document.getElementById('ws-form');"
-            f"f.username.value = {json.dumps(player['username'])};"
-            "f.password.value = 'correct horse battery'; f.requestSubmit(); true"
+            "window.postMessage({type: 'scoreboard:token', access_token:"
+            f" {json.dumps(player['access_token'])}}}, location.origin); true"
         )
-        await page.wait_for("document.getElementById('status').textContent.includes('WebSocket')")
+        await page.wait_for("document.getElementById('status').textContent.includes('signed in')")
         await submit(http, player, 12)
         rows = await page.wait_for(f"{ROWS}.length === 1 && {ROWS}")
+        assert await page.evaluate("document.querySelector('#board tr').classList.contains('me')")
     assert rows[0][:3] == ["1", player["username"], "12"]
 
 
@@ -162,8 +167,12 @@ async def test_the_pages_run_under_their_content_security_policy(
     )
     assert "scoreboard" in title.lower()
     assert await page.evaluate("window.__violations") == []
-    await page.call("Page.navigate", url=f"{live_server.url}/")
-    await page.wait_for("document.getElementById('status').className === 'live'")
+    for path in ("/", "/embed?theme=dark"):
+        await page.call("Page.navigate", url=f"{live_server.url}{path}")
+        await page.wait_for("document.getElementById('status').className === 'live'")
+        assert await page.evaluate("window.__violations") == []
+    await page.call("Page.navigate", url=f"{live_server.url}/console")
+    await page.wait_for("document.getElementById('signin-form') !== null")
     assert await page.evaluate("window.__violations") == []
     # an injected inline script does not run
     blocked = await page.evaluate(
