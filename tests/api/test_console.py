@@ -5,6 +5,7 @@ Was: admin work was API-only."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -24,9 +25,10 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 def console_server(
-    settings: Settings, tmp_path: Path
+    settings: Settings, own_database: str, tmp_path: Path
 ) -> Iterator[tuple[RunningServer, dict[str, str]]]:
-    env = server_env(settings)
+    # the test persists scores (a board rebuilt from this database would have them)
+    env = server_env(dataclasses.replace(settings, database_url=own_database))
     with serving(env, tmp_path) as (server,):
         yield server, env
 

@@ -208,7 +208,8 @@ async def test_the_live_page_is_served(live_server: RunningServer) -> None:
         page = await http.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "new EventSource(`/sse/leaderboard?${query}`)" in page.text
-    assert not re.search(r"(src|href)\s*=|@import|url\(", page.text)  # no external assets
+    assert not re.search(r"src\s*=|@import|url\(", page.text)  # no assets of its own
+    assert re.findall(r'href="([^"]*)"', page.text) == ["/docs", "/console"]  # links on this site
 
 
 async def test_sse_streams_are_capped_per_address(settings: Settings, tmp_path: Path) -> None:

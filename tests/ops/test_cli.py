@@ -240,10 +240,11 @@ def test_users_list_and_show_describe_accounts(settings: Settings, tmp_path: Pat
 
 
 async def test_operators_promote_demote_reset_passwords_ban_and_unban(
-    settings: Settings, tmp_path: Path
+    settings: Settings, own_database: str, tmp_path: Path
 ) -> None:
     """Was: no way to promote, demote, reset a password or ban from the command line.
     Each goes through the same path as the admin API and is audited with the operator."""
+    settings = dataclasses.replace(settings, database_url=own_database)  # it persists scores
     env = server_env(settings)
     with serving(env, tmp_path) as (server,):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:

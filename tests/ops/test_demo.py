@@ -5,16 +5,24 @@ limit per address got in the way."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, create_admin, login
 from tests.conftest import free_port, server_env, serving
+
+
+@pytest.fixture
+def settings(settings: Settings, own_database: str) -> Settings:
+    """The demo's scores are persisted (a board rebuilt from this database has them)."""
+    return dataclasses.replace(settings, database_url=own_database)
 
 
 def _demo(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
