@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install serve test pytest lint typecheck format bench profile soak fuzz clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,6 +39,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy scoreboard
+	$(BIN)/mypy clients/python/scoreboard_client
 
 # schemathesis against a real server with many examples per operation (the suite runs
 # a few): positive and negative cases and the stateful phase.
