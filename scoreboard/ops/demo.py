@@ -107,10 +107,10 @@ class Credentials:
     server's login limit per address does not hold the players back)."""
 
     def __init__(self, data_dir: Path, url: str) -> None:
-        self._path = data_dir / CREDENTIALS_FILE
+        self.path = data_dir / CREDENTIALS_FILE
         self._url = url
         try:
-            self._all: dict[str, dict[str, dict[str, str]]] = json.loads(self._path.read_text())
+            self._all: dict[str, dict[str, dict[str, str]]] = json.loads(self.path.read_text())
         except (OSError, ValueError):
             self._all = {}
 
@@ -120,8 +120,8 @@ class Credentials:
 
     def put(self, name: str, **values: str) -> None:
         self._all.setdefault(self._url, {}).setdefault(name, {}).update(values)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(self._all, handle, indent=1)
 
@@ -432,6 +432,11 @@ class Demo:
         period = "daily" if self._board == BOARD else "all"
         self._say(f"  live board: {self._url}/?board={self._board}&period={period}")
         self._say(f"  API docs:   {self._url}/docs")
+        if self._credentials.get(ADMIN).get("password"):
+            self._say(
+                f"  console:    {self._url}/console (sign in as {ADMIN}; its password is in"
+                f" {self._credentials.path})"
+            )
         self._say(
             f"  {len(self._wanted)} players and one bot, {self._rate:g} rounds a second"
             + (f" for {self._seconds:g} s" if self._seconds else " (Ctrl-C stops)")

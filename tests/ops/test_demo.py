@@ -56,6 +56,8 @@ async def test_the_demo_makes_a_board_with_periods_move(settings: Settings, tmp_
         assert lines[0] == f"scoreboard demo: playing on {server.url}"
         assert "  created the board 'demo' with daily, weekly, monthly periods" in lines
         assert f"  live board: {server.url}/?board=demo&period=daily" in lines
+        console = f"  console:    {server.url}/console (sign in as demo-admin; its password is in"
+        assert any(line.startswith(console) for line in lines), lines
         assert lines[-1].startswith("scoreboard demo: ") and " accepted" in lines[-1]
         assert "refused" not in first.stdout, first.stdout  # plausible rounds pass the judge
 
