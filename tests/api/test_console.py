@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, create_admin, issue_token, new_player, submit
+from tests.commands import scoreboard_command
 from tests.conftest import WAIT_SECONDS, RunningServer, server_env, serving
 
 PASSWORD = "correct horse battery"
@@ -34,14 +34,7 @@ def console_server(
 
 
 def _sync(env: dict[str, str], cwd: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "scoreboard", "sync", "--burst"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = scoreboard_command(["sync", "--burst"], env, cwd)
     assert done.returncode == 0, done.stderr
 
 
@@ -155,3 +148,86 @@ async def test_a_player_cannot_use_the_console(
         ec.text_to_be_present_in_element((By.ID, "signin-message"), "This account is not an admin.")
     )
     assert browser.find_element(By.ID, "app").is_displayed() is False
+
+
+async def test_an_admin_manages_boards_and_scores_from_the_console(
+    console_server: tuple[RunningServer, dict[str, str]], browser: Any, tmp_path: Path
+) -> None:
+    """Create a board, change its periods, reset its season (confirmed by its name);
+    adjust a player's score and remove it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server, env = console_server
+    admin = create_admin(env, tmp_path)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        bot = await new_player(http)
+        await _cheat(http, bot, 1)
+    _sync(env, tmp_path)
+    name = f"cup{uuid.uuid4().hex[:8]}"
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    browser.get(f"{server.url}/console")
+    browser.find_element(By.NAME, "username").send_keys(admin)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "who"), admin))
+
+    browser.find_element(By.CSS_SELECTOR, 'nav button[data-tab="boards"]').click()
+    form = browser.find_element(By.ID, "board-form")
+    form.find_element(By.NAME, "name").send_keys(name)
+    actions = form.find_element(By.NAME, "action_types")
+    actions.clear()
+    actions.send_keys("round=50, bonus=10")
+    form.find_element(By.CSS_SELECTOR, 'input[value="daily"]').click()
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    row = f'#boards tr[data-board="{name}"]'
+    found = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, row)))
+    assert "bonus=10, round=50" in found.text and "daily" in found.text
+
+    found.find_element(By.XPATH, ".//button[text()='Edit']").click()
+    browser.find_element(By.CSS_SELECTOR, '#board-panel input[value="weekly"]').click()
+    browser.find_element(By.CSS_SELECTOR, "#board-panel button[type=submit]").click()
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, row), "daily, weekly"))
+
+    browser.find_element(By.CSS_SELECTOR, row).find_element(
+        By.XPATH, ".//button[text()='Reset season']"
+    ).click()
+    panel = browser.find_element(By.ID, "board-panel")
+    panel.find_element(By.NAME, "confirm").send_keys("not-the-name")
+    panel.find_element(By.NAME, "reason").send_keys("new season")
+    panel.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "nothing was reset"))
+    confirm = panel.find_element(By.NAME, "confirm")
+    confirm.clear()
+    confirm.send_keys(name)
+    panel.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "season 2 begins"))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        boards = {board["name"]: board for board in (await http.get("/v1/boards")).json()["data"]}
+    assert boards[name]["season"] == 2
+    assert [period["kind"] for period in boards[name]["periods"]] == ["daily", "weekly"]
+
+    browser.find_element(By.CSS_SELECTOR, 'nav button[data-tab="flagged"]').click()
+    flagged = f'#flagged tr[data-user-id="{bot["user_id"]}"]'
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, flagged)))
+    browser.find_element(By.CSS_SELECTOR, flagged).find_element(
+        By.XPATH, ".//button[text()='Adjust']"
+    ).click()
+    browser.find_element(By.CSS_SELECTOR, '#player-panel input[name="delta"]').send_keys("-60")
+    browser.find_element(By.CSS_SELECTOR, '#player-panel input[name="reason"]').send_keys("refund")
+    browser.find_element(By.CSS_SELECTOR, "#player-panel button[type=submit]").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "done"))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        standing = (await http.get(f"/v1/scores/user/{bot['user_id']}")).json()["data"]
+    assert standing["current_score"] == 40
+
+    browser.find_element(By.CSS_SELECTOR, flagged).find_element(
+        By.XPATH, ".//button[text()='Remove score']"
+    ).click()
+    browser.find_element(By.CSS_SELECTOR, '#player-panel input[name="reason"]').send_keys("cheat")
+    browser.find_element(By.CSS_SELECTOR, "#player-panel button[type=submit]").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "Remove the score of"))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        standing = (await http.get(f"/v1/scores/user/{bot['user_id']}")).json()["data"]
+    assert standing["current_score"] == 0

@@ -17,21 +17,10 @@ from scoreboard import __version__
 from scoreboard.core.settings import Settings
 from scoreboard.storage.migrations import available
 from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_player, new_username, submit
+from tests.commands import scoreboard_command
 from tests.conftest import server_env, serving
 
-
-def _run(
-    args: list[str], env: dict[str, str], cwd: Path, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scoreboard", *args],
-        env=env,
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_run = scoreboard_command
 
 
 def test_a_bad_setting_stops_with_one_line(settings: Settings, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 
 from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, create_admin, login
+from tests.commands import scoreboard_command
 from tests.conftest import free_port, server_env, serving
 
 
@@ -26,20 +26,7 @@ def settings(settings: Settings, own_database: str) -> Settings:
 
 
 def _demo(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return _scoreboard(["demo", *args], env, cwd)
-
-
-def _scoreboard(
-    args: list[str], env: dict[str, str], cwd: Path
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scoreboard", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    return scoreboard_command(["demo", *args], env, cwd)
 
 
 async def test_the_demo_makes_a_board_with_periods_move(settings: Settings, tmp_path: Path) -> None:
@@ -77,7 +64,7 @@ async def test_the_demo_makes_a_board_with_periods_move(settings: Settings, tmp_
             ) == set(stored)  # the same players
 
             # the bot played as a cheat: it waits in the admins' flagged queue
-            synced = _scoreboard(["sync", "--burst"], env, tmp_path)
+            synced = scoreboard_command(["sync", "--burst"], env, tmp_path)
             assert synced.returncode == 0, synced.stderr
             admin = await login(http, create_admin(env, tmp_path))
             flagged = await http.get("/v1/admin/flagged", headers=bearer(admin["access_token"]))

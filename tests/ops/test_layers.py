@@ -99,9 +99,9 @@ def test_no_tool_cache_is_committed() -> None:
 
 def test_the_tests_are_laid_out_like_the_package() -> None:
     """Each test module sits in the folder of the package it tests (`tests/<package>/`;
-    `tests/lua/` for the scripts on real Redis and fakeredis); shared helpers stay in
-    `tests/`."""
+    `tests/lua/` for the scripts on real Redis and fakeredis, `tests/clients/` for the
+    client libraries of `clients/`); shared helpers stay in `tests/`."""
     tests = ROOT / "tests"
     folders = sorted(p.name for p in tests.iterdir() if (p / "__init__.py").is_file())
-    assert set(folders) <= {*packages(), "lua"}, folders
+    assert set(folders) <= {*packages(), "lua", "clients"}, folders
     assert not list(tests.glob("test_*.py")), "a test module outside the package folders"
