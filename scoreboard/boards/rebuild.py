@@ -439,16 +439,30 @@ async def rebuild_board(
 @asynccontextmanager
 async def rebuild_lock(redis: RedisClient, board: BoardKeys) -> AsyncIterator[bool]:
     """Yields whether this process holds the board's rebuild lock."""
+    async with _held(redis, board.rebuild_lock) as held:
+        yield held
+
+
+@asynccontextmanager
+async def trim_hold(redis: RedisClient, board: BoardKeys) -> AsyncIterator[bool]:
+    """Yields whether this process holds the board's trim hold: while it does, the
+    syncer trims nothing from the stream, yet bans, updates and rebuilds go on."""
+    async with _held(redis, board.trim_hold) as held:
+        yield held
+
+
+@asynccontextmanager
+async def _held(redis: RedisClient, key: str) -> AsyncIterator[bool]:
     owner = secrets.token_hex(8)
     async with redis_errors():
-        held = bool(await redis.set(board.rebuild_lock, owner, nx=True, px=LOCK_MS))
+        held = bool(await redis.set(key, owner, nx=True, px=LOCK_MS))
     try:
         yield held
     finally:
         if held:
             async with redis_errors():
-                if as_text(await redis.get(board.rebuild_lock) or b"") == owner:
-                    await redis.delete(board.rebuild_lock)
+                if as_text(await redis.get(key) or b"") == owner:
+                    await redis.delete(key)
 
 
 async def rebuild_with_lock(

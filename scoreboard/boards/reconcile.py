@@ -27,9 +27,10 @@ from scoreboard.boards.rebuild import (
     REAL_CLOCK,
     Baseline,
     PeriodClock,
-    install,
     read_baseline,
+    rebuild_board,
     rebuild_lock,
+    trim_hold,
 )
 from scoreboard.core.values import parse_banned
 from scoreboard.storage.keys import BoardKeys, RankingKeys
@@ -242,9 +243,13 @@ async def reconcile(
         if await redis.xlen(board.events) > RECONCILE_MAX_TAIL:
             report.skipped = "the syncer is behind; reconciling once it has caught up"
             return report
-    async with rebuild_lock(redis, board) as held:
+    # The compare holds only the trim hold (the stream keeps what it reads); bans,
+    # admin changes and the guard's rebuilds go on meanwhile. The rebuild lock is taken
+    # for a repair alone, which reads PostgreSQL afresh: a ban that landed during the
+    # compare is then part of what is installed, never undone by an older snapshot.
+    async with trim_hold(redis, board) as held:
         if not held:
-            report.skipped = "another process is rebuilding the board"
+            report.skipped = "another process is reconciling the board"
             return report
         baseline = await read_baseline(redis, pool, board, clock)
         report.dead_letters = baseline.dead_letters
@@ -262,10 +267,13 @@ async def reconcile(
                 held_score,
                 want,
             )
-        if not report.clean and repair:
-            await baseline.extend(redis, board)
-            await install(redis, scripts, board, baseline.expected())
-            report.repaired = True
+    if not report.clean and repair:
+        async with rebuild_lock(redis, board) as locked:
+            if locked:
+                await rebuild_board(redis, pool, scripts, board, clock)
+                report.repaired = True
+            else:
+                report.skipped = "another process is rebuilding the board"
     report.seconds = time.perf_counter() - started
     level = logging.INFO if report.clean and not report.dead_letters else logging.WARNING
     log.log(level, "reconcile %s: %s", board.name, report.summary())

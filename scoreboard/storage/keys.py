@@ -136,6 +136,10 @@ class Keys:
     def rebuild_lock(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:rebuild:lock"
 
+    def trim_hold(self, board: str = DEFAULT_BOARD) -> str:
+        """Present while a reconcile reads the stream: the syncer trims nothing."""
+        return f"{self._board(board)}:trim:hold"
+
     def rebuild_staging(self, board: str = DEFAULT_BOARD) -> tuple[str, str, str]:
         """Where a rebuild assembles the board, its players and its banned players
         before swapping them in."""
@@ -209,6 +213,10 @@ class BoardKeys:
     @functools.cached_property
     def rebuild_lock(self) -> str:
         return self.keys.rebuild_lock(self.name)
+
+    @functools.cached_property
+    def trim_hold(self) -> str:
+        return self.keys.trim_hold(self.name)
 
     @functools.cached_property
     def banned(self) -> str:

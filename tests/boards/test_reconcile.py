@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from scoreboard.api.services import Services
+from scoreboard.boards import moderation as moderation_module
 from scoreboard.boards import reconcile as reconcile_module
+from scoreboard.boards.moderation import Meta
 from scoreboard.boards.rebuild import rebuild_board, rebuild_lock
 from scoreboard.boards.reconcile import reconcile
 from scoreboard.core.settings import RateRule, Settings
@@ -201,3 +203,48 @@ async def test_a_nul_character_is_refused_and_changes_nothing(
         headers=bearer(player["access_token"]),
     )
     assert fine.status_code == 200, fine.text
+
+
+async def test_a_ban_during_a_reconcile_goes_through_and_its_repair_keeps_it(
+    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a reconcile held the rebuild lock for its whole compare (about 16 s at a
+    million players), so an admin's ban waited, then failed with 503. Now the compare
+    only holds trimming; the repair takes the lock and reads PostgreSQL afresh, so a ban
+    that landed meanwhile is installed, not undone by the compare's older snapshot."""
+    cheat, drifted = await new_player(client), await new_player(client)
+    for player in (cheat, drifted):
+        assert (await submit(client, player, 30)).status_code == 200
+    await Syncer(services.settings, services.redis, services.pool).run(burst=True)
+    board = services.keys.board()
+    seq = await services.pool.fetchval(
+        "SELECT last_event_seq FROM board_scores WHERE board = 'global' AND user_id = $1::uuid",
+        drifted["user_id"],
+    )
+    await services.redis.zincrby(board.leaderboard, 5, member(seq, drifted["user_id"]))
+
+    compare = reconcile_module._compare
+    seen: list[tuple[int, int, int | None]] = []
+
+    async def compare_while_an_admin_bans(*args: object, **kwargs: object) -> None:
+        if not seen:
+            seen.append(
+                (
+                    await services.redis.exists(board.rebuild_lock),
+                    await services.redis.exists(board.trim_hold),
+                    await services.scripts.trim_stream(board, "0-0"),
+                )
+            )
+            meta = Meta(admin_id=str(uuid.uuid4()), ip="", user_agent="test")
+            await services.admin.ban(cheat["user_id"], "caught mid-reconcile", meta)
+        await compare(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconcile_module, "_compare", compare_while_an_admin_bans)
+    monkeypatch.setattr(moderation_module, "BOARD_RETRIES", 0)  # a held board fails at once
+    report = await reconcile(services.redis, services.pool, services.scripts, board)
+    assert seen == [(0, 1, None)]  # no rebuild lock; the stream is not trimmed meanwhile
+    assert report.repaired and report.differences.get("ahead") == 1
+    scores = await _board_scores(services)
+    assert cheat["user_id"] not in scores  # the repair kept the ban
+    assert scores[drifted["user_id"]] == 30  # and repaired the drift
+    assert not await services.redis.exists(board.trim_hold)

@@ -107,6 +107,23 @@ async def test_bans_wait_while_a_rebuild_holds_the_board(board: Board) -> None:
     assert await _ranking(board) == [(user, 5)]
 
 
+async def test_bans_go_on_while_a_reconcile_holds_the_stream(board: Board) -> None:
+    """A reconcile's trim hold keeps the syncer from trimming the stream, and nothing
+    else: bans go through; trimming waits for the hold and for a rebuild's lock."""
+    user = _uid()
+    await _play(board, {user: 5})
+    keys = board.board_keys
+    await board.client.set(keys.trim_hold, "a reconcile")
+    assert await board.scripts.trim_stream(keys, "0-0") is None
+    banned = await board.scripts.ban_player(keys, user, TOP_N)
+    assert banned.changed
+    await board.client.delete(keys.trim_hold)
+    await board.client.set(keys.rebuild_lock, "a rebuild")
+    assert await board.scripts.trim_stream(keys, "0-0") is None
+    await board.client.delete(keys.rebuild_lock)
+    assert await board.scripts.trim_stream(keys, "0-0") == 0
+
+
 async def test_a_ban_is_announced_with_the_new_top(board: Board) -> None:
     a, b = _uid(), _uid()
     await _play(board, {a: 30, b: 20})

@@ -53,8 +53,11 @@ class RebuildScripts(ScriptTransport):
         return installed.int("caught_up"), installed.int("seq")
 
     async def trim_stream(self, board: BoardKeys, min_id: str) -> int | None:
-        """Trim what the syncer persisted; None while a rebuild holds the stream."""
-        reply = await self._call("trim_stream", [board.events, board.rebuild_lock], [min_id])
+        """Trim what the syncer persisted; None while a rebuild or a reconcile holds the
+        stream."""
+        reply = await self._call(
+            "trim_stream", [board.events, board.rebuild_lock, board.trim_hold], [min_id]
+        )
         if status_of(reply) is ScriptStatus.REBUILDING:
             return None
         return replies.read("trim_stream", reply).int("trimmed")
