@@ -13,8 +13,9 @@ pending and the board is retried; while PostgreSQL is away the fleet stops readi
 asks PostgreSQL every quarter second and goes on as soon as it answers. A second task
 visits the boards in turn, each at most once a second and at most
 `MAINTAIN_PER_SECOND` visits a second in all: the board checked (and rebuilt if Redis
-lost it), refusal floods flushed, a reconcile when due (spread so that at most
-`RECONCILES_PER_SECOND` run), its health record refreshed. The fleet's own record
+lost it), refusal floods flushed, its health record refreshed. A third runs the
+reconciles that are due, one at a time (spread so that at most `RECONCILES_PER_SECOND`
+run), so a large board's compare holds up no other board's visit. The fleet's own record
 (`Keys.sync_fleet`) says every second that it is alive and whether it is paused.
 """
 
@@ -59,6 +60,7 @@ MAX_BATCHES = 8  # batches one turn persists before the other boards get theirs
 TURNS = 4  # boards persisting at once
 MAINTAIN_PER_SECOND = 100  # board visits a second, all boards together
 RECONCILES_PER_SECOND = 20  # reconciles a second, all boards together
+RECONCILE_LOOK_SECONDS = 0.5  # how often the reconcile task looks for a board that is due
 HEARTBEAT_SECONDS = 1.0
 
 
@@ -199,6 +201,7 @@ class SyncFleet:
         tasks = [
             asyncio.create_task(self._sweep_loop(), name="sync-sweep"),
             asyncio.create_task(self._maintain_loop(), name="sync-maintain"),
+            asyncio.create_task(self._reconcile_loop(), name="sync-reconcile"),
         ]
         try:
             while not self._stopping.is_set():
@@ -356,10 +359,31 @@ class SyncFleet:
                     self._retry.add(name)
                 await self._sleep(max(0.0, pause - (time.monotonic() - started)))
 
+    async def _reconcile_loop(self) -> None:
+        """Reconciles run in a task of their own, one at a time and at most
+        RECONCILES_PER_SECOND: a long one (a large board's compare takes seconds) holds
+        up no board's checks, flood flushes or health records."""
+        while not self._stopping.is_set():
+            for syncer in list(self.syncers.values()):
+                if self._stopping.is_set():
+                    return
+                if self._postgres_down or not syncer.reconcile_due():
+                    continue
+                started = time.monotonic()
+                try:
+                    await syncer.reconcile_if_due()
+                except ServiceUnavailable as exc:
+                    log.debug("board %s: reconcile skipped: %s", syncer.board.name, exc.message)
+                except Exception:
+                    log.exception("board %s: reconcile failed", syncer.board.name)
+                pause = 1.0 / RECONCILES_PER_SECOND - (time.monotonic() - started)
+                await self._sleep(max(0.0, pause))
+            await self._sleep(RECONCILE_LOOK_SECONDS)
+
     async def _visit(self, syncer: Syncer) -> bool:
         """Whether the board has entries pending (its next sweep retries them)."""
         try:
-            return await syncer.maintain()
+            return await syncer.maintain(reconcile=False)
         except ServiceUnavailable as exc:
             log.debug("board %s: visit skipped: %s", syncer.board.name, exc.message)
         except Exception:

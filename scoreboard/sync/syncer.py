@@ -169,7 +169,7 @@ class Syncer:
                 await self._check_board()
                 await self._flush_floods()
                 processed = await self.sync_once(block=not burst)
-                await self._maybe_reconcile()
+                await self.reconcile_if_due()
                 backoff = 0.5
             except Exception as exc:
                 self.failed(exc)
@@ -223,13 +223,17 @@ class Syncer:
         self._next_flood_flush = now + FLOOD_FLUSH_SECONDS
         self.stats.flood_records += await self.audit.flush_floods(self.redis)
 
-    async def _maybe_reconcile(self) -> ReconcileReport | None:
+    def reconcile_due(self) -> bool:
+        interval = self.reconcile_interval
+        return self._reconcile_now or (interval > 0 and time.monotonic() >= self._next_reconcile)
+
+    async def reconcile_if_due(self) -> ReconcileReport | None:
         """Compare the board with PostgreSQL now and then, and at once when the update
         sequence went back; repair what differs."""
+        if not self.reconcile_due():
+            return None
         interval = self.reconcile_interval
         now = time.monotonic()
-        if not self._reconcile_now and (interval <= 0 or now < self._next_reconcile):
-            return None
         self._next_reconcile = now + interval
         report = await reconcile(self.redis, self.pool, self.scripts, self.board, clock=self.clock)
         # a board too large to compare every interval at the rate is compared less often
@@ -285,14 +289,16 @@ class Syncer:
         await self._ensure_group()
         return await self._sync_new(False, first=entries, max_batches=max_batches)
 
-    async def maintain(self) -> bool:
+    async def maintain(self, *, reconcile: bool = True) -> bool:
         """A fleet's visit: the board checked (rebuilt if lost), refusal floods
-        flushed, a reconcile when due, the health record refreshed. True when entries
-        of the board are pending (read and not acknowledged: a read whose answer was
-        lost, a consumer that died): a round of `sync_once` settles them."""
+        flushed, a reconcile when due (unless the caller runs those itself), the health
+        record refreshed. True when entries of the board are pending (read and not
+        acknowledged: a read whose answer was lost, a consumer that died): a round of
+        `sync_once` settles them."""
         await self._check_board()
         await self._flush_floods()
-        await self._maybe_reconcile()
+        if reconcile:
+            await self.reconcile_if_due()
         if self._health_due():
             await self._write_health()
         await self._ensure_group()

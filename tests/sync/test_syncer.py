@@ -541,14 +541,58 @@ async def test_a_large_board_is_reconciled_less_often_than_a_small_one(
     syncer.pace_reconcile(1.0, 0.0)
     monkeypatch.setattr(syncer_module, "RECONCILE_ENTRIES_PER_SECOND", 0.1)
     started = time.monotonic()
-    report = await syncer._maybe_reconcile()
+    report = await syncer.reconcile_if_due()
     assert report is not None and report.scanned >= 4
     # 4 or more entries at 0.1 a second: 40 s or more, not the 1 s interval
     assert syncer._next_reconcile - started >= report.scanned / 0.1 - 1
-    assert await syncer._maybe_reconcile() is None  # not due yet
+    assert await syncer.reconcile_if_due() is None  # not due yet
 
     monkeypatch.setattr(syncer_module, "RECONCILE_ENTRIES_PER_SECOND", 1_000_000)
     syncer.pace_reconcile(1.0, 0.0)
     started = time.monotonic()
-    assert await syncer._maybe_reconcile() is not None
+    assert await syncer.reconcile_if_due() is not None
     assert syncer._next_reconcile - started <= 1.5  # a small board keeps the interval
+
+
+async def test_a_long_reconcile_holds_up_no_other_boards_visit(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: the fleet's one visiting task ran each board's reconcile inline, so a large
+    board's compare (about 16 s at a million players) held up every other board's check
+    for that long: a board Redis lost meanwhile waited to be rebuilt. Reconciles now
+    run in a task of their own."""
+    import time
+
+    from scoreboard.boards.reconcile import ReconcileReport
+    from scoreboard.sync import SyncFleet
+    from scoreboard.sync import syncer as syncer_module
+    from tests.conftest import add_empty_boards
+
+    await add_empty_boards(services, 0, "small")
+    await services.boards.stop()  # only the fleet watches the boards here
+    services.guard.pause()
+    reconciling = asyncio.Event()
+
+    async def slow_reconcile(
+        redis: object, pool: object, scripts: object, board: Any, **_: object
+    ) -> ReconcileReport:
+        if board.name == "global":
+            reconciling.set()
+            await asyncio.sleep(8)  # a large board's compare
+        return ReconcileReport()
+
+    monkeypatch.setattr(syncer_module, "reconcile", slow_reconcile)
+    settings = dataclasses.replace(services.settings, reconcile_interval_ms=1000)
+    fleet = SyncFleet(settings, services.redis, services.pool)
+    running = asyncio.create_task(fleet.run())
+    try:
+        await asyncio.wait_for(reconciling.wait(), 10)
+        small = services.keys.board("small")
+        await services.redis.delete(small.state)  # Redis lost the small board
+        lost_at = time.monotonic()
+        while not await services.redis.exists(small.state):
+            assert time.monotonic() - lost_at < 5, "the small board waited for the reconcile"
+            await asyncio.sleep(0.1)
+    finally:
+        fleet.stop()
+        await running
