@@ -324,3 +324,12 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+def page_wait(driver: Any) -> Any:
+    """A wait on a page whose rows are replaced as updates arrive: a row read just as
+    it was replaced is read again, not an error."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,))

@@ -18,7 +18,7 @@ import pytest
 from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, create_admin, issue_token, new_player, submit
 from tests.commands import scoreboard_command
-from tests.conftest import WAIT_SECONDS, RunningServer, server_env, serving
+from tests.conftest import RunningServer, page_wait, server_env, serving
 
 PASSWORD = "correct horse battery"
 
@@ -55,7 +55,6 @@ async def test_an_admin_bans_a_flagged_bot_from_the_console(
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.wait import WebDriverWait
 
     server, env = console_server
     admin = create_admin(env, tmp_path)
@@ -75,7 +74,7 @@ async def test_an_admin_bans_a_flagged_bot_from_the_console(
         assert "'unsafe-inline'" not in page.headers["content-security-policy"]
     _sync(env, tmp_path)
 
-    wait = WebDriverWait(browser, WAIT_SECONDS)
+    wait = page_wait(browser)
     bot_row = f'#board tr[data-user-id="{bot["user_id"]}"]'
     browser.get(f"{server.url}/")
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, bot_row)))
@@ -122,9 +121,11 @@ async def test_an_admin_bans_a_flagged_bot_from_the_console(
 
     Select(browser.find_element(By.NAME, "event_type")).select_by_value("admin_ban")
     browser.find_element(By.CSS_SELECTOR, "#audit-form button").click()
+    # read in the page at once: the rows are replaced when the filtered page arrives
+    rows = "return [...document.querySelectorAll('#audit tr')].map(row => row.textContent)"
     wait.until(
-        lambda driver: all(
-            "admin_ban" in row.text for row in driver.find_elements(By.CSS_SELECTOR, "#audit tr")
+        lambda driver: (
+            (texts := driver.execute_script(rows)) and all("admin_ban" in text for text in texts)
         )
     )
     assert '"reason":"aimbot"' in browser.find_element(By.ID, "audit").text
@@ -135,7 +136,6 @@ async def test_a_player_cannot_use_the_console(
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.wait import WebDriverWait
 
     server, _env = console_server
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
@@ -144,7 +144,7 @@ async def test_a_player_cannot_use_the_console(
     browser.find_element(By.NAME, "username").send_keys(player["username"])
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(
+    page_wait(browser).until(
         ec.text_to_be_present_in_element((By.ID, "signin-message"), "This account is not an admin.")
     )
     assert browser.find_element(By.ID, "app").is_displayed() is False
@@ -157,7 +157,6 @@ async def test_an_admin_manages_boards_and_scores_from_the_console(
     adjust a player's score and remove it."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.wait import WebDriverWait
 
     server, env = console_server
     admin = create_admin(env, tmp_path)
@@ -166,7 +165,7 @@ async def test_an_admin_manages_boards_and_scores_from_the_console(
         await _cheat(http, bot, 1)
     _sync(env, tmp_path)
     name = f"cup{uuid.uuid4().hex[:8]}"
-    wait = WebDriverWait(browser, WAIT_SECONDS)
+    wait = page_wait(browser)
     browser.get(f"{server.url}/console")
     browser.find_element(By.NAME, "username").send_keys(admin)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)

@@ -19,7 +19,7 @@ import pytest
 
 from scoreboard.core.settings import Settings
 from tests.auth_helpers import bearer, create_admin, login, new_player, submit
-from tests.conftest import WAIT_SECONDS, free_port, server_env, serving
+from tests.conftest import free_port, page_wait, server_env, serving
 
 
 @pytest.fixture
@@ -65,7 +65,6 @@ async def test_the_board_and_ranking_are_picked_on_the_page_with_a_countdown(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.select import Select
-    from selenium.webdriver.support.wait import WebDriverWait
 
     env = server_env(settings)
     name = f"speed{uuid.uuid4().hex[:8]}"
@@ -81,7 +80,7 @@ async def test_the_board_and_ranking_are_picked_on_the_page_with_a_countdown(
             player = await new_player(http)
             await _play_on(http, player, name, 42)
 
-        wait = WebDriverWait(browser, WAIT_SECONDS)
+        wait = page_wait(browser)
         browser.get(f"{server.url}/")
         wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "live"))
         wait.until(
@@ -117,7 +116,6 @@ async def test_a_studio_embeds_the_board_and_hands_it_a_signed_in_player(
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.wait import WebDriverWait
 
     port, site = parent_site
     studio = f"http://127.0.0.1:{port}"
@@ -146,7 +144,7 @@ async def test_a_studio_embeds_the_board_and_hands_it_a_signed_in_player(
             f"{{type: 'scoreboard:token', access_token: '{me['access_token']}'}}, '{server.url}');"
             "});</script>"
         )
-        wait = WebDriverWait(browser, WAIT_SECONDS)
+        wait = page_wait(browser)
         browser.get(f"{studio}/index.html")
         browser.switch_to.frame(browser.find_element(By.ID, "board"))
         wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "signed in"))
