@@ -20,6 +20,8 @@ count here as updates PostgreSQL does not hold, so no rebuild takes them back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -40,6 +42,7 @@ from scoreboard.storage.database import db_errors
 from scoreboard.storage.keys import DEFAULT_BOARD, BoardKeys
 from scoreboard.storage.redis_client import RedisClient, as_text, redis_errors
 from scoreboard.storage.scripts import Scripts
+from scoreboard.storage.scripts.rebuild import Hold, hold_key
 
 log = logging.getLogger("scoreboard.rebuild")
 
@@ -439,7 +442,7 @@ async def rebuild_board(
 @asynccontextmanager
 async def rebuild_lock(redis: RedisClient, board: BoardKeys) -> AsyncIterator[bool]:
     """Yields whether this process holds the board's rebuild lock."""
-    async with _held(redis, board.rebuild_lock) as held:
+    async with _held(redis, board, "rebuild") as held:
         yield held
 
 
@@ -447,22 +450,41 @@ async def rebuild_lock(redis: RedisClient, board: BoardKeys) -> AsyncIterator[bo
 async def trim_hold(redis: RedisClient, board: BoardKeys) -> AsyncIterator[bool]:
     """Yields whether this process holds the board's trim hold: while it does, the
     syncer trims nothing from the stream, yet bans, updates and rebuilds go on."""
-    async with _held(redis, board.trim_hold) as held:
+    async with _held(redis, board, "trim") as held:
         yield held
 
 
 @asynccontextmanager
-async def _held(redis: RedisClient, key: str) -> AsyncIterator[bool]:
+async def _held(redis: RedisClient, board: BoardKeys, hold: Hold) -> AsyncIterator[bool]:
+    """Take the hold for LOCK_MS and keep extending it while the body runs (a rebuild or
+    a compare may outlast it); let go of it after, only if it is still ours."""
+    key = hold_key(board, hold)
     owner = secrets.token_hex(8)
     async with redis_errors():
         held = bool(await redis.set(key, owner, nx=True, px=LOCK_MS))
+    if not held:
+        yield False
+        return
+    scripts = Scripts(redis)
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(LOCK_MS / 3000)
+            with contextlib.suppress(ServiceUnavailable):
+                if not await scripts.keep_hold(board, hold, owner, LOCK_MS):
+                    log.warning("board %s: the %s hold was lost", board.name, hold)
+                    return
+
+    keeping = asyncio.create_task(keep())
     try:
-        yield held
+        yield True
     finally:
-        if held:
-            async with redis_errors():
-                if as_text(await redis.get(key) or b"") == owner:
-                    await redis.delete(key)
+        keeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeping
+        # an unreachable Redis lets the hold expire by itself
+        with contextlib.suppress(ServiceUnavailable):
+            await scripts.release_hold(board, hold, owner)
 
 
 async def rebuild_with_lock(

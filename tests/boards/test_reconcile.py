@@ -248,3 +248,25 @@ async def test_a_ban_during_a_reconcile_goes_through_and_its_repair_keeps_it(
     assert cheat["user_id"] not in scores  # the repair kept the ban
     assert scores[drifted["user_id"]] == 30  # and repaired the drift
     assert not await services.redis.exists(board.trim_hold)
+
+
+async def test_a_hold_outlasts_its_first_lifetime_while_held(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: the rebuild lock (and the trim hold) lasted 120 s whatever happened; a
+    rebuild or a compare that took longer (a board far past a million players) lost
+    its protection. Now it is kept while held, and let go after."""
+    from scoreboard.boards import rebuild as rebuild_module
+    from scoreboard.boards.rebuild import trim_hold
+
+    monkeypatch.setattr(rebuild_module, "LOCK_MS", 300)
+    board = services.keys.board()
+    async with (
+        trim_hold(services.redis, board) as held,
+        rebuild_lock(services.redis, board) as locked,
+    ):
+        assert held and locked
+        await asyncio.sleep(1.0)  # three lifetimes
+        assert await services.redis.exists(board.trim_hold, board.rebuild_lock) == 2
+        assert 0 < await services.redis.pttl(board.trim_hold) <= 300
+    assert await services.redis.exists(board.trim_hold, board.rebuild_lock) == 0

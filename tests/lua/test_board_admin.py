@@ -124,6 +124,20 @@ async def test_bans_go_on_while_a_reconcile_holds_the_stream(board: Board) -> No
     assert await board.scripts.trim_stream(keys, "0-0") == 0
 
 
+async def test_a_hold_is_kept_and_released_by_its_owner_only(board: Board) -> None:
+    keys = board.board_keys
+    await board.client.set(keys.trim_hold, "mine", px=1000)
+    assert await board.scripts.keep_hold(keys, "trim", "mine", 60_000)
+    assert 1000 < await board.client.pttl(keys.trim_hold) <= 60_000
+    assert not await board.scripts.keep_hold(keys, "trim", "theirs", 60_000)
+    assert not await board.scripts.release_hold(keys, "trim", "theirs")
+    assert await board.client.get(keys.trim_hold) == b"mine"
+    assert await board.scripts.release_hold(keys, "trim", "mine")
+    assert not await board.client.exists(keys.trim_hold)
+    assert not await board.scripts.keep_hold(keys, "rebuild", "mine", 60_000)  # none held
+    assert not await board.client.exists(keys.rebuild_lock)
+
+
 async def test_a_ban_is_announced_with_the_new_top(board: Board) -> None:
     a, b = _uid(), _uid()
     await _play(board, {a: 30, b: 20})

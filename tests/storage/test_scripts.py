@@ -80,6 +80,8 @@ def test_includes_are_pasted_in() -> None:
         "read_around",
         "install_board",
         "trim_stream",
+        "keep_hold",
+        "release_hold",
         "judge_submission",
         "ban_player",
         "unban_player",
@@ -170,6 +172,8 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
     await scripts.scan_board(board, banned=False, cursor="0", count=10)
     await scripts.read_standings(board, [])
     await scripts.trim_stream(board, "0-0")
+    await scripts.keep_hold(board, "trim", "o", 1)
+    await scripts.release_hold(board, "rebuild", "o")
     await scripts.read_range(board, 0, 1)
     await scripts.read_around(board, "u", 1)
     sources = load_sources()
@@ -193,6 +197,8 @@ _REPLIES: dict[str, Any] = {
     "scan_board": ["OK", "0", "", []],
     "read_standings": ["OK", "", []],
     "trim_stream": ["OK", 0],
+    "keep_hold": ["OK", 1],
+    "release_hold": ["OK", 1],
     "read_range": ["OK", 0, 0, "e"],
     "read_around": ["NOT_RANKED", 0],
 }

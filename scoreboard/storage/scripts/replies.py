@@ -91,6 +91,8 @@ SHAPES: dict[str, Shape] = {
     "reset_season": Shape(("ended", "season", "players")),
     "install_board": Shape(("caught_up", "seq")),
     "trim_stream": Shape(("trimmed",)),
+    "keep_hold": Shape(("held",)),
+    "release_hold": Shape(("released",)),
     "check_board": Shape(("epoch",)),
     "scan_board": Shape(("cursor", "seq", "values")),
     "read_standings": Shape(("seq", "values")),

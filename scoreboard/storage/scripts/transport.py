@@ -52,7 +52,14 @@ READ_ONLY = frozenset(
         "judge_submission",
     }
 )
-IDEMPOTENT = READ_ONLY | {"submit_score", "ban_player", "unban_player", "trim_stream"}
+IDEMPOTENT = READ_ONLY | {
+    "submit_score",
+    "ban_player",
+    "unban_player",
+    "trim_stream",
+    "keep_hold",
+    "release_hold",
+}
 # the writes whose loss would take back what someone was told (a score, a ban, a
 # reset): with SCOREBOARD_REDIS_WAIT_REPLICAS they are answered only once replicated.
 # Rate-limit state and tokens are not worth the wait (a lost token is asked again).
