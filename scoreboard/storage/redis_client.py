@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -9,6 +10,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
+    NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
@@ -20,6 +22,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scoreboard.core.errors import NOT_APPLIED, UNKNOWN, EmbeddedExtraMissing, RedisUnavailable
 from scoreboard.storage.pipeline import never_sent
+
+log = logging.getLogger("scoreboard.redis")
 
 if TYPE_CHECKING:
     from scoreboard.core.settings import Settings
@@ -129,9 +133,28 @@ class _RedisErrors:
                 raise RedisUnavailable(
                     reason, details={"redis": reason}, outcome=NOT_APPLIED
                 ) from exc
+            if _not_permitted(exc):  # a script stops at the command: what it did stays
+                log.error("Redis refused a command to its user (check its ACL): %s", exc)
+                raise RedisUnavailable(
+                    _NOT_PERMITTED, details={"redis": _NOT_PERMITTED}, outcome=UNKNOWN
+                ) from exc
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
             outcome = NOT_APPLIED if _not_sent(exc) else UNKNOWN
             raise RedisUnavailable(outcome=outcome) from exc
+
+
+_NOT_PERMITTED = "Redis refused a command to the service's user: its ACL lacks a permission"
+
+
+def _not_permitted(exc: RedisError) -> bool:
+    """NOPERM (redis-py's class of its own, or a pipelined connection's reply), or a
+    script's command its user may not run (Redis answers that with ERR)."""
+    if isinstance(exc, NoPermissionError):
+        return True
+    text = str(exc)
+    return isinstance(exc, ResponseError) and (
+        text.startswith("NOPERM") or "user executing the script can't run" in text
+    )
 
 
 # How redis-py's own connections say a command was never written: no connection

@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from scoreboard.core.settings import Settings
-from tests.auth_helpers import bearer
-from tests.conftest import REPO, server_env
+from tests.auth_helpers import bearer, new_player
+from tests.conftest import REPO, server_env, serving
 from tests.deployment import Deployment, deployment
 from tests.private_redis import PrivateRedis, private_redis
 
@@ -102,7 +102,11 @@ async def test_the_service_runs_as_its_users_with_nothing_refused(
         )
         assert logout.status_code == 200
         for command in (["rebuild"], ["reconcile"]):
-            done = await asyncio.to_thread(live.run_cli, tmp_path, *command)
+            for _ in range(10):  # the syncer reconciles every second: wait for a turn
+                done = await asyncio.to_thread(live.run_cli, tmp_path, *command)
+                if "another process is" not in done.stderr:
+                    break
+                await asyncio.sleep(0.5)
             assert done.returncode == 0, done.stderr
         shipped.client().delete("sb:{global}:lb")  # the app's users heal it themselves
         await live.play(http, 1)
@@ -129,3 +133,30 @@ def test_a_wrong_password_is_one_line(
     assert "Traceback" not in result.stderr
     line = next(line for line in result.stderr.splitlines() if line.startswith("scoreboard"))
     assert "refused the login" in line and "scoreboard-app:***@127.0.0.1" in line
+
+
+async def test_a_command_the_redis_user_may_not_run_is_a_503_naming_the_acl(
+    settings: Settings, own_database: str, shipped: PrivateRedis, tmp_path: Path
+) -> None:
+    """An ACL that lags behind the scripts (a command taken away): every request that
+    needs it answers 503 in the envelope, saying so, and the server stays up."""
+    admin = shipped.client()
+    admin.execute_command("ACL", "SETUSER", "scoreboard-app", "-zrangebyscore")
+    env = server_env(
+        dataclasses.replace(settings, database_url=own_database, redis_prefix="sb"),
+        REDIS_URL=shipped.url_as("scoreboard-app", "app-test-password"),
+    )
+    with serving(env, tmp_path) as (server,):
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            player = await new_player(http)
+            for _ in range(2):
+                refused = await http.post(
+                    "/v1/auth/action-token",
+                    json={"action_type": "game_completion", "session_id": "s"},
+                    headers=bearer(player["access_token"]),
+                )
+                assert refused.status_code == 503, refused.text
+                error = refused.json()["error"]
+                assert error["code"] == "SERVICE_UNAVAILABLE"
+                assert "ACL" in error["details"]["redis"]
+            assert (await http.get("/health")).status_code == 200
