@@ -131,6 +131,7 @@ async def _prepared_calls(
                     action_type="game_completion",
                     max_increase=100,
                     ttl_ms=600_000,
+                    max_open=10_000,
                 )
 
         await asyncio.gather(*(issue(i) for i in range(calls)))

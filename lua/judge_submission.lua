@@ -27,10 +27,11 @@ local now = tonumber(ARGV[1])
 local thresholds = cjson.decode(ARGV[2])
 local increase = tonumber(ARGV[3])
 
-local stats = ac_history(stats_key)
-local risk, reasons, kept, bucket, run, since_last = ac_judge(thresholds, stats, now, increase,
-  ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])
+local wait_us = tonumber(ARGV[8])
+local stats = ac_history(stats_key, thresholds)
+local risk, reasons, judged = ac_judge(thresholds, stats, now, increase, ARGV[4],
+  tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], wait_us)
 local verdict = ac_verdict(thresholds, risk, reasons)
-ac_remember(stats_key, stats, now, increase, verdict ~= 'rejected', kept, bucket, run,
-  since_last, ARGV[7], tonumber(ARGV[8]))
+ac_remember(stats_key, thresholds, stats, now, increase, verdict ~= 'rejected', judged,
+  ARGV[7], wait_us)
 return { S_OK, string.format('%.3f', risk), ac_reasons_text(reasons), verdict }

@@ -26,7 +26,9 @@
 --   KEYS[7]  the board's event stream (no MAXLEN: the syncer trims what it persisted)
 --   KEYS[8]  the board's update channel (pub/sub)
 --   KEYS[9]  the board's banned players (hash; include/board_change.lua)
---   KEYS[10..] two per period of ARGV[21], in its order: the current
+--   KEYS[10] the player's unspent tokens (sorted set; issue_action_token.lua): the
+--            token leaves it as it is spent
+--   KEYS[11..] two per period of ARGV[21], in its order: the current
 --            period's ranking (sorted set) and its players hash, same encodings as
 --            KEYS[3] and KEYS[4]
 --   ARGV[1]  user id                 ARGV[2]  username
@@ -47,7 +49,7 @@
 --            fingerprint replays the first answer; the automation check compares it
 --            with the previous submission's
 --   ARGV[21] the board's periods, comma-separated kinds ('daily,weekly'; '' = none):
---            the update also counts in the current period of each (KEYS[10..])
+--            the update also counts in the current period of each (KEYS[11..])
 --   ARGV[22] how long a closed period's ranking stays in Redis, in ms (each period
 --            key expires that long after its period ends, set when a player first
 --            enters it)
@@ -87,7 +89,9 @@
 --   { 'ABOVE_MAX', max }           increase above the token's maximum
 --   { 'OVERFLOW', ceiling }        the total would pass the ceiling
 --   { 'ANTICHEAT_REJECTED', reason, risk, reasons }  reason: the check with the highest
---                                  risk (points_per_window | impossible_duration |
+--                                  risk (a pace window's check, such as
+--                                  points_per_minute | impossible_duration |
+--                                  missing_duration | impossible_level |
 --                                  points_per_second | outlier | automation)
 
 -- @include clock_and_gcra
@@ -112,7 +116,7 @@ local S_ANTICHEAT_REJECTED = 'ANTICHEAT_REJECTED'
 local rcall = redis.call
 local rate_key, token_key, board_key, players_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local stats_key, state_key, events_key, channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local banned_key = KEYS[9]
+local banned_key, open_key = KEYS[9], KEYS[10]
 
 local user_id, username = ARGV[1], ARGV[2]
 local want_session, want_action = ARGV[3], ARGV[4]
@@ -209,6 +213,7 @@ end
 -- with the request's fingerprint, for the owner's retry (one write, whatever the
 -- outcome, as the script's last)
 local function answer(reply)
+  rcall('ZREM', open_key, token_hash)
   rcall('HSET', token_key, 'used', '1', 'fp', fingerprint, 'answer', table.concat(reply, '|'))
   return reply
 end
@@ -247,22 +252,20 @@ end
 -- 4. anti-cheat: the player's history, judged and updated in this same step
 local wait_us = now - (tonumber(token[8]) or now)
 local risk, reason, reasons_text, verdict = 0, '', '', 'approved'
-local stats, kept, bucket, run, since_last
-local thresholds
+local stats, judged, thresholds
 if anticheat_mode ~= 'off' then
   local reasons
   thresholds = cjson.decode(ARGV[10])
-  stats = ac_history(stats_key)
-  risk, reasons, kept, bucket, run, since_last = ac_judge(thresholds, stats, now, increase,
-    action_type, claimed_us, claimed_level, fingerprint)
+  stats = ac_history(stats_key, thresholds)
+  risk, reasons, judged = ac_judge(thresholds, stats, now, increase, action_type, claimed_us,
+    claimed_level, fingerprint, wait_us)
   reasons_text = ac_reasons_text(reasons)
   reason = reasons[1] and reasons[1][1] or ''
   verdict = ac_verdict(thresholds, risk, reasons)
 end
 local risk_text = string.format('%.3f', risk)
 if verdict == 'rejected' and anticheat_mode == 'enforce' then
-  ac_remember(stats_key, stats, now, increase, false, kept, bucket, run, since_last,
-    fingerprint, wait_us)
+  ac_remember(stats_key, thresholds, stats, now, increase, false, judged, fingerprint, wait_us)
   audit_rejection(S_ANTICHEAT_REJECTED, reason, session_id, action_type, risk_text,
     reasons_text)
   return answer({ S_ANTICHEAT_REJECTED, reason, risk_text, reasons_text })
@@ -284,8 +287,7 @@ local new_rank = rcall('ZREVRANK', board_key, new_member) + 1
 local player_entry = new_member .. '|' .. now_ms .. '|' .. username
 rcall('HSET', players_key, user_id, player_entry)
 if anticheat_mode ~= 'off' then
-  ac_remember(stats_key, stats, now, increase, true, kept, bucket, run, since_last,
-    fingerprint, wait_us)
+  ac_remember(stats_key, thresholds, stats, now, increase, true, judged, fingerprint, wait_us)
 end
 local total = rcall('ZCARD', board_key)
 
@@ -294,7 +296,7 @@ local total = rcall('ZCARD', board_key)
 local periods, period_ids = {}, {} -- (periods: each one's JSON array)
 for index, current in ipairs(current_periods) do
   local kind, period_id, ends_ms = current[1], current[2], current[3]
-  local period_board, period_players = KEYS[8 + 2 * index], KEYS[9 + 2 * index]
+  local period_board, period_players = KEYS[9 + 2 * index], KEYS[10 + 2 * index]
   -- a player already in this period holds it under their all-time member (every
   -- update moves both); the players hash is read only when that is not so
   local previous, previous_member = true, old_member

@@ -3,7 +3,10 @@
 --
 -- The player's history (hash, one per player and board):
 --   last_us  time of the previous submission that reached the judge (accepted or not)
---   recent   points accepted per sixth of the window, '<bucket>:<points>,...'
+--   play_us  the play clock: the instant up to which accepted claims of play
+--            (`time_taken`) are accounted for; never more than the slack past the time
+--            of the submission that moved it
+--   pace:<check>  points accepted per sixth of that pace window, '<bucket>:<points>,...'
 --   n, mean, m2   count, running mean and sum of squared deviations of the accepted
 --                 increases (Welford), for the outlier check
 --   sig      the previous submission's request fingerprint (increase and telemetry)
@@ -12,8 +15,14 @@
 --   wait_us  how long the previous submission's action token waited before its use
 --
 -- Thresholds (one JSON object, ARGV of the caller):
---   window_points, window_us   most points accepted in any window
---   slack_us                   leeway on a claimed duration
+--   windows  [{check, us, flag, reject}, ...]: the pace windows, most points accepted
+--            in any `us` (measured in sixths of it) before a flag and a rejection
+--   slack_us  leeway of the play clock: claimed play may run this far ahead of the
+--            wall clock, in total, not per submission
+--   time_taken {action type: 'required' | 'token'}: a claim is required; 'token' also
+--            bounds it by the age of the action token (the game asks for the token as
+--            the action starts). Types left out: the claim is optional
+--   levels {action type: [lowest, highest]}: the claimed levels a game allows
 --   rates {action type: points per second of play}, level_bonus (fraction more per
 --   level above 1, for at most bonus_levels levels), min_duration_us (the floor on a
 --   plausible duration)
@@ -21,18 +30,26 @@
 --   run, spacing_us, spacing_frac   the automation check: `run` identical, evenly
 --                              spaced submissions (gaps within the larger tolerance)
 --
--- Hard checks (risk 1): points_per_window, impossible_duration. Soft checks
--- (points_per_second, outlier, automation) answer 0.6 at their threshold, rising to
--- 0.7 at twice it: one alone flags, two together reject at the default thresholds.
--- The risk is 1 - prod(1 - r) over every check that fired.
+-- Hard checks (risk 1): a pace window's reject threshold, impossible_duration (claimed
+-- play the clock cannot hold), missing_duration, impossible_level. Soft checks (a pace
+-- window's flag threshold, points_per_second, outlier, automation) answer 0.6 at their
+-- threshold, rising to 0.7 at twice it: one alone flags, two together reject at the
+-- default thresholds. The risk is 1 - prod(1 - r) over every check that fired.
 
-local AC_FIELDS = { 'last_us', 'recent', 'n', 'mean', 'm2', 'sig', 'gap_us', 'run' }
+local AC_FIELDS = { 'last_us', 'play_us', 'n', 'mean', 'm2', 'sig', 'gap_us', 'run' }
 
 -- The history the judge reads, as a table of its fields (absent ones nil).
-local function ac_history(stats_key)
-  local row = redis.call('HMGET', stats_key, (unpack or table.unpack)(AC_FIELDS))
-  local stats = {}
+local function ac_history(stats_key, p)
+  local names = {}
   for i, name in ipairs(AC_FIELDS) do
+    names[i] = name
+  end
+  for _, window in ipairs(p.windows) do
+    names[#names + 1] = 'pace:' .. window.check
+  end
+  local row = redis.call('HMGET', stats_key, (unpack or table.unpack)(names))
+  local stats = {}
+  for i, name in ipairs(names) do
     stats[name] = row[i] or nil
   end
   return stats
@@ -51,30 +68,52 @@ local function ac_soft(x)
   return 0.6 + 0.1 * math.min(1, math.max(0, x - 1))
 end
 
--- Returns risk, reasons ({ {name, risk}, ... } highest first), then what
--- ac_remember needs: the window's kept buckets, the current bucket, the run length and
--- the time since the previous submission.
-local function ac_judge(p, stats, now, increase, action_type, claimed_us, level, sig)
-  local last_us = tonumber(stats.last_us)
-  local current_bucket = math.floor(now / (p.window_us / 6))
-  local recent_points, kept = 0, {}
-  for bucket, points in string.gmatch(stats.recent or '', '(%d+):(%d+)') do
-    if current_bucket - tonumber(bucket) < 6 then
-      recent_points = recent_points + tonumber(points)
-      kept[bucket] = tonumber(points)
-    end
-  end
+-- Returns risk, reasons ({ {name, risk}, ... } highest first), then what ac_remember
+-- needs: a table of the windows' kept buckets, the run length, the time since the
+-- previous submission and the play clock after this submission, were it accepted.
+local function ac_judge(p, stats, now, increase, action_type, claimed_us, level, sig, wait_us)
   local found = {}
   local function fired(name, risk)
     found[#found + 1] = { name, risk }
   end
+  local last_us = tonumber(stats.last_us)
   local since_last = last_us and (now - last_us) or nil
 
-  if recent_points + increase > p.window_points then
-    fired('points_per_window', 1)
+  -- pace: the points of each window, this increase included
+  local paces = {}
+  for i, window in ipairs(p.windows) do
+    local current = math.floor(now / (window.us / 6))
+    local total, kept = increase, {}
+    for bucket, points in string.gmatch(stats['pace:' .. window.check] or '', '(%d+):(%d+)') do
+      if current - tonumber(bucket) < 6 then
+        total = total + tonumber(points)
+        kept[#kept + 1] = { tonumber(bucket), tonumber(points) }
+      end
+    end
+    paces[i] = { kept, current }
+    if total > window.reject then
+      fired(window.check, 1)
+    elseif total > window.flag then
+      fired(window.check, ac_soft(total / window.flag))
+    end
   end
-  if claimed_us and since_last and claimed_us > since_last + p.slack_us then
-    fired('impossible_duration', 1)
+
+  -- claims bound to the clock: claimed play never overlaps (beyond the slack, in
+  -- total), and under 'token' fits in the token's age
+  local rule = p.time_taken[action_type]
+  local play_us = tonumber(stats.play_us)
+  if claimed_us then
+    if (play_us and play_us + claimed_us > now + p.slack_us)
+        or (rule == 'token' and claimed_us > wait_us + p.slack_us) then
+      fired('impossible_duration', 1)
+    end
+  elseif rule then
+    fired('missing_duration', 1)
+  end
+  local next_play = play_us and math.max(play_us + (claimed_us or 0), now) or now
+  local range = p.levels[action_type]
+  if range and level and (level < range[1] or level > range[2]) then
+    fired('impossible_level', 1)
   end
 
   local rate = p.rates[action_type]
@@ -117,7 +156,8 @@ local function ac_judge(p, stats, now, increase, action_type, claimed_us, level,
   table.sort(found, function(a, b)
     return a[2] > b[2]
   end)
-  return 1 - keep, found, kept, current_bucket, run, since_last
+  return 1 - keep, found, { paces = paces, run = run, since_last = since_last,
+    play_us = next_play }
 end
 
 -- 'approved' | 'flagged' | 'rejected' for a judged risk and its reasons.
@@ -130,27 +170,37 @@ local function ac_verdict(p, risk, reasons)
   return 'approved'
 end
 
--- The history after this submission; `accepted` adds its increase to the window and
--- to the running statistics.
-local function ac_remember(stats_key, stats, now, increase, accepted, kept, bucket, run,
-                           since_last, sig, wait_us)
-  local fields = { 'last_us', string.format('%d', now), 'sig', sig, 'run', run,
-    'gap_us', string.format('%d', since_last or 0), 'wait_us', string.format('%d', wait_us) }
+-- The history after this submission; `accepted` adds its increase to the pace windows,
+-- the play clock and the running statistics.
+local function ac_remember(stats_key, p, stats, now, increase, accepted, judged, sig, wait_us)
+  local fmt = string.format
+  local fields = { 'last_us', fmt('%d', now), 'sig', sig, 'run', judged.run,
+    'gap_us', fmt('%d', judged.since_last or 0), 'wait_us', fmt('%d', wait_us) }
   if accepted then
     local n = (tonumber(stats.n) or 0) + 1
     local mean = tonumber(stats.mean) or 0
     local delta = increase - mean
     mean = mean + delta / n
     local m2 = (tonumber(stats.m2) or 0) + delta * (increase - mean)
-    local key = string.format('%d', bucket)
-    kept[key] = (kept[key] or 0) + increase
-    local buckets = {}
-    for b, points in pairs(kept) do
-      buckets[#buckets + 1] = b .. ':' .. string.format('%d', points)
-    end
-    for _, value in ipairs({ 'n', n, 'mean', string.format('%.17g', mean),
-        'm2', string.format('%.17g', m2), 'recent', table.concat(buckets, ',') }) do
+    for _, value in ipairs({ 'n', n, 'mean', fmt('%.17g', mean), 'm2', fmt('%.17g', m2),
+        'play_us', fmt('%d', judged.play_us) }) do
       fields[#fields + 1] = value
+    end
+    for i, window in ipairs(p.windows) do
+      local kept, current = judged.paces[i][1], judged.paces[i][2]
+      local buckets, added = {}, false
+      for j, entry in ipairs(kept) do
+        local points = entry[2]
+        if entry[1] == current then
+          points, added = points + increase, true
+        end
+        buckets[j] = fmt('%d:%d', entry[1], points)
+      end
+      if not added then
+        buckets[#buckets + 1] = fmt('%d:%d', current, increase)
+      end
+      fields[#fields + 1] = 'pace:' .. window.check
+      fields[#fields + 1] = table.concat(buckets, ',')
     end
   end
   redis.call('HSET', stats_key, (unpack or table.unpack)(fields))

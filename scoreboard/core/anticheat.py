@@ -13,9 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from scoreboard.core.settings import Settings
+from scoreboard.core.settings import PACE_DEFAULTS, PACE_WINDOWS, Settings
 
-WINDOW_US = 60_000_000
 SPACING_FRACTION = 0.1
 # the points-per-second allowance grows with the claimed level up to this many levels
 # above the first, so a claimed level cannot buy an unbounded rate
@@ -23,18 +22,36 @@ BONUS_LEVELS = 10
 
 
 @dataclass(frozen=True)
+class PaceWindow:
+    """Most points accepted in any `us` microseconds before a flag and a rejection."""
+
+    check: str
+    us: int
+    flag: int
+    reject: int
+
+
+def pace_windows(pace: dict[str, tuple[int, int]]) -> tuple[PaceWindow, ...]:
+    return tuple(
+        PaceWindow(name, PACE_WINDOWS[name] * 1_000_000, flag, reject)
+        for name, (flag, reject) in pace.items()
+    )
+
+
+@dataclass(frozen=True)
 class AnticheatPolicy:
     """Field names are the keys the script reads (see lua/include/anticheat.lua)."""
 
-    window_points: int = 1000
-    window_us: int = WINDOW_US
+    windows: tuple[PaceWindow, ...] = pace_windows(PACE_DEFAULTS)
     slack_us: int = 5_000_000
-    rates: dict[str, float] = field(default_factory=lambda: {"game_completion": 10.0})
+    time_taken: dict[str, str] = field(default_factory=dict)
+    levels: dict[str, tuple[int, int]] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=lambda: {"game_completion": 5.0})
     level_bonus: float = 0.1
     bonus_levels: int = BONUS_LEVELS
     min_duration_us: int = 1_000_000
     min_history: int = 20
-    z_max: float = 5.0
+    z_max: float = 7.0
     run: int = 5
     spacing_us: int = 250_000
     spacing_frac: float = SPACING_FRACTION
@@ -44,8 +61,14 @@ class AnticheatPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> AnticheatPolicy:
         return cls(
-            window_points=settings.anticheat_max_points_per_minute,
+            windows=pace_windows(settings.pace()),
             slack_us=settings.anticheat_duration_slack * 1_000_000,
+            time_taken={
+                name: rule
+                for name, rule in (settings.anticheat_time_taken or {}).items()
+                if rule != "optional"
+            },
+            levels=dict(settings.anticheat_levels or {}),
             rates=settings.points_per_second(),
             level_bonus=settings.anticheat_level_bonus_percent / 100,
             min_duration_us=settings.anticheat_min_duration_ms * 1000,

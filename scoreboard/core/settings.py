@@ -150,6 +150,81 @@ def _points_per_second(raw: str) -> dict[str, float]:
     return {name: float(rate) for name, rate in value.items()}
 
 
+def _json_object(raw: str, example: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError(f"expected a JSON object such as {example}") from None
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"expected a non-empty JSON object such as {example}")
+    return value
+
+
+def _whole(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_EXACT_SCORE
+
+
+# the pace windows of the anti-cheat judge: check name -> seconds
+PACE_WINDOWS = {
+    "points_per_minute": 60,
+    "points_per_10_minutes": 600,
+    "points_per_hour": 3600,
+    "points_per_day": 86400,
+}
+# their default [flag, reject] thresholds: the flags above the best of 2,000 simulated
+# honest players' days (bench/honest_players.py: 200, 714, 2,291 and 13,238 points),
+# the rejections at twice the flags
+PACE_DEFAULTS = {
+    "points_per_minute": (250, 500),
+    "points_per_10_minutes": (800, 1600),
+    "points_per_hour": (2700, 5400),
+    "points_per_day": (16000, 32000),
+}
+
+
+def _pace(raw: str) -> dict[str, tuple[int, int]]:
+    value = _json_object(raw, '{"points_per_minute": [250, 1000]}')
+    pace = {}
+    for name, limits in value.items():
+        if name not in PACE_WINDOWS:
+            raise ValueError(f"{name!r} is not a window: expected one of {', '.join(PACE_WINDOWS)}")
+        if (
+            not isinstance(limits, list)
+            or len(limits) != 2
+            or not all(_whole(limit) and limit >= 1 for limit in limits)
+            or limits[0] > limits[1]
+        ):
+            raise ValueError(f"{name!r}: expected [flag, reject], whole numbers, flag <= reject")
+        pace[name] = (limits[0], limits[1])
+    return pace
+
+
+def _levels(raw: str) -> dict[str, tuple[int, int]]:
+    value = _json_object(raw, '{"game_completion": [1, 100]}')
+    levels = {}
+    for name, bounds in value.items():
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(_whole(bound) for bound in bounds)
+            or bounds[0] > bounds[1]
+        ):
+            raise ValueError(f"{name!r}: expected [lowest, highest], whole numbers")
+        levels[name] = (bounds[0], bounds[1])
+    return levels
+
+
+TIME_TAKEN_RULES = ("optional", "required", "token")
+
+
+def _time_taken(raw: str) -> dict[str, str]:
+    value = _json_object(raw, '{"game_completion": "required"}')
+    for name, rule in value.items():
+        if rule not in TIME_TAKEN_RULES:
+            raise ValueError(f"{name!r}: expected one of {', '.join(TIME_TAKEN_RULES)}")
+    return dict(value)
+
+
 def _log_format(raw: str) -> str:
     if raw not in ("auto", "json", "text"):
         raise ValueError("expected auto, json or text")
@@ -335,6 +410,14 @@ class Settings:
         shown="`1209600` (14 days)",
     )
     action_token_ttl: int = setting(300, _int_in(1, 86400), "Action-token lifetime, seconds.")
+    max_open_action_tokens: int = setting(
+        5,
+        _int_in(1, 10_000),
+        (
+            "Most action tokens one player may hold unspent on a board; asking for another "
+            "is refused (429) until one is spent or expires."
+        ),
+    )
     action_types: Mapping[str, int] = setting(
         {"game_completion": 100},
         _action_types,
@@ -380,18 +463,43 @@ class Settings:
             "`FLAG_AT`; `flag` accepts everything and flags; `off` judges nothing."
         ),
     )
-    anticheat_max_points_per_minute: int = setting(
-        1000,
-        _int_in(1, MAX_EXACT_SCORE),
-        "Most points one player may gain in any 60 seconds (a hard check: risk 1).",
+    anticheat_pace: Mapping[str, tuple[int, int]] | None = setting(
+        None,
+        _pace,
+        (
+            "JSON object of pace window to `[flag, reject]`: the points one player may gain in "
+            "any minute, 10 minutes, hour or day (`points_per_minute`, `points_per_10_minutes`, "
+            "`points_per_hour`, `points_per_day`) before an update is flagged (a soft check) "
+            "or rejected (a hard one); windows left out keep the default."
+        ),
+        shown=", ".join(f"`{name}`: `{list(limits)}`" for name, limits in PACE_DEFAULTS.items()),
     )
     anticheat_duration_slack: int = setting(
         5,
         _int_in(0, 3600),
         (
-            "Seconds of leeway when a claimed `action_data.time_taken` is longer than the time "
-            "since the player's previous update (a hard check)."
+            "Seconds by which a player's claimed `action_data.time_taken`, added up, may run "
+            "ahead of the wall clock (a hard check: claims of play cannot overlap)."
         ),
+    )
+    anticheat_time_taken: Mapping[str, str] | None = setting(
+        None,
+        _time_taken,
+        (
+            "JSON object of action type to `optional`, `required` (an update without "
+            "`time_taken` is rejected) or `token` (required, and no longer than the action "
+            "token's age: for games that ask for the token as the action starts)."
+        ),
+        shown="`optional` for every type",
+    )
+    anticheat_levels: Mapping[str, tuple[int, int]] | None = setting(
+        None,
+        _levels,
+        (
+            "JSON object of action type to `[lowest, highest]`: a claimed `level` outside "
+            "is rejected."
+        ),
+        shown="any level",
     )
     anticheat_points_per_second: Mapping[str, float] | None = setting(
         None,
@@ -401,7 +509,7 @@ class Settings:
             '`{"game_completion": 10}`; types left out keep the default. The time of play is the '
             "claimed `time_taken`, or the time since the previous update when none is claimed."
         ),
-        shown="each type's maximum / 10",
+        shown="each type's maximum / 20",
     )
     anticheat_min_duration_ms: int = setting(
         1000,
@@ -425,7 +533,7 @@ class Settings:
         ),
     )
     anticheat_max_zscore: float = setting(
-        5.0,
+        7.0,
         _number_in(0.5, 1000.0),
         (
             "An increase more than this many standard deviations above the player's own mean is an "
@@ -678,18 +786,26 @@ class Settings:
             raise SettingsError(
                 "SCOREBOARD_ANTICHEAT_FLAG_AT: must not be above SCOREBOARD_ANTICHEAT_REJECT_AT"
             )
-        rates = self.anticheat_points_per_second or {}
-        for name in rates:
-            if name not in self.action_types:
-                raise SettingsError(
-                    f"SCOREBOARD_ANTICHEAT_POINTS_PER_SECOND: {name!r} is not an action type"
-                    " of SCOREBOARD_ACTION_TYPES"
-                )
+        for variable, per_type in (
+            ("SCOREBOARD_ANTICHEAT_POINTS_PER_SECOND", self.anticheat_points_per_second),
+            ("SCOREBOARD_ANTICHEAT_TIME_TAKEN", self.anticheat_time_taken),
+            ("SCOREBOARD_ANTICHEAT_LEVELS", self.anticheat_levels),
+        ):
+            for name in per_type or {}:
+                if name not in self.action_types:
+                    raise SettingsError(
+                        f"{variable}: {name!r} is not an action type of SCOREBOARD_ACTION_TYPES"
+                    )
+
+    def pace(self) -> dict[str, tuple[int, int]]:
+        """Each pace window's [flag, reject] thresholds: as set, else the default."""
+        return {**PACE_DEFAULTS, **(self.anticheat_pace or {})}
 
     def points_per_second(self) -> dict[str, float]:
-        """Most points per second of play per action type: as set, else a tenth of the
-        type's maximum increase (the maximum in no less than ten seconds of play)."""
-        rates = {name: max(1.0, limit / 10) for name, limit in self.action_types.items()}
+        """Most points per second of play per action type: as set, else a twentieth of
+        the type's maximum increase (the maximum in no less than twenty seconds of play:
+        the honest players' model plays its best rounds at four points a second)."""
+        rates = {name: max(1.0, limit / 20) for name, limit in self.action_types.items()}
         rates.update(self.anticheat_points_per_second or {})
         return rates
 

@@ -117,5 +117,6 @@ class ActionTokens:
             action_type=action_type,
             max_increase=maximum,
             ttl_ms=self._settings.action_token_ttl * 1000,
+            max_open=self._settings.max_open_action_tokens,
         )
         return IssuedToken(token, self._settings.action_token_ttl, maximum, rate, board.name)

@@ -149,6 +149,10 @@ class Keys:
     def user(self, user_id: str, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:user:{user_id}"
 
+    def open_tokens(self, user_id: str, board: str = DEFAULT_BOARD) -> str:
+        """Sorted set of the player's unspent action tokens: token hash -> expiry ms."""
+        return f"{self._board(board)}:open:{user_id}"
+
     def updates_channel(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:db{self.db}:updates"
 
@@ -257,6 +261,9 @@ class BoardKeys:
 
     def user(self, user_id: str) -> str:
         return self.keys.user(user_id, self.name)
+
+    def open_tokens(self, user_id: str) -> str:
+        return self.keys.open_tokens(user_id, self.name)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -6,6 +6,7 @@ nowhere else; a test checks every status each script's header lists against both
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -17,6 +18,7 @@ from scoreboard.core.errors import (
     InsufficientPermissions,
     InvalidActionToken,
     InvalidRequest,
+    RateLimitExceeded,
     ScoreboardError,
     ScoreValidationFailed,
     ServiceUnavailable,
@@ -47,6 +49,7 @@ class ScriptStatus(StrEnum):
     BANNED = "BANNED"
     NEGATIVE = "NEGATIVE"
     PERIOD_MOVED = "PERIOD_MOVED"
+    TOO_MANY_OPEN = "TOO_MANY_OPEN"
 
 
 S = ScriptStatus
@@ -69,6 +72,17 @@ def _board_unavailable(reply: list[Any], rule: RateRule | None) -> ScoreboardErr
 def _rate_limited(reply: list[Any], rule: RateRule | None) -> ScoreboardError:
     assert rule is not None, "a script that rate-limits is called with its rule"
     return refusal(RateDecision.refused(rule, int(reply[1]) / 1e6, int(reply[2]) / 1e6))
+
+
+def _too_many_open(reply: list[Any], rule: RateRule | None) -> ScoreboardError:
+    # not a rate-limit hit (nothing was counted): the player holds the most unspent
+    # tokens allowed, and one frees up when it is spent or, at the latest, expires
+    retry_after = max(1, math.ceil(int(reply[1]) / 1e6))
+    return RateLimitExceeded(
+        "You hold the most unspent action tokens allowed; spend one first",
+        details={"reason": "open_action_tokens", "retry_after": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def _token_exists(reply: list[Any], rule: RateRule | None) -> ScoreboardError:
@@ -130,6 +144,7 @@ REFUSALS: dict[ScriptStatus, Refusal] = {
     S.REBUILDING: _board_unavailable,
     S.BANNED: lambda reply, rule: InsufficientPermissions("This account is suspended"),
     S.RATE_LIMITED: _rate_limited,
+    S.TOO_MANY_OPEN: _too_many_open,
     S.TOKEN_EXISTS: _token_exists,
     S.TOKEN_UNKNOWN: lambda reply, rule: InvalidActionToken(
         details={"reason": "unknown_or_expired"}

@@ -222,7 +222,7 @@ async def test_the_bot_is_flagged_rejected_listed_and_banned(
             error = response.json()["error"]
             assert error["code"] == "SCORE_VALIDATION_FAILED"
             assert error["details"]["reason"] in {r["check"] for r in error["details"]["reasons"]}
-    assert statuses == [200] * 4 + [400] * 6
+    assert statuses == [200] * 2 + [400] * 8
     await _sync(services)
     headers = bearer(admin["access_token"])
     page = (await client.get("/v1/admin/flagged?limit=3", headers=headers)).json()["data"]
@@ -230,7 +230,7 @@ async def test_the_bot_is_flagged_rejected_listed_and_banned(
     rest = await client.get(f"/v1/admin/flagged?cursor={page['next_cursor']}", headers=headers)
     items = page["items"] + rest.json()["data"]["items"]
     assert len(items) == 10 and {item["user_id"] for item in items} == {bot["user_id"]}
-    assert [item["validation_result"] for item in items] == ["rejected"] * 6 + ["flagged"] * 4
+    assert [item["validation_result"] for item in items] == ["rejected"] * 8 + ["flagged"] * 2
     first = items[-1]
     assert first["username"] == bot["username"] and first["score_change"] == 100
     assert first["reasons"][0]["check"] == "points_per_second" and first["risk_score"] >= 0.5
@@ -429,7 +429,7 @@ async def test_a_bot_per_check_is_caught(client: httpx.AsyncClient, services: Se
         name: await new_player(client) for name in ("window", "duration", "rate", "outlier", "run")
     }
 
-    # points per window: plausible rounds, but 1,000 points a minute is the cap
+    # pace: plausible rounds, but more than 250 points in a minute is flagged
     for n in range(12):
         await submit(client, bots["window"], 90, action_data=_human(n))
     # impossible duration: a 10-minute round claimed a moment after the previous one
@@ -438,16 +438,20 @@ async def test_a_bot_per_check_is_caught(client: httpx.AsyncClient, services: Se
     # points per second: 90 points for one second of play
     await submit(client, bots["rate"], 90, action_data={**_human(0), "time_taken": 1.0})
     # outlier: twenty rounds of about 5, then 60 at once
+    # (no play claimed: a player's claims must fit the time that passed)
+    unclaimed = {"level": 11}
     for n in range(20):
-        await submit(client, bots["outlier"], 4 + n % 3, action_data=_human(n))
-    await submit(client, bots["outlier"], 60, action_data=_human(99))
+        await submit(
+            client, bots["outlier"], 4 + n % 3, action_data={**unclaimed, "accuracy": n / 100}
+        )
+    await submit(client, bots["outlier"], 60, action_data=unclaimed)
     # automation: the same small round, again and again, evenly spaced
     for _ in range(6):
         await submit(client, bots["run"], 3, action_data={"time_taken": 4.5, "level": 2})
         await asyncio.sleep(0.05)
 
     expected = {
-        "window": "points_per_window",
+        "window": "points_per_minute",
         "duration": "impossible_duration",
         "rate": "points_per_second",
         "outlier": "outlier",

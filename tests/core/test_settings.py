@@ -133,14 +133,14 @@ def test_scoring_settings() -> None:
             **REAL,
             "SCOREBOARD_ANTICHEAT_MODE": "flag",
             "SCOREBOARD_SCORE_CEILING": "1000000",
-            "SCOREBOARD_ANTICHEAT_MAX_POINTS_PER_MINUTE": "500",
+            "SCOREBOARD_ANTICHEAT_PACE": '{"points_per_minute": [400, 500]}',
             "SCOREBOARD_ANTICHEAT_DURATION_SLACK": "2",
             "SCOREBOARD_LIVE_TOP_N": "25",
         }
     )
     assert settings.anticheat_mode == "flag"
     assert settings.score_ceiling == 1_000_000
-    assert settings.anticheat_max_points_per_minute == 500
+    assert settings.pace()["points_per_minute"] == (400, 500)
     assert settings.anticheat_duration_slack == 2
     assert settings.live_top_n == 25
     defaults = Settings.from_env({})

@@ -77,13 +77,13 @@ async def test_a_bot_is_caught_found_banned_and_unbanned(
         httpx.AsyncClient(base_url=second.url, timeout=30) as b,
     ):
         honest, watcher, bot = await new_player(a), await new_player(b), await new_player(a)
-        data = {"time_taken": 4.0, "level": 3, "accuracy": 0.8}
+        data = {"time_taken": 10.0, "level": 3, "accuracy": 0.8}
         assert (await submit(a, honest, 30, action_data=data)).status_code == 200
 
         statuses = [
             (await submit(a, bot, 100, action_data=BOT_DATA)).status_code for _ in range(10)
         ]
-        assert statuses == [200] * 4 + [400] * 6  # flagged, then rejected
+        assert statuses == [200] * 2 + [400] * 8  # flagged, then rejected
 
         admin = await login(a, admin_name)
         headers = bearer(admin["access_token"])
@@ -142,6 +142,6 @@ async def test_a_bot_is_caught_found_banned_and_unbanned(
         kinds = await _until(audited)
         # the suspended account's refused login is in its own trail too
         assert kinds[:3] == ["admin_unban", "login_suspended", "admin_ban"]
-        assert kinds.count("score_update") == 4 and kinds.count("score_rejected") == 6
+        assert kinds.count("score_update") == 2 and kinds.count("score_rejected") == 8
         refused = await b.get("/v1/admin/audit", headers=bearer(watcher["access_token"]))
         assert refused.status_code == 403

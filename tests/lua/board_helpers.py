@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import redis.asyncio as aioredis
 
-from scoreboard.core.anticheat import AnticheatPolicy
+from scoreboard.core.anticheat import AnticheatPolicy, PaceWindow
 from scoreboard.core.periods import period_at
 from scoreboard.core.settings import RateRule
 from scoreboard.scoring.updates import fingerprint
@@ -23,9 +23,16 @@ POLICY = ScoringPolicy(
     ceiling=2**53 - 1,
     anticheat_mode="enforce",
     # every check but the hard ones out of the way; the anti-cheat tests set their own
-    anticheat=AnticheatPolicy(window_points=1_000_000, rates={}, min_history=10**9, run=10**9),
+    anticheat=AnticheatPolicy(windows=(), rates={}, min_history=10**9, run=10**9),
     top_n=3,
 )
+
+
+def pace(reject: int, *, flag: int | None = None, us: int = 60_000_000) -> tuple[PaceWindow]:
+    """One pace window, `points_per_minute` unless `us` says otherwise: flag above
+    `flag` (never, by default), reject above `reject`."""
+    check = "points_per_minute" if us == 60_000_000 else "points_per_window"
+    return (PaceWindow(check, us, reject if flag is None else flag, reject),)
 
 
 @dataclass
@@ -57,6 +64,7 @@ class Board:
         max_increase: int = 100,
         ttl_ms: int = 300_000,
         rule: RateRule = GENEROUS,
+        max_open: int = 10_000,
     ) -> str:
         token = secrets.token_urlsafe(32)
         await self.scripts.issue_action_token(
@@ -68,6 +76,7 @@ class Board:
             action_type=action_type,
             max_increase=max_increase,
             ttl_ms=ttl_ms,
+            max_open=max_open,
         )
         return token
 

@@ -11,7 +11,7 @@ import pytest
 
 from scoreboard.core.errors import InvalidActionToken, RateLimitExceeded, ScoreValidationFailed
 from scoreboard.core.settings import RateRule
-from tests.lua.board_helpers import Board
+from tests.lua.board_helpers import Board, pace
 
 
 def _uid() -> str:
@@ -233,17 +233,17 @@ async def test_rate_limit_counts_every_attempt_and_keeps_the_token(board: Board)
     assert await board.client.hget(board.token_key(token), "used") == b"0"
 
 
-async def test_anticheat_points_per_window(board: Board) -> None:
+async def test_anticheat_points_per_minute(board: Board) -> None:
     user = _uid()
-    policy = board.with_anticheat(window_points=100)
+    policy = board.with_anticheat(windows=pace(100))
     await board.submit(user, await board.issue(user), 60, policy=policy)
     token = await board.issue(user)
     with pytest.raises(ScoreValidationFailed) as caught:
         await board.submit(user, token, 50, policy=policy)
     assert caught.value.details == {
-        "reason": "points_per_window",
+        "reason": "points_per_minute",
         "risk_score": 1.0,
-        "reasons": [{"check": "points_per_window", "risk": 1.0}],
+        "reasons": [{"check": "points_per_minute", "risk": 1.0}],
     }
     with pytest.raises(InvalidActionToken):
         await board.submit(user, token, 1, policy=policy)
@@ -262,16 +262,16 @@ async def test_anticheat_impossible_duration(board: Board) -> None:
 
 async def test_flag_mode_accepts_and_marks(board: Board) -> None:
     user = _uid()
-    policy = replace(board.with_anticheat(window_points=10), anticheat_mode="flag")
+    policy = replace(board.with_anticheat(windows=pace(10)), anticheat_mode="flag")
     applied = await board.submit(user, await board.issue(user), 50, policy=policy)
     assert applied.flagged and applied.risk == 1.0 and applied.new_score == 50
     event = (await _events(board))[-1]
-    assert (event["flagged"], event["reason"]) == ("1", "points_per_window")
+    assert (event["flagged"], event["reason"]) == ("1", "points_per_minute")
 
 
 async def test_off_mode_never_judges(board: Board) -> None:
     user = _uid()
-    policy = replace(board.with_anticheat(window_points=10), anticheat_mode="off")
+    policy = replace(board.with_anticheat(windows=pace(10)), anticheat_mode="off")
     applied = await board.submit(user, await board.issue(user), 50, policy=policy)
     assert not applied.flagged and applied.risk == 0.0
 
@@ -330,7 +330,7 @@ async def test_fifty_parallel_identical_retries_apply_once(board: Board) -> None
 
 async def test_anticheat_window_forgets_old_points_and_stays_small(board: Board) -> None:
     user = _uid()
-    policy = board.with_anticheat(window_points=100, window_us=600_000)
+    policy = board.with_anticheat(windows=pace(100, us=600_000))
     for _ in range(5):
         await board.submit(user, await board.issue(user), 20, policy=policy)
     with pytest.raises(ScoreValidationFailed):
@@ -338,5 +338,5 @@ async def test_anticheat_window_forgets_old_points_and_stays_small(board: Board)
     await asyncio.sleep(0.75)
     applied = await board.submit(user, await board.issue(user), 60, policy=policy)
     assert applied.new_score == 160
-    recent = await board.client.hget(board.keys.user(user), "recent")
+    recent = await board.client.hget(board.keys.user(user), "pace:points_per_window")
     assert 1 <= len(recent.split(b",")) <= 7

@@ -15,16 +15,24 @@ import httpx
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    rule,
+)
 
 from scoreboard.api.app import create_app
 from scoreboard.api.services import Services
-from scoreboard.core.settings import RateRule, Settings
+from scoreboard.core.settings import PACE_WINDOWS, RateRule, Settings
 from scoreboard.scoring.action_tokens import token_hash
-from tests.auth_helpers import bearer, issue_token, new_player
+from tests.auth_helpers import bearer, new_player
 
 MAX_INCREASE = 100
 PLAYERS = 3
+MAX_OPEN = 3  # unspent tokens a player may hold
 
 
 @dataclass
@@ -52,7 +60,8 @@ class ScoringMachine(RuleBasedStateMachine):
             rate_limit_score_update=generous,
             rate_limit_action_token=generous,
             rate_limit_leaderboard=generous,
-            anticheat_max_points_per_minute=10**12,
+            anticheat_pace={name: (10**12, 10**12) for name in PACE_WINDOWS},
+            max_open_action_tokens=MAX_OPEN,
         )
         self.services = self.run(Services.open(config))
         app = create_app(config)
@@ -60,6 +69,7 @@ class ScoringMachine(RuleBasedStateMachine):
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
         self.players = [self.run(new_player(self.http)) for _ in range(PLAYERS)]
         self.scores = [0] * PLAYERS
+        self.issued: list[ModelToken] = []
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -85,11 +95,23 @@ class ScoringMachine(RuleBasedStateMachine):
         return response
 
     @rule(target=tokens, player=st.integers(0, PLAYERS - 1), session=st.sampled_from("ab"))
-    def issue(self, player: int, session: str) -> ModelToken:
-        token = self.run(
-            issue_token(self.http, self.players[player]["access_token"], session_id=session)
+    def issue(self, player: int, session: str) -> ModelToken | MultipleResults[ModelToken]:
+        held = sum(1 for t in self.issued if t.owner == player and t.state == "fresh")
+        response = self.run(
+            self.http.post(
+                "/auth/action-token",
+                json={"action_type": "game_completion", "session_id": session},
+                headers=bearer(self.players[player]["access_token"]),
+            )
         )
-        return ModelToken(token, player, session)
+        if held >= MAX_OPEN:
+            assert response.status_code == 429, response.text
+            assert response.json()["error"]["details"]["reason"] == "open_action_tokens"
+            return multiple()
+        assert response.status_code == 200, response.text
+        entry = ModelToken(response.json()["data"]["action_token"], player, session)
+        self.issued.append(entry)
+        return entry
 
     def _answer(self, response: httpx.Response) -> tuple[int, Any]:
         body = response.json()
@@ -141,8 +163,10 @@ class ScoringMachine(RuleBasedStateMachine):
 
     @rule(entry=tokens)
     def expire(self, entry: ModelToken) -> None:
-        key = self.services.keys.action_token(token_hash(entry.token))
-        self.run(self.services.redis.delete(key))
+        keys, hashed = self.services.keys, token_hash(entry.token)
+        owner = self.players[entry.owner]["user_id"]
+        self.run(self.services.redis.delete(keys.action_token(hashed)))
+        self.run(self.services.redis.zrem(keys.open_tokens(owner), hashed))
         entry.state = "expired"  # gone: no more replays either
 
     @invariant()

@@ -86,6 +86,7 @@ async def test_rate_limit_is_exact_under_parallel_load(settings: Settings, tmp_p
         settings,
         SCOREBOARD_RATE_LIMIT_SCORE_UPDATE="10/minute",
         SCOREBOARD_RATE_LIMIT_ACTION_TOKEN=GENEROUS,
+        SCOREBOARD_MAX_OPEN_ACTION_TOKENS="40",
     )
     with serving(env, tmp_path, workers=2) as (server,):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:

@@ -121,6 +121,7 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
         action_type="a",
         max_increase=1,
         ttl_ms=1,
+        max_open=10_000,
     )
     submission = ScoreSubmission("u", "n", None, None, 1, "h", None, "e", "ip", "ua", "", "f")
     policy = ScoringPolicy(rule, 10, "off", AnticheatPolicy(), 10)

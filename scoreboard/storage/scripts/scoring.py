@@ -151,6 +151,7 @@ class ScoringScripts(ScriptTransport):
                 board.events,
                 board.updates_channel,
                 board.banned,
+                board.open_tokens(user_id),
                 *period_keys,
             ],
             [

@@ -34,6 +34,7 @@ class TokenScripts(ScriptTransport):
         action_type: str,
         max_increase: int,
         ttl_ms: int,
+        max_open: int,
     ) -> RateDecision:
         reply = await self._call(
             "issue_action_token",
@@ -41,8 +42,19 @@ class TokenScripts(ScriptTransport):
                 board.rate_limit("action_token", user_id),
                 board.action_token(token_hash),
                 board.banned,
+                board.open_tokens(user_id),
             ],
-            [rule.limit, rule.period_us, user_id, session_id, action_type, max_increase, ttl_ms],
+            [
+                rule.limit,
+                rule.period_us,
+                user_id,
+                session_id,
+                action_type,
+                max_increase,
+                ttl_ms,
+                token_hash,
+                max_open,
+            ],
         )
         if status_of(reply) is not ScriptStatus.OK:
             raise refused("issue_action_token", reply, rule)
