@@ -96,6 +96,11 @@ def best_pace(rounds: list[HonestRound], window_s: float) -> int:
     return best
 
 
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 @dataclass
 class Report:
     players: int = 0
@@ -113,15 +118,17 @@ class Report:
             f" ({self.players_flagged / max(1, self.players):.2%});"
             f" players rejected at least once: {self.players_rejected}",
             f"submissions: {dict(sorted(self.verdicts.items()))}",
-            f"points a minute of play: median {statistics.median(self.per_minute_of_day):.1f}",
+            "points a minute of play, over each player's day: median"
+            f" {statistics.median(self.per_minute_of_day):.1f},"
+            f" 99.9th percentile {_quantile(self.per_minute_of_day, 0.999):.1f},"
+            f" most {max(self.per_minute_of_day):.1f}",
         ]
         for name, seconds in WINDOWS.items():
-            values = sorted(self.best[name])
-            top = values[-1]
-            p999 = values[min(len(values) - 1, int(len(values) * 0.999))]
+            top = max(self.best[name])
+            p999 = _quantile([float(v) for v in self.best[name]], 0.999)
             lines.append(
                 f"best {name}: most {top} points ({top / (seconds / 60):.1f} a minute),"
-                f" 99.9th percentile of players {p999}"
+                f" 99.9th percentile of players {p999:.0f}"
             )
         return "\n".join(lines)
 

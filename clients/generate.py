@@ -68,7 +68,10 @@ def ts_type(schema: dict[str, Any], field: str = "") -> str:
     if kind in _TS_SIMPLE:
         return _TS_SIMPLE[kind]
     if kind == "array":
-        return f"{ts_type(schema['items'])}[]" if "items" in schema else "unknown[]"
+        if "items" not in schema:
+            return "unknown[]"
+        item = ts_type(schema["items"])
+        return f"({item})[]" if " | " in item else f"{item}[]"
     if kind == "object" and "properties" in schema:
         return "{ " + " ".join(_ts_fields(schema)) + " }"
     if kind == "object" and "additionalProperties" in schema:

@@ -6,6 +6,7 @@
 -- Input:
 --   KEYS[1]  the simulated player's anti-cheat history (hash; fields in
 --            include/anticheat.lua)
+--   KEYS[2]  the board's population sketch (hash; include/anticheat.lua)
 --   ARGV[1]  the moment of the submission, microseconds since the epoch
 --   ARGV[2]  anti-cheat thresholds (JSON, the same as submit_score.lua's)
 --   ARGV[3]  increase            ARGV[4]  action type
@@ -30,8 +31,8 @@ local increase = tonumber(ARGV[3])
 local wait_us = tonumber(ARGV[8])
 local stats = ac_history(stats_key, thresholds)
 local risk, reasons, judged = ac_judge(thresholds, stats, now, increase, ARGV[4],
-  tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], wait_us)
+  tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], wait_us, KEYS[2])
 local verdict = ac_verdict(thresholds, risk, reasons)
 ac_remember(stats_key, thresholds, stats, now, increase, verdict ~= 'rejected', judged,
-  ARGV[7], wait_us)
+  ARGV[7], wait_us, KEYS[2])
 return { S_OK, string.format('%.3f', risk), ac_reasons_text(reasons), verdict }

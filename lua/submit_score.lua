@@ -28,7 +28,8 @@
 --   KEYS[9]  the board's banned players (hash; include/board_change.lua)
 --   KEYS[10] the player's unspent tokens (sorted set; issue_action_token.lua): the
 --            token leaves it as it is spent
---   KEYS[11..] two per period of ARGV[21], in its order: the current
+--   KEYS[11] the board's population sketch (hash; include/anticheat.lua)
+--   KEYS[12..] two per period of ARGV[21], in its order: the current
 --            period's ranking (sorted set) and its players hash, same encodings as
 --            KEYS[3] and KEYS[4]
 --   ARGV[1]  user id                 ARGV[2]  username
@@ -49,7 +50,7 @@
 --            fingerprint replays the first answer; the automation check compares it
 --            with the previous submission's
 --   ARGV[21] the board's periods, comma-separated kinds ('daily,weekly'; '' = none):
---            the update also counts in the current period of each (KEYS[11..])
+--            the update also counts in the current period of each (KEYS[12..])
 --   ARGV[22] how long a closed period's ranking stays in Redis, in ms (each period
 --            key expires that long after its period ends, set when a player first
 --            enters it)
@@ -116,7 +117,7 @@ local S_ANTICHEAT_REJECTED = 'ANTICHEAT_REJECTED'
 local rcall = redis.call
 local rate_key, token_key, board_key, players_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local stats_key, state_key, events_key, channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local banned_key, open_key = KEYS[9], KEYS[10]
+local banned_key, open_key, sketch_key = KEYS[9], KEYS[10], KEYS[11]
 
 local user_id, username = ARGV[1], ARGV[2]
 local want_session, want_action = ARGV[3], ARGV[4]
@@ -258,14 +259,15 @@ if anticheat_mode ~= 'off' then
   thresholds = cjson.decode(ARGV[10])
   stats = ac_history(stats_key, thresholds)
   risk, reasons, judged = ac_judge(thresholds, stats, now, increase, action_type, claimed_us,
-    claimed_level, fingerprint, wait_us)
+    claimed_level, fingerprint, wait_us, sketch_key)
   reasons_text = ac_reasons_text(reasons)
   reason = reasons[1] and reasons[1][1] or ''
   verdict = ac_verdict(thresholds, risk, reasons)
 end
 local risk_text = string.format('%.3f', risk)
 if verdict == 'rejected' and anticheat_mode == 'enforce' then
-  ac_remember(stats_key, thresholds, stats, now, increase, false, judged, fingerprint, wait_us)
+  ac_remember(stats_key, thresholds, stats, now, increase, false, judged, fingerprint, wait_us,
+    sketch_key)
   audit_rejection(S_ANTICHEAT_REJECTED, reason, session_id, action_type, risk_text,
     reasons_text)
   return answer({ S_ANTICHEAT_REJECTED, reason, risk_text, reasons_text })
@@ -287,7 +289,8 @@ local new_rank = rcall('ZREVRANK', board_key, new_member) + 1
 local player_entry = new_member .. '|' .. now_ms .. '|' .. username
 rcall('HSET', players_key, user_id, player_entry)
 if anticheat_mode ~= 'off' then
-  ac_remember(stats_key, thresholds, stats, now, increase, true, judged, fingerprint, wait_us)
+  ac_remember(stats_key, thresholds, stats, now, increase, true, judged, fingerprint, wait_us,
+    sketch_key)
 end
 local total = rcall('ZCARD', board_key)
 
@@ -296,7 +299,7 @@ local total = rcall('ZCARD', board_key)
 local periods, period_ids = {}, {} -- (periods: each one's JSON array)
 for index, current in ipairs(current_periods) do
   local kind, period_id, ends_ms = current[1], current[2], current[3]
-  local period_board, period_players = KEYS[9 + 2 * index], KEYS[10 + 2 * index]
+  local period_board, period_players = KEYS[10 + 2 * index], KEYS[11 + 2 * index]
   -- a player already in this period holds it under their all-time member (every
   -- update moves both); the players hash is read only when that is not so
   local previous, previous_member = true, old_member

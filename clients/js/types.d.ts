@@ -55,6 +55,13 @@ export interface BoardInfo {
   action_types: Record<string, number>;
   periods: Period[];
   season: number;
+  anticheat: Record<string, ActionRules>;
+}
+
+export interface ActionRules {
+  points_per_second?: number;
+  levels?: number[];
+  time_taken?: "optional" | "required" | "token";
 }
 
 export interface Registered {
@@ -228,12 +235,14 @@ export interface ActionData {
 export interface BoardCreate {
   name: string;
   action_types: Record<string, number>;
-  periods?: "daily" | "weekly" | "monthly"[];
+  periods?: ("daily" | "weekly" | "monthly")[];
+  anticheat?: Record<string, ActionRules>;
 }
 
 export interface BoardChange {
   action_types?: Record<string, number>;
-  periods?: "daily" | "weekly" | "monthly"[];
+  periods?: ("daily" | "weekly" | "monthly")[];
+  anticheat?: Record<string, ActionRules>;
 }
 
 export interface WithReason {

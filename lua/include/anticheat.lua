@@ -13,6 +13,21 @@
 --   gap_us   the time between the previous submission and the one before it
 --   run      how many submissions in a row had the same fingerprint, evenly spaced
 --   wait_us  how long the previous submission's action token waited before its use
+--   played_us  the play credited to the accepted submissions: each one's claim, else
+--            the time since the previous submission (at most population.max_gap_us),
+--            never less than min_duration_us
+--   pop      the bucket of the board's population sketch the player is counted in
+--
+-- The board's population sketch (hash, one per board, next to the board): how many
+-- players play at each pace, in points per minute of play, on a log scale:
+--   b<i>     players whose pace is in [1.25^i, 1.25^(i+1)) (b0: below 1.25)
+--   players  players counted;  changes  how many times one moved between buckets
+--   limit    the pace above which a player is flagged: `factor` times the upper edge
+--            of the bucket where the `quantile` falls (walking down from the fastest,
+--            the first bucket with more than 1 - quantile of the players above or in
+--            it: a lone cheater at the top does not set the limit), worked out every
+--            16 moves once `min_players` are counted (absent until then: the
+--            configured `default` stands)
 --
 -- Thresholds (one JSON object, ARGV of the caller):
 --   windows  [{check, us, flag, reject}, ...]: the pace windows, most points accepted
@@ -29,14 +44,19 @@
 --   min_history, z_max         the outlier check, once the history holds min_history
 --   run, spacing_us, spacing_frac   the automation check: `run` identical, evenly
 --                              spaced submissions (gaps within the larger tolerance)
+--   population {min_updates, min_play_us, max_gap_us, min_players, quantile, factor,
+--              default}: the population check, for players with at least min_updates
+--              accepted and min_play_us of play
 --
 -- Hard checks (risk 1): a pace window's reject threshold, impossible_duration (claimed
 -- play the clock cannot hold), missing_duration, impossible_level. Soft checks (a pace
--- window's flag threshold, points_per_second, outlier, automation) answer 0.6 at their
--- threshold, rising to 0.7 at twice it: one alone flags, two together reject at the
--- default thresholds. The risk is 1 - prod(1 - r) over every check that fired.
+-- window's flag threshold, points_per_second, outlier, automation, population) answer
+-- 0.6 at their threshold, rising to 0.7 at twice it: one alone flags, two together
+-- reject at the default thresholds. The risk is 1 - prod(1 - r) over every check that fired.
 
-local AC_FIELDS = { 'last_us', 'play_us', 'n', 'mean', 'm2', 'sig', 'gap_us', 'run' }
+local AC_FIELDS = { 'last_us', 'play_us', 'n', 'mean', 'm2', 'sig', 'gap_us', 'run',
+  'played_us', 'pop' }
+local AC_BUCKET = math.log(1.25)
 
 -- The history the judge reads, as a table of its fields (absent ones nil).
 local function ac_history(stats_key, p)
@@ -68,10 +88,16 @@ local function ac_soft(x)
   return 0.6 + 0.1 * math.min(1, math.max(0, x - 1))
 end
 
+-- The population sketch's bucket of a pace (points per minute of play).
+local function ac_bucket(pace)
+  return pace < 1.25 and 0 or math.floor(math.log(pace) / AC_BUCKET)
+end
+
 -- Returns risk, reasons ({ {name, risk}, ... } highest first), then what ac_remember
 -- needs: a table of the windows' kept buckets, the run length, the time since the
 -- previous submission and the play clock after this submission, were it accepted.
-local function ac_judge(p, stats, now, increase, action_type, claimed_us, level, sig, wait_us)
+local function ac_judge(p, stats, now, increase, action_type, claimed_us, level, sig, wait_us,
+                        sketch_key)
   local found = {}
   local function fired(name, risk)
     found[#found + 1] = { name, risk }
@@ -82,15 +108,22 @@ local function ac_judge(p, stats, now, increase, action_type, claimed_us, level,
   -- pace: the points of each window, this increase included
   local paces = {}
   for i, window in ipairs(p.windows) do
+    -- entries oldest first; those still in the window are kept as the text they are
     local current = math.floor(now / (window.us / 6))
-    local total, kept = increase, {}
-    for bucket, points in string.gmatch(stats['pace:' .. window.check] or '', '(%d+):(%d+)') do
-      if current - tonumber(bucket) < 6 then
+    local total, kept, current_points = increase, {}, nil
+    for entry, bucket, points in
+        string.gmatch(stats['pace:' .. window.check] or '', '((%d+):(%d+))') do
+      local age = current - tonumber(bucket)
+      if age < 6 then
         total = total + tonumber(points)
-        kept[#kept + 1] = { tonumber(bucket), tonumber(points) }
+        if age == 0 then
+          current_points = tonumber(points)
+        else
+          kept[#kept + 1] = entry
+        end
       end
     end
-    paces[i] = { kept, current }
+    paces[i] = { kept, current, current_points }
     if total > window.reject then
       fired(window.check, 1)
     elseif total > window.flag then
@@ -128,6 +161,19 @@ local function ac_judge(p, stats, now, increase, action_type, claimed_us, level,
   end
 
   local n = tonumber(stats.n) or 0
+  -- population: this player's pace over all their play, against the board's players
+  local pop = p.population
+  local credit = claimed_us or math.min(since_last or 0, pop.max_gap_us)
+  local played_us = (tonumber(stats.played_us) or 0) + math.max(credit, p.min_duration_us)
+  local pace = nil
+  if n + 1 >= pop.min_updates and played_us >= pop.min_play_us then
+    pace = (n * (tonumber(stats.mean) or 0) + increase) / (played_us / 60e6)
+    local limit = tonumber(redis.call('HGET', sketch_key, 'limit')) or pop.default
+    if pace > limit then
+      fired('population', ac_soft(pace / limit))
+    end
+  end
+
   if n >= p.min_history then
     local mean = tonumber(stats.mean)
     local sd = math.max(math.sqrt(tonumber(stats.m2) / (n - 1)), 0.1 * mean, 1)
@@ -157,7 +203,7 @@ local function ac_judge(p, stats, now, increase, action_type, claimed_us, level,
     return a[2] > b[2]
   end)
   return 1 - keep, found, { paces = paces, run = run, since_last = since_last,
-    play_us = next_play }
+    play_us = next_play, played_us = played_us, pace = pace }
 end
 
 -- 'approved' | 'flagged' | 'rejected' for a judged risk and its reasons.
@@ -170,9 +216,59 @@ local function ac_verdict(p, risk, reasons)
   return 'approved'
 end
 
+-- Count the player in the bucket of their pace, and every 16 moves (once enough players
+-- are counted) work out the pace above which a player is far out in the upper tail.
+local function ac_count(sketch_key, pop, previous, pace)
+  local bucket = 'b' .. ac_bucket(pace)
+  if bucket == previous then
+    return bucket
+  end
+  if previous then
+    redis.call('HINCRBY', sketch_key, previous, -1)
+  else
+    redis.call('HINCRBY', sketch_key, 'players', 1)
+  end
+  redis.call('HINCRBY', sketch_key, bucket, 1)
+  if redis.call('HINCRBY', sketch_key, 'changes', 1) % 16 ~= 1 then
+    return bucket
+  end
+  local row = redis.call('HGETALL', sketch_key)
+  local counts, players = {}, 0
+  for i = 1, #row, 2 do
+    local index = string.match(row[i], '^b(%d+)$')
+    if index then
+      counts[tonumber(index)] = tonumber(row[i + 1])
+    elseif row[i] == 'players' then
+      players = tonumber(row[i + 1])
+    end
+  end
+  if players < pop.min_players then
+    redis.call('HDEL', sketch_key, 'limit')
+    return bucket
+  end
+  local indexes = {}
+  for index in pairs(counts) do
+    indexes[#indexes + 1] = index
+  end
+  table.sort(indexes, function(a, b)
+    return a > b
+  end)
+  local above, edge = 0, 1.25
+  for _, index in ipairs(indexes) do
+    above = above + counts[index]
+    edge = 1.25 ^ (index + 1)
+    if above > (1 - pop.quantile) * players then
+      break
+    end
+  end
+  redis.call('HSET', sketch_key, 'limit', string.format('%.3f', pop.factor * edge))
+  return bucket
+end
+
 -- The history after this submission; `accepted` adds its increase to the pace windows,
--- the play clock and the running statistics.
-local function ac_remember(stats_key, p, stats, now, increase, accepted, judged, sig, wait_us)
+-- the play clock, the play credited, the population sketch and the running statistics.
+local function ac_remember(stats_key, p, stats, now, increase, accepted, judged, sig, wait_us,
+                           sketch_key)
   local fmt = string.format
   local fields = { 'last_us', fmt('%d', now), 'sig', sig, 'run', judged.run,
     'gap_us', fmt('%d', judged.since_last or 0), 'wait_us', fmt('%d', wait_us) }
@@ -183,24 +279,19 @@ local function ac_remember(stats_key, p, stats, now, increase, accepted, judged,
     mean = mean + delta / n
     local m2 = (tonumber(stats.m2) or 0) + delta * (increase - mean)
     for _, value in ipairs({ 'n', n, 'mean', fmt('%.17g', mean), 'm2', fmt('%.17g', m2),
-        'play_us', fmt('%d', judged.play_us) }) do
+        'play_us', fmt('%d', judged.play_us), 'played_us', fmt('%d', judged.played_us) }) do
       fields[#fields + 1] = value
     end
     for i, window in ipairs(p.windows) do
-      local kept, current = judged.paces[i][1], judged.paces[i][2]
-      local buckets, added = {}, false
-      for j, entry in ipairs(kept) do
-        local points = entry[2]
-        if entry[1] == current then
-          points, added = points + increase, true
-        end
-        buckets[j] = fmt('%d:%d', entry[1], points)
-      end
-      if not added then
-        buckets[#buckets + 1] = fmt('%d:%d', current, increase)
-      end
+      local pace = judged.paces[i]
+      local kept = pace[1]
+      kept[#kept + 1] = fmt('%d:%d', pace[2], (pace[3] or 0) + increase)
       fields[#fields + 1] = 'pace:' .. window.check
-      fields[#fields + 1] = table.concat(buckets, ',')
+      fields[#fields + 1] = table.concat(kept, ',')
+    end
+    if judged.pace then
+      fields[#fields + 1] = 'pop'
+      fields[#fields + 1] = ac_count(sketch_key, p.population, stats.pop, judged.pace)
     end
   end
   redis.call('HSET', stats_key, (unpack or table.unpack)(fields))

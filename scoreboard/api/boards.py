@@ -19,6 +19,7 @@ from scoreboard.boards.catalogue import (
     validate_action_types,
     validate_name,
     validate_periods,
+    validate_rules,
 )
 from scoreboard.boards.history import history_page
 from scoreboard.boards.leaderboard import board_reply
@@ -56,6 +57,7 @@ def config_reply(config: BoardConfig, now_ms: int) -> BoardInfo:
         action_types=config.action_types,
         periods=[period_reply(period_at(kind, now_ms)) for kind in config.periods],
         season=config.season,
+        anticheat=config.anticheat,
     )
 
 
@@ -188,7 +190,10 @@ async def create_board(request: Request) -> Response:
     name = validate_name(body.name)
     action_types = validate_action_types(body.action_types, svc.settings.score_ceiling)
     periods = validate_periods([] if isinstance(body.periods, UnsetType) else body.periods)
-    created = await svc.catalog.create(name, action_types, periods)
+    rules = None if isinstance(body.anticheat, UnsetType) else body.anticheat
+    if rules is not None:
+        validate_rules(rules, action_types)
+    created = await svc.catalog.create(name, action_types, periods, rules)
     if created is None:
         raise Conflict("A board of that name exists", details={"field": "name"})
     await svc.boards.ready(name)  # built (empty) before the answer: tokens work at once
@@ -199,7 +204,7 @@ async def change_board(request: Request) -> Response:
     await admin_meta(request)
     svc = services(request)
     name = request.path_params["board"]
-    await svc.catalog.find(name)
+    current = await svc.catalog.find(name)
     body = await read_body(request, BoardChange)
     action_types = (
         None
@@ -207,7 +212,10 @@ async def change_board(request: Request) -> Response:
         else validate_action_types(body.action_types, svc.settings.score_ceiling)
     )
     periods = None if isinstance(body.periods, UnsetType) else validate_periods(body.periods)
-    changed = await svc.catalog.update(name, action_types, periods)
+    rules = current.anticheat if isinstance(body.anticheat, UnsetType) else body.anticheat
+    validate_rules(rules, current.action_types if action_types is None else action_types)
+    given = None if isinstance(body.anticheat, UnsetType) else body.anticheat
+    changed = await svc.catalog.update(name, action_types, periods, given)
     return ok(config_reply(changed, svc.boards.now_ms()))
 
 

@@ -1,9 +1,10 @@
 """The boards of this deployment, kept in PostgreSQL and followed by every process.
 
 A board has a name, its action types with their maximum increase, its periods
-(`daily`, `weekly`, `monthly`; every board also has its all-time ranking) and the
-season number of the all-time ranking. `global` always exists; while its action types
-are not set (NULL) they are the server's settings. Each process holds the catalogue in
+(`daily`, `weekly`, `monthly`; every board also has its all-time ranking), the
+season number of the all-time ranking, and its anti-cheat rules per action type.
+`global` always exists; while its action types are not set (NULL) they are the
+server's settings. Each process holds the catalogue in
 memory, reads it afresh every `REFRESH_SECONDS`, at once after its own changes, and
 when asked for a board it does not know (at most every `MISS_REFRESH_SECONDS`), so a
 board created through another process is usable there at once.
@@ -16,11 +17,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import msgspec
+from msgspec import UnsetType
 
+from scoreboard.core.contract.requests import ActionRules
 from scoreboard.core.errors import BoardLimitReached, BoardNotFound, InvalidRequest
 from scoreboard.core.periods import KINDS
 from scoreboard.core.settings import Settings
@@ -36,7 +40,8 @@ MISS_REFRESH_SECONDS = 0.25
 MAX_ACTION_TYPES = 50
 ACTION_TYPE_CHARS = 50
 
-_SELECT = "SELECT name, action_types, periods, season FROM boards ORDER BY name"
+_SELECT = "SELECT name, action_types, periods, season, anticheat FROM boards ORDER BY name"
+_RULES = msgspec.json.Decoder(dict[str, ActionRules])
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class BoardConfig:
     action_types: dict[str, int]
     periods: tuple[str, ...]  # in the order of `KINDS`
     season: int
+    anticheat: dict[str, ActionRules] = field(default_factory=dict)
 
 
 def validate_name(value: object) -> str:
@@ -79,6 +85,25 @@ def validate_action_types(value: object, ceiling: int) -> dict[str, int]:
     return maximums
 
 
+def validate_rules(
+    rules: dict[str, ActionRules], action_types: dict[str, int]
+) -> dict[str, ActionRules]:
+    """A board's anti-cheat rules: each for one of its action types, with a range of
+    levels from the lowest to the highest."""
+    for name, rule in rules.items():
+        if name not in action_types:
+            raise InvalidRequest(
+                "anticheat names an action type the board does not have",
+                details={"field": "anticheat", "action_type": name},
+            )
+        if not isinstance(rule.levels, UnsetType) and rule.levels[0] > rule.levels[1]:
+            raise InvalidRequest(
+                "levels must be [lowest, highest]",
+                details={"field": "anticheat", "action_type": name},
+            )
+    return rules
+
+
 def validate_periods(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
         raise InvalidRequest(
@@ -92,6 +117,10 @@ def validate_periods(value: object) -> tuple[str, ...]:
             details={"field": "periods", "allowed": list(KINDS)},
         )
     return tuple(kind for kind in KINDS if kind in value)
+
+
+def _encoded(rules: dict[str, ActionRules] | None) -> str | None:
+    return None if rules is None else msgspec.json.encode(rules).decode()
 
 
 class BoardCatalog:
@@ -109,7 +138,8 @@ class BoardCatalog:
         types = row["action_types"]
         action_types = json.loads(types) if types is not None else dict(self._settings.action_types)
         periods = tuple(kind for kind in KINDS if kind in (row["periods"] or ()))
-        return BoardConfig(row["name"], action_types, periods, int(row["season"]))
+        rules = _RULES.decode(row["anticheat"]) if row["anticheat"] else {}
+        return BoardConfig(row["name"], action_types, periods, int(row["season"]), rules)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Called after every refresh that found the catalogue changed."""
@@ -146,7 +176,11 @@ class BoardCatalog:
                 listener()
 
     async def create(
-        self, name: str, action_types: dict[str, int], periods: tuple[str, ...]
+        self,
+        name: str,
+        action_types: dict[str, int],
+        periods: tuple[str, ...],
+        rules: dict[str, ActionRules] | None = None,
     ) -> BoardConfig | None:
         """The new board, or None when one of that name exists; BoardLimitReached when
         `SCOREBOARD_MAX_BOARDS` are there already (the default board counts, stored or
@@ -165,26 +199,34 @@ class BoardCatalog:
                 if others + 1 >= limit:
                     raise BoardLimitReached(limit)
                 row = await conn.fetchrow(
-                    "INSERT INTO boards (name, action_types, periods) VALUES ($1, $2::jsonb, $3)"
-                    " RETURNING name, action_types, periods, season",
+                    "INSERT INTO boards (name, action_types, periods, anticheat)"
+                    " VALUES ($1, $2::jsonb, $3, $4::jsonb)"
+                    " RETURNING name, action_types, periods, season, anticheat",
                     name,
                     json.dumps(action_types),
                     list(periods),
+                    _encoded(rules),
                 )
         await self.refresh()
         return None if row is None else self._from_row(row)
 
     async def update(
-        self, name: str, action_types: dict[str, int] | None, periods: tuple[str, ...] | None
+        self,
+        name: str,
+        action_types: dict[str, int] | None,
+        periods: tuple[str, ...] | None,
+        rules: dict[str, ActionRules] | None = None,
     ) -> BoardConfig:
         async with db_errors():
             row = await self._pool.fetchrow(
                 "UPDATE boards SET action_types = coalesce($2::jsonb, action_types),"
-                " periods = coalesce($3::text[], periods), updated_at = now() WHERE name = $1"
-                " RETURNING name, action_types, periods, season",
+                " periods = coalesce($3::text[], periods),"
+                " anticheat = coalesce($4::jsonb, anticheat), updated_at = now() WHERE name = $1"
+                " RETURNING name, action_types, periods, season, anticheat",
                 name,
                 None if action_types is None else json.dumps(action_types),
                 None if periods is None else list(periods),
+                _encoded(rules),
             )
         if row is None:
             raise BoardNotFound()

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from msgspec import UnsetType
+
+from scoreboard.core.contract.requests import ActionRules
 from scoreboard.core.settings import PACE_DEFAULTS, PACE_WINDOWS, Settings
 
 SPACING_FRACTION = 0.1
@@ -39,6 +43,22 @@ def pace_windows(pace: dict[str, tuple[int, int]]) -> tuple[PaceWindow, ...]:
 
 
 @dataclass(frozen=True)
+class PopulationPolicy:
+    """The population check: a player's pace over all their play (points per minute
+    of play) against the board's players, once the player has `min_updates` accepted
+    and `min_play_us` of play. Flagged above `factor` times the board's `quantile`
+    pace once `min_players` are counted, above `default` until then."""
+
+    min_updates: int = 10
+    min_play_us: int = 300_000_000
+    max_gap_us: int = 600_000_000
+    min_players: int = 100
+    quantile: float = 0.99
+    factor: float = 2.0
+    default: float = 180.0
+
+
+@dataclass(frozen=True)
 class AnticheatPolicy:
     """Field names are the keys the script reads (see lua/include/anticheat.lua)."""
 
@@ -55,27 +75,42 @@ class AnticheatPolicy:
     run: int = 5
     spacing_us: int = 250_000
     spacing_frac: float = SPACING_FRACTION
+    population: PopulationPolicy = PopulationPolicy()
     flag: float = 0.5
     reject: float = 0.8
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AnticheatPolicy:
+    def from_settings(
+        cls,
+        settings: Settings,
+        action_types: Mapping[str, int] | None = None,
+        rules: Mapping[str, ActionRules] | None = None,
+    ) -> AnticheatPolicy:
+        """The settings' thresholds, for a board of `action_types` (else the default
+        board's) with its own `rules` per action type, which come first."""
+        rates = settings.points_per_second(action_types)
+        time_taken = dict(settings.anticheat_time_taken or {})
+        levels = dict(settings.anticheat_levels or {})
+        for name, rule in (rules or {}).items():
+            if not isinstance(rule.points_per_second, UnsetType):
+                rates[name] = rule.points_per_second
+            if not isinstance(rule.time_taken, UnsetType):
+                time_taken[name] = rule.time_taken
+            if not isinstance(rule.levels, UnsetType):
+                levels[name] = (rule.levels[0], rule.levels[1])
         return cls(
             windows=pace_windows(settings.pace()),
             slack_us=settings.anticheat_duration_slack * 1_000_000,
-            time_taken={
-                name: rule
-                for name, rule in (settings.anticheat_time_taken or {}).items()
-                if rule != "optional"
-            },
-            levels=dict(settings.anticheat_levels or {}),
-            rates=settings.points_per_second(),
+            time_taken={name: rule for name, rule in time_taken.items() if rule != "optional"},
+            levels=levels,
+            rates=rates,
             level_bonus=settings.anticheat_level_bonus_percent / 100,
             min_duration_us=settings.anticheat_min_duration_ms * 1000,
             min_history=settings.anticheat_min_history,
             z_max=settings.anticheat_max_zscore,
             run=settings.anticheat_automation_run,
             spacing_us=settings.anticheat_spacing_tolerance_ms * 1000,
+            population=PopulationPolicy(default=settings.anticheat_population_default),
             flag=settings.anticheat_flag_at,
             reject=settings.anticheat_reject_at,
         )

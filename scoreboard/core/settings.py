@@ -556,6 +556,15 @@ class Settings:
             "evenly spaced."
         ),
     )
+    anticheat_population_default: float = setting(
+        180.0,
+        _number_in(1.0, 1e12),
+        (
+            "Points per minute of play above which a player is flagged while a board has not "
+            "yet learned its own players' paces (fewer than 100 players with ten updates and "
+            "five minutes of play); after that, twice the pace of its top 1 %."
+        ),
+    )
     anticheat_flag_at: float = setting(
         0.5, _number_in(0, 1), "Risk from which an accepted update is flagged for review."
     )
@@ -801,12 +810,15 @@ class Settings:
         """Each pace window's [flag, reject] thresholds: as set, else the default."""
         return {**PACE_DEFAULTS, **(self.anticheat_pace or {})}
 
-    def points_per_second(self) -> dict[str, float]:
-        """Most points per second of play per action type: as set, else a twentieth of
-        the type's maximum increase (the maximum in no less than twenty seconds of play:
-        the honest players' model plays its best rounds at four points a second)."""
-        rates = {name: max(1.0, limit / 20) for name, limit in self.action_types.items()}
-        rates.update(self.anticheat_points_per_second or {})
+    def points_per_second(self, action_types: Mapping[str, int] | None = None) -> dict[str, float]:
+        """Most points per second of play per action type (of `action_types`, else the
+        default board's): as set, else a twentieth of the type's maximum increase (the
+        maximum in no less than twenty seconds of play: the honest players' model plays
+        its best rounds at four points a second)."""
+        types = self.action_types if action_types is None else action_types
+        rates = {name: max(1.0, limit / 20) for name, limit in types.items()}
+        chosen = self.anticheat_points_per_second or {}
+        rates.update({name: rate for name, rate in chosen.items() if name in types})
         return rates
 
     def require_secrets(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import msgspec
@@ -99,6 +100,20 @@ class Scoring:
         self._boards = boards
         self._policy = policy_from(settings, boards.clock.offset_ms * 1000)
         self._periods = CurrentPeriods()
+        self._policies: dict[str, tuple[BoardConfig, ScoringPolicy]] = {}
+
+    def _policy_for(self, board: BoardConfig) -> ScoringPolicy:
+        """The policy with the board's own action types and anti-cheat rules, built once
+        per version of the board (the catalogue keeps an unchanged board's config)."""
+        known = self._policies.get(board.name)
+        if known is not None and known[0] is board:
+            return known[1]
+        anticheat = AnticheatPolicy.from_settings(
+            self._settings, board.action_types, board.anticheat
+        )
+        policy = dataclasses.replace(self._policy, anticheat=anticheat)
+        self._policies[board.name] = (board, policy)
+        return policy
 
     def _submission(
         self,
@@ -148,7 +163,7 @@ class Scoring:
             now_ms = self._boards.now_ms()
             periods = tuple(self._periods.at(kind, now_ms) for kind in board.periods)
             applied = await self._scripts.submit_score(
-                runtime.keys, submission, self._policy, periods
+                runtime.keys, submission, self._policy_for(board), periods
             )
         except BoardUnavailable:
             runtime.guard.poke()

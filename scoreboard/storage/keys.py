@@ -149,6 +149,10 @@ class Keys:
     def user(self, user_id: str, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:user:{user_id}"
 
+    def population(self, board: str = DEFAULT_BOARD) -> str:
+        """Hash: the board's population sketch of players' paces (lua/include/anticheat.lua)."""
+        return f"{self._board(board)}:population"
+
     def open_tokens(self, user_id: str, board: str = DEFAULT_BOARD) -> str:
         """Sorted set of the player's unspent action tokens: token hash -> expiry ms."""
         return f"{self._board(board)}:open:{user_id}"
@@ -264,6 +268,10 @@ class BoardKeys:
 
     def open_tokens(self, user_id: str) -> str:
         return self.keys.open_tokens(user_id, self.name)
+
+    @functools.cached_property
+    def population(self) -> str:
+        return self.keys.population(self.name)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import redis.asyncio as aioredis
 
-from scoreboard.core.anticheat import AnticheatPolicy, PaceWindow
+from scoreboard.core.anticheat import AnticheatPolicy, PaceWindow, PopulationPolicy
 from scoreboard.core.periods import period_at
 from scoreboard.core.settings import RateRule
 from scoreboard.scoring.updates import fingerprint
@@ -23,7 +23,13 @@ POLICY = ScoringPolicy(
     ceiling=2**53 - 1,
     anticheat_mode="enforce",
     # every check but the hard ones out of the way; the anti-cheat tests set their own
-    anticheat=AnticheatPolicy(windows=(), rates={}, min_history=10**9, run=10**9),
+    anticheat=AnticheatPolicy(
+        windows=(),
+        rates={},
+        min_history=10**9,
+        run=10**9,
+        population=PopulationPolicy(default=1e12, min_players=10**9),
+    ),
     top_n=3,
 )
 

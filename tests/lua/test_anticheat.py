@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from bench.bots import run_bots
 from bench.honest_players import false_positives
-from scoreboard.core.anticheat import AnticheatPolicy, PaceWindow
+from scoreboard.core.anticheat import AnticheatPolicy, PaceWindow, PopulationPolicy
 from scoreboard.core.errors import RateLimitExceeded, ScoreValidationFailed
 from scoreboard.scoring.updates import fingerprint
 from tests.lua.board_helpers import Board, pace
@@ -437,3 +437,62 @@ async def test_the_bots_of_the_report_are_caught_or_held_down(
     assert {o.name for o in outcomes} >= {"naive", "adaptive", "burst", "pacer"}
     for outcome in outcomes:
         assert outcome.passes(90.4), outcome
+
+
+def _population_only(**changes: object) -> AnticheatPolicy:
+    population = replace(PopulationPolicy(), **changes)  # type: ignore[arg-type]
+    return AnticheatPolicy(windows=(), rates={}, min_history=10**9, population=population)
+
+
+async def _play_rounds(
+    board: Board,
+    policy: AnticheatPolicy,
+    user: str,
+    rounds: int,
+    increase: int,
+    taken_s: float,
+    start_s: float = 0,
+) -> list[tuple[str, list[str]]]:
+    """`rounds` rounds one after another from `start_s`, each claiming `taken_s` of play."""
+    gap = taken_s + 5
+    return [
+        await _judge(board, policy, start_s + (n + 1) * gap, increase, user=user, taken_s=taken_s)
+        for n in range(rounds)
+    ]
+
+
+async def test_a_fresh_board_flags_a_pace_above_the_configured_default(board: Board) -> None:
+    """Ten rounds of 60 points in 20 s (180 a minute of play) against a default of 120:
+    flagged once the player has ten updates and five minutes of play, not before."""
+    policy = _population_only(default=120.0, min_play_us=150_000_000)
+    verdicts = await _play_rounds(board, policy, "fast", 10, 60, 20.0)
+    assert [v for v, _ in verdicts[:7]] == ["approved"] * 7  # under 150 s of play
+    assert verdicts[-1] == ("flagged", ["population"])
+
+
+async def test_a_board_learns_its_players_pace_and_flags_its_far_tail(board: Board) -> None:
+    policy = _population_only(min_players=30, min_play_us=60_000_000, min_updates=3)
+    for n in range(40):  # 40 players at about 30 points a minute of play
+        await _play_rounds(board, policy, f"player-{n}", 4, 15 + n % 3, 30.0)
+    sketch = {
+        k.decode(): v.decode()
+        for k, v in (await board.client.hgetall(board.keys.population())).items()
+    }
+    assert sketch["players"] == "40"
+    limit = float(sketch["limit"])
+    assert 40 < limit < 120  # twice the top bucket's edge, far below the default 180
+    # 100 points a minute of play: under the default, far above this board's players
+    verdicts = await _play_rounds(board, policy, "farmer", 4, 50, 30.0)
+    assert verdicts[-1] == ("flagged", ["population"])
+
+
+async def test_a_player_is_counted_once_as_their_pace_moves(board: Board) -> None:
+    policy = _population_only(min_players=10**9, min_play_us=0, min_updates=1)
+    slow = await _play_rounds(board, policy, "mover", 3, 10, 30.0)  # 20 a minute of play
+    fast = await _play_rounds(board, policy, "mover", 3, 100, 30.0, start_s=200)  # then faster
+    assert {verdict for verdict, _ in slow + fast} == {"approved"}
+    history = await board.client.hgetall(board.keys.user("mover"))
+    assert history[b"pop"] != b"b13"  # moved on from the bucket of 20 a minute
+    sketch = await board.client.hgetall(board.keys.population())
+    counts = {k: int(v) for k, v in sketch.items() if k.startswith(b"b")}
+    assert sketch[b"players"] == b"1" and sum(counts.values()) == 1

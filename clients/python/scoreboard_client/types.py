@@ -60,6 +60,13 @@ class BoardInfo(TypedDict):
     action_types: dict[str, int]
     periods: list[Period]
     season: int
+    anticheat: dict[str, ActionRules]
+
+
+class ActionRules(TypedDict):
+    points_per_second: NotRequired[float]
+    levels: NotRequired[list[int]]
+    time_taken: NotRequired[Literal['optional', 'required', 'token']]
 
 
 class Registered(TypedDict):
@@ -234,11 +241,13 @@ class BoardCreate(TypedDict):
     name: str
     action_types: dict[str, int]
     periods: NotRequired[list[Literal['daily', 'weekly', 'monthly']]]
+    anticheat: NotRequired[dict[str, ActionRules]]
 
 
 class BoardChange(TypedDict):
     action_types: NotRequired[dict[str, int]]
     periods: NotRequired[list[Literal['daily', 'weekly', 'monthly']]]
+    anticheat: NotRequired[dict[str, ActionRules]]
 
 
 class WithReason(TypedDict):

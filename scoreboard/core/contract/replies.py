@@ -11,6 +11,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from scoreboard.core import patterns
+from scoreboard.core.contract.requests import ActionRules
 
 Uuid = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
 Instant = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
@@ -73,6 +74,7 @@ class BoardInfo(Reply):
     action_types: dict[str, int]
     periods: list[Period]
     season: Annotated[int, Meta(ge=1)]
+    anticheat: dict[str, ActionRules]
 
 
 class Registered(Reply):

@@ -13,7 +13,7 @@ schemas here publish.
 # no `from __future__ import annotations`: msgspec reads these annotations at run time
 
 import functools
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -86,15 +86,31 @@ class ScoreUpdate(Body):
     action_data: ActionData | UnsetType = UNSET
 
 
+Level = Annotated[int, Meta(ge=0, le=MAX_LEVEL)]
+
+
+class ActionRules(Body):
+    """A board's plausibility rules for one of its action types (anti-cheat): the most
+    points per second of play, the range of levels a game allows, and whether a claimed
+    `time_taken` is `optional`, `required`, or required and bounded by the action
+    token's age (`token`). Left out: the service's defaults."""
+
+    points_per_second: Annotated[float, Meta(gt=0, le=1e12)] | UnsetType = UNSET
+    levels: Annotated[list[Level], Meta(min_length=2, max_length=2)] | UnsetType = UNSET
+    time_taken: Literal["optional", "required", "token"] | UnsetType = UNSET
+
+
 class BoardCreate(Body):
     name: BoardName
     action_types: dict[str, int | float]
     periods: list[str] | UnsetType = UNSET
+    anticheat: dict[str, ActionRules] | UnsetType = UNSET
 
 
 class BoardChange(Body):
     action_types: dict[str, int | float] | UnsetType = UNSET
     periods: list[str] | UnsetType = UNSET
+    anticheat: dict[str, ActionRules] | UnsetType = UNSET
 
 
 class WithReason(Body):

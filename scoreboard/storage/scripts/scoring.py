@@ -152,6 +152,7 @@ class ScoringScripts(ScriptTransport):
                 board.updates_channel,
                 board.banned,
                 board.open_tokens(user_id),
+                board.population,
                 *period_keys,
             ],
             [
@@ -199,7 +200,7 @@ class ScoringScripts(ScriptTransport):
         """The anti-cheat judge alone, at a given moment, on the player's history."""
         reply = await self._call(
             "judge_submission",
-            [board.user(user_id)],
+            [board.user(user_id), board.population],
             [
                 now_us,
                 policy.as_json,
