@@ -1,22 +1,24 @@
 -- anticheat.lua: judges one submission against its player's own history, for
 -- submit_score.lua, which reads and writes that history in the same atomic step.
 --
--- The player's history (hash, one per player and board):
+-- The player's history (the field `h` of a hash, one per player and board; its layout
+-- is given by AC_FIELDS below):
 --   last_us  time of the previous submission that reached the judge (accepted or not)
 --   play_us  the play clock: the instant up to which accepted claims of play
 --            (`time_taken`) are accounted for; never more than the slack past the time
 --            of the submission that moved it
---   pace:<check>  points accepted per sixth of that pace window, '<bucket>:<points>,...'
---   n, mean, m2   count, running mean and sum of squared deviations of the accepted
---                 increases (Welford), for the outlier check
---   sig      the previous submission's request fingerprint (increase and telemetry)
---   gap_us   the time between the previous submission and the one before it
---   run      how many submissions in a row had the same fingerprint, evenly spaced
---   wait_us  how long the previous submission's action token waited before its use
 --   played_us  the play credited to the accepted submissions: each one's claim, else
 --            the time since the previous submission (at most population.max_gap_us),
 --            never less than min_duration_us
+--   n, mean, m2   count, running mean and sum of squared deviations of the accepted
+--                 increases (Welford), for the outlier check
+--   run      how many submissions in a row had the same fingerprint, evenly spaced
+--   gap_us   the time between the previous submission and the one before it
+--   wait_us  how long the previous submission's action token waited before its use
 --   pop      the bucket of the board's population sketch the player is counted in
+--   sig      the previous submission's request fingerprint (increase and telemetry)
+--   then, per pace window in the order of the thresholds, the points accepted per
+--   sixth of the window: '<bucket>:<points>,...;'
 --
 -- The board's population sketch (hash, one per board, next to the board): how many
 -- players play at each pace, in points per minute of play, on a log scale:
@@ -54,24 +56,33 @@
 -- 0.6 at their threshold, rising to 0.7 at twice it: one alone flags, two together
 -- reject at the default thresholds. The risk is 1 - prod(1 - r) over every check that fired.
 
-local AC_FIELDS = { 'last_us', 'play_us', 'n', 'mean', 'm2', 'sig', 'gap_us', 'run',
-  'played_us', 'pop' }
+-- The history is one field, `h`, of the player's hash: the scalars in this order,
+-- separated by spaces ('' when absent), then the pace windows' entries, each window's
+-- '<bucket>:<points>,...' ended by ';'. One field read and written whole costs Redis
+-- far less than a field per value.
+local AC_FIELDS = { 'last_us', 'play_us', 'played_us', 'n', 'mean', 'm2', 'run', 'gap_us',
+  'wait_us', 'pop', 'sig' }
+local AC_PATTERN = '^' .. string.rep('(%S*) ', #AC_FIELDS) .. '(.*)$'
 local AC_BUCKET = math.log(1.25)
 
--- The history the judge reads, as a table of its fields (absent ones nil).
+-- The history the judge reads, as a table of its fields (absent ones nil) and
+-- `paces`, each pace window's entries as text.
 local function ac_history(stats_key, p)
-  local names = {}
-  for i, name in ipairs(AC_FIELDS) do
-    names[i] = name
+  local text = redis.call('HGET', stats_key, 'h')
+  local stats, paces = {}, {}
+  if text then
+    local row = { string.match(text, AC_PATTERN) }
+    for i, name in ipairs(AC_FIELDS) do
+      if row[i] ~= '' then
+        stats[name] = row[i]
+      end
+    end
+    for entries in string.gmatch(row[#AC_FIELDS + 1] or '', '([^;]*);') do
+      paces[#paces + 1] = entries
+    end
   end
-  for _, window in ipairs(p.windows) do
-    names[#names + 1] = 'pace:' .. window.check
-  end
-  local row = redis.call('HMGET', stats_key, (unpack or table.unpack)(names))
-  local stats = {}
-  for i, name in ipairs(names) do
-    stats[name] = row[i] or nil
-  end
+  stats.paces = paces
+  stats.fresh = not text
   return stats
 end
 
@@ -111,8 +122,7 @@ local function ac_judge(p, stats, now, increase, action_type, claimed_us, level,
     -- entries oldest first; those still in the window are kept as the text they are
     local current = math.floor(now / (window.us / 6))
     local total, kept, current_points = increase, {}, nil
-    for entry, bucket, points in
-        string.gmatch(stats['pace:' .. window.check] or '', '((%d+):(%d+))') do
+    for entry, bucket, points in string.gmatch(stats.paces[i] or '', '((%d+):(%d+))') do
       local age = current - tonumber(bucket)
       if age < 6 then
         total = total + tonumber(points)
@@ -270,29 +280,36 @@ end
 local function ac_remember(stats_key, p, stats, now, increase, accepted, judged, sig, wait_us,
                            sketch_key)
   local fmt = string.format
-  local fields = { 'last_us', fmt('%d', now), 'sig', sig, 'run', judged.run,
-    'gap_us', fmt('%d', judged.since_last or 0), 'wait_us', fmt('%d', wait_us) }
+  local play_us, played_us, n, mean, m2 = stats.play_us or '', stats.played_us or '',
+    stats.n or '', stats.mean or '', stats.m2 or ''
+  local pop, paces = stats.pop or '', stats.paces
   if accepted then
-    local n = (tonumber(stats.n) or 0) + 1
-    local mean = tonumber(stats.mean) or 0
-    local delta = increase - mean
-    mean = mean + delta / n
-    local m2 = (tonumber(stats.m2) or 0) + delta * (increase - mean)
-    for _, value in ipairs({ 'n', n, 'mean', fmt('%.17g', mean), 'm2', fmt('%.17g', m2),
-        'play_us', fmt('%d', judged.play_us), 'played_us', fmt('%d', judged.played_us) }) do
-      fields[#fields + 1] = value
-    end
-    for i, window in ipairs(p.windows) do
+    local count = (tonumber(n) or 0) + 1
+    local average = tonumber(mean) or 0
+    local delta = increase - average
+    average = average + delta / count
+    m2 = fmt('%.17g', (tonumber(m2) or 0) + delta * (increase - average))
+    n, mean = count, fmt('%.17g', average)
+    play_us, played_us = fmt('%d', judged.play_us), fmt('%d', judged.played_us)
+    paces = {}
+    for i in ipairs(p.windows) do
       local pace = judged.paces[i]
       local kept = pace[1]
       kept[#kept + 1] = fmt('%d:%d', pace[2], (pace[3] or 0) + increase)
-      fields[#fields + 1] = 'pace:' .. window.check
-      fields[#fields + 1] = table.concat(kept, ',')
+      paces[i] = table.concat(kept, ',')
     end
     if judged.pace then
-      fields[#fields + 1] = 'pop'
-      fields[#fields + 1] = ac_count(sketch_key, p.population, stats.pop, judged.pace)
+      pop = ac_count(sketch_key, p.population, stats.pop, judged.pace)
     end
   end
-  redis.call('HSET', stats_key, (unpack or table.unpack)(fields))
+  local text = fmt('%d %s %s %s %s %s %d %d %d %s %s ', now, play_us, played_us, n, mean, m2,
+    judged.run, judged.since_last or 0, wait_us, pop, sig)
+  if paces[1] then
+    text = text .. table.concat(paces, ';') .. ';'
+  end
+  if stats.fresh then
+    -- a history laid out a field per value (before `h`) starts afresh, its fields gone
+    redis.call('DEL', stats_key)
+  end
+  redis.call('HSET', stats_key, 'h', text)
 end

@@ -34,6 +34,24 @@ POLICY = ScoringPolicy(
 )
 
 
+HISTORY_FIELDS = (
+    "last_us", "play_us", "played_us", "n", "mean", "m2", "run", "gap_us", "wait_us", "pop",
+    "sig",
+)  # fmt: skip
+
+
+async def read_history(client: aioredis.Redis, key: str) -> dict[str, str]:
+    """A player's anti-cheat history as lua/include/anticheat.lua lays out its one field:
+    the scalars by name (absent ones left out), then `paces`, the windows' entries."""
+    text = (await client.hget(key, "h") or b"").decode()
+    if not text:
+        return {}
+    values = text.split(" ", len(HISTORY_FIELDS))
+    history = {name: value for name, value in zip(HISTORY_FIELDS, values, strict=False) if value}
+    history["paces"] = values[-1]
+    return history
+
+
 def pace(reject: int, *, flag: int | None = None, us: int = 60_000_000) -> tuple[PaceWindow]:
     """One pace window, `points_per_minute` unless `us` says otherwise: flag above
     `flag` (never, by default), reject above `reject`."""

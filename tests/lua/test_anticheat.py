@@ -16,7 +16,7 @@ from bench.honest_players import false_positives
 from scoreboard.core.anticheat import AnticheatPolicy, PaceWindow, PopulationPolicy
 from scoreboard.core.errors import RateLimitExceeded, ScoreValidationFailed
 from scoreboard.scoring.updates import fingerprint
-from tests.lua.board_helpers import Board, pace
+from tests.lua.board_helpers import Board, pace, read_history
 
 BOT_DATA = '{"level":1,"time_taken":0.01,"accuracy":1.0}'
 
@@ -233,15 +233,22 @@ async def test_the_history_keeps_the_token_wait_and_running_statistics(board: Bo
     await asyncio.sleep(0.05)
     await board.submit(user, token, 10, policy=policy)
     await board.submit(user, await board.issue(user), 20, policy=policy)
-    history = {
-        k.decode(): v.decode()
-        for k, v in (await board.client.hgetall(board.keys.user(user))).items()
-    }
+    history = await read_history(board.client, board.keys.user(user))
     assert history["n"] == "2" and float(history["mean"]) == 15.0
     assert float(history["m2"]) == 50.0
     events = await board.client.xrange(board.keys.events())
     first = {k.decode(): v.decode() for k, v in events[0][1].items()}
     assert int(first["token_wait_ms"]) >= 50
+
+
+async def test_the_history_is_one_field_and_an_older_layout_starts_afresh(board: Board) -> None:
+    user = _uid()
+    key = board.keys.user(user)
+    await board.client.hset(key, mapping={"n": "40", "mean": "1", "pace:points_per_minute": "1:1"})
+    await board.submit(user, await board.issue(user), 10, policy=board.with_anticheat())
+    assert await board.client.hkeys(key) == [b"h"]
+    history = await read_history(board.client, key)
+    assert history["n"] == "1" and float(history["mean"]) == 10.0
 
 
 async def test_honest_players_are_never_flagged(lua_backend: aioredis.Redis) -> None:
@@ -491,8 +498,8 @@ async def test_a_player_is_counted_once_as_their_pace_moves(board: Board) -> Non
     slow = await _play_rounds(board, policy, "mover", 3, 10, 30.0)  # 20 a minute of play
     fast = await _play_rounds(board, policy, "mover", 3, 100, 30.0, start_s=200)  # then faster
     assert {verdict for verdict, _ in slow + fast} == {"approved"}
-    history = await board.client.hgetall(board.keys.user("mover"))
-    assert history[b"pop"] != b"b13"  # moved on from the bucket of 20 a minute
+    history = await read_history(board.client, board.keys.user("mover"))
+    assert history["pop"] != "b13"  # moved on from the bucket of 20 a minute
     sketch = await board.client.hgetall(board.keys.population())
     counts = {k: int(v) for k, v in sketch.items() if k.startswith(b"b")}
     assert sketch[b"players"] == b"1" and sum(counts.values()) == 1

@@ -11,7 +11,7 @@ import pytest
 
 from scoreboard.core.errors import InvalidActionToken, RateLimitExceeded, ScoreValidationFailed
 from scoreboard.core.settings import RateRule
-from tests.lua.board_helpers import Board, pace
+from tests.lua.board_helpers import Board, pace, read_history
 
 
 def _uid() -> str:
@@ -338,5 +338,6 @@ async def test_anticheat_window_forgets_old_points_and_stays_small(board: Board)
     await asyncio.sleep(0.75)
     applied = await board.submit(user, await board.issue(user), 60, policy=policy)
     assert applied.new_score == 160
-    recent = await board.client.hget(board.keys.user(user), "pace:points_per_window")
-    assert 1 <= len(recent.split(b",")) <= 7
+    history = await read_history(board.client, board.keys.user(user))
+    recent = history["paces"].rstrip(";")
+    assert 1 <= len(recent.split(",")) <= 7
