@@ -43,6 +43,10 @@ CREDENTIALS_FILE = "demo.json"
 # 6 s): a player plays at most one round in this long, so it is never refused.
 MIN_ROUND_SECONDS = 6.5
 BOT_ROUND_SECONDS = 7.0
+# Points a round makes per second of play, at most (full skill): a player who plays
+# without a pause scores under 40 points a minute, within the judge's default pace
+# windows for hours (its day window flags 16,000 points, after about seven hours).
+PLAY_POINTS_PER_SECOND = 0.7
 REFRESH_BEFORE_SECONDS = 60
 STATUS_EVERY_SECONDS = 10.0
 HANDLES = [
@@ -342,8 +346,9 @@ class Demo:
         played = min(since * self._random.uniform(0.6, 0.9), 240.0) if since < 1e6 else 5.0
         played = max(2.0, played)
         level = 1 + int(player.skill * 8 * self._random.random())
-        rate = MAX_INCREASE / 10  # points per second the judge allows by default
-        points = played * rate * player.skill * self._random.uniform(0.25, 0.7)
+        judged = self._settings.points_per_second({ACTION: MAX_INCREASE})[ACTION]
+        rate = min(PLAY_POINTS_PER_SECOND, judged)
+        points = played * rate * player.skill * self._random.uniform(0.5, 1.0)
         increase = max(1, min(MAX_INCREASE, round(points)))
         return {
             "score_increase": increase,

@@ -8,12 +8,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import uuid
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
+from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.settings import Settings
+from scoreboard.ops.demo import ACTION, BOT_ROUND_SECONDS, MIN_ROUND_SECONDS, Demo, Player
+from scoreboard.scoring.updates import fingerprint
+from scoreboard.storage.keys import Keys
+from scoreboard.storage.scripts import Scripts
 from tests.auth_helpers import bearer, create_admin, login
 from tests.commands import scoreboard_command
 from tests.conftest import free_port, server_env, serving
@@ -79,3 +87,48 @@ def test_the_demo_says_when_no_server_answers(settings: Settings, tmp_path: Path
     assert result.stderr.strip().splitlines() == [
         f"scoreboard demo: nothing answers at {url}: start the server (make serve) or give --url"
     ]
+
+
+async def test_the_demos_players_pass_the_judge_for_hours_and_its_bot_does_not(
+    lua_backend: aioredis.Redis, settings: Settings, tmp_path: Path
+) -> None:
+    """Two hours of the demo's rounds, as often as it plays them, through the judge at
+    its default thresholds. Was: rounds of up to 3.5 points a second of play, flagged by
+    the ten-minute window within ten minutes of play."""
+    settings = dataclasses.replace(settings, data_dir=tmp_path)
+    async with httpx.AsyncClient() as http:
+        demo = Demo(
+            http, settings, url="http://demo.invalid", players=4, rate=3, seconds=0,
+            admin=None, say=lambda _: None, seed=5,
+        )  # fmt: skip
+        players = [Player(f"p{i}", "", skill) for i, skill in enumerate((0.3, 0.6, 0.9, 1.0))]
+        players.append(Player("bot", "", 1.0, cheat=True))
+        scripts, keys = Scripts(lua_backend), Keys(f"demo{uuid.uuid4().hex[:8]}")
+        policy = AnticheatPolicy.from_settings(settings)
+        verdicts: dict[str, Counter[str]] = {player.name: Counter() for player in players}
+        start_us = 1_700_000_000_000_000
+        for player in players:
+            now = 0.0
+            while now < 2 * 3600:
+                body = demo._round(player, now)
+                player.last_round_at = now
+                data = body["action_data"]
+                judged = await scripts.judge_submission(
+                    keys.board(),
+                    policy,
+                    user_id=player.name,
+                    now_us=start_us + int(now * 1e6),
+                    increase=body["score_increase"],
+                    action_type=ACTION,
+                    claimed_duration_us=int(data["time_taken"] * 1e6),
+                    claimed_level=data["level"],
+                    fingerprint=fingerprint(body["score_increase"], "s", ACTION, json.dumps(data)),
+                    token_wait_us=50_000,
+                )
+                verdicts[player.name][judged.verdict] += 1
+                now += BOT_ROUND_SECONDS if player.cheat else MIN_ROUND_SECONDS
+    stale = [key async for key in lua_backend.scan_iter(match=keys.pattern())]
+    await lua_backend.delete(*stale)
+    bot = verdicts.pop("bot")
+    assert all(set(counted) == {"approved"} for counted in verdicts.values()), verdicts
+    assert bot["flagged"] >= 1 and bot["approved"] == 0, bot
