@@ -169,6 +169,13 @@ def kill(cluster: Cluster, port: int) -> None:
             os.kill(found, signal.SIGKILL)
 
 
+def restart(cluster: Cluster, port: int) -> None:
+    """Starts a node that was killed again, on its own directory (its cluster
+    configuration kept: it rejoins, as a replica of the master that replaced it)."""
+    _start_node(cluster.directory, port)
+    wait_ready(cluster)
+
+
 def stop(cluster: Cluster) -> None:
     for port in cluster.ports:
         kill(cluster, port)

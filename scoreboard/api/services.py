@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import time
@@ -98,6 +99,7 @@ class Services:
     syncer: Any = None
     hasher: PasswordHasher | None = None
     syncer_task: asyncio.Task[None] | None = None
+    tidy_task: asyncio.Task[None] | None = None
     redis_warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -124,6 +126,11 @@ class Services:
         # the board of the board-less routes is followed for as long as the process runs
         await services.live.channels.hold(services.boards.runtime(DEFAULT_BOARD), services.feed)
         services.sync_watch.start()
+        if settings.redis_cluster:
+            services.tidy_task = asyncio.create_task(
+                redis_store.keep_replica_connections_closed(redis),
+                name="redis-replica-connections",
+            )
         if settings.embedded:
             services.start_embedded_syncer()
         return services
@@ -259,6 +266,10 @@ class Services:
             self.syncer.stop()
             await self.syncer_task
         await self.sync_watch.stop()
+        if self.tidy_task is not None:
+            self.tidy_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.tidy_task
         await self.boards.stop()
         await self.catalog.stop()
         await self.live.close()

@@ -23,6 +23,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scoreboard.storage.pipeline import PipelinedConnection, never_sent
+from scoreboard.storage.redis_client import release_replica_connections, serving_primaries
 
 log = logging.getLogger("scoreboard.cluster")
 
@@ -37,6 +38,7 @@ class ClusterPipelines:
         self._timeout = timeout
         self._connections: dict[str, PipelinedConnection] = {}
         self._refreshing: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def _url(self, host: str, port: int) -> str:
         kwargs = self._cluster.nodes_manager.connection_kwargs
@@ -50,9 +52,10 @@ class ClusterPipelines:
             await self._cluster.initialize()
         node = manager.get_node_from_slot(slot)
         connection = self._connections.get(node.name)
-        if connection is None:
+        if connection is None:  # a node new to this map: the others may have moved
             connection = PipelinedConnection(self._url(node.host, node.port), self._timeout)
             self._connections[node.name] = connection
+            self._retire_replicas()
         return connection
 
     async def _refresh(self) -> None:
@@ -65,6 +68,19 @@ class ClusterPipelines:
             await asyncio.shield(self._refreshing)
         except Exception as exc:  # the next attempt finds out, or the last one says so
             log.debug("refreshing the cluster's slot map failed: %s", exc)
+        self._retire_replicas()
+        await release_replica_connections(self._cluster)
+
+    def _retire_replicas(self) -> None:
+        """Let go of the connections to nodes the slot map no longer sends commands to
+        (a master a failover demoted): each closes once its answers are in."""
+        serving = serving_primaries(self._cluster.nodes_manager)
+        for name, connection in list(self._connections.items()):
+            if name not in serving:
+                del self._connections[name]
+                retiring = asyncio.get_running_loop().create_task(connection.retire())
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
 
     async def script(
         self,
@@ -122,3 +138,4 @@ class ClusterPipelines:
         for connection in self._connections.values():
             await connection.close()
         self._connections.clear()
+        await asyncio.gather(*self._retiring, return_exceptions=True)

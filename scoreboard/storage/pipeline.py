@@ -98,8 +98,11 @@ class PipelinedConnection:
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
         self._watchdog: asyncio.Task[None] | None = None
+        self._retired = False
 
     async def execute(self, *args: Any) -> Any:
+        if self._retired:
+            raise RedisConnectionError(f"{_NOT_SENT}: the connection to this node is retired")
         protocol = self._protocol
         if protocol is None or protocol.lost.done() or protocol.closing():
             protocol = await self._connect()
@@ -163,6 +166,16 @@ class PipelinedConnection:
                 protocol.fail(RedisTimeoutError("Redis did not answer in time"))
                 if protocol.transport is not None:
                     protocol.transport.abort()
+
+    async def retire(self) -> None:
+        """Takes no new command, and closes once the commands sent have their answers
+        (or the watchdog has failed them)."""
+        self._retired = True
+        protocol = self._protocol
+        sent = [future for future, _ in protocol.waiting] if protocol is not None else []
+        if sent:
+            await asyncio.wait(sent, timeout=self._timeout + WATCHDOG_SECONDS)
+        await self.close()
 
     async def close(self) -> None:
         if self._watchdog is not None:

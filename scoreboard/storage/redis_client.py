@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -33,6 +34,9 @@ else:
     RedisClient = Any
 
 SOCKET_TIMEOUT_SECONDS = 0.6
+# how often a cluster client's connections to replicas are looked for and closed
+REPLICA_TIDY_SECONDS = 1.0
+REPLICA_REFRESH_ROUNDS = 5  # the slot map is read again every five of them
 
 # Reply errors that say Redis cannot serve right now, by their first word, and what to
 # tell the client. Each is worth a retry: none means the request itself was wrong.
@@ -88,6 +92,56 @@ def connect_cluster(url: str, *, timeout: float = SOCKET_TIMEOUT_SECONDS) -> Red
     )
     # it answers the commands the service uses as the single-node client does
     return cast("RedisClient", cluster)
+
+
+def serving_primaries(manager: Any) -> set[str]:
+    """The names of the nodes a cluster client's slot map sends commands to: a master a
+    failover demoted is left out as soon as the client knows of the failover, whether
+    from a full refresh or from one command's redirection."""
+    return {nodes[0].name for nodes in manager.slots_cache.values() if nodes}
+
+
+async def release_replica_connections(client: RedisClient) -> None:
+    """Closes a cluster client's idle pooled connections to nodes it no longer sends
+    commands to (a master a failover demoted keeps its pool in the client's topology,
+    and the service reads from primaries only). Connections in use close when they are
+    released. Nothing for a client of one Redis."""
+    manager = getattr(client, "nodes_manager", None)
+    if manager is None or not manager.slots_cache:
+        return
+    serving = serving_primaries(manager)
+    for node in list(manager.nodes_cache.values()):
+        if node.name in serving:
+            continue
+        mark = getattr(node, "update_active_connections_for_reconnect", None)
+        release = getattr(node, "disconnect_free_connections", None)
+        if mark is None or release is None:  # an older redis-py: every connection
+            await node.disconnect()
+            continue
+        mark()
+        await release()
+
+
+async def keep_replica_connections_closed(
+    client: RedisClient, every: float = REPLICA_TIDY_SECONDS
+) -> None:
+    """`release_replica_connections` every `every` seconds, for as long as it runs, with
+    the slot map read afresh every REPLICA_REFRESH_ROUNDS rounds: a redirection moves
+    only its own slot in the client's map, so a master a failover demoted stays in it
+    for the slots no command has touched since."""
+    manager = getattr(client, "nodes_manager", None)
+    if manager is None:
+        return
+    rounds = 0
+    while True:
+        await asyncio.sleep(every)
+        rounds += 1
+        try:
+            if rounds % REPLICA_REFRESH_ROUNDS == 0:
+                await manager.initialize()
+            await release_replica_connections(client)
+        except Exception as exc:  # the next round tries again
+            log.debug("closing connections to replicas failed: %s", exc)
 
 
 def connect_for(settings: Settings, *, timeout: float = SOCKET_TIMEOUT_SECONDS) -> RedisClient:

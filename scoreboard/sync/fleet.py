@@ -39,7 +39,12 @@ from scoreboard.core.errors import DatabaseUnavailable, ServiceUnavailable
 from scoreboard.core.settings import Settings
 from scoreboard.storage.keys import Keys
 from scoreboard.storage.pipeline import PipelinedConnection, supports
-from scoreboard.storage.redis_client import SOCKET_TIMEOUT_SECONDS, RedisClient, redis_errors
+from scoreboard.storage.redis_client import (
+    SOCKET_TIMEOUT_SECONDS,
+    RedisClient,
+    keep_replica_connections_closed,
+    redis_errors,
+)
 from scoreboard.storage.scripts import Scripts
 from scoreboard.sync.pause import Pause, until_postgres_answers
 from scoreboard.sync.syncer import (
@@ -203,6 +208,13 @@ class SyncFleet:
             asyncio.create_task(self._maintain_loop(), name="sync-maintain"),
             asyncio.create_task(self._reconcile_loop(), name="sync-reconcile"),
         ]
+        tidy = (
+            asyncio.create_task(
+                keep_replica_connections_closed(self.redis), name="sync-replica-connections"
+            )
+            if self.settings.redis_cluster
+            else None
+        )
         try:
             while not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -214,7 +226,9 @@ class SyncFleet:
                     log.info("following board %s", syncer.board.name)
         finally:
             self.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tidy is not None:
+                tidy.cancel()
+            await asyncio.gather(*tasks, *filter(None, [tidy]), return_exceptions=True)
             await asyncio.gather(*self._turns.values(), return_exceptions=True)
             if self._lean is not None:
                 await self._lean.close()

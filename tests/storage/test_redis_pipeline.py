@@ -17,7 +17,7 @@ from scoreboard.boards.feed import BoardFeed
 from scoreboard.core.errors import ServiceUnavailable
 from scoreboard.core.settings import RateRule
 from scoreboard.storage.keys import Keys
-from scoreboard.storage.pipeline import PipelinedConnection, Subscription
+from scoreboard.storage.pipeline import PipelinedConnection, Subscription, never_sent
 from scoreboard.storage.scripts import Scripts
 from tests.pg_proxy import CuttableProxy
 
@@ -33,6 +33,27 @@ async def test_concurrent_commands_get_their_own_replies(redis_url: str) -> None
     finally:
         await conn.execute("DEL", key)
         await conn.close()
+
+
+async def test_a_retired_connection_answers_what_was_sent_then_refuses_and_closes(
+    redis_url: str,
+) -> None:
+    """A connection to a master a failover demoted is retired: what it already sent
+    gets its answer, a new command is refused as never sent (the caller may send it
+    elsewhere), and the connection closes."""
+    connection = PipelinedConnection(redis_url, 2.0)
+    key = f"sbt:retire:{uuid.uuid4().hex}"
+    try:
+        sent = asyncio.ensure_future(connection.execute("BLPOP", key, "0.2"))
+        await asyncio.sleep(0.05)
+        await connection.retire()
+        assert sent.done() and await sent is None  # answered before the close
+        with pytest.raises(RedisConnectionError) as refused:
+            await connection.execute("PING")
+        assert never_sent(refused.value)
+        assert connection._protocol is not None and connection._protocol.transport.is_closing()
+    finally:
+        await connection.close()
 
 
 async def test_scripts_reload_after_script_flush(redis_url: str) -> None:
