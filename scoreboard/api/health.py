@@ -17,6 +17,7 @@ from scoreboard.api.common import services
 from scoreboard.api.services import Services
 from scoreboard.core.errors import ServiceUnavailable
 from scoreboard.http.responses import ok
+from scoreboard.storage.cluster_health import cluster_nodes
 from scoreboard.storage.redis_client import as_text
 from scoreboard.sync.status import all_problems, summarise
 
@@ -73,6 +74,21 @@ async def _check_board(svc: Services) -> dict[str, Any]:
     return {"status": "ready", "epoch": as_text(epoch), "rebuilds": svc.guard.stats.rebuilt}
 
 
+async def _check_nodes(svc: Services) -> dict[str, Any]:
+    """On a cluster, every node: its role, whether it answers, a replica's link and lag,
+    the boards a primary holds; and what is wrong with any of them."""
+    if not svc.settings.redis_cluster:
+        return {}
+    names = [config.name for config in svc.catalog.all()]
+    nodes = await cluster_nodes(svc.redis, svc.keys, names, CHECK_TIMEOUT_SECONDS / 2)
+    if nodes is None:
+        return {"nodes": [], "problems": ["the Redis Cluster's nodes could not be listed"]}
+    return {
+        "nodes": [node.as_dict() for node in nodes],
+        "problems": [problem for node in nodes if (problem := node.problem())],
+    }
+
+
 async def _within_deadline(check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     """A stalled store is reported as such, within the check's own deadline."""
     try:
@@ -103,12 +119,15 @@ async def _check_boards(svc: Services) -> dict[str, Any]:
 
 async def health_detailed(request: Request) -> Response:
     svc = services(request)
-    redis, postgres, board, read = await asyncio.gather(
+    redis, postgres, board, read, nodes = await asyncio.gather(
         _within_deadline(_check_redis(svc)),
         _within_deadline(_check_postgres(svc)),
         _within_deadline(_check_board(svc)),
         _within_deadline(_check_boards(svc)),
+        _within_deadline(_check_nodes(svc)),
     )
+    if "nodes" in nodes:
+        redis = {**redis, "nodes": nodes["nodes"]}
     timed_out = {"status": "unknown", "error": "timeout"}
     components = {
         "redis": redis,
@@ -118,7 +137,7 @@ async def health_detailed(request: Request) -> Response:
         "boards": read.get("boards", timed_out),
     }
     healthy = redis["status"] == postgres["status"] == "up" and board["status"] == "ready"
-    problems: list[str] = read.get("problems", [])
+    problems: list[str] = read.get("problems", []) + nodes.get("problems", [])
     data = {
         "status": "ok" if healthy and not problems else "degraded",
         "problems": problems,

@@ -13,6 +13,7 @@ from scoreboard.api.board_status import BoardStatus, board_statuses
 from scoreboard.api.common import services
 from scoreboard.api.services import Services
 from scoreboard.core.metrics import Metric, counter, gauge, gauges, render, summaries
+from scoreboard.storage.cluster_health import cluster_nodes
 
 INFO_SECONDS = 0.5
 BOARD = ["board"]
@@ -118,7 +119,53 @@ async def _read_now(svc: Services) -> list[Metric]:
     ]
     families += _commit_families(boards)
     families += await _redis_families(svc)
+    families += await _node_families(svc)
     return families
+
+
+async def _node_families(svc: Services) -> list[Metric]:
+    """On a cluster, each node: whether it answers, a replica's lag behind its primary,
+    and the boards a primary holds."""
+    if not svc.settings.redis_cluster:
+        return []
+    names = [config.name for config in svc.catalog.all()]
+    nodes = await cluster_nodes(svc.redis, svc.keys, names, INFO_SECONDS)
+    if nodes is None:
+        return []
+    return [
+        gauges(
+            "scoreboard_redis_node_up",
+            "1 while the Redis Cluster node answers",
+            {(n.address, n.role): float(n.up) for n in nodes},
+            ["node", "role"],
+        ),
+        gauges(
+            "scoreboard_redis_replica_link_up",
+            "1 while the replica's link to its primary is up",
+            {
+                (n.address, n.primary or ""): float(n.link == "up")
+                for n in nodes
+                if n.up and n.role == "replica"
+            },
+            ["node", "primary"],
+        ),
+        gauges(
+            "scoreboard_redis_replica_lag_bytes",
+            "How far the replica's replication offset is behind its primary's",
+            {
+                (n.address, n.primary or ""): float(n.lag_bytes)
+                for n in nodes
+                if n.lag_bytes is not None
+            },
+            ["node", "primary"],
+        ),
+        gauges(
+            "scoreboard_redis_node_boards",
+            "Boards whose keys the primary holds",
+            {(n.address,): float(len(n.boards)) for n in nodes if n.role == "primary"},
+            ["node"],
+        ),
+    ]
 
 
 async def _redis_families(svc: Services) -> list[Metric]:

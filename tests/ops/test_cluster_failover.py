@@ -375,3 +375,26 @@ async def test_five_failovers_leave_no_connection_behind(
         await syncing
         await syncer_redis.aclose()
         await services.close()
+
+
+async def test_a_replica_that_does_not_answer_is_named_by_the_health_check(
+    settings: Settings, own_database: str, private_cluster: lab.Cluster
+) -> None:
+    config = on_cluster(settings, own_database, private_cluster)
+    services = await Services.open(config)
+    try:
+        async with asgi_client(services) as http:
+            _, replica = _owner(private_cluster, services.keys.board().leaderboard)
+            lab.kill(private_cluster, replica)
+            address = f"127.0.0.1:{replica}"
+            answer = await http.get("/health/detailed")
+            assert answer.status_code == 200  # degraded: the board is served
+            data = answer.json()["data"]
+            assert data["status"] == "degraded"
+            assert f"redis replica {address} does not answer" in data["problems"]
+            nodes = {node["address"]: node for node in data["components"]["redis"]["nodes"]}
+            assert nodes[address]["up"] is False
+            text = (await http.get("/metrics")).text
+            assert f'scoreboard_redis_node_up{{node="{address}",role="replica"}} 0.0' in text
+    finally:
+        await services.close()

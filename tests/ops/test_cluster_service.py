@@ -192,3 +192,26 @@ async def test_a_period_ranking_moves_on_its_event_on_a_cluster(
     finally:
         await services.close()
         await _clean(cluster_settings)
+
+
+async def test_health_and_metrics_list_every_node_of_the_cluster(
+    on_cluster: tuple[Services, httpx.AsyncClient],
+) -> None:
+    """Was: /health/detailed and /metrics described only the node REDIS_URL names."""
+    _, http = on_cluster
+    detailed = (await http.get("/health/detailed")).json()["data"]
+    nodes = detailed["components"]["redis"]["nodes"]
+    primaries = [node for node in nodes if node["role"] == "primary"]
+    replicas = [node for node in nodes if node["role"] == "replica"]
+    assert len(primaries) == len(replicas) == 3, nodes
+    assert all(node["up"] for node in nodes)
+    assert {replica["primary"] for replica in replicas} == {p["address"] for p in primaries}
+    assert all(r["link"] == "up" and r["lag_bytes"] >= 0 for r in replicas), replicas
+    assert [p["boards"] for p in primaries].count(["global"]) == 1
+    assert not [problem for problem in detailed["problems"] if "redis" in problem]
+
+    text = (await http.get("/metrics")).text
+    up = [line for line in text.splitlines() if line.startswith("scoreboard_redis_node_up{")]
+    assert len(up) == 6 and all(line.endswith(" 1.0") for line in up), up
+    assert text.count("scoreboard_redis_replica_lag_bytes{") == 3
+    assert text.count("scoreboard_redis_replica_link_up{") == 3
