@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,69 +24,19 @@ from typing import Any
 import asyncpg
 
 from bench.sync_drain import one_run
+from tests.private_postgres import PrivatePostgres
 
 HERE = Path(__file__).resolve().parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _as_postgres(*command: str) -> list[str]:
-    """Run as the `postgres` user when this is root (PostgreSQL refuses root)."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return list(command)
-
-
-class PrivatePostgres:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        binary = PG_BIN if PG_BIN.is_dir() else Path(shutil.which("initdb") or "initdb").parent
-        data = self.directory / "data"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            self.directory.parent.chmod(0o755)  # a temporary directory is root's alone
-            shutil.chown(self.directory, "postgres", "postgres")
-        subprocess.run(
-            _as_postgres(str(binary / "initdb"), "-D", str(data), "-U", "postgres",
-                         "--auth=trust", "-E", "UTF8"),
-            check=True, capture_output=True,
-        )  # fmt: skip
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} "
-            "-c shared_preload_libraries=pg_stat_statements "
-            "-c fsync=on -c synchronous_commit=on"
-        )
-        subprocess.run(
-            _as_postgres(str(binary / "pg_ctl"), "-D", str(data), "-o", options, "-w",
-                         "-l", str(self.directory / "log"), "start"),
-            check=True, capture_output=True,
-        )  # fmt: skip
-        self.binary = binary
-
-    def stop(self) -> None:
-        subprocess.run(
-            _as_postgres(str(self.binary / "pg_ctl"), "-D", str(self.directory / "data"),
-                         "-m", "immediate", "stop"),
-            capture_output=True,
-        )  # fmt: skip
-
-    def cpu_seconds(self) -> float:
-        """The server's CPU so far: the postmaster's own and that of every backend it
-        has reaped (a closed connection's backend counts too)."""
-        pid = int((self.directory / "data" / "postmaster.pid").read_text().splitlines()[0])
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # utime, stime, cutime, cstime: fields 14-17 of stat(5), 11-14 after the name
-        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(redis_url: str, events: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sbpgstat-") as tmp:
-        postgres = PrivatePostgres(Path(tmp) / "pg")
+        postgres = PrivatePostgres(
+            Path(tmp) / "pg",
+            "shared_preload_libraries=pg_stat_statements",
+            "fsync=on",
+            "synchronous_commit=on",
+        )
         postgres.start()
         try:
             admin = await asyncpg.connect(postgres.dsn)

@@ -164,7 +164,7 @@ async def history(request: Request) -> Response:
     limit = query_int(request, "limit", 10, 1, MAX_PAGE)
     offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     headers = await read_quota(request)
-    found = await history_page(services(request).pool, config.name, period, offset, limit)
+    found = await history_page(services(request).reads, config.name, period, offset, limit)
     if found is None:
         raise NotFound("That season has not ended")
     entries, total = found

@@ -128,6 +128,8 @@ async def health_detailed(request: Request) -> Response:
     )
     if "nodes" in nodes:
         redis = {**redis, "nodes": nodes["nodes"]}
+    if svc.reads.replicas:  # as the last check found them (each second)
+        postgres = {**postgres, "replicas": [state.as_dict() for state in svc.reads.states()]}
     timed_out = {"status": "unknown", "error": "timeout"}
     components = {
         "redis": redis,
@@ -137,7 +139,9 @@ async def health_detailed(request: Request) -> Response:
         "boards": read.get("boards", timed_out),
     }
     healthy = redis["status"] == postgres["status"] == "up" and board["status"] == "ready"
-    problems: list[str] = read.get("problems", []) + nodes.get("problems", [])
+    problems: list[str] = (
+        read.get("problems", []) + nodes.get("problems", []) + svc.reads.problems()
+    )
     data = {
         "status": "ok" if healthy and not problems else "degraded",
         "problems": problems,

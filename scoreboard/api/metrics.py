@@ -120,7 +120,35 @@ async def _read_now(svc: Services) -> list[Metric]:
     families += _commit_families(boards)
     families += await _redis_families(svc)
     families += await _node_families(svc)
+    families += _replica_families(svc)
     return families
+
+
+def _replica_families(svc: Services) -> list[Metric]:
+    """Each PostgreSQL read replica, as its last check (each second) found it."""
+    states = svc.reads.states()
+    if not states:
+        return []
+    return [
+        gauges(
+            "scoreboard_db_replica_serving",
+            "1 while the PostgreSQL read replica serves reads (answers, and is not too far behind)",
+            {(s.url,): float(s.state == "serving") for s in states},
+            ["replica"],
+        ),
+        gauges(
+            "scoreboard_db_replica_lag_seconds",
+            "How long ago the newest primary WAL position the replica has replayed was written",
+            {(s.url,): s.lag_seconds for s in states if s.lag_seconds is not None},
+            ["replica"],
+        ),
+        gauges(
+            "scoreboard_db_replica_lag_bytes",
+            "WAL the replica has still to replay",
+            {(s.url,): float(s.lag_bytes) for s in states if s.lag_bytes is not None},
+            ["replica"],
+        ),
+    ]
 
 
 async def _node_families(svc: Services) -> list[Metric]:

@@ -41,6 +41,7 @@ from scoreboard.storage.keys import DEFAULT_BOARD, Keys
 from scoreboard.storage.migrations import migrate
 from scoreboard.storage.pipeline import PipelinedConnection
 from scoreboard.storage.preflight import check_postgres, redis_warnings
+from scoreboard.storage.read_replicas import ReadPools
 from scoreboard.storage.redis_client import RedisClient
 from scoreboard.storage.scripts import Scripts
 from scoreboard.sync.status import SyncWatch
@@ -76,6 +77,7 @@ class Services:
     settings: Settings
     redis: RedisClient
     pool: asyncpg.Pool
+    reads: ReadPools
     keys: Keys
     scripts: Scripts
     limiter: RateLimiter
@@ -116,7 +118,14 @@ class Services:
             if settings.redis_url
             else redis_store.connect_in_process()
         )
-        services = await cls.assemble(settings, redis, pool, server, clock_offset_ms)
+        reads = await ReadPools.open(
+            pool,
+            settings.database_read_url,
+            size=settings.db_pool_size,
+            max_lag_seconds=settings.db_read_max_lag_seconds,
+        )
+        services = await cls.assemble(settings, redis, pool, server, clock_offset_ms, reads)
+        reads.start()
         if settings.redis_url and not settings.redis_cluster:  # (a node's: see preflight)
             services.redis_warnings = await redis_warnings(redis, settings, quiet=True)
         await services.catalog.refresh()
@@ -150,8 +159,13 @@ class Services:
         pool: asyncpg.Pool,
         server: Any = None,
         clock_offset_ms: int = 0,
+        reads: ReadPools | None = None,
     ) -> Services:
+        """`reads`: where the reads that may be a moment stale go (the primary when
+        not given)."""
         assert settings.jwt_secret and settings.jwt_refresh_secret
+        if reads is None:
+            reads = ReadPools(pool, [], settings.db_read_max_lag_seconds)
         keys = Keys.for_settings(settings)
         pipelined = (
             PipelinedConnection(settings.redis_url, redis_store.SOCKET_TIMEOUT_SECONDS)
@@ -226,6 +240,7 @@ class Services:
         admin = Admin(
             settings=settings,
             pool=pool,
+            reads=reads,
             scripts=scripts,
             board=board,
             accounts=accounts,
@@ -238,6 +253,7 @@ class Services:
             settings=settings,
             redis=redis,
             pool=pool,
+            reads=reads,
             keys=keys,
             scripts=scripts,
             limiter=limiter,
@@ -278,6 +294,7 @@ class Services:
         if self.routed is not None:
             await self.routed.close()
         await self.redis.aclose()
+        await self.reads.close()
         await self.pool.close()
         if self.hasher is not None:
             self.hasher.close()

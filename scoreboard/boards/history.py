@@ -8,7 +8,7 @@ import asyncpg
 
 from scoreboard.core.periods import Period
 from scoreboard.core.values import BoardEntry
-from scoreboard.storage.database import db_errors
+from scoreboard.storage.read_replicas import ReadPools
 
 _PERIOD_PAGE = """
 SELECT p.user_id::text AS user_id, u.username, p.score,
@@ -33,20 +33,25 @@ _SEASON_ENDED = "SELECT 1 FROM season_resets WHERE board = $1 AND season = $2"
 
 
 async def history_page(
-    pool: asyncpg.Pool, board: str, period: Period, offset: int, limit: int
+    reads: ReadPools, board: str, period: Period, offset: int, limit: int
 ) -> tuple[list[BoardEntry], int] | None:
     """(entries, total players); None for a season that has not ended (or whose end
-    the syncer has not persisted yet)."""
-    async with db_errors(), pool.acquire() as conn:
+    the syncer, or the replica read from, has not seen yet)."""
+
+    async def read(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], int] | None:
         if period.kind == "season":
             season = int(period.id.partition(":")[2])
             if await conn.fetchval(_SEASON_ENDED, board, season) is None:
                 return None
             rows = await conn.fetch(_SEASON_PAGE, board, season, limit, offset)
-            total = await conn.fetchval(_SEASON_COUNT, board, season)
-        else:
-            rows = await conn.fetch(_PERIOD_PAGE, board, period.id, limit, offset)
-            total = await conn.fetchval(_PERIOD_COUNT, board, period.id)
+            return rows, await conn.fetchval(_SEASON_COUNT, board, season)
+        rows = await conn.fetch(_PERIOD_PAGE, board, period.id, limit, offset)
+        return rows, await conn.fetchval(_PERIOD_COUNT, board, period.id)
+
+    found = await reads.run(read)
+    if found is None:
+        return None
+    rows, total = found
     entries = [
         BoardEntry(offset + i + 1, row["user_id"], row["username"], row["score"], row["updated_ms"])
         for i, row in enumerate(rows)

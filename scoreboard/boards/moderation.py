@@ -50,6 +50,7 @@ from scoreboard.core.periods import period_at
 from scoreboard.core.settings import Settings
 from scoreboard.storage.database import db_errors
 from scoreboard.storage.keys import BoardKeys
+from scoreboard.storage.read_replicas import ReadPools
 from scoreboard.storage.scripts import BanChange, Scripts
 
 log = logging.getLogger("scoreboard.admin")
@@ -145,6 +146,7 @@ class Admin:
         *,
         settings: Settings,
         pool: asyncpg.Pool,
+        reads: ReadPools,
         scripts: Scripts,
         board: BoardKeys,
         accounts: Accounts,
@@ -155,6 +157,7 @@ class Admin:
     ) -> None:
         self._settings = settings
         self._pool = pool
+        self._reads = reads  # listings, which may be a moment stale
         self._scripts = scripts
         self._board = board
         self._accounts = accounts
@@ -286,8 +289,7 @@ class Admin:
 
     async def _list(self, where: str, args: list[Any], limit: int, cursor: int | None) -> AuditPage:
         sql = _LISTING.format(where=where)
-        async with db_errors():
-            rows = await self._pool.fetch(sql, cursor, limit + 1, *args)
+        rows = await self._reads.fetch(sql, cursor, limit + 1, *args)
         items = [_item(row) for row in rows[:limit]]
         more = len(rows) > limit
         return AuditPage(items=items, next_cursor=str(rows[limit - 1]["id"]) if more else None)

@@ -71,6 +71,19 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _urls(*schemes: str) -> Callable[[str], tuple[str, ...]]:
+    """Several of a store's URLs, separated by commas or spaces (a URL's own list of
+    hosts, `postgresql://a,b/db`, stays whole: only a comma before a scheme splits)."""
+    one = _url(*schemes)
+    starts = "|".join(re.escape(f"{scheme}://") for scheme in schemes)
+
+    def parse(raw: str) -> tuple[str, ...]:
+        parts = re.split(rf"\s+|,\s*(?=(?:{starts}))", raw.strip(), flags=re.IGNORECASE)
+        return tuple(one(part) for part in parts if part)
+
+    return parse
+
+
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
@@ -322,6 +335,21 @@ class Settings:
         _url("postgresql", "postgres"),
         "PostgreSQL, e.g. `postgresql://user:pass@localhost/scoreboard`.",
         env="DATABASE_URL",
+    )
+    database_read_url: tuple[str, ...] = setting(
+        (),
+        _urls("postgresql", "postgres"),
+        (
+            "PostgreSQL read replicas for closed periods, seasons, the review queue, player"
+            " history and the audit trail; several separated by commas. Writes, and the"
+            " reads a write depends on, stay on `DATABASE_URL`."
+        ),
+        env="DATABASE_READ_URL",
+    )
+    db_read_max_lag_seconds: float = setting(
+        5.0,
+        _number_in(0.1, 3600),
+        "A read replica further behind than this serves none; its reads go to the primary.",
     )
     jwt_secret: str | None = setting(
         None,
@@ -783,6 +811,8 @@ class Settings:
             raise SettingsError(
                 f"{missing}: set both REDIS_URL and DATABASE_URL, or neither for embedded mode"
             )
+        if self.database_read_url and self.database_url is None:
+            raise SettingsError("DATABASE_READ_URL: read replicas need DATABASE_URL (the primary)")
         for name, secret in (
             ("JWT_SECRET", self.jwt_secret),
             ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
