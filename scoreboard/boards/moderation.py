@@ -74,6 +74,15 @@ WHERE {where} AND ($1::bigint IS NULL OR a.id < $1)
 ORDER BY a.id DESC LIMIT $2
 """
 
+# the audit listing's filter: a time range always bounded (by infinities when not
+# given), so that only the months it covers are read
+AUDIT_RANGE = (
+    "($3::text IS NULL OR a.event_type = $3) AND ($4::uuid IS NULL OR a.user_id = $4)"
+    " AND a.created_at >= coalesce($5::timestamptz, '-infinity')"
+    " AND a.created_at < coalesce($6::timestamptz, 'infinity')"
+)
+AUDIT_RECORDS = _LISTING.format(where=AUDIT_RANGE)
+
 
 @dataclass(frozen=True)
 class Meta:
@@ -314,11 +323,4 @@ class Admin:
     ) -> AuditPage:
         """Records of a type, of a player, and from `since` (included) to `until` (not
         included) when given."""
-        return await self._list(
-            "($3::text IS NULL OR a.event_type = $3) AND ($4::uuid IS NULL OR a.user_id = $4)"
-            " AND ($5::timestamptz IS NULL OR a.created_at >= $5)"
-            " AND ($6::timestamptz IS NULL OR a.created_at < $6)",
-            [event_type, user_id, since, until],
-            limit,
-            cursor,
-        )
+        return await self._list(AUDIT_RANGE, [event_type, user_id, since, until], limit, cursor)

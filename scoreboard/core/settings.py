@@ -599,6 +599,14 @@ class Settings:
     anticheat_reject_at: float = setting(
         0.8, _number_in(0, 1), "Risk from which `enforce` rejects an update."
     )
+    audit_retention_months: int = setting(
+        0,
+        _int_in(0, 1200),
+        (
+            "Months of the audit trail kept in PostgreSQL: the syncer drops each month's"
+            " partition, whole, once the month ended this many months ago; `0` keeps all."
+        ),
+    )
     audit_flood_window: int = setting(
         60,
         _int_in(1, 86_400),

@@ -28,6 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -38,6 +39,7 @@ from scoreboard.boards.rebuild import PeriodClock
 from scoreboard.core.errors import DatabaseUnavailable, ServiceUnavailable
 from scoreboard.core.settings import Settings
 from scoreboard.storage.keys import Keys
+from scoreboard.storage.partitions import keep_months
 from scoreboard.storage.pipeline import PipelinedConnection, supports
 from scoreboard.storage.redis_client import (
     SOCKET_TIMEOUT_SECONDS,
@@ -67,6 +69,8 @@ MAINTAIN_PER_SECOND = 100  # board visits a second, all boards together
 RECONCILES_PER_SECOND = 20  # reconciles a second, all boards together
 RECONCILE_LOOK_SECONDS = 0.5  # how often the reconcile task looks for a board that is due
 HEARTBEAT_SECONDS = 1.0
+PARTITION_SECONDS = 3600.0  # how often the monthly partitions are looked after...
+PARTITION_RETRY_SECONDS = 60.0  # ...and how soon again when PostgreSQL did not answer
 
 
 def _chunks(names: list[str], size: int) -> Iterable[list[str]]:
@@ -207,6 +211,7 @@ class SyncFleet:
             asyncio.create_task(self._sweep_loop(), name="sync-sweep"),
             asyncio.create_task(self._maintain_loop(), name="sync-maintain"),
             asyncio.create_task(self._reconcile_loop(), name="sync-reconcile"),
+            asyncio.create_task(self._partition_loop(), name="sync-partitions"),
         ]
         tidy = (
             asyncio.create_task(
@@ -393,6 +398,20 @@ class SyncFleet:
                 pause = 1.0 / RECONCILES_PER_SECOND - (time.monotonic() - started)
                 await self._sleep(max(0.0, pause))
             await self._sleep(RECONCILE_LOOK_SECONDS)
+
+    async def _partition_loop(self) -> None:
+        """The coming months' partitions made ahead, and the audit trail's past its
+        retention dropped: at start, then hourly."""
+        while not self._stopping.is_set():
+            try:
+                await keep_months(
+                    self.pool, datetime.now(UTC), self.settings.audit_retention_months
+                )
+            except Exception as exc:  # rows land in the default partition meanwhile
+                log.warning("looking after the monthly partitions failed: %s", exc)
+                await self._sleep(PARTITION_RETRY_SECONDS)
+                continue
+            await self._sleep(PARTITION_SECONDS)
 
     async def _visit(self, syncer: Syncer) -> bool:
         """Whether the board has entries pending (its next sweep retries them)."""

@@ -50,17 +50,21 @@ CREATE TEMP TABLE IF NOT EXISTS sync_staging (
 ) ON COMMIT DELETE ROWS
 """
 
-_SCORES = """
+# an event's moment, exactly as `moment()` makes it for a copied row: the unique keys
+# that keep a replayed event out include the partition column, created_at
+_AT = "(to_timestamp(ts_ms / 1000) + (ts_ms % 1000) * interval '1 millisecond')"
+
+_SCORES = f"""
 INSERT INTO scores (id, event_id, stream_id, seq, board, user_id, score_change, new_score,
                     action_type, session_id, action_data, risk_score, created_at,
                     ip_address, user_agent, periods)
 SELECT event_id, event_id, stream_id, seq, board, user_id, delta, new_score, action_type,
-       session_id, action_data, risk, to_timestamp(ts_ms / 1000.0), ip, user_agent,
-       coalesce(string_to_array(nullif(periods, ''), ','), '{}')
+       session_id, action_data, risk, {_AT}, ip, user_agent,
+       coalesce(string_to_array(nullif(periods, ''), ','), '{{}}')
 FROM sync_staging WHERE kind = 'score_updated'
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT (id, created_at) DO NOTHING
 RETURNING event_id::text
-"""
+"""  # noqa: S608 (constant text)
 
 _CLEAR_STAGING = "DELETE FROM sync_staging"
 
@@ -105,23 +109,23 @@ ON CONFLICT (board, period_id, user_id) DO UPDATE SET
   updated_at = GREATEST(p.updated_at, EXCLUDED.updated_at)
 """
 
-_USED_TOKENS = """
+_USED_TOKENS = f"""
 INSERT INTO action_tokens (id, event_id, user_id, token_hash, board, action_type, session_id,
                            max_score_increase, expires_at, used_at)
 SELECT event_id, event_id, user_id, token_hash, board, action_type, session_id, token_max,
-       to_timestamp(token_expires_ms / 1000.0), to_timestamp(ts_ms / 1000.0)
+       to_timestamp(token_expires_ms / 1000.0), {_AT}
 FROM sync_staging WHERE kind = 'score_updated' AND token_hash <> ''
 ON CONFLICT DO NOTHING
-"""
+"""  # noqa: S608 (constant text)
 
-_AUDIT = """
+_AUDIT = f"""
 INSERT INTO audit_log (event_id, stream_id, event_type, user_id, ip_address, user_agent,
                        score_change, validation_result, risk_score, details, created_at)
 SELECT event_id, stream_id, audit_event_type, user_id, ip, user_agent, audit_score_change,
-       audit_result, audit_risk, audit_details, to_timestamp(ts_ms / 1000.0)
+       audit_result, audit_risk, audit_details, {_AT}
 FROM sync_staging
-ON CONFLICT (event_id) DO NOTHING
-"""
+ON CONFLICT (event_id, created_at) DO NOTHING
+"""  # noqa: S608 (constant text)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import asyncpg
 
 from scoreboard.storage.database import create_pool
 from scoreboard.storage.migrations import available, migrate
+from tests.storage.migration_helpers import migrate_before
 
 
 async def test_processes_starting_at_once_apply_each_migration_once(
@@ -40,18 +41,7 @@ async def test_the_global_boards_totals_move_to_board_scores_and_users_follow(
     layout of every board; users.current_score and total_score keep their figures."""
     conn = await asyncpg.connect(own_database)
     try:
-        await conn.execute(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
-        for migration in available():
-            if migration.version < 7:
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+        await migrate_before(conn, 7)
         player = await conn.fetchval(
             "INSERT INTO users (username, username_key, email, password_hash, current_score,"
             " total_score, last_event_seq) VALUES ('old', 'old', 'old@example.test', 'x',"
