@@ -5,6 +5,8 @@ retention drops whole months."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -15,9 +17,12 @@ import pytest
 import pytest_asyncio
 
 from scoreboard.boards.moderation import AUDIT_RECORDS
+from scoreboard.core.settings import Settings
 from scoreboard.storage.database import create_pool
 from scoreboard.storage.migrations import migrate
 from scoreboard.storage.partitions import keep_months, month_of, months_of
+from scoreboard.storage.redis_client import connect_for
+from scoreboard.sync import SyncFleet
 from scoreboard.sync.events import APPLIED, AUDIT, StreamEvent
 from scoreboard.sync.persist import persist_batch, persist_fresh
 from tests.storage.migration_helpers import migrate_before
@@ -233,4 +238,38 @@ async def test_months_are_made_ahead_and_the_audit_retention_drops_whole_months(
             assert {month_of(now, shift) for shift in range(-1, 3)} <= held
         assert await keep_months(pool, now, audit_retention_months=6) == []
     finally:
+        await pool.close()
+
+
+async def test_a_running_syncer_looks_after_the_months(
+    settings: Settings, own_database: str
+) -> None:
+    """At start the syncer makes the months around now and drops the audit months
+    past the retention."""
+    pool = await create_pool(own_database, size=4)
+    redis = connect_for(settings)
+    try:
+        await migrate(pool)
+        await pool.execute("SELECT month_partition('audit_log', '2020-01-01')")
+        await pool.execute("DROP TABLE scores_" + f"{month_of(datetime.now(UTC), 2):%Y_%m}")
+        fleet = SyncFleet(
+            dataclasses.replace(settings, database_url=own_database, audit_retention_months=3),
+            redis,
+            pool,
+        )
+        running = asyncio.create_task(fleet.run())
+        try:
+            for _ in range(100):
+                audit = set(await months_of(pool, "audit_log"))
+                scores = set((await months_of(pool, "scores")).values())
+                if "audit_log_2020_01" not in audit and month_of(datetime.now(UTC), 2) in scores:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the syncer did not look after the months")
+        finally:
+            fleet.stop()
+            await running
+    finally:
+        await redis.aclose()
         await pool.close()
