@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test pytest lint typecheck format bench profile soak fuzz clean
+.PHONY: install serve test test-cluster pytest lint typecheck format bench profile soak fuzz clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint typecheck pytest
 
 pytest: install
 	$(BIN)/python -m pytest
+
+# the suites that run on one Redis and on the Redis Cluster, every test on both (the
+# suite runs those marked cluster_in_ci on the cluster)
+test-cluster: install
+	$(BIN)/python -m pytest -m both_topologies --topologies=all
 
 lint: install
 	$(BIN)/ruff check .

@@ -92,10 +92,59 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     client.close()
 
 
+# Both topologies: a module marked `both_topologies` runs its tests on one Redis and on
+# the Redis Cluster, through `redis_target`. The suite (`make test`, CI) runs them all
+# on one Redis and those also marked `cluster_in_ci` on the cluster too, a
+# representative few; `--topologies=all` (`make test-cluster`) runs every one on both.
+SINGLE, CLUSTER = "single", "cluster"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--topologies",
+        choices=("ci", "all"),
+        default="ci",
+        help="both_topologies tests: all on the cluster too (all), or those marked "
+        "cluster_in_ci (ci, the default)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_topologies: runs on one Redis and on the Redis Cluster (redis_target)"
+    )
+    config.addinivalue_line(
+        "markers", "cluster_in_ci: of a both_topologies module, on the cluster in every run"
+    )
+
+
+def topologies_of(config: pytest.Config, test: pytest.Function | Any) -> list[str]:
+    """The topologies a test runs on in this run."""
+    if test.get_closest_marker("both_topologies") is None:
+        return [SINGLE]
+    if config.getoption("--topologies") == "all" or test.get_closest_marker("cluster_in_ci"):
+        return [SINGLE, CLUSTER]
+    return [SINGLE]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker("both_topologies") is not None
+    if marked and "topology" in metafunc.fixturenames:
+        chosen = topologies_of(metafunc.config, metafunc.definition)
+        metafunc.parametrize("topology", chosen, indirect=True)
+
+
 @pytest.fixture
-def redis_target(redis_url: str) -> tuple[str, bool]:
-    """The Redis the `settings` name, and whether it is a cluster. A module that runs
-    another module's tests on the cluster overrides this (tests/*_on_cluster.py)."""
+def topology(request: pytest.FixtureRequest) -> str:
+    """`single` or `cluster`: which Redis this test runs on."""
+    return str(getattr(request, "param", SINGLE))
+
+
+@pytest.fixture
+def redis_target(request: pytest.FixtureRequest, redis_url: str, topology: str) -> tuple[str, bool]:
+    """The Redis the `settings` name, and whether it is a cluster."""
+    if topology == CLUSTER:
+        return str(request.getfixturevalue("cluster_url")), True
     return redis_url, False
 
 

@@ -30,6 +30,8 @@ from tests.auth_helpers import (
 from tests.conftest import unthrottled
 
 GENEROUS = RateRule(100_000, 60)
+
+pytestmark = pytest.mark.both_topologies
 BOT_DATA = {"level": 1, "time_taken": 0.01, "accuracy": 1.0}
 
 
@@ -366,6 +368,7 @@ async def test_a_players_failed_logins_are_in_their_audit_trail(
     assert others[-1]["details"]["username_length"] == len(typo["username"])
 
 
+@pytest.mark.cluster_in_ci
 async def test_a_rebuilt_board_keeps_banned_players_off(
     client: httpx.AsyncClient, services: Services
 ) -> None:

@@ -23,6 +23,8 @@ from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_player, 
 from tests.conftest import asgi_client, unthrottled
 
 GENEROUS = RateRule(100_000, 60)
+
+pytestmark = pytest.mark.both_topologies
 SPEEDRUN = {"name": "speedrun", "action_types": {"run": 500}, "periods": ["daily", "weekly"]}
 
 
@@ -673,6 +675,7 @@ async def test_a_followed_ranking_is_read_only_when_something_changes(
     assert feeds.channels.held() == ["global"]
 
 
+@pytest.mark.cluster_in_ci
 async def test_a_rebuild_keeps_a_banned_players_period_standing_for_the_unban(
     client: httpx.AsyncClient, services: Services
 ) -> None:

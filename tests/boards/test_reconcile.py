@@ -26,6 +26,8 @@ from tests.conftest import unthrottled
 from tests.private_redis import PrivateRedis, private_redis
 
 GENEROUS = RateRule(100_000, 60)
+
+pytestmark = pytest.mark.both_topologies
 BIG_BOARD = 200_000
 
 
@@ -122,6 +124,7 @@ class TestABigBoard:
         assert slowest is None or slowest["duration"] < 20_000, slowest
 
 
+@pytest.mark.cluster_in_ci
 async def test_updates_during_a_chunked_read_are_no_difference(
     client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,6 +22,8 @@ from tests.live.test_live import _sse_events
 
 GENEROUS = "100000/minute"
 
+pytestmark = pytest.mark.both_topologies
+
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
@@ -75,6 +77,7 @@ async def _play(http: httpx.AsyncClient, player: dict[str, Any], board: str, sco
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.cluster_in_ci
 async def test_a_period_feed_moves_while_global_does_not(
     live_server: RunningServer, env: dict[str, str], tmp_path: Path
 ) -> None:

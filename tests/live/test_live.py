@@ -23,6 +23,8 @@ from tests.conftest import RunningServer, server_env, serving
 
 GENEROUS = "100000/minute"
 
+pytestmark = pytest.mark.both_topologies
+
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
     return server_env(
@@ -68,6 +70,7 @@ def _metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} missing from /metrics")
 
 
+@pytest.mark.cluster_in_ci
 async def test_websocket_gets_the_board_then_each_change(live_server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
         watcher, player = await new_player(http), await new_player(http)
@@ -149,6 +152,7 @@ async def _sse_events(response: httpx.Response) -> Any:
             event[name] = value.strip()
 
 
+@pytest.mark.cluster_in_ci
 async def test_sse_sends_the_board_then_changes(live_server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
         player = await new_player(http)
@@ -185,6 +189,7 @@ async def test_a_burst_is_coalesced(live_server: RunningServer) -> None:
     assert sum(len(message["updated_users"]) for message in received) == 8
 
 
+@pytest.mark.cluster_in_ci
 async def test_a_client_on_one_instance_sees_writes_through_another(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -14,12 +14,15 @@ from tests.auth_helpers import new_player
 from tests.boards.test_boards_api import SPEEDRUN, _admin, _create, _play
 from tests.conftest import unthrottled
 
+pytestmark = pytest.mark.both_topologies
+
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
     return unthrottled(settings, own_database, anticheat_mode="off")
 
 
+@pytest.mark.cluster_in_ci
 async def test_another_boards_all_time_feed_names_the_update_and_reads_nothing(
     client: httpx.AsyncClient, services: Services
 ) -> None:

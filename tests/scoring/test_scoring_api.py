@@ -18,6 +18,8 @@ from tests.auth_helpers import bearer, error_code, issue_token, new_player, regi
 
 GENEROUS = RateRule(100_000, 60)
 
+pytestmark = pytest.mark.both_topologies
+
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
@@ -40,6 +42,7 @@ async def _post_update(
     return await http.post("/scores/update", json=body, headers=headers)
 
 
+@pytest.mark.cluster_in_ci
 async def test_the_spec_load_scenario_as_artillery_sends_it(client: httpx.AsyncClient) -> None:
     player = await new_player(client)
     issued = await client.post(
@@ -93,6 +96,7 @@ async def test_spec_security_increase_above_maximum(client: httpx.AsyncClient) -
     assert response.json()["error"]["details"]["reason"] == "above_max"
 
 
+@pytest.mark.cluster_in_ci
 async def test_a_spent_token_with_another_request_is_refused(client: httpx.AsyncClient) -> None:
     player = await new_player(client)
     token = await issue_token(client, player["access_token"])
@@ -103,6 +107,7 @@ async def test_a_spent_token_with_another_request_is_refused(client: httpx.Async
     assert replay.json()["error"]["details"]["reason"] == "already_used"
 
 
+@pytest.mark.cluster_in_ci
 async def test_a_retry_after_a_lost_answer_gets_the_same_answer(
     client: httpx.AsyncClient,
 ) -> None:
@@ -322,6 +327,7 @@ async def _seed(client: httpx.AsyncClient, points: list[int]) -> list[dict[str, 
     return players
 
 
+@pytest.mark.cluster_in_ci
 async def test_top10_paging_and_around_agree(client: httpx.AsyncClient) -> None:
     players = await _seed(client, [5, 90, 40, 40, 70, 10, 20, 30, 60, 80, 50, 100])
     top = (await client.get("/leaderboard/top10")).json()["data"]
@@ -357,6 +363,7 @@ async def test_paging_and_around_validate_their_parameters(client: httpx.AsyncCl
     assert unranked["rank"] is None and unranked["leaderboard"] == []
 
 
+@pytest.mark.cluster_in_ci
 async def test_a_writer_reads_its_own_write(client: httpx.AsyncClient) -> None:
     player = await new_player(client)
     await client.get("/leaderboard/top10")

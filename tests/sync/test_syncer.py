@@ -32,6 +32,8 @@ from tests.pg_proxy import CuttableProxy
 
 GENEROUS = RateRule(100_000, 60)
 
+pytestmark = pytest.mark.both_topologies
+
 
 @pytest.fixture
 def settings(settings: Settings, own_database: str) -> Settings:
@@ -96,6 +98,7 @@ async def _stream_state(services: Services) -> tuple[int, int]:
     return int(length), int(pending)
 
 
+@pytest.mark.cluster_in_ci
 async def test_events_reach_postgresql_once_and_the_stream_is_trimmed(
     client: httpx.AsyncClient, services: Services
 ) -> None:
@@ -164,6 +167,7 @@ async def test_a_caught_up_syncer_lets_the_next_batch_gather(
     await _assert_persisted_equals_board(services)
 
 
+@pytest.mark.cluster_in_ci
 async def test_persisted_events_arriving_as_new_entries_count_nothing_twice(
     client: httpx.AsyncClient, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -262,6 +266,7 @@ def _sync_process(
 
 
 @pytest.mark.parametrize("restart_as", ["same consumer", "new consumer"])
+@pytest.mark.cluster_in_ci
 async def test_a_crash_between_commit_and_ack_counts_nothing_twice(
     client: httpx.AsyncClient, services: Services, tmp_path: Path, restart_as: str
 ) -> None:
@@ -414,6 +419,7 @@ async def test_poison_entries_go_to_the_dead_letters_and_the_rest_flows(
     await _assert_persisted_equals_board(services)
 
 
+@pytest.mark.cluster_in_ci
 async def test_a_lost_board_is_rebuilt_from_postgresql_and_the_tail(
     client: httpx.AsyncClient, services: Services, tmp_path: Path
 ) -> None:
