@@ -8,6 +8,7 @@ asynchronously) is measured."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
@@ -23,10 +24,12 @@ import redis
 from scoreboard.api.services import Services
 from scoreboard.core.settings import RateRule, Settings
 from scoreboard.storage import redis_client as redis_store
+from scoreboard.storage.keys import Keys
 from scoreboard.sync import SyncFleet
 from tests import redis_cluster as lab
 from tests.auth_helpers import bearer, new_player
-from tests.conftest import asgi_client
+from tests.conftest import asgi_client, server_env, serving
+from tests.live.test_live import _sse_events
 from tests.services_under_test import IN_CI
 
 GENEROUS = RateRule(100_000, 60)
@@ -375,6 +378,107 @@ async def test_five_failovers_leave_no_connection_behind(
         await syncing
         await syncer_redis.aclose()
         await services.close()
+
+
+class _Follower:
+    """An SSE client of one server that reconnects as a browser's EventSource does
+    (with the last id it saw) and keeps every state it was sent."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.states: list[tuple[int, list[tuple[str, int]]]] = []
+        self.reconnects = 0
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        last_id = ""
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
+            while True:
+                headers = {"Last-Event-ID": last_id} if last_id else {}
+                try:
+                    async with http.stream("GET", "/sse/leaderboard", headers=headers) as answer:
+                        async for event in _sse_events(answer):
+                            last_id = event.get("id", last_id)
+                            data = json.loads(event["data"])
+                            top = [(e["user_id"], e["score"]) for e in data["leaderboard"]]
+                            self.states.append((data["total_players"], top))
+                except httpx.HTTPError:
+                    pass
+                self.reconnects += 1
+                await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+async def test_feeds_on_two_servers_end_on_the_board_after_failovers(
+    settings: Settings, own_database: str, private_cluster: lab.Cluster, tmp_path: Path
+) -> None:
+    """Two server processes, a live feed followed on each, players submitting through
+    both while the board's master is handed over and then killed: each feed carries on
+    (or reconnects) and ends showing exactly the board. Its messages are whole states,
+    so a change it missed while its subscription moved cannot leave it behind: the
+    feed reads the board afresh when it subscribes again."""
+    config = on_cluster(settings, own_database, private_cluster)
+    key = Keys.for_settings(config).board().leaderboard
+    env = server_env(
+        config,
+        SCOREBOARD_RATE_LIMIT_SCORE_UPDATE="100000/minute",
+        SCOREBOARD_RATE_LIMIT_ACTION_TOKEN="100000/minute",
+        SCOREBOARD_RATE_LIMIT_LEADERBOARD="100000/minute",
+        SCOREBOARD_ANTICHEAT_MODE="off",
+        SCOREBOARD_BROADCAST_INTERVAL_MS="50",
+    )
+    with serving(env, tmp_path, count=2) as servers:
+        followers = [_Follower(server.url) for server in servers]
+        clients = [httpx.AsyncClient(base_url=s.url, timeout=10) for s in servers]
+        try:
+            players = [await new_player(client) for client in clients]
+
+            async def play(rounds: int) -> None:
+                for _ in range(rounds):
+                    for client, player in zip(clients, players, strict=True):
+                        await _update(client, player, 2)
+
+            await _until_answered(clients[0], players[0])
+            await play(5)
+            master, replica = _owner(private_cluster, key)
+            await asyncio.to_thread(_handover, private_cluster, key, replica)
+            await play(5)
+            await asyncio.to_thread(lab.wait_ready, private_cluster)
+            master, _ = _owner(private_cluster, key)
+            lab.kill(private_cluster, master)
+            for client, player in zip(clients, players, strict=True):
+                await _until_answered(client, player)
+            await play(5)
+            lab.restart(private_cluster, master)
+
+            async def board() -> tuple[int, list[tuple[str, int]]]:
+                data = (await clients[0].get("/v1/leaderboard/top10")).json()["data"]
+                top = [(e["user_id"], e["score"]) for e in data["leaderboard"]]
+                return data["total_players"], top
+
+            deadline = time.monotonic() + 15
+            while True:
+                final = await board()
+                if all(f.states and f.states[-1] == final for f in followers):
+                    break
+                assert time.monotonic() < deadline, (final, [f.states[-3:] for f in followers])
+                await asyncio.sleep(0.2)
+            print(
+                "feeds after a handover and a kill -9: states seen",
+                [len(f.states) for f in followers],
+                "reconnects",
+                [f.reconnects for f in followers],
+            )
+            assert final[0] == 2 and all(len(f.states) > 3 for f in followers)
+        finally:
+            for follower in followers:
+                await follower.close()
+            for client in clients:
+                await client.aclose()
 
 
 async def test_a_replica_that_does_not_answer_is_named_by_the_health_check(
