@@ -176,6 +176,37 @@ def restart(cluster: Cluster, port: int) -> None:
     wait_ready(cluster)
 
 
+def slot_owners(cluster: Cluster, key: str) -> set[tuple[int, ...]]:
+    """What each node that answers lists for the key's slot: (master, replicas...)."""
+    seen = set()
+    for port in cluster.ports:
+        try:
+            with cluster.client(port) as node:
+                slot = node.cluster("KEYSLOT", key)
+                seen |= {
+                    tuple(int(node_info[1]) for node_info in entry[2:])
+                    for entry in node.cluster("SLOTS")
+                    if entry[0] <= slot <= entry[1]
+                }
+        except redis.RedisError:
+            continue
+    return seen
+
+
+def owner(cluster: Cluster, key: str) -> tuple[int, int]:
+    """(master port, replica port) of the key's slot, once every node that answers
+    lists the same (after a failover the nodes learn of it one by one, and a failover
+    started before they agree may be lost)."""
+    deadline = time.monotonic() + 20
+    while True:
+        seen = slot_owners(cluster, key)
+        if len(seen) == 1 and len(owners := next(iter(seen))) > 1:
+            return owners[0], owners[1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the nodes do not agree on the master of {key}: {seen}")
+        time.sleep(0.05)
+
+
 def stop(cluster: Cluster) -> None:
     for port in cluster.ports:
         kill(cluster, port)

@@ -41,6 +41,21 @@ def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_pat
     assert "| 3. score updates |" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_the_cluster_loss_benchmark_runs(
+    redis_url: str, postgres_admin: str, tmp_path: Path
+) -> None:
+    _bench(
+        "bench.cluster_loss",
+        ["--seconds", "1.5", "--players", "3", "--out", str(tmp_path)],
+        redis_url,
+        postgres_admin,
+    )
+    results = json.loads((tmp_path / "cluster_loss.json").read_text())
+    assert [r["setting"] for r in results] == ["off", "WAIT 1"]
+    assert all(r["acknowledged"] > 0 for r in results)
+    assert "| WAIT 1 |" in (tmp_path / "CLUSTER_LOSS.md").read_text()
+
+
 def test_the_boards_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
     _bench("bench.boards", ["--smoke", "--out", str(tmp_path)], redis_url, postgres_admin)
     assert "Correct: True" in (tmp_path / "BOARDS.md").read_text()

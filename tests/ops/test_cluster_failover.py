@@ -66,37 +66,6 @@ def private_cluster(tmp_path: Path) -> Iterator[lab.Cluster]:
     lab.stop(cluster)
 
 
-def _slot_owners(cluster: lab.Cluster, key: str) -> set[tuple[int, ...]]:
-    """What each node that answers lists for the key's slot: (master, replicas...)."""
-    seen = set()
-    for port in cluster.ports:
-        try:
-            with cluster.client(port) as node:
-                slot = node.cluster("KEYSLOT", key)
-                seen |= {
-                    tuple(int(node_info[1]) for node_info in entry[2:])
-                    for entry in node.cluster("SLOTS")
-                    if entry[0] <= slot <= entry[1]
-                }
-        except redis.RedisError:
-            continue
-    return seen
-
-
-def _owner(cluster: lab.Cluster, key: str) -> tuple[int, int]:
-    """(master port, replica port) of the key's slot, once every node that answers
-    lists the same (after a failover the nodes learn of it one by one, and a failover
-    started before they agree may be lost)."""
-    deadline = time.monotonic() + 20
-    while True:
-        seen = _slot_owners(cluster, key)
-        if len(seen) == 1 and len(owners := next(iter(seen))) > 1:
-            return owners[0], owners[1]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the nodes do not agree on the master of {key}: {seen}")
-        time.sleep(0.05)
-
-
 def _handover(cluster: lab.Cluster, key: str, replica: int) -> None:
     """A graceful failover to `replica`, done once every node that answers lists it as
     the master of the key's slot. A replica that has just rejoined may be refused (its
@@ -107,7 +76,7 @@ def _handover(cluster: lab.Cluster, key: str, replica: int) -> None:
             node.cluster("FAILOVER")
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
-            if {owners[0] for owners in _slot_owners(cluster, key)} == {replica}:
+            if {owners[0] for owners in lab.slot_owners(cluster, key)} == {replica}:
                 return
             time.sleep(0.05)
     raise AssertionError(f"{replica} did not take over the slot of {key}")
@@ -149,7 +118,7 @@ async def test_a_graceful_failover_costs_seconds_and_nothing_accepted(
                 assert await _update(http, player, 3) == 200
                 accepted += 3
             subscriber, _ = await services.live.subscribe("global", "all")
-            master, replica = _owner(private_cluster, services.keys.board().leaderboard)
+            master, replica = lab.owner(private_cluster, services.keys.board().leaderboard)
             with private_cluster.client(replica) as node:
                 node.cluster("FAILOVER")
             started = time.monotonic()
@@ -202,7 +171,7 @@ async def test_a_killed_master_costs_seconds(
 ) -> None:
     config = on_cluster(settings, own_database, private_cluster)
     services = await Services.open(config)
-    master, _ = _owner(private_cluster, services.keys.board().leaderboard)
+    master, _ = lab.owner(private_cluster, services.keys.board().leaderboard)
     if master == private_cluster.ports[0]:  # keep the node the URL names
         pytest.skip("the board's master is the node the URL names")
     try:
@@ -264,7 +233,7 @@ async def test_waiting_for_a_replica(
                 json={"action_type": "game_completion", "session_id": "s1"},
                 headers=bearer(player["access_token"]),
             )
-            _, replica = _owner(private_cluster, services.keys.board().leaderboard)
+            _, replica = lab.owner(private_cluster, services.keys.board().leaderboard)
             lab.kill(private_cluster, replica)
             await asyncio.sleep(0.2)
             answer = await http.post(
@@ -348,7 +317,7 @@ async def test_five_failovers_leave_no_connection_behind(
                 # linked (a graceful failover before that is refused)
                 await asyncio.to_thread(lab.wait_ready, private_cluster)
                 key = services.keys.board().leaderboard
-                master, replica = _owner(private_cluster, key)
+                master, replica = lab.owner(private_cluster, key)
                 if turn % 2 == 0:
                     # (a kill -9 of the old master before every node knows of the
                     # handover races it)
@@ -444,11 +413,11 @@ async def test_feeds_on_two_servers_end_on_the_board_after_failovers(
 
             await _until_answered(clients[0], players[0])
             await play(5)
-            master, replica = _owner(private_cluster, key)
+            master, replica = lab.owner(private_cluster, key)
             await asyncio.to_thread(_handover, private_cluster, key, replica)
             await play(5)
             await asyncio.to_thread(lab.wait_ready, private_cluster)
-            master, _ = _owner(private_cluster, key)
+            master, _ = lab.owner(private_cluster, key)
             lab.kill(private_cluster, master)
             for client, player in zip(clients, players, strict=True):
                 await _until_answered(client, player)
@@ -488,7 +457,7 @@ async def test_a_replica_that_does_not_answer_is_named_by_the_health_check(
     services = await Services.open(config)
     try:
         async with asgi_client(services) as http:
-            _, replica = _owner(private_cluster, services.keys.board().leaderboard)
+            _, replica = lab.owner(private_cluster, services.keys.board().leaderboard)
             lab.kill(private_cluster, replica)
             address = f"127.0.0.1:{replica}"
             answer = await http.get("/health/detailed")
