@@ -56,12 +56,14 @@ fuzz: install
 # writes bench/RESULTS.md and bench/results.json, then the boards phases (bench/BOARDS.md:
 # an update with three periods, and spread over boards, against one with none) and the
 # same on a 3-master cluster of its own (bench/CLUSTER.md), what a kill -9 of the board's
-# master loses with WAIT off and at 1 (bench/CLUSTER_LOSS.md), then the spec's login scenario with Artillery (needs Node.js and npm): bench/STORM.md and
+# master loses with WAIT off and at 1 (bench/CLUSTER_LOSS.md), what a game-server
+# signature costs an update (bench/SIGNATURES.md), then the spec's login scenario with Artillery (needs Node.js and npm): bench/STORM.md and
 # bench/storm.json.
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.boards --cluster
 	$(BIN)/python -m bench.cluster_loss
+	$(BIN)/python -m bench.signatures
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.login_storm
 

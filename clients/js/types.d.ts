@@ -56,6 +56,7 @@ export interface BoardInfo {
   periods: Period[];
   season: number;
   anticheat: Record<string, ActionRules>;
+  signed_with?: "ed25519" | "hmac-sha256" | null;
 }
 
 export interface ActionRules {
@@ -237,12 +238,19 @@ export interface BoardCreate {
   action_types: Record<string, number>;
   periods?: ("daily" | "weekly" | "monthly")[];
   anticheat?: Record<string, ActionRules>;
+  signing?: Signing | null;
+}
+
+export interface Signing {
+  algorithm: "ed25519" | "hmac-sha256";
+  key: string;
 }
 
 export interface BoardChange {
   action_types?: Record<string, number>;
   periods?: ("daily" | "weekly" | "monthly")[];
   anticheat?: Record<string, ActionRules>;
+  signing?: Signing | null;
 }
 
 export interface WithReason {

@@ -47,6 +47,7 @@ from scoreboard.core.periods import (
 )
 from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
+from scoreboard.scoring.signatures import validate_signing
 
 TOP10 = 10
 
@@ -58,6 +59,7 @@ def config_reply(config: BoardConfig, now_ms: int) -> BoardInfo:
         periods=[period_reply(period_at(kind, now_ms)) for kind in config.periods],
         season=config.season,
         anticheat=config.anticheat,
+        signed_with=None if config.signing is None else config.signing.algorithm,
     )
 
 
@@ -193,7 +195,10 @@ async def create_board(request: Request) -> Response:
     rules = None if isinstance(body.anticheat, UnsetType) else body.anticheat
     if rules is not None:
         validate_rules(rules, action_types)
-    created = await svc.catalog.create(name, action_types, periods, rules)
+    signing = None if isinstance(body.signing, UnsetType) or body.signing is None else body.signing
+    if signing is not None:
+        validate_signing(signing)
+    created = await svc.catalog.create(name, action_types, periods, rules, signing)
     if created is None:
         raise Conflict("A board of that name exists", details={"field": "name"})
     await svc.boards.ready(name)  # built (empty) before the answer: tokens work at once
@@ -215,7 +220,9 @@ async def change_board(request: Request) -> Response:
     rules = current.anticheat if isinstance(body.anticheat, UnsetType) else body.anticheat
     validate_rules(rules, current.action_types if action_types is None else action_types)
     given = None if isinstance(body.anticheat, UnsetType) else body.anticheat
-    changed = await svc.catalog.update(name, action_types, periods, given)
+    if not isinstance(body.signing, UnsetType) and body.signing is not None:
+        validate_signing(body.signing)
+    changed = await svc.catalog.update(name, action_types, periods, given, body.signing)
     return ok(config_reply(changed, svc.boards.now_ms()))
 
 

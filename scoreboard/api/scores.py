@@ -14,15 +14,16 @@ from scoreboard.api.common import (
     require_access,
     services,
 )
-from scoreboard.auth.audit import TOKEN_REFUSED
+from scoreboard.auth.audit import SIGNATURE_REFUSED, TOKEN_REFUSED
 from scoreboard.boards.leaderboard import iso_ms
 from scoreboard.core.contract import PeriodStanding, PlayerScore, ScoreUpdate, ScoreUpdated
-from scoreboard.core.errors import InvalidActionToken, UserNotFound
+from scoreboard.core.errors import InvalidActionToken, ScoreValidationFailed, UserNotFound
 from scoreboard.core.metrics import SCORE_UPDATES
 from scoreboard.core.periods import iso_utc
 from scoreboard.core.ratelimit import rate_headers
 from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
+from scoreboard.scoring import signatures
 from scoreboard.scoring.updates import RequestMeta
 
 # refusals the board's stream does not record itself (no token to bind them to);
@@ -35,8 +36,21 @@ async def update(request: Request) -> Response:
     token = request.headers.get("x-action-token", "")
     body = await read_body(request, ScoreUpdate)
     meta = RequestMeta(address(request), request.headers.get("user-agent", ""))
+    signature = request.headers.get(signatures.HEADER)
     try:
-        scored = await services(request).scoring.submit(claims, token, body, meta)
+        scored = await services(request).scoring.submit(claims, token, body, meta, signature)
+    except ScoreValidationFailed as refused:
+        reason = str(refused.details.get("reason", ""))
+        if reason.startswith("signature_"):
+            await audit(
+                request,
+                SIGNATURE_REFUSED,
+                user_id=claims.user_id,
+                result="refused",
+                details={"reason": reason},
+                flood=True,
+            )
+        raise
     except InvalidActionToken as refused:
         if refused.details.get("reason") in _AUDITED_TOKEN_REFUSALS:
             await audit(

@@ -44,6 +44,7 @@ LOGIN_FAILED = "login_failed"
 LOGIN_THROTTLED = "login_throttled"
 LOGIN_SUSPENDED = "login_suspended"
 TOKEN_REFUSED = "action_token_refused"  # noqa: S105 (an event type)
+SIGNATURE_REFUSED = "action_signature_refused"  # a game-server signature missing or wrong
 REFRESH_REUSE = "refresh_token_reuse"
 LOGOUT = "logout"
 ADMIN_BAN = "admin_ban"

@@ -24,7 +24,7 @@ import asyncpg
 import msgspec
 from msgspec import UnsetType
 
-from scoreboard.core.contract.requests import ActionRules
+from scoreboard.core.contract.requests import ActionRules, Signing
 from scoreboard.core.errors import BoardLimitReached, BoardNotFound, InvalidRequest
 from scoreboard.core.periods import KINDS
 from scoreboard.core.settings import Settings
@@ -40,8 +40,10 @@ MISS_REFRESH_SECONDS = 0.25
 MAX_ACTION_TYPES = 50
 ACTION_TYPE_CHARS = 50
 
-_SELECT = "SELECT name, action_types, periods, season, anticheat FROM boards ORDER BY name"
+_COLUMNS = "name, action_types, periods, season, anticheat, signing"
+_SELECT = f"SELECT {_COLUMNS} FROM boards ORDER BY name"  # noqa: S608 (constant text)
 _RULES = msgspec.json.Decoder(dict[str, ActionRules])
+_SIGNING = msgspec.json.Decoder(Signing)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class BoardConfig:
     periods: tuple[str, ...]  # in the order of `KINDS`
     season: int
     anticheat: dict[str, ActionRules] = field(default_factory=dict)
+    signing: Signing | None = None
 
 
 def validate_name(value: object) -> str:
@@ -123,6 +126,10 @@ def _encoded(rules: dict[str, ActionRules] | None) -> str | None:
     return None if rules is None else msgspec.json.encode(rules).decode()
 
 
+def _encoded_signing(signing: Signing | None) -> str | None:
+    return None if signing is None else msgspec.json.encode(signing).decode()
+
+
 class BoardCatalog:
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self._pool = pool
@@ -139,7 +146,8 @@ class BoardCatalog:
         action_types = json.loads(types) if types is not None else dict(self._settings.action_types)
         periods = tuple(kind for kind in KINDS if kind in (row["periods"] or ()))
         rules = _RULES.decode(row["anticheat"]) if row["anticheat"] else {}
-        return BoardConfig(row["name"], action_types, periods, int(row["season"]), rules)
+        signing = _SIGNING.decode(row["signing"]) if row["signing"] else None
+        return BoardConfig(row["name"], action_types, periods, int(row["season"]), rules, signing)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Called after every refresh that found the catalogue changed."""
@@ -181,6 +189,7 @@ class BoardCatalog:
         action_types: dict[str, int],
         periods: tuple[str, ...],
         rules: dict[str, ActionRules] | None = None,
+        signing: Signing | None = None,
     ) -> BoardConfig | None:
         """The new board, or None when one of that name exists; BoardLimitReached when
         `SCOREBOARD_MAX_BOARDS` are there already (the default board counts, stored or
@@ -199,13 +208,13 @@ class BoardCatalog:
                 if others + 1 >= limit:
                     raise BoardLimitReached(limit)
                 row = await conn.fetchrow(
-                    "INSERT INTO boards (name, action_types, periods, anticheat)"
-                    " VALUES ($1, $2::jsonb, $3, $4::jsonb)"
-                    " RETURNING name, action_types, periods, season, anticheat",
+                    "INSERT INTO boards (name, action_types, periods, anticheat, signing)"  # noqa: S608
+                    f" VALUES ($1, $2::jsonb, $3, $4::jsonb, $5::jsonb) RETURNING {_COLUMNS}",
                     name,
                     json.dumps(action_types),
                     list(periods),
                     _encoded(rules),
+                    _encoded_signing(signing),
                 )
         await self.refresh()
         return None if row is None else self._from_row(row)
@@ -216,17 +225,23 @@ class BoardCatalog:
         action_types: dict[str, int] | None,
         periods: tuple[str, ...] | None,
         rules: dict[str, ActionRules] | None = None,
+        signing: Signing | UnsetType | None = msgspec.UNSET,
     ) -> BoardConfig:
+        """None leaves a field as it is; `signing` is left when UNSET, removed when
+        None."""
         async with db_errors():
             row = await self._pool.fetchrow(
-                "UPDATE boards SET action_types = coalesce($2::jsonb, action_types),"
+                "UPDATE boards SET action_types = coalesce($2::jsonb, action_types),"  # noqa: S608
                 " periods = coalesce($3::text[], periods),"
-                " anticheat = coalesce($4::jsonb, anticheat), updated_at = now() WHERE name = $1"
-                " RETURNING name, action_types, periods, season, anticheat",
+                " anticheat = coalesce($4::jsonb, anticheat),"
+                " signing = CASE WHEN $5 THEN $6::jsonb ELSE signing END,"
+                f" updated_at = now() WHERE name = $1 RETURNING {_COLUMNS}",
                 name,
                 None if action_types is None else json.dumps(action_types),
                 None if periods is None else list(periods),
                 _encoded(rules),
+                not isinstance(signing, UnsetType),
+                None if isinstance(signing, UnsetType) else _encoded_signing(signing),
             )
         if row is None:
             raise BoardNotFound()

@@ -599,6 +599,14 @@ class Settings:
     anticheat_reject_at: float = setting(
         0.8, _number_in(0, 1), "Risk from which `enforce` rejects an update."
     )
+    signature_max_age_seconds: int = setting(
+        300,
+        _int_in(5, 86_400),
+        (
+            "On a board whose updates are signed by the game server: how far a signature's"
+            " timestamp may be from now, either way, before it is refused as stale."
+        ),
+    )
     audit_retention_months: int = setting(
         0,
         _int_in(0, 1200),

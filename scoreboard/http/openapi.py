@@ -258,6 +258,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["scores"],
         "summary": "Spend an action token on a score increase (one atomic step)",
         "security": [{"bearer": [], "actionToken": []}],
+        "parameters": [
+            {
+                "name": "X-Action-Signature",
+                "in": "header",
+                "required": False,
+                "description": (
+                    "On a board with a game-server key (`signed_with`): `t=<unix seconds>,"
+                    "sig=<base64url>`, the game server's signature of `scoreboard.v1\\n<action"
+                    " token>\\n<user id>\\n<score increase>\\n<unix seconds>`"
+                ),
+                "schema": {"type": "string"},
+            }
+        ],
         "requestBody": _json_body(contract.ScoreUpdate),
         "responses": {
             "200": _ok(_ref("ScoreUpdated")),

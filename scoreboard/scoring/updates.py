@@ -23,12 +23,14 @@ from scoreboard.core.errors import (
 from scoreboard.core.event_ids import new_event_id
 from scoreboard.core.periods import CurrentPeriods
 from scoreboard.core.settings import Settings
+from scoreboard.scoring import signatures
 from scoreboard.scoring.action_tokens import (
     token_board,
     token_hash,
     validate_action_type,
     validate_session_id,
 )
+from scoreboard.storage.keys import BoardKeys
 from scoreboard.storage.scripts import ScoreApplied, ScoreSubmission, ScoringPolicy, Scripts
 
 DIGITS_RE = patterns.matcher(patterns.SCORE_INCREASE_TEXT)
@@ -150,15 +152,23 @@ class Scoring:
         )
 
     async def submit(
-        self, claims: AccessClaims, token: str, body: ScoreUpdate, meta: RequestMeta
+        self,
+        claims: AccessClaims,
+        token: str,
+        body: ScoreUpdate,
+        meta: RequestMeta,
+        signature: str | None = None,
     ) -> Scored:
         """On the board the token was issued for, its all-time ranking and the current
-        period of each of its periods."""
+        period of each of its periods. A board with a game-server key needs `signature`
+        (the X-Action-Signature header), checked before anything is spent."""
         try:
             board, runtime = await self._boards.board(token_board(token))
         except BoardNotFound:
             raise InvalidActionToken(details={"reason": "unknown_or_expired"}) from None
         submission = self._submission(claims, token, body, meta, board)
+        if board.signing is not None:
+            await self._check_signature(board, runtime.keys, token, submission, signature)
         try:
             now_ms = self._boards.now_ms()
             periods = tuple(self._periods.at(kind, now_ms) for kind in board.periods)
@@ -173,3 +183,26 @@ class Scoring:
                 applied.epoch, applied.sequence, applied.total_players, applied.top
             )
         return Scored(board.name, applied)
+
+    async def _check_signature(
+        self,
+        board: BoardConfig,
+        keys: BoardKeys,
+        token: str,
+        submission: ScoreSubmission,
+        signature: str | None,
+    ) -> None:
+        assert board.signing is not None
+        max_age = self._settings.signature_max_age_seconds
+        digest = signatures.check(
+            board.signing,
+            signature,
+            token=token,
+            user_id=submission.user_id,
+            increase=submission.increase,
+            now_s=self._boards.now_ms() / 1000,
+            max_age_s=max_age,
+        )
+        # kept for as long as its timestamp could still pass
+        if not await self._scripts.claim_signature(keys, digest, 2 * max_age + 1):
+            raise signatures.replayed()

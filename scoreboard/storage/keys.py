@@ -157,6 +157,11 @@ class Keys:
         """Sorted set of the player's unspent action tokens: token hash -> expiry ms."""
         return f"{self._board(board)}:open:{user_id}"
 
+    def signature(self, digest: str, board: str = DEFAULT_BOARD) -> str:
+        """String: a game-server signature seen on the board (a second use is a replay),
+        kept while its timestamp is fresh."""
+        return f"{self._board(board)}:sig:{digest}"
+
     def updates_channel(self, board: str = DEFAULT_BOARD) -> str:
         return f"{self._board(board)}:db{self.db}:updates"
 
@@ -268,6 +273,9 @@ class BoardKeys:
 
     def open_tokens(self, user_id: str) -> str:
         return self.keys.open_tokens(user_id, self.name)
+
+    def signature(self, digest: str) -> str:
+        return self.keys.signature(digest, self.name)
 
     @functools.cached_property
     def population(self) -> str:

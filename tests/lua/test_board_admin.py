@@ -248,3 +248,11 @@ async def test_refusals_are_counted_past_the_sample(board: Board) -> None:
     details = json.loads(counted[0]["details"])
     assert (details["count"], details["attempts"], details["aggregated"]) == (5, 7, True)
     assert counted[0]["ip"] == "198.51.100.4" and counted[0]["event_type"] == "login_failed"
+
+
+async def test_a_signature_is_claimed_once_and_kept_while_it_could_pass(board: Board) -> None:
+    keys = board.board_keys
+    assert await board.scripts.claim_signature(keys, "d1", 601)
+    assert 590 < await board.client.ttl(keys.signature("d1")) <= 601
+    assert not await board.scripts.claim_signature(keys, "d1", 601)  # a replay
+    assert await board.scripts.claim_signature(keys, "d2", 601)  # another signature

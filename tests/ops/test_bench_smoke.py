@@ -56,6 +56,18 @@ def test_the_cluster_loss_benchmark_runs(
     assert "| WAIT 1 |" in (tmp_path / "CLUSTER_LOSS.md").read_text()
 
 
+def test_the_signatures_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+    _bench(
+        "bench.signatures",
+        ["--updates", "20", "--rounds", "1", "--out", str(tmp_path)],
+        redis_url,
+        postgres_admin,
+    )
+    measured = json.loads((tmp_path / "signatures.json").read_text())
+    assert set(measured["update_us"]) == {"none", "hmac-sha256", "ed25519"}
+    assert all(cost > 0 for cost in measured["check_alone_us"].values())
+
+
 def test_the_boards_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
     _bench("bench.boards", ["--smoke", "--out", str(tmp_path)], redis_url, postgres_admin)
     assert "Correct: True" in (tmp_path / "BOARDS.md").read_text()

@@ -61,6 +61,7 @@ class BoardInfo(TypedDict):
     periods: list[Period]
     season: int
     anticheat: dict[str, ActionRules]
+    signed_with: NotRequired[Literal['ed25519', 'hmac-sha256'] | None]
 
 
 class ActionRules(TypedDict):
@@ -242,12 +243,19 @@ class BoardCreate(TypedDict):
     action_types: dict[str, int]
     periods: NotRequired[list[Literal['daily', 'weekly', 'monthly']]]
     anticheat: NotRequired[dict[str, ActionRules]]
+    signing: NotRequired[Signing | None]
+
+
+class Signing(TypedDict):
+    algorithm: Literal['ed25519', 'hmac-sha256']
+    key: str
 
 
 class BoardChange(TypedDict):
     action_types: NotRequired[dict[str, int]]
     periods: NotRequired[list[Literal['daily', 'weekly', 'monthly']]]
     anticheat: NotRequired[dict[str, ActionRules]]
+    signing: NotRequired[Signing | None]
 
 
 class WithReason(TypedDict):

@@ -75,6 +75,8 @@ class BoardInfo(Reply):
     periods: list[Period]
     season: Annotated[int, Meta(ge=1)]
     anticheat: dict[str, ActionRules]
+    # the algorithm of the game-server key updates must be signed with (never the key)
+    signed_with: Literal["hmac-sha256", "ed25519"] | None = None
 
 
 class Registered(Reply):

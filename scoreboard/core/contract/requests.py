@@ -100,17 +100,28 @@ class ActionRules(Body):
     time_taken: Literal["optional", "required", "token"] | UnsetType = UNSET
 
 
+class Signing(Body):
+    """A board's game-server key: while set, every score update on the board carries
+    the game server's signature. `hmac-sha256`: `key` is the shared secret (32 to 256
+    bytes); `ed25519`: `key` is the public key, its 32 bytes in base64. Never returned."""
+
+    algorithm: Literal["hmac-sha256", "ed25519"]
+    key: Annotated[str, Meta(min_length=32, max_length=256)]
+
+
 class BoardCreate(Body):
     name: BoardName
     action_types: dict[str, int | float]
     periods: list[str] | UnsetType = UNSET
     anticheat: dict[str, ActionRules] | UnsetType = UNSET
+    signing: Signing | UnsetType | None = UNSET
 
 
 class BoardChange(Body):
     action_types: dict[str, int | float] | UnsetType = UNSET
     periods: list[str] | UnsetType = UNSET
     anticheat: dict[str, ActionRules] | UnsetType = UNSET
+    signing: Signing | UnsetType | None = UNSET  # null: updates no longer signed
 
 
 class WithReason(Body):
@@ -183,6 +194,7 @@ __all__ = [
     "Register",
     "ScoreUpdate",
     "SessionId",
+    "Signing",
     "Timestamp",
     "Username",
     "WithReason",

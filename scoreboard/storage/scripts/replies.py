@@ -92,6 +92,7 @@ SHAPES: dict[str, Shape] = {
     "install_board": Shape(("caught_up", "seq")),
     "trim_stream": Shape(("trimmed",)),
     "keep_hold": Shape(("held",)),
+    "claim_signature": Shape(("fresh",)),
     "release_hold": Shape(("released",)),
     "check_board": Shape(("epoch",)),
     "scan_board": Shape(("cursor", "seq", "values")),

@@ -23,6 +23,12 @@ class TokenScripts(ScriptTransport):
             reset_after=counted.int("reset_us") / 1e6,
         )
 
+    async def claim_signature(self, board: BoardKeys, digest: str, keep_seconds: int) -> bool:
+        """True the first time the signature is claimed on the board (then kept for
+        `keep_seconds`); False for a replay."""
+        reply = await self._call("claim_signature", [board.signature(digest)], [keep_seconds])
+        return replies.read("claim_signature", reply).int("fresh") == 1
+
     async def issue_action_token(
         self,
         board: BoardKeys,
