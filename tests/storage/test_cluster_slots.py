@@ -21,6 +21,7 @@ SAMPLES = {
     "user_id": str(uuid.uuid4()),
     "window_start_s": 1_796_000_000,
     "period_id": "daily:2026-12-01",
+    "digest": "cd" * 16,
 }
 BOARDS = ["global", "speedrun", "a", "z-9_x", "x" * 64]
 

@@ -135,7 +135,7 @@ async def test_reads_come_from_the_replica_and_from_the_primary_while_it_lags(
         assert state["status"] == "degraded"
         assert any("read replica" in problem for problem in state["problems"])
         metrics = (await client.get("/metrics")).text
-        assert f'scoreboard_db_replica_serving{{replica="{replica_url(replica)}"}} 0' in metrics
+        assert f'scoreboard_db_replica_serving{{replica="{replica.dsn}"}} 0' in metrics
         assert "scoreboard_db_replica_lag_bytes{" in metrics
         await asyncio.sleep(2.5)  # more checks find it behind: still one warning
         assert _warnings(caplog, "behind") == 1
@@ -233,6 +233,3 @@ async def _has(count: Callable[[], Awaitable[int]]) -> bool:
 async def _state_is(http: httpx.AsyncClient, state: str) -> bool:
     return bool((await _replica_state(http))["state"] == state)
 
-
-def replica_url(replica: PrivatePostgres) -> str:
-    return f"postgresql://postgres@127.0.0.1:{replica.port}/postgres"

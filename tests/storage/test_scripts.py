@@ -82,6 +82,7 @@ def test_includes_are_pasted_in() -> None:
         "trim_stream",
         "keep_hold",
         "release_hold",
+        "claim_signature",
         "judge_submission",
         "ban_player",
         "unban_player",
@@ -174,6 +175,7 @@ async def test_every_wrapper_passes_the_keys_and_args_its_script_reads() -> None
     await scripts.read_standings(board, [])
     await scripts.trim_stream(board, "0-0")
     await scripts.keep_hold(board, "trim", "o", 1)
+    await scripts.claim_signature(board, "d", 1)
     await scripts.release_hold(board, "rebuild", "o")
     await scripts.read_range(board, 0, 1)
     await scripts.read_around(board, "u", 1)
@@ -199,6 +201,7 @@ _REPLIES: dict[str, Any] = {
     "read_standings": ["OK", "", []],
     "trim_stream": ["OK", 0],
     "keep_hold": ["OK", 1],
+    "claim_signature": ["OK", 1],
     "release_hold": ["OK", 1],
     "read_range": ["OK", 0, 0, "e"],
     "read_around": ["NOT_RANKED", 0],
