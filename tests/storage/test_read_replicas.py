@@ -232,4 +232,3 @@ async def _has(count: Callable[[], Awaitable[int]]) -> bool:
 
 async def _state_is(http: httpx.AsyncClient, state: str) -> bool:
     return bool((await _replica_state(http))["state"] == state)
-
