@@ -54,11 +54,15 @@ def validate_signing(signing: Signing) -> Signing:
     """An Ed25519 key must be a public key: 32 bytes in base64."""
     if signing.algorithm == "ed25519":
         raw = _bytes(signing.key.strip())
-        if raw is None or len(raw) != ED25519_KEY_BYTES:
+        try:
+            if raw is None or len(raw) != ED25519_KEY_BYTES:
+                raise ValueError("not 32 bytes")
+            Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
             raise InvalidRequest(
                 "an ed25519 key is the public key's 32 bytes in base64",
                 details={"field": "signing"},
-            )
+            ) from None
     return signing
 
 
