@@ -2,7 +2,7 @@
 
 export interface ErrorResponse {
   success: false;
-  error: { code: "INVALID_REQUEST" | "INVALID_ACTION_TOKEN" | "SCORE_VALIDATION_FAILED" | "INVALID_TOKEN" | "INVALID_CREDENTIALS" | "INSUFFICIENT_PERMISSIONS" | "NOT_FOUND" | "USER_NOT_FOUND" | "BOARD_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMIT_EXCEEDED" | "INTERNAL_ERROR" | "SERVICE_UNAVAILABLE"; message: string; details: Record<string, unknown>; };
+  error: { code: "INVALID_REQUEST" | "INVALID_ACTION_TOKEN" | "SCORE_VALIDATION_FAILED" | "INVALID_TOKEN" | "INVALID_CREDENTIALS" | "MFA_REQUIRED" | "INSUFFICIENT_PERMISSIONS" | "NOT_FOUND" | "USER_NOT_FOUND" | "BOARD_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMIT_EXCEEDED" | "INTERNAL_ERROR" | "SERVICE_UNAVAILABLE"; message: string; details: Record<string, unknown>; };
 }
 
 export interface Entry {
@@ -157,6 +157,16 @@ export interface TokenPair {
   token_type?: "Bearer";
 }
 
+export interface MfaEnrolment {
+  secret: string;
+  otpauth_uri: string;
+  recovery_codes: string[];
+}
+
+export interface MfaConfirmed {
+  mfa_enabled?: "True";
+}
+
 export interface Change {
   user_id: string;
   username: string;
@@ -207,6 +217,7 @@ export interface Register {
 export interface Login {
   username: string;
   password: string;
+  otp?: string;
 }
 
 export interface Refresh {
@@ -264,4 +275,8 @@ export interface MaybeReason {
 export interface Adjustment {
   delta: number;
   reason: string;
+}
+
+export interface MfaCode {
+  code: string;
 }

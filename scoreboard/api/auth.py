@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from msgspec import UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,6 +14,9 @@ from scoreboard.core.contract import (
     ActionTokenRequest,
     LoggedOut,
     Login,
+    MfaCode,
+    MfaConfirmed,
+    MfaEnrolment,
     Refresh,
     Register,
     Registered,
@@ -22,6 +26,7 @@ from scoreboard.core.errors import (
     AccountSuspended,
     InsufficientPermissions,
     InvalidCredentials,
+    MfaRequired,
     RateLimitExceeded,
     RefreshTokenRefused,
     ScoreboardError,
@@ -50,21 +55,25 @@ _LOGIN_REFUSALS: dict[type[ScoreboardError], tuple[str, str]] = {
     InvalidCredentials: (audit_events.LOGIN_FAILED, "refused"),
     RateLimitExceeded: (audit_events.LOGIN_THROTTLED, "throttled"),
     AccountSuspended: (audit_events.LOGIN_SUSPENDED, "refused"),
+    MfaRequired: (audit_events.MFA_REFUSED, "refused"),
 }
 
 
 async def login(request: Request) -> Response:
     body = await read_body(request, Login)
+    otp = None if isinstance(body.otp, UnsetType) else body.otp
     try:
-        pair, decision = await services(request).sessions.login(
-            body.username, body.password, address(request)
+        pair, decision, passed = await services(request).sessions.login(
+            body.username, body.password, address(request), otp
         )
-    except (InvalidCredentials, RateLimitExceeded, AccountSuspended) as refused:
+    except (InvalidCredentials, RateLimitExceeded, AccountSuspended, MfaRequired) as refused:
         event_type, result = _LOGIN_REFUSALS[type(refused)]
         # a throttled login is refused before the account is looked up
         account_id = None if isinstance(refused, RateLimitExceeded) else refused.account_id
         name = body.username
         details = {"username": name} if account_id else services(request).audit.unknown_name(name)
+        if isinstance(refused, MfaRequired):  # the password matched: the account is known
+            details = {"username": name, **refused.details}
         await audit(
             request,
             event_type,
@@ -74,7 +83,31 @@ async def login(request: Request) -> Response:
             flood=True,
         )
         raise
+    if passed == "recovery":
+        await audit(request, audit_events.MFA_RECOVERY_USED, user_id=pair.user_id)
     return _pair(pair, rate_headers(decision))
+
+
+async def mfa_enroll(request: Request) -> Response:
+    """A new one-time-password secret and recovery codes for the signed-in account,
+    on once confirmed."""
+    claims = await require_access(request)
+    enrolment = await services(request).otp.enroll(claims.user_id, claims.username)
+    await audit(request, audit_events.MFA_ENROLLED, user_id=claims.user_id)
+    data = MfaEnrolment(
+        secret=enrolment.secret,
+        otpauth_uri=enrolment.uri,
+        recovery_codes=enrolment.recovery_codes,
+    )
+    return ok(data, headers={"Cache-Control": "no-store"})
+
+
+async def mfa_confirm(request: Request) -> Response:
+    claims = await require_access(request)
+    body = await read_body(request, MfaCode)
+    await services(request).otp.confirm(claims.user_id, body.code)
+    await audit(request, audit_events.MFA_CONFIRMED, user_id=claims.user_id)
+    return ok(MfaConfirmed())
 
 
 async def refresh(request: Request) -> Response:
@@ -126,4 +159,6 @@ routes = [
     Route("/auth/refresh", refresh, methods=["POST"]),
     Route("/auth/logout", logout, methods=["POST"]),
     Route("/auth/action-token", action_token, methods=["POST"]),
+    Route("/auth/mfa/enroll", mfa_enroll, methods=["POST"]),
+    Route("/auth/mfa/confirm", mfa_confirm, methods=["POST"]),
 ]

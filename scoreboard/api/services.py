@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from scoreboard.auth.accounts import Accounts
 from scoreboard.auth.audit import AuditTrail
+from scoreboard.auth.mfa import OneTimePasswords
 from scoreboard.auth.passwords import PasswordHasher
 from scoreboard.auth.revocations import Revocations
 from scoreboard.auth.sessions import Sessions
@@ -82,6 +83,7 @@ class Services:
     scripts: Scripts
     limiter: RateLimiter
     accounts: Accounts
+    otp: OneTimePasswords
     sessions: Sessions
     action_tokens: ActionTokens
     leaderboard: Leaderboard
@@ -196,6 +198,7 @@ class Services:
             )
         )
         accounts = Accounts(pool, hasher)
+        otp = OneTimePasswords(pool, settings, limiter, keys)
         codec = TokenCodec(
             settings.jwt_secret, settings.jwt_refresh_secret, settings.access_token_ttl
         )
@@ -209,6 +212,7 @@ class Services:
             hasher=hasher,
             accounts=accounts,
             limiter=limiter,
+            otp=otp,
         )
         catalog = BoardCatalog(pool, settings)
         boards = BoardRuntimes(
@@ -258,6 +262,7 @@ class Services:
             scripts=scripts,
             limiter=limiter,
             accounts=accounts,
+            otp=otp,
             sessions=sessions,
             action_tokens=ActionTokens(scripts, keys, settings, catalog),
             leaderboard=leaderboard,

@@ -52,6 +52,12 @@ ADMIN_UNBAN = "admin_unban"
 # an operator's change from the command line (scoreboard/auth/operator.py)
 ROLE_CHANGED = "role_changed"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (an event type)
+# one-time passwords (scoreboard/auth/mfa.py)
+MFA_ENROLLED = "mfa_enrolled"
+MFA_CONFIRMED = "mfa_confirmed"
+MFA_REFUSED = "mfa_refused"
+MFA_RECOVERY_USED = "mfa_recovery_code_used"
+MFA_RESET = "mfa_reset"
 
 
 NAME_DIGEST = "username_digest"  # the details field of a name that is no account

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from scoreboard.auth.accounts import User
-from scoreboard.auth.audit import PASSWORD_RESET, ROLE_CHANGED
+from scoreboard.auth.audit import MFA_RESET, PASSWORD_RESET, ROLE_CHANGED
 from scoreboard.auth.passwords import PasswordHasher, validate_password
 from scoreboard.auth.sessions import REVOKE_USER_SESSIONS
 from scoreboard.core.event_ids import new_event_id
@@ -89,3 +89,17 @@ async def reset_password(
             connection, PASSWORD_RESET, user, "reset", operator, {"sessions_revoked": len(rows)}
         )
     return [row["id"] for row in rows]
+
+
+async def reset_mfa(pool: asyncpg.Pool, user: User, operator: Operator) -> bool:
+    """The account's one-time passwords off (secret and recovery codes gone: it enrols
+    afresh); False when it had none (nothing recorded)."""
+    async with db_errors(), pool.acquire() as connection, connection.transaction():
+        await connection.execute("DELETE FROM mfa_recovery_codes WHERE user_id = $1::uuid", user.id)
+        gone = await connection.fetchval(
+            "DELETE FROM user_mfa WHERE user_id = $1::uuid RETURNING user_id", user.id
+        )
+        if gone is None:
+            return False
+        await _record(connection, MFA_RESET, user, "reset", operator, {})
+    return True

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from scoreboard.auth.accounts import Accounts, User, normalize_username
+from scoreboard.auth.mfa import OneTimePasswords
 from scoreboard.auth.passwords import PasswordHasher
 from scoreboard.auth.revocations import Revocations
 from scoreboard.auth.tokens import AccessClaims, TokenCodec
@@ -72,7 +73,9 @@ class Sessions:
         hasher: PasswordHasher,
         accounts: Accounts,
         limiter: RateLimiter,
+        otp: OneTimePasswords,
     ) -> None:
+        self._otp = otp
         self._settings = settings
         self._pool = pool
         self._revocations = revocations
@@ -83,9 +86,11 @@ class Sessions:
         self._limiter = limiter
 
     async def login(
-        self, username: object, password: object, ip: str
-    ) -> tuple[TokenPair, RateDecision]:
-        """A new session's token pair, and the tighter of the two login limits' state."""
+        self, username: object, password: object, ip: str, otp: str | None = None
+    ) -> tuple[TokenPair, RateDecision, str]:
+        """A new session's token pair, the tighter of the two login limits' state, and
+        how the one-time password passed ('' for an account without one). With one-time
+        passwords on, `otp` must hold a code (MfaRequired, after the password matched)."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidRequest("username and password must be strings")
         decision = await self._throttle_login(username, ip)
@@ -96,7 +101,8 @@ class Sessions:
             raise InvalidCredentials(account_id=account_id, headers=rate_headers(decision))
         if user.banned:
             raise AccountSuspended(user.id)
-        return await self._open_family(user), decision
+        passed = await self._otp.check_login(user.id, otp)
+        return await self._open_family(user), decision, passed
 
     async def _throttle_login(self, username: str, ip: str) -> RateDecision:
         rule = self._settings.rate_limit_login

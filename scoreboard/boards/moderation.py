@@ -43,6 +43,7 @@ from scoreboard.core.errors import (
     Conflict,
     InsufficientPermissions,
     InvalidRequest,
+    MfaEnrolmentRequired,
     UserNotFound,
 )
 from scoreboard.core.event_ids import new_event_id
@@ -58,7 +59,12 @@ log = logging.getLogger("scoreboard.admin")
 BOARD_RETRIES = 20  # a rebuild holds the board for about a second at most
 BOARD_RETRY_SECONDS = 0.1
 
-_IS_ADMIN = "SELECT role = 'admin' AND NOT banned FROM users WHERE id = $1::uuid"
+_IS_ADMIN = """
+SELECT u.role = 'admin' AND NOT u.banned AS admin,
+       EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id AND m.enabled_at IS NOT NULL)
+         AS mfa
+FROM users u WHERE u.id = $1::uuid
+"""
 _SET_BANNED = """
 UPDATE users SET banned = $2, banned_at = CASE WHEN $2 THEN now() END,
   banned_reason = CASE WHEN $2 THEN $3 END, updated_at = now()
@@ -181,9 +187,11 @@ class Admin:
         if claims.role != "admin":
             raise InsufficientPermissions("This route is for admins")
         async with db_errors():
-            still = await self._pool.fetchval(_IS_ADMIN, claims.user_id)
-        if not still:
+            found = await self._pool.fetchrow(_IS_ADMIN, claims.user_id)
+        if found is None or not found["admin"]:
             raise InsufficientPermissions("This route is for admins")
+        if self._settings.mfa_required and not found["mfa"]:
+            raise MfaEnrolmentRequired()
 
     async def _player(self, user_id: str) -> User:
         user = await self._accounts.by_id(user_id)

@@ -72,6 +72,35 @@ class InvalidActionToken(ScoreboardError):
     default_message = "The provided action token is invalid or expired"
 
 
+class MfaRequired(ScoreboardError):
+    """The account's login needs its one-time code (`details.reason`: `missing`,
+    `invalid`, or `reused` for a code accepted before)."""
+
+    code = "MFA_REQUIRED"
+    status = 401
+    default_message = "This account's login needs its one-time code (otp)"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        account_id: str | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.account_id = account_id  # for the audit trail
+
+
+class MfaEnrolmentRequired(MfaRequired):
+    """Admins must enrol a one-time password first (`SCOREBOARD_ADMIN_MFA=required`)."""
+
+    status = 403
+    default_message = (
+        "Enrol a one-time password (POST /auth/mfa/enroll, then /auth/mfa/confirm) to use"
+        " the admin routes"
+    )
+
+
 class ScoreValidationFailed(ScoreboardError):
     code = "SCORE_VALIDATION_FAILED"
     status = 400

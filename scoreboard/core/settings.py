@@ -84,6 +84,15 @@ def _urls(*schemes: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"expected {' or '.join(allowed)}")
+        return raw
+
+    return parse
+
+
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
@@ -465,6 +474,30 @@ class Settings:
         RateRule.parse,
         "Login attempts per username and, separately, per client address.",
     )
+    rate_limit_mfa: RateRule = setting(
+        RateRule(5, 60),
+        RateRule.parse,
+        "One-time codes tried per account (at login and when confirming an enrolment).",
+    )
+    admin_mfa: str = setting(
+        "optional",
+        _choice("required", "optional"),
+        (
+            "`required`: an admin without a confirmed one-time-password enrolment gets 403"
+            " `MFA_REQUIRED` from every admin route; `optional`: enrolment is the admin's"
+            " choice. Either way an enrolled account's login needs its code. (The console"
+            " does not ask for codes yet: with `required`, admins use the API.)"
+        ),
+    )
+    mfa_key: str | None = setting(
+        None,
+        _text,
+        (
+            "Key that encrypts the one-time-password secrets at rest; at least 32 bytes."
+            " Unset: derived from `JWT_SECRET` (set it to rotate the two apart)."
+        ),
+        shown="derived from `JWT_SECRET`",
+    )
     max_body_bytes: int = setting(
         64 * 1024,
         _int_in(256, 64 * 1024 * 1024),
@@ -800,6 +833,11 @@ class Settings:
     )
 
     @property
+    def mfa_required(self) -> bool:
+        "''Whether admins must enrol a one-time password before the admin routes.''"
+        return self.admin_mfa == "required"
+
+    @property
     def embedded(self) -> bool:
         "''True when neither backing service is configured: run everything in-process.''"
         return self.redis_url is None and self.database_url is None
@@ -827,8 +865,7 @@ class Settings:
             raise SettingsError(
                 f"{missing}: set both REDIS_URL and DATABASE_URL, or neither for embedded mode"
             )
-        if self.database_read_url and self.database_url is None:
-            raise SettingsError("DATABASE_READ_URL: read replicas need DATABASE_URL (the primary)")
+        self._validate_extras()
         for name, secret in (
             ("JWT_SECRET", self.jwt_secret),
             ("JWT_REFRESH_SECRET", self.jwt_refresh_secret),
@@ -851,6 +888,14 @@ class Settings:
                     raise SettingsError(
                         f"{variable}: {name!r} is not an action type of SCOREBOARD_ACTION_TYPES"
                     )
+
+    def _validate_extras(self) -> None:
+        if self.mfa_key is not None and len(self.mfa_key.encode()) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"SCOREBOARD_MFA_KEY: must be at least {MIN_SECRET_BYTES} bytes long"
+            )
+        if self.database_read_url and self.database_url is None:
+            raise SettingsError("DATABASE_READ_URL: read replicas need DATABASE_URL (the primary)")
 
     def pace(self) -> dict[str, tuple[int, int]]:
         """Each pace window's [flag, reject] thresholds: as set, else the default."""

@@ -222,7 +222,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("/auth/login", "post"): {
         "tags": ["accounts"],
-        "summary": "A token pair for a username and password",
+        "summary": "A token pair for a username and password (and `otp` when MFA is on)",
         "requestBody": _json_body(contract.Login),
         "responses": {
             "200": _ok(_ref("TokenPair")),
@@ -242,6 +242,25 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "200": _ok(_ref("LoggedOut")),
             **_errors(401, 503),
+        },
+    },
+    ("/auth/mfa/enroll", "post"): {
+        "tags": ["accounts"],
+        "summary": "A one-time-password secret and recovery codes, on once confirmed",
+        "security": BEARER,
+        "responses": {
+            "200": _ok(_ref("MfaEnrolment")),
+            **_errors(401, 409, 503),
+        },
+    },
+    ("/auth/mfa/confirm", "post"): {
+        "tags": ["accounts"],
+        "summary": "Turn one-time passwords on with a current code",
+        "security": BEARER,
+        "requestBody": _json_body(contract.MfaCode),
+        "responses": {
+            "200": _ok(_ref("MfaConfirmed")),
+            **_errors(*_BODY_ERRORS, 401, 429, 503),
         },
     },
     ("/auth/action-token", "post"): {

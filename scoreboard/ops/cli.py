@@ -212,11 +212,11 @@ async def _named(accounts: Any, name: str) -> Any:
 
 
 async def _change_account(settings: Settings, args: argparse.Namespace) -> int:
-    """`users promote | demote | reset-password NAME`: PostgreSQL only, each change in
-    one transaction with its audit record (scoreboard/auth/operator.py)."""
+    """`users promote | demote | reset-password | reset-mfa NAME`: PostgreSQL only, each
+    change in one transaction with its audit record (scoreboard/auth/operator.py)."""
     from scoreboard.api.services import open_database
     from scoreboard.auth.accounts import Accounts
-    from scoreboard.auth.operator import Operator, reset_password, set_role
+    from scoreboard.auth.operator import Operator, reset_mfa, reset_password, set_role
     from scoreboard.auth.passwords import PasswordHasher
 
     operator = Operator.here(f"users {args.users_command}")
@@ -225,6 +225,13 @@ async def _change_account(settings: Settings, args: argparse.Namespace) -> int:
     try:
         hasher = PasswordHasher(settings.bcrypt_rounds)
         user = await _named(Accounts(pool, hasher), args.name)
+        if args.users_command == "reset-mfa":
+            done = await reset_mfa(pool, user, operator)
+            print(
+                f"scoreboard: one-time passwords of {user.username} "
+                + ("reset: it enrols afresh" if done else "were not on")
+            )
+            return 0
         if args.users_command != "reset-password":
             role = "admin" if args.users_command == "promote" else "player"
             changed = await set_role(pool, user, role, operator)
@@ -520,7 +527,12 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_create_user(settings, args))
     if args.command == "users" and args.users_command in ("ban", "unban"):
         return asyncio.run(_moderate(settings, args))
-    if args.command == "users" and args.users_command in ("promote", "demote", "reset-password"):
+    if args.command == "users" and args.users_command in (
+        "promote",
+        "demote",
+        "reset-password",
+        "reset-mfa",
+    ):
         return asyncio.run(_change_account(settings, args))
     if args.command == "users":
         return asyncio.run(_describe_users(settings, args))

@@ -25,6 +25,7 @@ _READS = {
     " DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode) and SCOREBOARD_BCRYPT_ROUNDS",
     "promote": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
     "demote": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
+    "reset-mfa": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode)",
     "reset-password": "DATABASE_URL (or SCOREBOARD_DATA_DIR in embedded mode),"
     " SCOREBOARD_BCRYPT_ROUNDS, and REDIS_URL with SCOREBOARD_REDIS_PREFIX to end the"
     " sessions' access tokens at once",
@@ -157,6 +158,13 @@ def parser() -> argparse.ArgumentParser:
             "demote",
             "take the admin role away",
             "The admin routes refuse the account at once. Audited with you as the operator.",
+        ),
+        (
+            "reset-mfa",
+            "turn an account's one-time passwords off",
+            "Its secret and recovery codes are deleted; it enrols afresh (an admin, before\n"
+            "the admin routes while SCOREBOARD_ADMIN_MFA is required). Audited with you as\n"
+            "the operator.",
         ),
         (
             "reset-password",

@@ -162,6 +162,16 @@ class TokenPair(TypedDict):
     token_type: NotRequired[Literal['Bearer']]
 
 
+class MfaEnrolment(TypedDict):
+    secret: str
+    otpauth_uri: str
+    recovery_codes: list[str]
+
+
+class MfaConfirmed(TypedDict):
+    mfa_enabled: NotRequired[Literal[True]]
+
+
 class Change(TypedDict):
     user_id: str
     username: str
@@ -212,6 +222,7 @@ class Register(TypedDict):
 class Login(TypedDict):
     username: str
     password: str
+    otp: NotRequired[str]
 
 
 class Refresh(TypedDict):
@@ -269,3 +280,7 @@ class MaybeReason(TypedDict):
 class Adjustment(TypedDict):
     delta: int
     reason: str
+
+
+class MfaCode(TypedDict):
+    code: str

@@ -170,6 +170,16 @@ class LoggedOut(Reply):
     logged_out: Literal[True] = True
 
 
+class MfaEnrolment(Reply):
+    secret: str  # base32, to type into an authenticator app
+    otpauth_uri: str  # the same as an otpauth:// URI (a QR code's content)
+    recovery_codes: list[str]  # each accepted once in place of a code; shown only now
+
+
+class MfaConfirmed(Reply):
+    mfa_enabled: Literal[True] = True
+
+
 class TokenPair(Reply):
     access_token: str
     refresh_token: str
@@ -244,6 +254,8 @@ RESPONSE_SHAPES: tuple[type[Reply], ...] = (
     SeasonEnded,
     LoggedOut,
     TokenPair,
+    MfaEnrolment,
+    MfaConfirmed,
     Change,
     LeaderboardUpdate,
     AuditItem,
@@ -274,6 +286,8 @@ __all__ = [
     "Instant",
     "LeaderboardUpdate",
     "LoggedOut",
+    "MfaConfirmed",
+    "MfaEnrolment",
     "Period",
     "PeriodStanding",
     "PlayerScore",

@@ -56,6 +56,12 @@ class Register(Body):
 class Login(Body):
     username: str
     password: str
+    # the one-time code (or a recovery code) of an account with one-time passwords on
+    otp: Annotated[str, Meta(max_length=32)] | UnsetType = UNSET
+
+
+class MfaCode(Body):
+    code: Annotated[str, Meta(max_length=32)]
 
 
 class Refresh(Body):
@@ -148,6 +154,7 @@ REQUEST_BODIES: tuple[type[Body], ...] = (
     WithReason,
     MaybeReason,
     Adjustment,
+    MfaCode,
 )
 
 
@@ -188,6 +195,7 @@ __all__ = [
     "Email",
     "Login",
     "MaybeReason",
+    "MfaCode",
     "Password",
     "Reason",
     "Refresh",
