@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pyotp
 
 from scoreboard import __version__
 from scoreboard.core.settings import Settings
@@ -272,6 +273,23 @@ async def test_operators_promote_demote_reset_passwords_ban_and_unban(
             assert error_code(wrong) == "INVALID_CREDENTIALS"
             short = _run(["users", "reset-password", name], env, tmp_path, stdin="short\n")
             assert short.returncode == 1 and "password" in short.stderr
+            player = {**player, **await login(http, name, "new secret 99")}
+
+            headers = bearer(player["access_token"])
+            secret = (await http.post("/v1/auth/mfa/enroll", headers=headers)).json()["data"]
+            code = pyotp.TOTP(secret["secret"]).now()
+            on = await http.post("/v1/auth/mfa/confirm", json={"code": code}, headers=headers)
+            assert on.status_code == 200, on.text
+            needs = await http.post(
+                "/v1/auth/login", json={"username": name, "password": "new secret 99"}
+            )
+            assert error_code(needs) == "MFA_REQUIRED"
+            off = _run(["users", "reset-mfa", name], env, tmp_path)
+            assert (
+                off.stdout == f"scoreboard: one-time passwords of {name} reset: it enrols afresh\n"
+            )
+            none = _run(["users", "reset-mfa", name], env, tmp_path)
+            assert none.stdout == f"scoreboard: one-time passwords of {name} were not on\n"
             player = {**player, **await login(http, name, "new secret 99")}
 
             blank = _run(["users", "ban", name, "--reason", "   "], env, tmp_path)
