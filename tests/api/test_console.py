@@ -131,6 +131,54 @@ async def test_an_admin_bans_a_flagged_bot_from_the_console(
     assert '"reason":"aimbot"' in browser.find_element(By.ID, "audit").text
 
 
+async def test_an_admin_enrols_one_time_passwords_and_signs_in_with_a_code(
+    settings: Settings, own_database: str, browser: Any, tmp_path: Path
+) -> None:
+    """With SCOREBOARD_ADMIN_MFA=required: the console has an admin without one-time
+    passwords enrol (the secret and recovery codes shown, a code to turn it on), and
+    asks for a code at the next sign-in."""
+    import pyotp
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    env = server_env(
+        dataclasses.replace(settings, database_url=own_database), SCOREBOARD_ADMIN_MFA="required"
+    )
+    with serving(env, tmp_path) as (server,):
+        admin = create_admin(env, tmp_path)
+        wait = page_wait(browser)
+        browser.get(f"{server.url}/console")
+
+        def sign_in(otp: str | None = None) -> None:
+            form = browser.find_element(By.ID, "signin-form")
+            form.find_element(By.NAME, "username").clear()
+            form.find_element(By.NAME, "username").send_keys(admin)
+            form.find_element(By.NAME, "password").clear()
+            form.find_element(By.NAME, "password").send_keys(PASSWORD)
+            if otp is not None:
+                form.find_element(By.NAME, "otp").send_keys(otp)
+            form.find_element(By.CSS_SELECTOR, "button").click()
+
+        sign_in()
+        secret = wait.until(ec.visibility_of_element_located((By.ID, "enrol-secret"))).text
+        codes = browser.find_element(By.ID, "enrol-codes").text.split()
+        assert len(codes) == 10
+        totp = pyotp.TOTP(secret)
+        browser.find_element(By.CSS_SELECTOR, '#enrol-form input[name="code"]').send_keys(
+            totp.now()
+        )
+        browser.find_element(By.CSS_SELECTOR, "#enrol-form button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "who"), f"signed in as {admin}"))
+        wait.until(ec.text_to_be_present_in_element((By.ID, "status-boards"), "global"))
+
+        browser.find_element(By.ID, "signout").click()
+        sign_in()
+        wait.until(ec.visibility_of_element_located((By.ID, "otp-field")))
+        assert "one-time code" in browser.find_element(By.ID, "signin-message").text
+        sign_in(codes[0])  # a recovery code
+        wait.until(ec.text_to_be_present_in_element((By.ID, "who"), f"signed in as {admin}"))
+
+
 async def test_a_player_cannot_use_the_console(
     console_server: tuple[RunningServer, dict[str, str]], browser: Any
 ) -> None:
