@@ -106,6 +106,7 @@ class Deployment:
             SCOREBOARD_RATE_LIMIT_LEADERBOARD=GENEROUS,
             SCOREBOARD_RATE_LIMIT_LOGIN=GENEROUS,
             SCOREBOARD_SYNC_CONSUMER="bench",
+            SCOREBOARD_ADMIN_MFA="optional",  # the bench's admin creates boards
         )
         env.update(self.extra_env)
         return env

@@ -128,6 +128,7 @@ async def whole_update(redis_url: str, admin_dsn: str, updates: int, rounds: int
         rate_limit_action_token=GENEROUS,
         rate_limit_login=GENEROUS,
         anticheat_mode="off",
+        admin_mfa="optional",
     )
     services = await Services.open(settings)
     per_board: dict[str, list[float]] = {}

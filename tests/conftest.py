@@ -161,6 +161,9 @@ def settings(redis_target: tuple[str, bool], database_url: str, redis_prefix: st
         bcrypt_rounds=4,
         rate_limit_login=GENEROUS,
         db_pool_size=4,
+        # admins without one-time passwords (tests/auth/test_mfa.py and the console's
+        # test require them)
+        admin_mfa="optional",
     )
 
 
@@ -253,6 +256,7 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
         SCOREBOARD_BCRYPT_ROUNDS=str(settings.bcrypt_rounds),
         SCOREBOARD_RATE_LIMIT_LOGIN="100000/minute",
         SCOREBOARD_REDIS_CLUSTER="true" if settings.redis_cluster else "false",
+        SCOREBOARD_ADMIN_MFA=settings.admin_mfa or "",
     )
     env.update(extra)
     return env

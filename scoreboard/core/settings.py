@@ -479,15 +479,16 @@ class Settings:
         RateRule.parse,
         "One-time codes tried per account (at login and when confirming an enrolment).",
     )
-    admin_mfa: str = setting(
-        "optional",
+    admin_mfa: str | None = setting(
+        None,
         _choice("required", "optional"),
         (
             "`required`: an admin without a confirmed one-time-password enrolment gets 403"
-            " `MFA_REQUIRED` from every admin route; `optional`: enrolment is the admin's"
-            " choice. Either way an enrolled account's login needs its code. (The console"
-            " does not ask for codes yet: with `required`, admins use the API.)"
+            " `MFA_REQUIRED` from every admin route (the console walks them through"
+            " enrolling); `optional`: enrolment is the admin's choice. Either way an enrolled"
+            " account's login needs its code."
         ),
+        shown="`required` with real services, `optional` in embedded mode",
     )
     mfa_key: str | None = setting(
         None,
@@ -835,6 +836,8 @@ class Settings:
     @property
     def mfa_required(self) -> bool:
         "''Whether admins must enrol a one-time password before the admin routes.''"
+        if self.admin_mfa is None:
+            return not self.embedded
         return self.admin_mfa == "required"
 
     @property

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pyotp
 
 from scoreboard.core.settings import Settings
 
@@ -89,6 +90,7 @@ class Player:
     last_round_at: float = -math.inf
     cheat: bool = False
     remember: bool = True  # its credentials kept in the data folder (not an admin's)
+    otp_secret: str = ""  # the demo's admin, where the server requires one-time passwords
 
 
 @dataclass
@@ -203,13 +205,16 @@ class Demo:
             return str(response.status_code)
 
     async def _login(self, player: Player) -> bool:
-        response = await self._call(
-            "POST", "/auth/login", json={"username": player.name, "password": player.password}
-        )
-        if response.status_code != 200:
-            return False
-        self._keep(player, response.json()["data"])
-        return True
+        body = {"username": player.name, "password": player.password}
+        # a step's code is accepted once: the next step's (also accepted) after it
+        for ahead in (0, 30) if player.otp_secret else (0,):
+            if player.otp_secret:
+                body["otp"] = pyotp.TOTP(player.otp_secret).at(time.time() + ahead)
+            response = await self._call("POST", "/auth/login", json=body)
+            if response.status_code == 200:
+                self._keep(player, response.json()["data"])
+                return True
+        return False
 
     def _keep(self, player: Player, tokens: dict[str, Any]) -> None:
         player.user_id = tokens["user_id"]
@@ -281,16 +286,27 @@ class Demo:
                 " playing on global"
             )
             return
-        created = await self._call(
-            "POST",
-            "/admin/boards",
-            json={"name": BOARD, "action_types": {ACTION: MAX_INCREASE}, "periods": PERIODS},
-            headers={"authorization": f"Bearer {admin}"},
-        )
+        create = {"name": BOARD, "action_types": {ACTION: MAX_INCREASE}, "periods": PERIODS}
+        headers = {"authorization": f"Bearer {admin}"}
+        created = await self._call("POST", "/admin/boards", json=create, headers=headers)
+        if self._code(created) == "MFA_REQUIRED" and self._admin is None:
+            await self._enrol_admin(headers)  # the server requires one-time passwords
+            created = await self._call("POST", "/admin/boards", json=create, headers=headers)
         await self._call("POST", "/auth/logout", headers={"authorization": f"Bearer {admin}"})
         if created.status_code not in (201, 409):
             raise DemoError(f"creating the board {BOARD!r}: {self._code(created)}")
         self._say(f"  created the board {BOARD!r} with {', '.join(PERIODS)} periods")
+
+    async def _enrol_admin(self, headers: dict[str, str]) -> None:
+        """The demo's own admin turns one-time passwords on, its secret kept with its
+        password (owner-only, in the data folder)."""
+        enrolled = await self._call("POST", "/auth/mfa/enroll", headers=headers)
+        if enrolled.status_code != 200:
+            raise DemoError(f"enrolling {ADMIN} in one-time passwords: {self._code(enrolled)}")
+        secret = enrolled.json()["data"]["secret"]
+        code = pyotp.TOTP(secret).now()
+        await self._call("POST", "/auth/mfa/confirm", json={"code": code}, headers=headers)
+        self._credentials.put(ADMIN, otp_secret=secret)
 
     async def _admin_login(self) -> str | None:
         """The access token of an admin: the one named by --admin, or (for a server on
@@ -302,6 +318,8 @@ class Demo:
         else:
             return None
         admin = Player(name, password, 0.0, remember=False)
+        if self._admin is None:
+            admin.otp_secret = self._credentials.get(ADMIN).get("otp_secret", "")
         if not await self._login(admin):
             self._say(f"  the admin {name} could not log in at {self._url}")
             return None
@@ -313,11 +331,13 @@ class Demo:
         known to the demo."""
         from scoreboard.api.services import open_database
         from scoreboard.auth.accounts import Accounts
-        from scoreboard.auth.operator import Operator, reset_password, set_role
+        from scoreboard.auth.operator import Operator, reset_mfa, reset_password, set_role
         from scoreboard.auth.passwords import PasswordHasher
 
-        stored = self._credentials.get(ADMIN).get("password", "")
-        if stored and await self._login(Player(ADMIN, stored, 0.0, remember=False)):
+        kept = self._credentials.get(ADMIN)
+        stored = kept.get("password", "")
+        probe = Player(ADMIN, stored, 0.0, remember=False, otp_secret=kept.get("otp_secret", ""))
+        if stored and await self._login(probe):
             return stored
         password = secrets.token_urlsafe(18)
         pool, _server = await open_database(self._settings)
@@ -331,9 +351,10 @@ class Demo:
             else:
                 await reset_password(pool, hasher, user, password, operator)
                 await set_role(pool, user, "admin", operator)
+                await reset_mfa(pool, user, operator)  # it enrols afresh where required
         finally:
             await pool.close()
-        self._credentials.put(ADMIN, password=password)
+        self._credentials.put(ADMIN, password=password, otp_secret="")
         return password
 
     # -- playing -------------------------------------------------------------------

@@ -80,6 +80,23 @@ async def test_the_demo_makes_a_board_with_periods_move(settings: Settings, tmp_
             assert "aimbot-9000" in flagged_names
 
 
+def test_the_demos_admin_enrols_where_admins_need_one_time_passwords(
+    settings: Settings, own_database: str, tmp_path: Path
+) -> None:
+    env = server_env(
+        dataclasses.replace(settings, database_url=own_database),
+        SCOREBOARD_ADMIN_MFA="required",
+        SCOREBOARD_DATA_DIR=str(tmp_path / "data"),
+    )
+    with serving(env, tmp_path) as (server,):
+        args = ["--url", server.url, "--players", "2", "--rate", "2", "--seconds", "2"]
+        played = _demo(args, env, tmp_path)
+        assert played.returncode == 0, played.stdout + played.stderr
+        assert "  created the board 'demo' with daily, weekly, monthly periods" in played.stdout
+        stored = json.loads((tmp_path / "data" / "demo.json").read_text())[server.url]
+        assert stored["demo-admin"]["otp_secret"]
+
+
 def test_the_demo_says_when_no_server_answers(settings: Settings, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = _demo(["--url", url, "--seconds", "1"], server_env(settings), tmp_path)
