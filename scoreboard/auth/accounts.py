@@ -27,6 +27,9 @@ class User:
     role: str
     banned: bool
     password_hash: str
+    # the encrypted one-time-password secret, when its enrolment is confirmed
+    # (scoreboard/auth/mfa.py): read with the account, so a login asks nothing more
+    otp_secret: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,9 @@ _INSERT_USER = (
     " RETURNING id::text, username, email, role, banned, password_hash"
 )
 _USER_BY_NAME = (
-    "SELECT id::text, username, email, role, banned, password_hash"
+    "SELECT id::text, username, email, role, banned, password_hash,"
+    " (SELECT m.secret FROM user_mfa m WHERE m.user_id = users.id"
+    "  AND m.enabled_at IS NOT NULL) AS otp_secret"
     " FROM users WHERE username_key = $1"
 )
 _USER_BY_ID = (
@@ -126,8 +131,15 @@ _USER_BY_ID = (
 
 
 def _user(row: asyncpg.Record) -> User:
+    secret = row.get("otp_secret")
     return User(
-        row["id"], row["username"], row["email"], row["role"], row["banned"], row["password_hash"]
+        row["id"],
+        row["username"],
+        row["email"],
+        row["role"],
+        row["banned"],
+        row["password_hash"],
+        None if secret is None else bytes(secret),
     )
 
 

@@ -20,6 +20,7 @@ import asyncpg
 import pyotp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from scoreboard.auth.accounts import User
 from scoreboard.core.errors import Conflict, InvalidRequest, MfaRequired
 from scoreboard.core.ratelimit import RateLimiter
 from scoreboard.core.settings import Settings
@@ -116,7 +117,7 @@ class OneTimePasswords:
 
     async def confirm(self, user_id: str, code: str, now: float | None = None) -> None:
         """Turn the enrolment on with a current code."""
-        secret = await self._secret(user_id, enabled=False)
+        secret = await self._pending_secret(user_id)
         if secret is None:
             raise InvalidRequest("Enrol first: POST /auth/mfa/enroll", details={"field": "code"})
         await self._throttle(user_id)
@@ -124,19 +125,13 @@ class OneTimePasswords:
         if step is None or not await self._spend_step(user_id, step, confirming=True):
             raise InvalidRequest("That code does not match", details={"field": "code"})
 
-    async def enabled(self, user_id: str) -> bool:
-        async with db_errors():
-            found = await self._pool.fetchval(
-                "SELECT enabled_at IS NOT NULL FROM user_mfa WHERE user_id = $1::uuid", user_id
-            )
-        return bool(found)
-
-    async def check_login(self, user_id: str, otp: str | None, now: float | None = None) -> str:
+    async def check_login(self, user: User, otp: str | None, now: float | None = None) -> str:
         """'' when the account has no one-time password; else 'code' or 'recovery' (how
         it passed), or MfaRequired with `details.reason`."""
-        secret = await self._secret(user_id, enabled=True)
-        if secret is None:
+        if user.otp_secret is None:
             return ""
+        user_id = user.id
+        secret = self._box.open(user.otp_secret).decode()
         if not otp:
             raise MfaRequired(details={"reason": "missing"}, account_id=user_id)
         await self._throttle(user_id)
@@ -163,16 +158,14 @@ class OneTimePasswords:
             )
         return gone is not None
 
-    async def _secret(self, user_id: str, *, enabled: bool) -> str | None:
+    async def _pending_secret(self, user_id: str) -> str | None:
+        """The secret of an enrolment not confirmed yet."""
         async with db_errors():
-            row = await self._pool.fetchrow(
-                "SELECT secret, enabled_at IS NOT NULL AS on FROM user_mfa"
-                " WHERE user_id = $1::uuid",
+            sealed = await self._pool.fetchval(
+                "SELECT secret FROM user_mfa WHERE user_id = $1::uuid AND enabled_at IS NULL",
                 user_id,
             )
-        if row is None or row["on"] != enabled:
-            return None
-        return self._box.open(bytes(row["secret"])).decode()
+        return None if sealed is None else self._box.open(bytes(sealed)).decode()
 
     async def _throttle(self, user_id: str) -> None:
         await self._limiter.hit(

@@ -75,7 +75,6 @@ class Sessions:
         limiter: RateLimiter,
         otp: OneTimePasswords,
     ) -> None:
-        self._otp = otp
         self._settings = settings
         self._pool = pool
         self._revocations = revocations
@@ -84,6 +83,7 @@ class Sessions:
         self._hasher = hasher
         self._accounts = accounts
         self._limiter = limiter
+        self._otp = otp
 
     async def login(
         self, username: object, password: object, ip: str, otp: str | None = None
@@ -101,7 +101,7 @@ class Sessions:
             raise InvalidCredentials(account_id=account_id, headers=rate_headers(decision))
         if user.banned:
             raise AccountSuspended(user.id)
-        passed = await self._otp.check_login(user.id, otp)
+        passed = await self._otp.check_login(user, otp)
         return await self._open_family(user), decision, passed
 
     async def _throttle_login(self, username: str, ip: str) -> RateDecision:

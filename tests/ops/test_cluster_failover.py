@@ -82,27 +82,27 @@ def _handover(cluster: lab.Cluster, key: str, replica: int) -> None:
     raise AssertionError(f"{replica} did not take over the slot of {key}")
 
 
+def _is_master(cluster: lab.Cluster, port: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with cluster.client(port) as node:
+            if node.info("replication")["role"] == "master":
+                return True
+        time.sleep(0.1)
+    return False
+
+
 def _taken_over(cluster: lab.Cluster, replica: int, within: float = 10.0) -> None:
     """Until `replica` is a master after its master was killed. An election can stall
     on a loaded machine (the replica's data judged too old, votes late); past
     `within`, the replica is promoted as an operator would (`CLUSTER FAILOVER
     TAKEOVER`), for tests about what the service does after a failover, not about the
     election."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with cluster.client(replica) as node:
-            if node.info("replication")["role"] == "master":
-                return
-        time.sleep(0.1)
+    if _is_master(cluster, replica, within):
+        return
     with cluster.client(replica) as node:
         node.cluster("FAILOVER", "TAKEOVER")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with cluster.client(replica) as node:
-            if node.info("replication")["role"] == "master":
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{replica} did not take over")
+    assert _is_master(cluster, replica, 10.0), f"{replica} did not take over"
 
 
 async def _update(http: httpx.AsyncClient, player: dict[str, Any], increase: int) -> int:
