@@ -1,5 +1,6 @@
 -- issue_action_token.lua: rate-limit the caller, then store a new one-time action
--- token (by its SHA-256 only) bound to user, session, action type and maximum, unless
+-- token (by its SHA-256 only) bound to user, session, action type, maximum and the
+-- device the caller signed in from, unless
 -- the player already holds as many unspent tokens as allowed.
 --
 -- Input:
@@ -17,6 +18,7 @@
 --   ARGV[7]  token lifetime in milliseconds
 --   ARGV[8]  the token's hash (its member in KEYS[4])
 --   ARGV[9]  most unspent tokens a player may hold
+--   ARGV[10] the device the caller's session was opened from ('' = none)
 --
 -- Output:
 --   { 'OK', remaining, reset_us }                 token stored
@@ -28,7 +30,8 @@
 --                                                 by the rate limit); retry_after_us:
 --                                                 until the first of them expires
 --
--- Fields of the token hash: user, session, action, max, issued_us, used ('0'/'1').
+-- Fields of the token hash: user, session, action, max, issued_us, used ('0'/'1'),
+-- device ('' = none).
 
 -- @include clock_and_gcra
 
@@ -66,7 +69,7 @@ if rcall('EXISTS', token_key) == 1 then
 end
 
 rcall('HSET', token_key, 'user', ARGV[3], 'session', ARGV[4], 'action', ARGV[5],
-  'max', ARGV[6], 'issued_us', string.format('%d', now), 'used', '0')
+  'max', ARGV[6], 'issued_us', string.format('%d', now), 'used', '0', 'device', ARGV[10])
 rcall('PEXPIRE', token_key, ARGV[7])
 rcall('ZREMRANGEBYSCORE', open_key, '-inf', now_ms)
 rcall('ZADD', open_key, now_ms + tonumber(ARGV[7]), ARGV[8])

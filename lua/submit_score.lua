@@ -1,6 +1,6 @@
 -- submit_score.lua: the one atomic score update. In order: rate limit (every attempt
 -- counts) -> the action token exists and belongs to this user -> unused -> bound to
--- this session and action type -> increase within the token's maximum and the total
+-- this session, action type and device -> increase within the token's maximum and the total
 -- within the ceiling -> anti-cheat verdict -> apply: move the player on the board,
 -- append the event to the stream and publish it.
 --
@@ -29,7 +29,10 @@
 --   KEYS[10] the player's unspent tokens (sorted set; issue_action_token.lua): the
 --            token leaves it as it is spent
 --   KEYS[11] the board's population sketch (hash; include/anticheat.lua)
---   KEYS[12..] two per period of ARGV[21], in its order: the current
+--   KEYS[12] the accounts playing from the request's device (sorted set: user id ->
+--            last ms; include/anticheat.lua), KEYS[13] the devices this player plays
+--            from (device id -> last ms): both unused without a device (ARGV[25] '')
+--   KEYS[14..] two per period of ARGV[21], in its order: the current
 --            period's ranking (sorted set) and its players hash, same encodings as
 --            KEYS[3] and KEYS[4]
 --   ARGV[1]  user id                 ARGV[2]  username
@@ -50,7 +53,7 @@
 --            fingerprint replays the first answer; the automation check compares it
 --            with the previous submission's
 --   ARGV[21] the board's periods, comma-separated kinds ('daily,weekly'; '' = none):
---            the update also counts in the current period of each (KEYS[12..])
+--            the update also counts in the current period of each (KEYS[14..])
 --   ARGV[22] how long a closed period's ranking stays in Redis, in ms (each period
 --            key expires that long after its period ends, set when a player first
 --            enters it)
@@ -60,6 +63,8 @@
 --            instant of Redis TIME (plus ARGV[23]), else nothing is done and the answer
 --            names the current ones (include/periods.lua): the calendar is worked out
 --            here only then
+--   ARGV[25] the device the request's session was opened from ('' = none): a token
+--            issued to a session on another device is refused
 --   (ARGV 17-19 are kept in the stream only, for the audit trail)
 --
 -- Output:
@@ -86,14 +91,15 @@
 --   { 'TOKEN_UNKNOWN' }            no such token (never issued, or expired)
 --   { 'TOKEN_NOT_OWNED' }          issued to another user; left untouched
 --   { 'TOKEN_USED' }               already spent
---   { 'TOKEN_MISMATCH', field }    bound to another 'session' or 'action_type'
+--   { 'TOKEN_MISMATCH', field }    bound to another 'session', 'action_type' or 'device'
 --   { 'ABOVE_MAX', max }           increase above the token's maximum
 --   { 'OVERFLOW', ceiling }        the total would pass the ceiling
 --   { 'ANTICHEAT_REJECTED', reason, risk, reasons }  reason: the check with the highest
 --                                  risk (a pace window's check, such as
 --                                  points_per_minute | impossible_duration |
 --                                  missing_duration | impossible_level |
---                                  points_per_second | outlier | automation)
+--                                  points_per_second | outlier | automation |
+--                                  device_farm | device_hopping)
 
 -- @include clock_and_gcra
 -- @include board_entries
@@ -131,6 +137,7 @@ local event_id, token_hash, board = ARGV[14], ARGV[15], ARGV[16]
 local client_ip, user_agent, action_data = ARGV[17], ARGV[18], ARGV[19]
 local fingerprint = ARGV[20]
 local period_kinds, period_grace_ms = ARGV[21], tonumber(ARGV[22])
+local device_id = ARGV[25]
 
 local function int(n)
   return string.format('%d', n)
@@ -192,7 +199,7 @@ end
 
 -- 2. the token
 local token = rcall('HMGET', token_key, 'user', 'session', 'action', 'max', 'used', 'fp',
-  'answer', 'issued_us')
+  'answer', 'issued_us', 'device')
 if not token[1] then
   return { S_TOKEN_UNKNOWN }
 end
@@ -228,6 +235,10 @@ if want_action ~= '' and want_action ~= action_type then
   audit_rejection(S_TOKEN_MISMATCH, 'action_type', session_id, want_action, '0')
   return answer({ S_TOKEN_MISMATCH, 'action_type' })
 end
+if token[9] and token[9] ~= '' and token[9] ~= device_id then
+  audit_rejection(S_TOKEN_MISMATCH, 'device', session_id, action_type, '0')
+  return answer({ S_TOKEN_MISMATCH, 'device' })
+end
 
 -- 3. the increase
 if increase > max_increase then
@@ -258,8 +269,12 @@ if anticheat_mode ~= 'off' then
   local reasons
   thresholds = cjson.decode(ARGV[10])
   stats = ac_history(stats_key, thresholds)
+  local device = nil
+  if device_id ~= '' then
+    device = { id = device_id, user = user_id, players_key = KEYS[12], devices_key = KEYS[13] }
+  end
   risk, reasons, judged = ac_judge(thresholds, stats, now, increase, action_type, claimed_us,
-    claimed_level, fingerprint, wait_us, sketch_key)
+    claimed_level, fingerprint, wait_us, sketch_key, device)
   reasons_text = ac_reasons_text(reasons)
   reason = reasons[1] and reasons[1][1] or ''
   verdict = ac_verdict(thresholds, risk, reasons)
@@ -299,7 +314,7 @@ local total = rcall('ZCARD', board_key)
 local periods, period_ids = {}, {} -- (periods: each one's JSON array)
 for index, current in ipairs(current_periods) do
   local kind, period_id, ends_ms = current[1], current[2], current[3]
-  local period_board, period_players = KEYS[10 + 2 * index], KEYS[11 + 2 * index]
+  local period_board, period_players = KEYS[12 + 2 * index], KEYS[13 + 2 * index]
   -- a player already in this period holds it under their all-time member (every
   -- update moves both); the players hash is read only when that is not so
   local previous, previous_member = true, old_member

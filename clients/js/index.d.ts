@@ -1,7 +1,7 @@
 // Types of the JavaScript client. The shapes of requests and answers are in types.d.ts,
 // generated from the service's OpenAPI document (clients/generate.py).
 import type {
-  ActionData, ActionTokenIssued, Around, AuditPage, BanChanged, BoardInfo, LeaderboardUpdate,
+  ActionData, ActionTokenIssued, Around, AuditPage, BanChanged, BoardInfo, Device, LeaderboardUpdate,
   PlayerStandings, RankingPage, Registered, ScoreAdjusted, ScoreRemoved, ScoreUpdated,
   SeasonEnded, TokenPair,
 } from "./types.js";
@@ -53,7 +53,9 @@ export declare class ScoreboardClient {
   session: Session;
 
   register(username: string, email: string, password: string): Promise<Registered>;
-  login(username: string, password: string): Promise<TokenPair>;
+  /** `device` ({id} or {fingerprint}) opens the session from a registered device:
+   * its action tokens are bound to it. */
+  login(username: string, password: string, options?: {device?: Device}): Promise<TokenPair>;
   refresh(): Promise<TokenPair>;
   logout(): Promise<void>;
 

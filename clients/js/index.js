@@ -101,8 +101,9 @@ export class ScoreboardClient {
     return this.#call("POST", "/v1/auth/register", {body: {username, email, password}});
   }
 
-  async login(username, password) {
-    return this.#keep(await this.#call("POST", "/v1/auth/login", {body: {username, password}}));
+  async login(username, password, {device} = {}) {
+    const body = device === undefined ? {username, password} : {username, password, device};
+    return this.#keep(await this.#call("POST", "/v1/auth/login", {body}));
   }
 
   async refresh() {

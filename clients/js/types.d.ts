@@ -208,6 +208,30 @@ export interface AuditPage {
   next_cursor: string | null;
 }
 
+export interface DevicePlayer {
+  user_id: string;
+  username: string;
+  last_seen: string;
+}
+
+export interface DeviceInfo {
+  device_id: string;
+  kind: "fingerprint" | "id";
+  label: string;
+  public_key_pinned: boolean;
+  first_seen: string;
+  last_seen: string;
+  players: number;
+  flagged_at: string | null;
+  blocked_at: string | null;
+  block_reason: string | null;
+  accounts?: DevicePlayer[];
+}
+
+export interface DeviceList {
+  devices: DeviceInfo[];
+}
+
 export interface Register {
   username: string;
   email: string;
@@ -217,7 +241,14 @@ export interface Register {
 export interface Login {
   username: string;
   password: string;
+  device?: Device;
   otp?: string;
+}
+
+export interface Device {
+  id?: string;
+  fingerprint?: string;
+  public_key?: string;
 }
 
 export interface Refresh {

@@ -49,10 +49,16 @@
 --   population {min_updates, min_play_us, max_gap_us, min_players, quantile, factor,
 --              default}: the population check, for players with at least min_updates
 --              accepted and min_play_us of play
+--   devices {players, devices, window_us}: for a session opened from a registered
+--              device (the caller's `device`: {id, user, players_key, devices_key},
+--              two sorted sets next to the board), `players` accounts playing from
+--              the device within `window_us` fire device_farm, one account playing
+--              from `devices` devices fires device_hopping
 --
 -- Hard checks (risk 1): a pace window's reject threshold, impossible_duration (claimed
 -- play the clock cannot hold), missing_duration, impossible_level. Soft checks (a pace
--- window's flag threshold, points_per_second, outlier, automation, population) answer
+-- window's flag threshold, points_per_second, outlier, automation, population,
+-- device_farm, device_hopping) answer
 -- 0.6 at their threshold, rising to 0.7 at twice it: one alone flags, two together
 -- reject at the default thresholds. The risk is 1 - prod(1 - r) over every check that fired.
 
@@ -104,11 +110,20 @@ local function ac_bucket(pace)
   return pace < 1.25 and 0 or math.floor(math.log(pace) / AC_BUCKET)
 end
 
+-- Count `member` in a sorted set of members seen within the last `window_ms` (score:
+-- when last seen, ms); the set expires with the window. Returns how many it holds.
+local function ac_window_count(key, member, now_ms, window_ms)
+  redis.call('ZADD', key, now_ms, member)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window_ms)
+  redis.call('PEXPIRE', key, window_ms)
+  return redis.call('ZCARD', key)
+end
+
 -- Returns risk, reasons ({ {name, risk}, ... } highest first), then what ac_remember
 -- needs: a table of the windows' kept buckets, the run length, the time since the
 -- previous submission and the play clock after this submission, were it accepted.
 local function ac_judge(p, stats, now, increase, action_type, claimed_us, level, sig, wait_us,
-                        sketch_key)
+                        sketch_key, device)
   local found = {}
   local function fired(name, risk)
     found[#found + 1] = { name, risk }
@@ -203,6 +218,21 @@ local function ac_judge(p, stats, now, increase, action_type, claimed_us, level,
   end
   if run >= p.run then
     fired('automation', ac_soft(run / p.run))
+  end
+
+  -- devices (a session opened from a registered device): accounts playing from this
+  -- device, and devices this account plays from, within the window
+  if device then
+    local rule, now_ms = p.devices, math.floor(now / 1000)
+    local window_ms = math.floor(rule.window_us / 1000)
+    local players = ac_window_count(device.players_key, device.user, now_ms, window_ms)
+    local devices = ac_window_count(device.devices_key, device.id, now_ms, window_ms)
+    if players >= rule.players then
+      fired('device_farm', ac_soft(players / rule.players))
+    end
+    if devices >= rule.devices then
+      fired('device_hopping', ac_soft(devices / rule.devices))
+    end
   end
 
   local keep = 1

@@ -4,6 +4,8 @@ anyone else, 401 without a token)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,8 +19,16 @@ from scoreboard.api.common import (
     require_access,
     services,
 )
+from scoreboard.auth import audit as audit_events
+from scoreboard.auth.devices import parse_handle
 from scoreboard.boards.moderation import Meta, clean_reason, parse_cursor, parse_delta
-from scoreboard.core.contract import Adjustment, AuditPage, MaybeReason, WithReason
+from scoreboard.core.contract import (
+    Adjustment,
+    AuditPage,
+    DeviceList,
+    MaybeReason,
+    WithReason,
+)
 from scoreboard.core.errors import InvalidRequest
 from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
@@ -106,12 +116,70 @@ async def audit(request: Request) -> Response:
     return _page(page)
 
 
+async def _record(
+    request: Request, meta: Meta, event_type: str, result: str, details: dict[str, Any]
+) -> None:
+    trail = services(request).audit
+    await trail.record(
+        event_type, ip=meta.ip, user_agent=meta.user_agent, result=result, details=details
+    )
+
+
+async def player_devices(request: Request) -> Response:
+    """The devices a player signed in from, latest first."""
+    await admin_meta(request)
+    user_id = path_user_id(request)
+    return ok(DeviceList(devices=await services(request).devices.of_player(user_id)))
+
+
+async def flagged_devices(request: Request) -> Response:
+    """Devices that reached the farm threshold, latest first."""
+    await admin_meta(request)
+    return ok(DeviceList(devices=await services(request).devices.flagged()))
+
+
+async def device(request: Request) -> Response:
+    await admin_meta(request)
+    handle = parse_handle(request.path_params["device_id"])
+    return ok(await services(request).devices.one(handle))
+
+
+async def block_device(request: Request) -> Response:
+    """No login from the device from now on; its open sessions are revoked."""
+    meta = await admin_meta(request)
+    body = await read_body(request, WithReason)
+    handle = parse_handle(request.path_params["device_id"])
+    reason = clean_reason(body.reason)
+    devices = services(request).devices
+    revoked = await devices.block(handle, meta.admin_id, reason)
+    details = {**meta.actor(), "device_id": handle, "reason": reason, "sessions_revoked": revoked}
+    await _record(request, meta, audit_events.DEVICE_BLOCKED, "blocked", details)
+    return ok(await devices.one(handle))
+
+
+async def unblock_device(request: Request) -> Response:
+    meta = await admin_meta(request)
+    has_body = request.headers.get("content-length", "0") != "0"
+    reason = clean_reason((await read_body(request, MaybeReason)).reason) if has_body else ""
+    handle = parse_handle(request.path_params["device_id"])
+    devices = services(request).devices
+    await devices.unblock(handle)
+    details = {**meta.actor(), "device_id": handle, "reason": reason}
+    await _record(request, meta, audit_events.DEVICE_UNBLOCKED, "unblocked", details)
+    return ok(await devices.one(handle))
+
+
 routes = [
     Route("/admin/players/{user_id}/ban", ban, methods=["POST"]),
     Route("/admin/players/{user_id}/unban", unban, methods=["POST"]),
     Route("/admin/players/{user_id}/adjust", adjust, methods=["POST"]),
     Route("/admin/players/{user_id}/score", remove_score, methods=["DELETE"]),
     Route("/admin/players/{user_id}/history", history, methods=["GET"]),
+    Route("/admin/players/{user_id}/devices", player_devices, methods=["GET"]),
     Route("/admin/flagged", flagged, methods=["GET"]),
+    Route("/admin/devices/flagged", flagged_devices, methods=["GET"]),
+    Route("/admin/devices/{device_id}", device, methods=["GET"]),
+    Route("/admin/devices/{device_id}/block", block_device, methods=["POST"]),
+    Route("/admin/devices/{device_id}/unblock", unblock_device, methods=["POST"]),
     Route("/admin/audit", audit, methods=["GET"]),
 ]

@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from scoreboard.api.common import address, audit, require_access, services
 from scoreboard.auth import audit as audit_events
+from scoreboard.auth.devices import named
 from scoreboard.core.contract import (
     ActionTokenIssued,
     ActionTokenRequest,
@@ -24,6 +25,7 @@ from scoreboard.core.contract import (
 )
 from scoreboard.core.errors import (
     AccountSuspended,
+    DeviceRefused,
     InsufficientPermissions,
     InvalidCredentials,
     MfaRequired,
@@ -56,23 +58,26 @@ _LOGIN_REFUSALS: dict[type[ScoreboardError], tuple[str, str]] = {
     RateLimitExceeded: (audit_events.LOGIN_THROTTLED, "throttled"),
     AccountSuspended: (audit_events.LOGIN_SUSPENDED, "refused"),
     MfaRequired: (audit_events.MFA_REFUSED, "refused"),
+    DeviceRefused: (audit_events.LOGIN_DEVICE_REFUSED, "refused"),
 }
+_REFUSED = (InvalidCredentials, RateLimitExceeded, AccountSuspended, MfaRequired, DeviceRefused)
 
 
 async def login(request: Request) -> Response:
     body = await read_body(request, Login)
     otp = None if isinstance(body.otp, UnsetType) else body.otp
+    device = None if isinstance(body.device, UnsetType) else named(body.device)
     try:
-        pair, decision, passed = await services(request).sessions.login(
-            body.username, body.password, address(request), otp
+        logged_in = await services(request).sessions.login(
+            body.username, body.password, address(request), otp, device
         )
-    except (InvalidCredentials, RateLimitExceeded, AccountSuspended, MfaRequired) as refused:
+    except _REFUSED as refused:
         event_type, result = _LOGIN_REFUSALS[type(refused)]
         # a throttled login is refused before the account is looked up
         account_id = None if isinstance(refused, RateLimitExceeded) else refused.account_id
         name = body.username
         details = {"username": name} if account_id else services(request).audit.unknown_name(name)
-        if isinstance(refused, MfaRequired):  # the password matched: the account is known
+        if isinstance(refused, MfaRequired | DeviceRefused):  # the password matched
             details = {"username": name, **refused.details}
         await audit(
             request,
@@ -83,9 +88,14 @@ async def login(request: Request) -> Response:
             flood=True,
         )
         raise
-    if passed == "recovery":
+    pair = logged_in.pair
+    if logged_in.otp_passed == "recovery":
         await audit(request, audit_events.MFA_RECOVERY_USED, user_id=pair.user_id)
-    return _pair(pair, rate_headers(decision))
+    registered = logged_in.device
+    if registered is not None and registered.flagged_now:
+        details = {"device_id": registered.device.handle, "players": registered.players}
+        await audit(request, audit_events.DEVICE_FLAGGED, user_id=pair.user_id, details=details)
+    return _pair(pair, rate_headers(logged_in.rate))
 
 
 async def mfa_enroll(request: Request) -> Response:
@@ -142,7 +152,7 @@ async def logout(request: Request) -> Response:
 async def action_token(request: Request) -> Response:
     claims = await require_access(request)
     body = await read_body(request, ActionTokenRequest)
-    issued = await services(request).action_tokens.issue(claims.user_id, body)
+    issued = await services(request).action_tokens.issue(claims.user_id, body, claims.device)
     ACTION_TOKENS.inc()
     data = ActionTokenIssued(
         action_token=issued.action_token,

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from scoreboard.auth.accounts import Accounts
 from scoreboard.auth.audit import AuditTrail
+from scoreboard.auth.devices import Devices
 from scoreboard.auth.mfa import OneTimePasswords
 from scoreboard.auth.passwords import PasswordHasher
 from scoreboard.auth.revocations import Revocations
@@ -84,6 +85,7 @@ class Services:
     limiter: RateLimiter
     accounts: Accounts
     otp: OneTimePasswords
+    devices: Devices
     sessions: Sessions
     action_tokens: ActionTokens
     leaderboard: Leaderboard
@@ -203,6 +205,7 @@ class Services:
             settings.jwt_secret, settings.jwt_refresh_secret, settings.access_token_ttl
         )
         revocations = Revocations(redis, keys, settings.access_token_ttl + LEEWAY_SECONDS)
+        devices = Devices(pool, settings, revocations)
         sessions = Sessions(
             settings=settings,
             pool=pool,
@@ -213,6 +216,7 @@ class Services:
             accounts=accounts,
             limiter=limiter,
             otp=otp,
+            devices=devices,
         )
         catalog = BoardCatalog(pool, settings)
         boards = BoardRuntimes(
@@ -263,6 +267,7 @@ class Services:
             limiter=limiter,
             accounts=accounts,
             otp=otp,
+            devices=devices,
             sessions=sessions,
             action_tokens=ActionTokens(scripts, keys, settings, catalog),
             leaderboard=leaderboard,

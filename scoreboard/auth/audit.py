@@ -58,6 +58,11 @@ MFA_CONFIRMED = "mfa_confirmed"
 MFA_REFUSED = "mfa_refused"
 MFA_RECOVERY_USED = "mfa_recovery_code_used"
 MFA_RESET = "mfa_reset"
+# registered devices (scoreboard/auth/devices.py)
+LOGIN_DEVICE_REFUSED = "login_device_refused"
+DEVICE_FLAGGED = "device_flagged"
+DEVICE_BLOCKED = "device_blocked"
+DEVICE_UNBLOCKED = "device_unblocked"
 
 
 NAME_DIGEST = "username_digest"  # the details field of a name that is no account

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from scoreboard.auth.accounts import Accounts, User, normalize_username
+from scoreboard.auth.devices import Devices, NamedDevice, Registration
 from scoreboard.auth.mfa import OneTimePasswords
 from scoreboard.auth.passwords import PasswordHasher
 from scoreboard.auth.revocations import Revocations
@@ -38,7 +39,7 @@ UPDATE refresh_tokens t SET used_at = now()
 FROM refresh_families f JOIN users u ON u.id = f.user_id
 WHERE t.jti = $1::uuid AND f.id = $2::uuid AND t.family_id = f.id
   AND t.used_at IS NULL AND f.revoked_at IS NULL AND f.expires_at > now() AND NOT u.banned
-RETURNING u.id::text AS user_id, u.username, u.role,
+RETURNING u.id::text AS user_id, u.username, u.role, f.device_id,
   extract(epoch FROM f.expires_at)::bigint AS family_exp
 """
 
@@ -59,6 +60,15 @@ class _Principal:
     id: str
     username: str
     role: str
+    device: str  # '' = the login named no device
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    pair: TokenPair
+    rate: RateDecision  # the tighter of the two login limits' state
+    otp_passed: str  # how the one-time password passed ('' for an account without one)
+    device: Registration | None  # the device the login named
 
 
 class Sessions:
@@ -74,6 +84,7 @@ class Sessions:
         accounts: Accounts,
         limiter: RateLimiter,
         otp: OneTimePasswords,
+        devices: Devices,
     ) -> None:
         self._settings = settings
         self._pool = pool
@@ -84,13 +95,20 @@ class Sessions:
         self._accounts = accounts
         self._limiter = limiter
         self._otp = otp
+        self._devices = devices
 
     async def login(
-        self, username: object, password: object, ip: str, otp: str | None = None
-    ) -> tuple[TokenPair, RateDecision, str]:
-        """A new session's token pair, the tighter of the two login limits' state, and
-        how the one-time password passed ('' for an account without one). With one-time
-        passwords on, `otp` must hold a code (MfaRequired, after the password matched)."""
+        self,
+        username: object,
+        password: object,
+        ip: str,
+        otp: str | None = None,
+        device: NamedDevice | None = None,
+    ) -> LoggedIn:
+        """A new session, opened from `device` when one is named. With one-time
+        passwords on, `otp` must hold a code (MfaRequired, after the password matched);
+        a blocked device, or one named with another key than its pinned one, is
+        refused (DeviceRefused)."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidRequest("username and password must be strings")
         decision = await self._throttle_login(username, ip)
@@ -102,7 +120,8 @@ class Sessions:
         if user.banned:
             raise AccountSuspended(user.id)
         passed = await self._otp.check_login(user, otp)
-        return await self._open_family(user), decision, passed
+        pair, registration = await self._open_family(user, device)
+        return LoggedIn(pair, decision, passed, registration)
 
     async def _throttle_login(self, username: str, ip: str) -> RateDecision:
         rule = self._settings.rate_limit_login
@@ -114,24 +133,31 @@ class Sessions:
         by_name = await self._limiter.hit(self._keys.auth_rate_limit("login_user", subject), rule)
         return min(by_ip, by_name, key=lambda decision: decision.remaining)
 
-    async def _open_family(self, user: User) -> TokenPair:
+    async def _open_family(
+        self, user: User, device: NamedDevice | None
+    ) -> tuple[TokenPair, Registration | None]:
         now = int(time.time())
         jti = str(uuid.uuid4())
+        registration = None
         async with db_errors(), self._pool.acquire() as conn, conn.transaction():
+            if device is not None:
+                registration = await self._devices.register(conn, user.id, device)
             family = await conn.fetchrow(
-                "INSERT INTO refresh_families (user_id, expires_at)"
-                " VALUES ($1::uuid, now() + make_interval(secs => $2))"
+                "INSERT INTO refresh_families (user_id, expires_at, device_id)"
+                " VALUES ($1::uuid, now() + make_interval(secs => $2), $3)"
                 " RETURNING id::text, extract(epoch FROM expires_at)::bigint AS exp",
                 user.id,
                 self._settings.refresh_token_ttl,
+                None if device is None else device.handle,
             )
             await conn.execute(
                 "INSERT INTO refresh_tokens (jti, family_id) VALUES ($1::uuid, $2::uuid)",
                 jti,
                 family["id"],
             )
-        principal = _Principal(user.id, user.username, user.role)
-        return self._pair(principal, family["id"], jti, now, family["exp"])
+        handle = "" if device is None else device.handle
+        principal = _Principal(user.id, user.username, user.role, handle)
+        return self._pair(principal, family["id"], jti, now, family["exp"]), registration
 
     def _pair(
         self, user: _Principal, family_id: str, jti: str, now: int, family_exp: int
@@ -139,7 +165,7 @@ class Sessions:
         refresh_exp = min(now + self._settings.refresh_token_ttl, family_exp)
         return TokenPair(
             access_token=self._codec.issue_access(
-                user.id, user.username, family_id, user.role, now
+                user.id, user.username, family_id, user.role, now, user.device
             ),
             refresh_token=self._codec.issue_refresh(user.id, family_id, jti, now, refresh_exp),
             user_id=user.id,
@@ -162,7 +188,7 @@ class Sessions:
         if row is None:
             await self.revoke(claims.session_id, "reuse")
             raise RefreshTokenRefused(claims.user_id, claims.session_id)
-        principal = _Principal(row["user_id"], row["username"], row["role"])
+        principal = _Principal(row["user_id"], row["username"], row["role"], row["device_id"] or "")
         return self._pair(
             principal, claims.session_id, next_jti, int(time.time()), row["family_exp"]
         )

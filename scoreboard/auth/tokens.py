@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 
+from scoreboard.core import patterns
 from scoreboard.core.errors import InvalidToken
 
 ALGORITHM = "HS256"
@@ -24,6 +25,7 @@ REFRESH_TYP = "refresh"
 LEEWAY_SECONDS = 30
 VERIFIED_CACHE_SIZE = 10_000
 _REQUIRED = ["sub", "exp", "iat", "iss", "aud", "jti", "typ", "sid"]
+_DEVICE_RE = patterns.matcher(patterns.DEVICE_HANDLE)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class AccessClaims:
     role: str
     jti: str
     expires_at: int
+    device: str = ""  # the device the session was opened from ('' = none named)
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,18 @@ class TokenCodec:
         self._verified: dict[str, AccessClaims] = {}
 
     def issue_access(
-        self, user_id: str, username: str, session_id: str, role: str, now: int
+        self,
+        user_id: str,
+        username: str,
+        session_id: str,
+        role: str,
+        now: int,
+        device: str = "",
     ) -> str:
         claims = _base_claims(user_id, session_id, str(uuid.uuid4()), now, now + self.access_ttl)
         claims.update(aud=ACCESS_AUDIENCE, typ=ACCESS_TYP, role=role, name=username)
+        if device:
+            claims["dev"] = device
         return jwt.encode(claims, self._access_secret, algorithm=ALGORITHM)
 
     def issue_refresh(
@@ -81,10 +92,14 @@ class TokenCodec:
 
     def _verify_access(self, token: str) -> AccessClaims:
         claims = _decode(token, self._access_secret, ACCESS_AUDIENCE, ACCESS_TYP)
-        role, name = claims.get("role"), claims.get("name")
+        role, name, device = claims.get("role"), claims.get("name"), claims.get("dev", "")
         if role not in ("player", "admin") or not isinstance(name, str):
             raise InvalidToken()
-        return AccessClaims(claims["sub"], name, claims["sid"], role, claims["jti"], claims["exp"])
+        if not isinstance(device, str) or (device and not _DEVICE_RE.match(device)):
+            raise InvalidToken()
+        return AccessClaims(
+            claims["sub"], name, claims["sid"], role, claims["jti"], claims["exp"], device
+        )
 
     def verify_refresh(self, token: str) -> RefreshClaims:
         claims = _decode(token, self._refresh_secret, REFRESH_AUDIENCE, REFRESH_TYP)

@@ -59,6 +59,17 @@ class PopulationPolicy:
 
 
 @dataclass(frozen=True)
+class DevicePolicy:
+    """The device checks, for sessions opened from a registered device: `players`
+    accounts playing from one device within `window_us` is a farm (`device_farm`),
+    one account playing from `devices` devices is `device_hopping`."""
+
+    players: int = 10
+    devices: int = 10
+    window_us: int = 86_400_000_000
+
+
+@dataclass(frozen=True)
 class AnticheatPolicy:
     """Field names are the keys the script reads (see lua/include/anticheat.lua)."""
 
@@ -76,6 +87,7 @@ class AnticheatPolicy:
     spacing_us: int = 250_000
     spacing_frac: float = SPACING_FRACTION
     population: PopulationPolicy = PopulationPolicy()
+    devices: DevicePolicy = DevicePolicy()
     flag: float = 0.5
     reject: float = 0.8
 
@@ -111,6 +123,11 @@ class AnticheatPolicy:
             run=settings.anticheat_automation_run,
             spacing_us=settings.anticheat_spacing_tolerance_ms * 1000,
             population=PopulationPolicy(default=settings.anticheat_population_default),
+            devices=DevicePolicy(
+                players=settings.anticheat_device_players,
+                devices=settings.anticheat_player_devices,
+                window_us=settings.anticheat_device_window_seconds * 1_000_000,
+            ),
             flag=settings.anticheat_flag_at,
             reject=settings.anticheat_reject_at,
         )

@@ -127,6 +127,21 @@ class AccountSuspended(InsufficientPermissions):
         self.account_id = account_id
 
 
+class DeviceRefused(InsufficientPermissions):
+    """A login from a device an admin blocked (`details.reason`: `device_blocked`), or
+    naming a device with another public key than the one pinned to it
+    (`device_key_mismatch`)."""
+
+    def __init__(self, reason: str, device_id: str, *, account_id: str) -> None:
+        message = (
+            "This device is blocked"
+            if reason == "device_blocked"
+            else "This device is registered with another public key"
+        )
+        super().__init__(message, details={"reason": reason, "device_id": device_id})
+        self.account_id = account_id
+
+
 class NotFound(ScoreboardError):
     code = "NOT_FOUND"
     status = 404

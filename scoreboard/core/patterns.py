@@ -16,6 +16,13 @@ PASSWORD = r"^[ -~]{8,72}$"  # noqa: S105 (a pattern, not a secret)
 # 1-100 printable ASCII characters, no spaces: it is echoed into events and logs
 SESSION_ID = r"^[!-~]{1,100}$"
 BOARD_NAME = r"^[a-z0-9_-]{1,64}$"
+# a device as its client names it: its own id for it, or a SHA-256 of its fingerprint,
+# with, optionally, its Ed25519 public key (32 bytes in base64)
+DEVICE_ID = r"^[!-~]{1,100}$"
+DEVICE_FINGERPRINT = r"^[0-9a-f]{64}$"
+DEVICE_PUBLIC_KEY = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+# the service's own handle of a device (a digest of how its client names it)
+DEVICE_HANDLE = r"^[0-9a-f]{32}$"
 # a score increase sent as text: plain decimal digits, no sign, no leading zero
 SCORE_INCREASE_TEXT = r"^[1-9][0-9]{0,15}$"
 

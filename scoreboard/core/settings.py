@@ -633,6 +633,25 @@ class Settings:
     anticheat_reject_at: float = setting(
         0.8, _number_in(0, 1), "Risk from which `enforce` rejects an update."
     )
+    anticheat_device_players: int = setting(
+        10,
+        _int_in(2, 1_000_000),
+        (
+            "A device that this many accounts signed in from, and played from, within"
+            " SCOREBOARD_ANTICHEAT_DEVICE_WINDOW_SECONDS carries a farm of accounts: it is"
+            " flagged for review and its updates are judged `device_farm`."
+        ),
+    )
+    anticheat_player_devices: int = setting(
+        10,
+        _int_in(2, 1_000_000),
+        ("A player who plays from this many devices within the window is judged `device_hopping`."),
+    )
+    anticheat_device_window_seconds: int = setting(
+        86_400,
+        _int_in(60, 90 * 86_400),
+        "The window over which players per device and devices per player are counted.",
+    )
     signature_max_age_seconds: int = setting(
         300,
         _int_in(5, 86_400),

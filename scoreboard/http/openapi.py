@@ -122,13 +122,32 @@ def _admin(
     }
 
 
-def _listing(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+def _listing(
+    summary: str, parameters: list[dict[str, Any]], data: str = "AuditPage"
+) -> dict[str, Any]:
     return {
         "tags": ["admin"],
         "summary": summary,
         "security": BEARER,
         "parameters": parameters,
-        "responses": {"200": _ok(_ref("AuditPage")), **_errors(400, 401, 403, 404, 503)},
+        "responses": {"200": _ok(_ref(data)), **_errors(400, 401, 403, 404, 503)},
+    }
+
+
+_DEVICE_PATH = [
+    {
+        "name": "device_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": patterns.DEVICE_HANDLE},
+    }
+]
+
+
+def _device_action(summary: str, body: type[Body], *, body_required: bool = True) -> dict[str, Any]:
+    return {
+        **_admin(summary, body, _ref("DeviceInfo"), body_required=body_required),
+        "parameters": _DEVICE_PATH,
     }
 
 
@@ -427,6 +446,21 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("/admin/flagged", "get"): _listing(
         "Flagged and anti-cheat-rejected updates, newest first", _PAGE_QUERY
+    ),
+    ("/admin/players/{user_id}/devices", "get"): _listing(
+        "The devices a player signed in from, latest first", _USER_PATH, "DeviceList"
+    ),
+    ("/admin/devices/flagged", "get"): _listing(
+        "Devices flagged as carrying a farm of accounts, latest first", [], "DeviceList"
+    ),
+    ("/admin/devices/{device_id}", "get"): _listing(
+        "A device, with the accounts that signed in from it", _DEVICE_PATH, "DeviceInfo"
+    ),
+    ("/admin/devices/{device_id}/block", "post"): _device_action(
+        "Block a device: no login from it, its sessions revoked", contract.WithReason
+    ),
+    ("/admin/devices/{device_id}/unblock", "post"): _device_action(
+        "Unblock a device", contract.MaybeReason, body_required=False
     ),
     ("/admin/audit", "get"): _listing(
         "Audit records, newest first",

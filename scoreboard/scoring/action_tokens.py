@@ -100,7 +100,9 @@ class ActionTokens:
         except BoardNotFound:
             raise InvalidRequest("No such board", details={"field": "board"}) from None
 
-    async def issue(self, user_id: str, body: ActionTokenRequest) -> IssuedToken:
+    async def issue(self, user_id: str, body: ActionTokenRequest, device: str = "") -> IssuedToken:
+        """A token for one action on the board asked for, bound to the caller's
+        session `device` ('' = none named): only a session from it can spend it."""
         board = await self._board(body)
         action_type = validate_action_type(body.action_type, board.action_types)
         session_id = validate_session_id(body.session_id)
@@ -118,5 +120,6 @@ class ActionTokens:
             max_increase=maximum,
             ttl_ms=self._settings.action_token_ttl * 1000,
             max_open=self._settings.max_open_action_tokens,
+            device=device,
         )
         return IssuedToken(token, self._settings.action_token_ttl, maximum, rate, board.name)

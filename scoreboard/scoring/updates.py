@@ -149,6 +149,7 @@ class Scoring:
             user_agent=meta.user_agent[:MAX_USER_AGENT_CHARS],
             action_data_json=data_json,
             fingerprint=fingerprint(increase, session_id, action_type, data_json),
+            device=claims.device,
         )
 
     async def submit(

@@ -157,6 +157,15 @@ class Keys:
         """Sorted set of the player's unspent action tokens: token hash -> expiry ms."""
         return f"{self._board(board)}:open:{user_id}"
 
+    def device_players(self, device: str, board: str = DEFAULT_BOARD) -> str:
+        """The accounts playing from a device on the board, within the anti-cheat
+        window (sorted set: user id -> last ms; '' names no device, never written)."""
+        return f"{self._board(board)}:device:{device}"
+
+    def player_devices(self, user_id: str, board: str = DEFAULT_BOARD) -> str:
+        """The devices a player plays from on the board (device id -> last ms)."""
+        return f"{self._board(board)}:devices:{user_id}"
+
     def signature(self, digest: str, board: str = DEFAULT_BOARD) -> str:
         """String: a game-server signature seen on the board (a second use is a replay),
         kept while its timestamp is fresh."""
@@ -276,6 +285,12 @@ class BoardKeys:
 
     def signature(self, digest: str) -> str:
         return self.keys.signature(digest, self.name)
+
+    def device_players(self, device: str) -> str:
+        return self.keys.device_players(device, self.name)
+
+    def player_devices(self, user_id: str) -> str:
+        return self.keys.player_devices(user_id, self.name)
 
     @functools.cached_property
     def population(self) -> str:

@@ -201,3 +201,19 @@ def test_an_admin_runs_the_admin_calls(
         with pytest.raises(ScoreboardError) as forbidden:
             player.flagged()
         assert forbidden.value.code == "INSUFFICIENT_PERMISSIONS"
+
+
+def test_a_session_opened_from_a_device_holds_tokens_only_it_can_spend(
+    client_server: tuple[RunningServer, dict[str, str]],
+) -> None:
+    server, _env = client_server
+    name = new_username()
+    with Client(server.url) as phone, Client(server.url) as tablet:
+        phone.register(name, f"{name}@example.com", PASSWORD)
+        phone.login(name, PASSWORD, device={"id": f"phone-{name}"})
+        tablet.login(name, PASSWORD, device={"fingerprint": "ab" * 32})
+        issued = phone.action_token("game_completion", "match-1")
+        with pytest.raises(ScoreboardError) as caught:
+            tablet.submit_score(5, action_token=issued["action_token"])
+        assert caught.value.details["reason"] == "device_mismatch"
+        assert phone.play(5, session_id="match-2")["new_score"] == 5

@@ -89,6 +89,7 @@ class Board:
         ttl_ms: int = 300_000,
         rule: RateRule = GENEROUS,
         max_open: int = 10_000,
+        device: str = "",
     ) -> str:
         token = secrets.token_urlsafe(32)
         await self.scripts.issue_action_token(
@@ -101,6 +102,7 @@ class Board:
             max_increase=max_increase,
             ttl_ms=ttl_ms,
             max_open=max_open,
+            device=device,
         )
         return token
 
@@ -123,6 +125,7 @@ class Board:
         claimed_level: int | None = None,
         action_data_json: str = "",
         policy: ScoringPolicy | None = None,
+        device: str = "",
     ) -> ScoreApplied:
         submission = ScoreSubmission(
             user_id=user_id,
@@ -138,6 +141,7 @@ class Board:
             action_data_json=action_data_json,
             fingerprint=fingerprint(increase, session_id, action_type, action_data_json),
             claimed_level=claimed_level,
+            device=device,
         )
         if not self._ready:
             await self.make_ready()

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from bench.bots import run_bots
 from bench.honest_players import false_positives
-from scoreboard.core.anticheat import AnticheatPolicy, PaceWindow, PopulationPolicy
+from scoreboard.core.anticheat import AnticheatPolicy, DevicePolicy, PaceWindow, PopulationPolicy
 from scoreboard.core.errors import RateLimitExceeded, ScoreValidationFailed
 from scoreboard.scoring.updates import fingerprint
 from tests.lua.board_helpers import Board, pace, read_history
@@ -503,3 +503,48 @@ async def test_a_player_is_counted_once_as_their_pace_moves(board: Board) -> Non
     sketch = await board.client.hgetall(board.keys.population())
     counts = {k: int(v) for k, v in sketch.items() if k.startswith(b"b")}
     assert sketch[b"players"] == b"1" and sum(counts.values()) == 1
+
+
+async def test_a_farm_of_accounts_on_one_device_is_judged_device_farm(board: Board) -> None:
+    """Twenty accounts playing from one device: from the tenth on, each update is
+    flagged `device_farm` (accepted, for review); the same accounts on devices of their
+    own are not."""
+    policy = replace(board.policy, anticheat=AnticheatPolicy())
+    farm = "f" * 32
+    reasons = []
+    for _ in range(20):
+        user = _uid()
+        applied = await board.submit(
+            user, await board.issue(user, device=farm), 10, policy=policy, device=farm
+        )
+        reasons.append(_checks(applied))
+    assert all("device_farm" not in checks for checks in reasons[:9])
+    assert all(checks == ["device_farm"] for checks in reasons[9:]), reasons
+    counted = await board.client.zcard(board.keys.device_players(farm, board.board))
+    assert counted == 20
+    own = _uid()
+    applied = await board.submit(
+        own, await board.issue(own, device="1" * 32), 10, policy=policy, device="1" * 32
+    )
+    assert _checks(applied) == []
+
+
+async def test_one_account_hopping_across_devices_is_judged_device_hopping(board: Board) -> None:
+    policy = replace(
+        board.policy,
+        anticheat=replace(
+            AnticheatPolicy(), devices=DevicePolicy(players=10, devices=3, window_us=3_600_000_000)
+        ),
+    )
+    user = _uid()
+    checks = []
+    for index in range(4):
+        device = f"{index:032x}"
+        applied = await board.submit(
+            user, await board.issue(user, device=device), 1, policy=policy, device=device
+        )
+        checks.append(_checks(applied))
+    assert checks[:2] == [[], []]
+    assert "device_hopping" in checks[2] and "device_hopping" in checks[3]
+    ttl = await board.client.pttl(board.keys.player_devices(user, board.board))
+    assert 0 < ttl <= 3_600_000

@@ -33,6 +33,7 @@ async def test_issue_stores_only_the_hash_bound_and_expiring(board: Board) -> No
         "action": "game_completion",
         "max": "40",
         "used": "0",
+        "device": "",
     }
     assert 4000 < await board.client.pttl(board.token_key(token)) <= 5000
     raw = [key async for key in board.client.scan_iter(match=board.keys.pattern())]
@@ -341,3 +342,21 @@ async def test_anticheat_window_forgets_old_points_and_stays_small(board: Board)
     history = await read_history(board.client, board.keys.user(user))
     recent = history["paces"].rstrip(";")
     assert 1 <= len(recent.split(",")) <= 7
+
+
+async def test_a_token_bound_to_a_device_is_refused_from_another_and_burns(board: Board) -> None:
+    user = _uid()
+    token = await board.issue(user, device="a" * 32)
+    with pytest.raises(InvalidActionToken) as caught:
+        await board.submit(user, token, 10, device="b" * 32)
+    assert caught.value.details["reason"] == "device_mismatch"
+    with pytest.raises(InvalidActionToken):  # spent: not even its own device now
+        await board.submit(user, token, 10, device="a" * 32)
+    rejected = [e for e in await _events(board) if e["type"] == "score_rejected"]
+    assert [(e["status"], e["reason"]) for e in rejected] == [("TOKEN_MISMATCH", "device")]
+    with pytest.raises(InvalidActionToken):  # nor from a session that named no device
+        await board.submit(user, await board.issue(user, device="a" * 32), 10)
+    applied = await board.submit(user, await board.issue(user, device="a" * 32), 7, device="a" * 32)
+    assert applied.new_score == 7
+    # a token issued to a session that named no device binds to none
+    assert (await board.submit(user, await board.issue(user), 1, device="c" * 32)).new_score == 8

@@ -22,6 +22,7 @@ SAMPLES = {
     "window_start_s": 1_796_000_000,
     "period_id": "daily:2026-12-01",
     "digest": "cd" * 16,
+    "device": "ef" * 16,
 }
 BOARDS = ["global", "speedrun", "a", "z-9_x", "x" * 64]
 

@@ -131,3 +131,19 @@ test("an admin runs the admin calls", async () => {
     assert.ok(Array.isArray(page.items));
   }
 });
+
+test("a session opened from a device holds tokens only that device can spend", async () => {
+  const username = name();
+  const phone = new ScoreboardClient(URL);
+  await phone.register(username, `${username}@example.com`, PASSWORD);
+  await phone.login(username, PASSWORD, {device: {id: `phone-${randomUUID()}`}});
+  const tablet = new ScoreboardClient(URL);
+  await tablet.login(username, PASSWORD, {device: {id: `tablet-${randomUUID()}`}});
+  const issued = await phone.actionToken("game_completion", "match-1");
+  await assert.rejects(tablet.submitScore(5, {actionToken: issued.action_token}), error => {
+    assert.equal(error.code, "INVALID_ACTION_TOKEN");
+    assert.equal(error.details.reason, "device_mismatch");
+    return true;
+  });
+  assert.equal((await phone.play(5, {sessionId: "match-2"})).new_score, 5);
+});

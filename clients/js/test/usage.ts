@@ -4,7 +4,7 @@ import { ScoreboardClient, ScoreboardError, type LeaderboardUpdate, type ScoreUp
 
 async function game(): Promise<number> {
   const client = new ScoreboardClient("http://127.0.0.1:8000");
-  await client.login("alice", "correct horse");
+  await client.login("alice", "correct horse", { device: { id: "console-42" } });
   const answer: ScoreUpdated = await client.play(52, { sessionId: "match-17", actionData: { level: 3, time_taken: 41.5 } });
   const top = await client.top10("global", "daily");
   const first: string | undefined = top.leaderboard[0]?.username;

@@ -85,8 +85,14 @@ class AsyncClient:
             types.Registered, await self._call(Request("POST", path("auth", "register"), body))
         )
 
-    async def login(self, username: str, password: str) -> types.TokenPair:
-        body = {"username": username, "password": password}
+    async def login(
+        self, username: str, password: str, device: types.Device | None = None
+    ) -> types.TokenPair:
+        """Sign in; `device` ({"id": ...} or {"fingerprint": ...}) opens the session from
+        a registered device, to which its action tokens are then bound."""
+        body: dict[str, object] = {"username": username, "password": password}
+        if device is not None:
+            body["device"] = device
         pair = cast(types.TokenPair, await self._call(Request("POST", path("auth", "login"), body)))
         self.session.keep(dict(pair))
         return pair

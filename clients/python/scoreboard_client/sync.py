@@ -44,8 +44,10 @@ class Client:
     def register(self, username: str, email: str, password: str) -> types.Registered:
         return self._run(self._async.register(username, email, password))
 
-    def login(self, username: str, password: str) -> types.TokenPair:
-        return self._run(self._async.login(username, password))
+    def login(
+        self, username: str, password: str, device: types.Device | None = None
+    ) -> types.TokenPair:
+        return self._run(self._async.login(username, password, device))
 
     def refresh(self) -> types.TokenPair:
         return self._run(self._async.refresh())

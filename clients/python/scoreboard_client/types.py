@@ -213,6 +213,30 @@ class AuditPage(TypedDict):
     next_cursor: str | None
 
 
+class DevicePlayer(TypedDict):
+    user_id: str
+    username: str
+    last_seen: str
+
+
+class DeviceInfo(TypedDict):
+    device_id: str
+    kind: Literal['fingerprint', 'id']
+    label: str
+    public_key_pinned: bool
+    first_seen: str
+    last_seen: str
+    players: int
+    flagged_at: str | None
+    blocked_at: str | None
+    block_reason: str | None
+    accounts: NotRequired[list[DevicePlayer]]
+
+
+class DeviceList(TypedDict):
+    devices: list[DeviceInfo]
+
+
 class Register(TypedDict):
     username: str
     email: str
@@ -222,7 +246,14 @@ class Register(TypedDict):
 class Login(TypedDict):
     username: str
     password: str
+    device: NotRequired[Device]
     otp: NotRequired[str]
+
+
+class Device(TypedDict):
+    id: NotRequired[str]
+    fingerprint: NotRequired[str]
+    public_key: NotRequired[str]
 
 
 class Refresh(TypedDict):

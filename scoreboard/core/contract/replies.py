@@ -234,6 +234,36 @@ class AuditPage(Reply):
     next_cursor: str | None
 
 
+class DevicePlayer(Reply):
+    """An account that signed in from a device, and when last."""
+
+    user_id: Uuid
+    username: str
+    last_seen: Instant
+
+
+class DeviceInfo(Reply):
+    """A registered device, as admins see it. `players`: accounts that signed in from
+    it within the anti-cheat window; `flagged_at`: when that first reached the farm
+    threshold. `accounts` (a device's own page only): those accounts, latest first."""
+
+    device_id: Annotated[str, Meta(pattern=patterns.DEVICE_HANDLE)]
+    kind: Literal["id", "fingerprint"]
+    label: str  # the client's id or fingerprint, as given
+    public_key_pinned: bool
+    first_seen: Instant
+    last_seen: Instant
+    players: Count
+    flagged_at: Instant | None
+    blocked_at: Instant | None
+    block_reason: str | None
+    accounts: list[DevicePlayer] | UnsetType = UNSET
+
+
+class DeviceList(Reply):
+    devices: list[DeviceInfo]
+
+
 RESPONSE_SHAPES: tuple[type[Reply], ...] = (
     Entry,
     Board,
@@ -260,6 +290,9 @@ RESPONSE_SHAPES: tuple[type[Reply], ...] = (
     LeaderboardUpdate,
     AuditItem,
     AuditPage,
+    DevicePlayer,
+    DeviceInfo,
+    DeviceList,
 )
 
 
@@ -282,6 +315,9 @@ __all__ = [
     "BoardInfo",
     "Change",
     "Count",
+    "DeviceInfo",
+    "DeviceList",
+    "DevicePlayer",
     "Entry",
     "Instant",
     "LeaderboardUpdate",

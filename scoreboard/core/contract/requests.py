@@ -53,9 +53,23 @@ class Register(Body):
     password: Password
 
 
+class Device(Body):
+    """The device a player signs in from: `id` (the game's own id for the device) or
+    `fingerprint` (a SHA-256 of its fingerprint, hex), one of the two; `public_key`
+    (Ed25519, base64), once given, is pinned to the device."""
+
+    id: Annotated[str, _documented(pattern=patterns.DEVICE_ID)] | UnsetType = UNSET
+    fingerprint: Annotated[str, _documented(pattern=patterns.DEVICE_FINGERPRINT)] | UnsetType = (
+        UNSET
+    )
+    public_key: Annotated[str, _documented(pattern=patterns.DEVICE_PUBLIC_KEY)] | UnsetType = UNSET
+
+
 class Login(Body):
     username: str
     password: str
+    # the device the session is opened from: action tokens bind to it
+    device: Device | UnsetType = UNSET
     # the one-time code (or a recovery code) of an account with one-time passwords on
     otp: Annotated[str, Meta(max_length=32)] | UnsetType = UNSET
 
@@ -192,6 +206,7 @@ __all__ = [
     "BoardCreate",
     "BoardName",
     "Body",
+    "Device",
     "Email",
     "Login",
     "MaybeReason",

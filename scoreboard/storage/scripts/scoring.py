@@ -39,6 +39,7 @@ class ScoreSubmission(msgspec.Struct, frozen=True):
     action_data_json: str  # '' when the action came without telemetry
     fingerprint: str  # digest of the request: the same retry replays the first answer
     claimed_level: int | None = None
+    device: str = ""  # the device the session was opened from ('' = none)
 
 
 class PeriodStanding(msgspec.Struct, frozen=True):
@@ -153,6 +154,8 @@ class ScoringScripts(ScriptTransport):
                 board.banned,
                 board.open_tokens(user_id),
                 board.population,
+                board.device_players(submission.device),
+                board.player_devices(user_id),
                 *period_keys,
             ],
             [
@@ -180,6 +183,7 @@ class ScoringScripts(ScriptTransport):
                 policy.period_grace_ms,
                 policy.clock_offset_us,
                 ",".join(f"{p.id}|{p.starts_ms}|{p.ends_ms}" for p in periods),
+                submission.device,
             ],
         )
 

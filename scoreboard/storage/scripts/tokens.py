@@ -41,6 +41,7 @@ class TokenScripts(ScriptTransport):
         max_increase: int,
         ttl_ms: int,
         max_open: int,
+        device: str = "",
     ) -> RateDecision:
         reply = await self._call(
             "issue_action_token",
@@ -60,6 +61,7 @@ class TokenScripts(ScriptTransport):
                 ttl_ms,
                 token_hash,
                 max_open,
+                device,
             ],
         )
         if status_of(reply) is not ScriptStatus.OK:
