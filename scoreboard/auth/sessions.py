@@ -120,6 +120,11 @@ class Sessions:
         if user.banned:
             raise AccountSuspended(user.id)
         passed = await self._otp.check_login(user, otp)
+        if device is None and self._settings.require_device and user.role != "admin":
+            raise InvalidRequest(
+                "This server needs the device a player signs in from (device)",
+                details={"field": "device", "reason": "device_required"},
+            )
         pair, registration = await self._open_family(user, device)
         return LoggedIn(pair, decision, passed, registration)
 

@@ -633,6 +633,14 @@ class Settings:
     anticheat_reject_at: float = setting(
         0.8, _number_in(0, 1), "Risk from which `enforce` rejects an update."
     )
+    require_device: bool = setting(
+        False,
+        _bool,
+        (
+            "`true`: a player's login must name its device (`device`; 400 without one), so a"
+            " blocked device cannot be left out; admins' logins need none."
+        ),
+    )
     anticheat_device_players: int = setting(
         10,
         _int_in(2, 1_000_000),

@@ -7,6 +7,7 @@ player's devices and the flagged ones, see a device's accounts, and block a devi
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -255,3 +256,17 @@ async def test_a_malformed_device_is_a_bad_request_and_opens_nothing(
         "SELECT count(*) FROM refresh_families WHERE user_id = $1::uuid", user["user_id"]
     )
     assert opened == 0
+
+
+async def test_a_server_that_needs_a_device_refuses_a_player_login_without_one(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    services.sessions._settings = dataclasses.replace(services.settings, require_device=True)
+    user = await register(client)
+    refused = await _login(client, user["username"], None)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["details"] == {"field": "device", "reason": "device_required"}
+    assert (await _login(client, user["username"], {"id": "pad-3"})).status_code == 200
+    name = new_username()
+    await services.accounts.create(name, f"{name}@example.com", PASSWORD, role="admin")
+    assert (await _login(client, name, None)).status_code == 200  # admins need none
