@@ -278,3 +278,67 @@ async def test_an_admin_manages_boards_and_scores_from_the_console(
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         standing = (await http.get(f"/v1/scores/user/{bot['user_id']}")).json()["data"]
     assert standing["current_score"] == 0
+
+
+async def test_an_admin_blocks_a_farm_device_from_the_console(
+    settings: Settings, own_database: str, browser: Any, tmp_path: Path
+) -> None:
+    """Ten accounts sign in from one device (its id is markup, shown as text): the
+    Devices tab lists it as flagged with its accounts; blocking it from there ends its
+    sessions and refuses its logins."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    env = server_env(dataclasses.replace(settings, database_url=own_database))
+    device = {"id": '<img/src=x/id="pwned">'}
+    with serving(env, tmp_path) as (server,):
+        admin = create_admin(env, tmp_path)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            farm = []
+            for _ in range(10):
+                player = await new_player(http)
+                logged_in = await http.post(
+                    "/v1/auth/login",
+                    json={"username": player["username"], "password": PASSWORD, "device": device},
+                )
+                assert logged_in.status_code == 200, logged_in.text
+                farm.append({**player, **logged_in.json()["data"]})
+
+        wait = page_wait(browser)
+        browser.get(f"{server.url}/console")
+        browser.find_element(By.NAME, "username").send_keys(admin)
+        browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "who"), admin))
+        browser.find_element(By.CSS_SELECTOR, 'nav button[data-tab="devices"]').click()
+        found = wait.until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#devices tr[data-device-id]"))
+        )
+        assert device["id"] in found.text and "10" in found.text
+        assert not browser.find_elements(By.ID, "pwned")
+
+        found.find_element(By.XPATH, ".//button[text()='Accounts']").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "device-panel"), farm[0]["username"]))
+        panel = browser.find_element(By.ID, "device-panel").text
+        assert all(player["username"] in panel for player in farm)
+
+        found.find_element(By.XPATH, ".//button[text()='Block']").click()
+        browser.find_element(By.CSS_SELECTOR, '#device-panel input[name="reason"]').send_keys(
+            "account farm"
+        )
+        browser.find_element(By.CSS_SELECTOR, "#device-panel button[type=submit]").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "devices"), "account farm"))
+
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            revoked = await http.post(
+                "/v1/auth/action-token",
+                json={"action_type": "game_completion", "session_id": "s1"},
+                headers=bearer(farm[0]["access_token"]),
+            )
+            assert revoked.status_code == 401
+            refused = await http.post(
+                "/v1/auth/login",
+                json={"username": farm[0]["username"], "password": PASSWORD, "device": device},
+            )
+            assert refused.status_code == 403
+            assert refused.json()["error"]["details"]["reason"] == "device_blocked"
