@@ -66,11 +66,13 @@ class Case:
     name: str
     periods: tuple[str, ...]
     anticheat_mode: str
+    devices: bool = False  # each player's sessions opened from a registered device
 
 
 CASES = (
     Case("no period, judge off", (), "off"),
     Case("no period, judge on", (), "enforce"),
+    Case("no period, judge on, devices", (), "enforce", devices=True),
     Case("three periods, judge off", PERIODS, "off"),
     Case("three periods, judge on", PERIODS, "enforce"),
 )
@@ -120,6 +122,9 @@ async def _prepared_calls(
 
         token_hashes = [hashlib.sha256(secrets.token_bytes(16)).hexdigest() for _ in range(calls)]
 
+        def device(index: int) -> str:
+            return f"{index % players:032x}" if case.devices else ""
+
         async def issue(index: int) -> None:
             async with semaphore:
                 await recorder.issue_action_token(
@@ -132,6 +137,7 @@ async def _prepared_calls(
                     max_increase=100,
                     ttl_ms=600_000,
                     max_open=10_000,
+                    device=device(index),
                 )
 
         await asyncio.gather(*(issue(i) for i in range(calls)))
@@ -155,6 +161,7 @@ async def _prepared_calls(
                 action_data_json='{"time_taken":30.0}',
                 fingerprint=fingerprint(increase, None, None, '{"time_taken":30.0}'),
                 claimed_level=None,
+                device=device(index),
             )
             await recorder.submit_score(
                 board, submission, replace(policy, clock_offset_us=offset_us), periods

@@ -4,16 +4,15 @@ and reset boards. The `/leaderboard/*` routes stay the `global` board's all-time
 
 from __future__ import annotations
 
-from typing import Any
-
-from msgspec import UNSET, UnsetType
+from msgspec import UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from scoreboard.api import rankings
 from scoreboard.api.admin import admin_meta
 from scoreboard.api.common import path_user_id, query_int, read_quota, services
-from scoreboard.api.leaderboard import MAX_OFFSET, MAX_PAGE, MAX_RADIUS, around_data
+from scoreboard.api.leaderboard import MAX_OFFSET, MAX_PAGE, MAX_RADIUS
 from scoreboard.boards.catalogue import (
     BoardConfig,
     validate_action_types,
@@ -21,30 +20,12 @@ from scoreboard.boards.catalogue import (
     validate_periods,
     validate_rules,
 )
-from scoreboard.boards.history import history_page
-from scoreboard.boards.leaderboard import board_reply
 from scoreboard.boards.moderation import clean_reason
 from scoreboard.boards.runtime import BoardRuntime
-from scoreboard.core.contract import (
-    BoardChange,
-    BoardCreate,
-    BoardInfo,
-    PlayerStandings,
-    RankingPage,
-    SeasonEnded,
-    Standing,
-    WithReason,
-)
-from scoreboard.core.errors import Conflict, InvalidRequest, NotFound, UserNotFound
+from scoreboard.core.contract import BoardChange, BoardCreate, SeasonEnded, WithReason
+from scoreboard.core.errors import Conflict
 from scoreboard.core.event_ids import new_event_id
-from scoreboard.core.periods import (
-    ALL_TIME,
-    Period,
-    iso_utc,
-    parse_period_id,
-    period_at,
-    period_reply,
-)
+from scoreboard.core.periods import ALL_TIME
 from scoreboard.http.bodies import read_body
 from scoreboard.http.responses import ok
 from scoreboard.scoring.signatures import validate_signing
@@ -52,15 +33,8 @@ from scoreboard.scoring.signatures import validate_signing
 TOP10 = 10
 
 
-def config_reply(config: BoardConfig, now_ms: int) -> BoardInfo:
-    return BoardInfo(
-        name=config.name,
-        action_types=config.action_types,
-        periods=[period_reply(period_at(kind, now_ms)) for kind in config.periods],
-        season=config.season,
-        anticheat=config.anticheat,
-        signed_with=None if config.signing is None else config.signing.algorithm,
-    )
+def _kind(request: Request) -> str:
+    return request.query_params.get("period", ALL_TIME)
 
 
 async def _board(request: Request) -> tuple[BoardConfig, BoardRuntime]:
@@ -68,120 +42,50 @@ async def _board(request: Request) -> tuple[BoardConfig, BoardRuntime]:
     return await services(request).boards.board(name)
 
 
-def _period(request: Request, config: BoardConfig) -> Period | None:
-    kind = request.query_params.get("period", ALL_TIME)
-    return services(request).boards.period(config, kind)
-
-
-def _labels(config: BoardConfig, period: Period | None) -> dict[str, Any]:
-    return {
-        "board": config.name,
-        "period": ALL_TIME if period is None else period.kind,
-        "period_id": None if period is None else period.id,
-        "next_reset_at": None if period is None else iso_utc(period.ends_ms),
-    }
-
-
 async def list_boards(request: Request) -> Response:
     headers = await read_quota(request)
-    svc = services(request)
-    now_ms = svc.boards.now_ms()
-    boards = [config_reply(config, now_ms) for config in svc.catalog.all()]
-    return ok(boards, headers=headers)
+    return ok(rankings.boards(services(request)), headers=headers)
 
 
 async def top10(request: Request) -> Response:
-    config, runtime = await _board(request)
-    period = _period(request, config)
+    board, kind = request.path_params["board"], _kind(request)
     headers = await read_quota(request)
-    page = await services(request).boards.page(runtime, period, 0, TOP10)
-    data = board_reply(RankingPage, page.entries, page.total_players, **_labels(config, period))
+    data = await rankings.ranking(services(request), board, kind, 0, TOP10, paged=False)
     return ok(data, headers=headers)
 
 
 async def page(request: Request) -> Response:
-    config, runtime = await _board(request)
-    period = _period(request, config)
+    board, kind = request.path_params["board"], _kind(request)
     limit = query_int(request, "limit", 10, 1, MAX_PAGE)
     offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     headers = await read_quota(request)
-    board = await services(request).boards.page(runtime, period, offset, limit)
-    labels = _labels(config, period)
-    data = board_reply(
-        RankingPage, board.entries, board.total_players, limit=limit, offset=offset, **labels
-    )
+    data = await rankings.ranking(services(request), board, kind, offset, limit)
     return ok(data, headers=headers)
 
 
 async def around(request: Request) -> Response:
-    config, runtime = await _board(request)
-    period = _period(request, config)
+    board, kind = request.path_params["board"], _kind(request)
     user_id = path_user_id(request)
     radius = query_int(request, "radius", 5, 0, MAX_RADIUS)
     headers = await read_quota(request)
-    svc = services(request)
-    position = await svc.boards.around(runtime, period, user_id, radius)
-    data = await around_data(svc, position, user_id, radius, **_labels(config, period))
+    data = await rankings.around(services(request), board, kind, user_id, radius)
     return ok(data, headers=headers)
 
 
 async def player(request: Request) -> Response:
     """The player's score and rank in every ranking of the board."""
-    config, runtime = await _board(request)
+    board = request.path_params["board"]
     user_id = path_user_id(request)
     headers = await read_quota(request)
-    svc = services(request)
-    rankings: dict[str, Standing] = {}
-    username = None
-    for kind in (ALL_TIME, *config.periods):
-        period = svc.boards.period(config, kind)
-        position = await svc.boards.around(runtime, period, user_id, 0)
-        entry = position.entries[0] if position.entries else None
-        if entry is not None:
-            username = entry.username
-        rankings[kind] = Standing(
-            id=UNSET if period is None else period.id,
-            score=0 if entry is None else entry.score,
-            rank=None if entry is None else entry.rank,
-            total_players=position.total_players,
-            next_reset_at=None if period is None else iso_utc(period.ends_ms),
-        )
-    if username is None:
-        user = await svc.accounts.by_id(user_id)
-        if user is None:
-            raise UserNotFound()
-        username = user.username
-    data = PlayerStandings(user_id=user_id, username=username, board=config.name, periods=rankings)
-    return ok(data, headers=headers)
+    return ok(await rankings.standings(services(request), board, user_id), headers=headers)
 
 
 async def history(request: Request) -> Response:
-    config, _ = await _board(request)
-    period = parse_period_id(request.path_params["period_id"])
-    if period is None:
-        raise InvalidRequest(
-            "period_id must be like daily:2026-11-30, weekly:2026-W48, monthly:2026-11 or season:3",
-            details={"field": "period_id"},
-        )
+    board, period_id = request.path_params["board"], request.path_params["period_id"]
     limit = query_int(request, "limit", 10, 1, MAX_PAGE)
     offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     headers = await read_quota(request)
-    found = await history_page(services(request).reads, config.name, period, offset, limit)
-    if found is None:
-        raise NotFound("That season has not ended")
-    entries, total = found
-    data = board_reply(
-        RankingPage,
-        entries,
-        total,
-        limit=limit,
-        offset=offset,
-        board=config.name,
-        period=period.kind,
-        period_id=period.id,
-        starts_at=iso_utc(period.starts_ms) if period.kind != "season" else None,
-        ends_at=iso_utc(period.ends_ms) if period.kind != "season" else None,
-    )
+    data = await rankings.closed(services(request), board, period_id, offset, limit)
     return ok(data, headers=headers)
 
 
@@ -202,7 +106,7 @@ async def create_board(request: Request) -> Response:
     if created is None:
         raise Conflict("A board of that name exists", details={"field": "name"})
     await svc.boards.ready(name)  # built (empty) before the answer: tokens work at once
-    return ok(config_reply(created, svc.boards.now_ms()), status=201)
+    return ok(rankings.config_reply(created, svc.boards.now_ms()), status=201)
 
 
 async def change_board(request: Request) -> Response:
@@ -223,7 +127,7 @@ async def change_board(request: Request) -> Response:
     if not isinstance(body.signing, UnsetType) and body.signing is not None:
         validate_signing(body.signing)
     changed = await svc.catalog.update(name, action_types, periods, given, body.signing)
-    return ok(config_reply(changed, svc.boards.now_ms()))
+    return ok(rankings.config_reply(changed, svc.boards.now_ms()))
 
 
 async def reset_board(request: Request) -> Response:

@@ -200,7 +200,7 @@ def test_the_script_cost_bench_runs_on_a_redis_of_its_own(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / "SCRIPT.md").read_text()
     assert "| three periods, judge on |" in report
-    assert report.count("OK 120 |") == 4  # every update applied: the judge saw a human pace
+    assert report.count("OK 120 |") == 5  # every update applied: the judge saw a human pace
 
 
 def test_the_servers_report_gives_each_servers_ratios() -> None:
