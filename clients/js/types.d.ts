@@ -311,3 +311,10 @@ export interface Adjustment {
 export interface MfaCode {
   code: string;
 }
+
+export interface GraphQLRequest {
+  query: string;
+  variables?: Record<string, unknown> | null;
+  operationName?: string | null;
+  extensions?: Record<string, unknown> | null;
+}

@@ -16,6 +16,7 @@ from scoreboard.api import (
     pages,
     scores,
 )
+from scoreboard.api.graphql import route as graphql_route
 
 
 def all_routes() -> list[BaseRoute]:
@@ -29,5 +30,6 @@ def all_routes() -> list[BaseRoute]:
         *live.routes,
         *pages.routes,
         *admin.routes,
+        *graphql_route.routes,
         *docs.routes,
     ]

@@ -633,6 +633,11 @@ class Settings:
     anticheat_reject_at: float = setting(
         0.8, _number_in(0, 1), "Risk from which `enforce` rejects an update."
     )
+    graphql_introspection: bool = setting(
+        True,
+        _bool,
+        "`false` refuses introspection queries on `/graphql` (the schema stays in the docs).",
+    )
     require_device: bool = setting(
         False,
         _bool,

@@ -214,6 +214,18 @@ _SSE_EVENT = {
     ),
 }
 
+_GRAPHQL_RESULT = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "data": {"type": ["object", "null"]},
+                "errors": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    }
+}
+
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/health", "get"): {
         "tags": ["operations"],
@@ -399,6 +411,32 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             },
             **_errors(429),
         },
+    },
+    ("/graphql", "post"): {
+        "tags": ["graphql"],
+        "summary": "GraphQL reads: boards, rankings, a player's standings, history",
+        "description": (
+            "The schema is in the guide (`docs/guide.md#graphql`) and, unless"
+            " `SCOREBOARD_GRAPHQL_INTROSPECTION=false`, asked of the server. Each top-level"
+            " field counts one read against the read limit; over it, 429 with `Retry-After`"
+            " and the field's error. Errors carry the service's code in `extensions.code`."
+        ),
+        "requestBody": _json_body(contract.GraphQLRequest),
+        "responses": {
+            "200": {"description": "The result", "content": _GRAPHQL_RESULT},
+            "429": {"description": "Read limit reached", "content": _GRAPHQL_RESULT},
+            **_errors(*_BODY_ERRORS),
+        },
+    },
+    ("/graphql", "websocket"): {
+        "tags": ["graphql"],
+        "summary": "GraphQL subscriptions over graphql-transport-ws",
+        "description": (
+            '`subscription { leaderboard(board: "global", period: "all") { entries'
+            " { rank username score } totalPlayers } }`: the ranking as it stands, then"
+            " after each change."
+        ),
+        "responses": {"101": {"description": "Switching protocols"}},
     },
     ("/ws/leaderboard", "websocket"): {
         "tags": ["live"],

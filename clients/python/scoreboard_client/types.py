@@ -315,3 +315,10 @@ class Adjustment(TypedDict):
 
 class MfaCode(TypedDict):
     code: str
+
+
+class GraphQLRequest(TypedDict):
+    query: str
+    variables: NotRequired[dict[str, Any] | None]
+    operationName: NotRequired[str | None]
+    extensions: NotRequired[dict[str, Any] | None]

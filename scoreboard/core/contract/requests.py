@@ -78,6 +78,16 @@ class MfaCode(Body):
     code: Annotated[str, Meta(max_length=32)]
 
 
+class GraphQLRequest(Body):
+    """A GraphQL request (`POST /graphql`): the query, its variables and which of its
+    operations to run. What the query asks is checked against the schema."""
+
+    query: Annotated[str, Meta(min_length=1, max_length=20_000)]
+    variables: dict[str, Any] | UnsetType | None = UNSET
+    operationName: str | UnsetType | None = UNSET
+    extensions: dict[str, Any] | UnsetType | None = UNSET
+
+
 class Refresh(Body):
     refresh_token: str
 
@@ -169,6 +179,7 @@ REQUEST_BODIES: tuple[type[Body], ...] = (
     MaybeReason,
     Adjustment,
     MfaCode,
+    GraphQLRequest,
 )
 
 
@@ -208,6 +219,7 @@ __all__ = [
     "Body",
     "Device",
     "Email",
+    "GraphQLRequest",
     "Login",
     "MaybeReason",
     "MfaCode",

@@ -1,0 +1,1 @@
+"""`/graphql`: the board reads as GraphQL queries and a ranking as a subscription."""
