@@ -68,6 +68,17 @@ def test_the_signatures_benchmark_runs(redis_url: str, postgres_admin: str, tmp_
     assert all(cost > 0 for cost in measured["check_alone_us"].values())
 
 
+def test_the_graphql_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+    _bench(
+        "bench.graphql",
+        ["--requests", "20", "--rounds", "1", "--out", str(tmp_path)],
+        redis_url,
+        postgres_admin,
+    )
+    measured = json.loads((tmp_path / "graphql.json").read_text())["us_per_request"]
+    assert len(measured) == 3 and all(cost > 0 for cost in measured.values())
+
+
 def test_the_boards_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
     _bench("bench.boards", ["--smoke", "--out", str(tmp_path)], redis_url, postgres_admin)
     assert "Correct: True" in (tmp_path / "BOARDS.md").read_text()

@@ -5,6 +5,8 @@ introspection is on, asked of the server."""
 
 from __future__ import annotations
 
+import functools
+
 import msgspec
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
@@ -17,7 +19,7 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from scoreboard.api.common import services
-from scoreboard.api.graphql.schema import Context, build_schema
+from scoreboard.api.graphql.schema import CACHED_QUERIES, Context, build_schema
 from scoreboard.core.contract import GraphQLRequest
 from scoreboard.core.errors import InvalidRequest
 from scoreboard.http.bodies import read_body
@@ -49,18 +51,24 @@ def _view(request: Request | WebSocket) -> _View:
 
 def _refuse_subscription(body: GraphQLRequest) -> None:
     """A subscription is followed over the WebSocket (graphql-transport-ws), not by a
-    POST. (A query that does not parse is left to the view, which says why.)"""
-    try:
-        document = parse(body.query)
-    except GraphQLError:
-        return
+    POST."""
     name = body.operationName if isinstance(body.operationName, str) else None
-    operation = get_operation_ast(document, name)
-    if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
+    if _is_subscription(body.query, name):
         raise InvalidRequest(
             "Subscriptions are served over a WebSocket to /graphql (graphql-transport-ws)",
             details={"reason": "subscription_over_http"},
         )
+
+
+@functools.lru_cache(maxsize=CACHED_QUERIES)
+def _is_subscription(query: str, name: str | None) -> bool:
+    """(A query that does not parse is left to the view, which says why.)"""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return False
+    operation = get_operation_ast(document, name)
+    return operation is not None and operation.operation is OperationType.SUBSCRIPTION
 
 
 async def graphql_http(request: Request) -> Response:

@@ -22,12 +22,15 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
@@ -56,6 +59,7 @@ MAX_DEPTH = 6
 MAX_FIELDS = 10
 MAX_TOKENS = 1000
 TICK_SECONDS = 5.0
+CACHED_QUERIES = 256
 
 
 @dataclass
@@ -229,6 +233,14 @@ class ServiceErrors(MaskErrors):
         return masked
 
 
+# The depth and alias limits' validation rules, made once: the validation cache keys on
+# the rules, so rules made afresh per request would never hit it
+_LIMITS = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_FIELDS).validation_rules,
+]
+
+
 class _Schema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -239,10 +251,12 @@ class _Schema(strawberry.Schema):
 
 def build_schema(introspection: bool) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_FIELDS),
+        lambda: AddValidationRules(_LIMITS),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ServiceErrors,
+        # a game asks the same few queries over and over: parsed and validated once
+        lambda: ParserCache(maxsize=CACHED_QUERIES),
+        lambda: ValidationCache(maxsize=CACHED_QUERIES),
     ]
     if not introspection:
         extensions.append(DisableIntrospection)

@@ -1,0 +1,154 @@
+"""A top 10 through GraphQL against the REST routes, in one run.
+
+    .venv/bin/python -m bench.graphql [--requests 2000] [--rounds 3]
+
+The app in this process (over ASGI, on the Redis of REDIS_URL under a key prefix of its
+own and a database of its own), a board of 20 players; in turn within each round:
+`GET /v1/leaderboard/top10` (the default board's cached top 10), `GET
+/v1/boards/global/top10` (any board's), and `POST /graphql` asking
+`leaderboard(limit: 10) { rank userId username score }`. The process's CPU per request,
+medians over the rounds. Writes bench/GRAPHQL.md and bench/graphql.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench.run import HERE
+from bench.sync_drain import with_database
+from scoreboard.api.app import create_app
+from scoreboard.api.services import Services
+from scoreboard.core.settings import RateRule, Settings
+
+GENEROUS = RateRule(10_000_000, 60)
+PLAYERS = 20
+QUERY = '{ leaderboard(board: "global", period: "all", limit: 10) { rank userId username score } }'
+READS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+    "REST /leaderboard/top10": ("GET", "/v1/leaderboard/top10", None),
+    "REST /boards/global/top10": ("GET", "/v1/boards/global/top10", None),
+    "GraphQL leaderboard(limit: 10)": ("POST", "/graphql", {"query": QUERY}),
+}
+
+
+async def _phase(http: httpx.AsyncClient, method: str, path: str, body: Any, count: int) -> float:
+    """CPU µs of this process per request."""
+    started = time.process_time()
+    for _ in range(count):
+        answer = await http.request(method, path, json=body)
+        assert answer.status_code == 200, answer.text
+    return (time.process_time() - started) / count * 1e6
+
+
+async def measure(redis_url: str, admin_dsn: str, requests: int, rounds: int) -> dict[str, float]:
+    database = f"scoreboard_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    await admin.close()
+    settings = Settings(
+        redis_url=redis_url,
+        database_url=with_database(admin_dsn, database),
+        jwt_secret="bench-access-secret-0123456789abcdefghij",
+        jwt_refresh_secret="bench-refresh-secret-0123456789abcdefghij",
+        redis_prefix=f"sbbench{uuid.uuid4().hex[:8]}",
+        bcrypt_rounds=4,
+        rate_limit_score_update=GENEROUS,
+        rate_limit_action_token=GENEROUS,
+        rate_limit_login=GENEROUS,
+        rate_limit_leaderboard=GENEROUS,
+        anticheat_mode="off",
+        admin_mfa="optional",
+    )
+    services = await Services.open(settings)
+    costs: dict[str, list[float]] = {}
+    try:
+        app = create_app(settings)
+        app.state.services = services
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            for index in range(PLAYERS):
+                name = f"gq{uuid.uuid4().hex[:8]}"
+                await http.post(
+                    "/v1/auth/register",
+                    json={
+                        "username": name,
+                        "email": f"{name}@example.com",
+                        "password": "bench pw 1",
+                    },
+                )
+                login = await http.post(
+                    "/v1/auth/login", json={"username": name, "password": "bench pw 1"}
+                )
+                headers = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
+                token = await http.post(
+                    "/v1/auth/action-token",
+                    json={"action_type": "game_completion", "session_id": "s1"},
+                    headers=headers,
+                )
+                update = await http.post(
+                    "/v1/scores/update",
+                    json={"score_increase": 1 + index},
+                    headers={**headers, "X-Action-Token": token.json()["data"]["action_token"]},
+                )
+                assert update.status_code == 200, update.text
+            for method, path, body in READS.values():  # warm up
+                await _phase(http, method, path, body, 100)
+            for _ in range(rounds):
+                for name, (method, path, body) in READS.items():
+                    costs.setdefault(name, []).append(
+                        await _phase(http, method, path, body, requests)
+                    )
+    finally:
+        await services.close()
+        admin = await asyncpg.connect(admin_dsn)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+    return {name: statistics.median(values) for name, values in costs.items()}
+
+
+def write_report(args: argparse.Namespace, costs: dict[str, float]) -> str:
+    base = costs["REST /boards/global/top10"]
+    lines = [
+        "# A top 10 through GraphQL and through REST",
+        "",
+        f"`python -m bench.graphql --requests {args.requests} --rounds {args.rounds}`, one run:"
+        f" the app in one process over ASGI, a board of {PLAYERS} players; this process's"
+        f" CPU per request, medians of {args.rounds} rounds of {args.requests} requests.",
+        "",
+        "| read | µs per request | ratio to REST /boards/global/top10 |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {cost:.0f} | {cost / base:.2f} |" for name, cost in costs.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    costs = asyncio.run(measure(redis_url, admin_dsn, args.requests, args.rounds))
+    report = write_report(args, costs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "GRAPHQL.md").write_text(report)
+    (args.out / "graphql.json").write_text(json.dumps({"us_per_request": costs}, indent=2) + "\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
