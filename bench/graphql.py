@@ -22,16 +22,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
+from bench.in_process import app_client
 from bench.run import HERE
-from bench.sync_drain import with_database
-from scoreboard.api.app import create_app
-from scoreboard.api.services import Services
-from scoreboard.core.settings import RateRule, Settings
 
-GENEROUS = RateRule(10_000_000, 60)
 PLAYERS = 20
 QUERY = '{ leaderboard(board: "global", period: "all", limit: 10) { rank userId username score } }'
 READS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
@@ -51,68 +46,38 @@ async def _phase(http: httpx.AsyncClient, method: str, path: str, body: Any, cou
 
 
 async def measure(redis_url: str, admin_dsn: str, requests: int, rounds: int) -> dict[str, float]:
-    database = f"scoreboard_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    await admin.close()
-    settings = Settings(
-        redis_url=redis_url,
-        database_url=with_database(admin_dsn, database),
-        jwt_secret="bench-access-secret-0123456789abcdefghij",
-        jwt_refresh_secret="bench-refresh-secret-0123456789abcdefghij",
-        redis_prefix=f"sbbench{uuid.uuid4().hex[:8]}",
-        bcrypt_rounds=4,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_login=GENEROUS,
-        rate_limit_leaderboard=GENEROUS,
-        anticheat_mode="off",
-        admin_mfa="optional",
-    )
-    services = await Services.open(settings)
     costs: dict[str, list[float]] = {}
-    try:
-        app = create_app(settings)
-        app.state.services = services
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-            for index in range(PLAYERS):
-                name = f"gq{uuid.uuid4().hex[:8]}"
-                await http.post(
-                    "/v1/auth/register",
-                    json={
-                        "username": name,
-                        "email": f"{name}@example.com",
-                        "password": "bench pw 1",
-                    },
-                )
-                login = await http.post(
-                    "/v1/auth/login", json={"username": name, "password": "bench pw 1"}
-                )
-                headers = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
-                token = await http.post(
-                    "/v1/auth/action-token",
-                    json={"action_type": "game_completion", "session_id": "s1"},
-                    headers=headers,
-                )
-                update = await http.post(
-                    "/v1/scores/update",
-                    json={"score_increase": 1 + index},
-                    headers={**headers, "X-Action-Token": token.json()["data"]["action_token"]},
-                )
-                assert update.status_code == 200, update.text
-            for method, path, body in READS.values():  # warm up
-                await _phase(http, method, path, body, 100)
-            for _ in range(rounds):
-                for name, (method, path, body) in READS.items():
-                    costs.setdefault(name, []).append(
-                        await _phase(http, method, path, body, requests)
-                    )
-    finally:
-        await services.close()
-        admin = await asyncpg.connect(admin_dsn)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+    async with app_client(redis_url, admin_dsn) as (http, _):
+        for index in range(PLAYERS):
+            name = f"gq{uuid.uuid4().hex[:8]}"
+            await http.post(
+                "/v1/auth/register",
+                json={
+                    "username": name,
+                    "email": f"{name}@example.com",
+                    "password": "bench pw 1",
+                },
+            )
+            login = await http.post(
+                "/v1/auth/login", json={"username": name, "password": "bench pw 1"}
+            )
+            headers = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
+            token = await http.post(
+                "/v1/auth/action-token",
+                json={"action_type": "game_completion", "session_id": "s1"},
+                headers=headers,
+            )
+            update = await http.post(
+                "/v1/scores/update",
+                json={"score_increase": 1 + index},
+                headers={**headers, "X-Action-Token": token.json()["data"]["action_token"]},
+            )
+            assert update.status_code == 200, update.text
+        for method, path, body in READS.values():  # warm up
+            await _phase(http, method, path, body, 100)
+        for _ in range(rounds):
+            for name, (method, path, body) in READS.items():
+                costs.setdefault(name, []).append(await _phase(http, method, path, body, requests))
     return {name: statistics.median(values) for name, values in costs.items()}
 
 

@@ -27,21 +27,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from bench.in_process import app_client
 from bench.run import HERE
-from bench.sync_drain import with_database
-from scoreboard.api.app import create_app
-from scoreboard.api.services import Services
 from scoreboard.core.contract.requests import Signing
-from scoreboard.core.settings import RateRule, Settings
 from scoreboard.scoring.signatures import check, signed_text
 
 SECRET = "bench shared secret of the game server, 48 bytes"
-GENEROUS = RateRule(10_000_000, 60)
 Signer = Callable[[bytes], bytes]
 
 
@@ -113,75 +108,46 @@ async def _one_phase(
 
 
 async def whole_update(redis_url: str, admin_dsn: str, updates: int, rounds: int) -> dict[str, Any]:
-    database = f"scoreboard_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    await admin.close()
-    settings = Settings(
-        redis_url=redis_url,
-        database_url=with_database(admin_dsn, database),
-        jwt_secret="bench-access-secret-0123456789abcdefghij",
-        jwt_refresh_secret="bench-refresh-secret-0123456789abcdefghij",
-        redis_prefix=f"sbbench{uuid.uuid4().hex[:8]}",
-        bcrypt_rounds=4,
-        rate_limit_score_update=GENEROUS,
-        rate_limit_action_token=GENEROUS,
-        rate_limit_login=GENEROUS,
-        anticheat_mode="off",
-        admin_mfa="optional",
-    )
-    services = await Services.open(settings)
     per_board: dict[str, list[float]] = {}
-    try:
-        app = create_app(settings)
-        app.state.services = services
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-            name = f"sigadmin{uuid.uuid4().hex[:6]}"
-            await services.accounts.create(
-                name, f"{name}@example.com", "bench password", role="admin"
-            )
-            login = await http.post(
-                "/v1/auth/login", json={"username": name, "password": "bench password"}
-            )
-            admin_headers = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
-            keys = _keys()
-            for board, (signing, _) in keys.items():
-                body: dict[str, Any] = {"name": f"sig-{board}", "action_types": {"run": 100}}
-                if signing is not None:
-                    body["signing"] = signing
-                created = await http.post("/v1/admin/boards", json=body, headers=admin_headers)
-                assert created.status_code == 201, created.text
-            player = f"sigplayer{uuid.uuid4().hex[:6]}"
+    async with app_client(redis_url, admin_dsn) as (http, services):
+        name = f"sigadmin{uuid.uuid4().hex[:6]}"
+        await services.accounts.create(name, f"{name}@example.com", "bench password", role="admin")
+        login = await http.post(
+            "/v1/auth/login", json={"username": name, "password": "bench password"}
+        )
+        admin_headers = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
+        keys = _keys()
+        for board, (signing, _) in keys.items():
+            body: dict[str, Any] = {"name": f"sig-{board}", "action_types": {"run": 100}}
+            if signing is not None:
+                body["signing"] = signing
+            created = await http.post("/v1/admin/boards", json=body, headers=admin_headers)
+            assert created.status_code == 201, created.text
+        player = f"sigplayer{uuid.uuid4().hex[:6]}"
+        await http.post(
+            "/v1/auth/register",
+            json={
+                "username": player,
+                "email": f"{player}@example.com",
+                "password": "bench password",
+            },
+        )
+        session = (
             await http.post(
-                "/v1/auth/register",
-                json={
-                    "username": player,
-                    "email": f"{player}@example.com",
-                    "password": "bench password",
-                },
+                "/v1/auth/login", json={"username": player, "password": "bench password"}
             )
-            session = (
-                await http.post(
-                    "/v1/auth/login", json={"username": player, "password": "bench password"}
+        ).json()["data"]
+        for _ in range(rounds):
+            for board, (_, sign) in keys.items():
+                cost = await _one_phase(
+                    http,
+                    session["access_token"],
+                    f"sig-{board}",
+                    sign,
+                    session["user_id"],
+                    updates,
                 )
-            ).json()["data"]
-            for _ in range(rounds):
-                for board, (_, sign) in keys.items():
-                    cost = await _one_phase(
-                        http,
-                        session["access_token"],
-                        f"sig-{board}",
-                        sign,
-                        session["user_id"],
-                        updates,
-                    )
-                    per_board.setdefault(board, []).append(cost)
-    finally:
-        await services.close()
-        admin = await asyncpg.connect(admin_dsn)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+                per_board.setdefault(board, []).append(cost)
     return {board: statistics.median(costs) for board, costs in per_board.items()}
 
 
