@@ -38,6 +38,20 @@ def _sync(env: dict[str, str], cwd: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def _signed_in(browser: Any, url: str, admin: str) -> Any:
+    """The console, signed in as `admin`; the page's waiter."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    wait = page_wait(browser)
+    browser.get(f"{url}/console")
+    browser.find_element(By.NAME, "username").send_keys(admin)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "who"), admin))
+    return wait
+
+
 async def _cheat(http: httpx.AsyncClient, player: dict[str, Any], rounds: int) -> None:
     """The most points, claiming a second and a half of play each time: flagged."""
     for _ in range(rounds):
@@ -213,12 +227,7 @@ async def test_an_admin_manages_boards_and_scores_from_the_console(
         await _cheat(http, bot, 1)
     _sync(env, tmp_path)
     name = f"cup{uuid.uuid4().hex[:8]}"
-    wait = page_wait(browser)
-    browser.get(f"{server.url}/console")
-    browser.find_element(By.NAME, "username").send_keys(admin)
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-    wait.until(ec.text_to_be_present_in_element((By.ID, "who"), admin))
+    wait = _signed_in(browser, server.url, admin)
 
     browser.find_element(By.CSS_SELECTOR, 'nav button[data-tab="boards"]').click()
     form = browser.find_element(By.ID, "board-form")
@@ -304,12 +313,7 @@ async def test_an_admin_blocks_a_farm_device_from_the_console(
                 assert logged_in.status_code == 200, logged_in.text
                 farm.append({**player, **logged_in.json()["data"]})
 
-        wait = page_wait(browser)
-        browser.get(f"{server.url}/console")
-        browser.find_element(By.NAME, "username").send_keys(admin)
-        browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-        wait.until(ec.text_to_be_present_in_element((By.ID, "who"), admin))
+        wait = _signed_in(browser, server.url, admin)
         browser.find_element(By.CSS_SELECTOR, 'nav button[data-tab="devices"]').click()
         found = wait.until(
             ec.presence_of_element_located((By.CSS_SELECTOR, "#devices tr[data-device-id]"))
