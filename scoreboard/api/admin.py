@@ -4,12 +4,11 @@ anyone else, 401 without a token)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from scoreboard.api import common
 from scoreboard.api.common import (
     address,
     parse_user_id,
@@ -116,15 +115,6 @@ async def audit(request: Request) -> Response:
     return _page(page)
 
 
-async def _record(
-    request: Request, meta: Meta, event_type: str, result: str, details: dict[str, Any]
-) -> None:
-    trail = services(request).audit
-    await trail.record(
-        event_type, ip=meta.ip, user_agent=meta.user_agent, result=result, details=details
-    )
-
-
 async def player_devices(request: Request) -> Response:
     """The devices a player signed in from, latest first."""
     await admin_meta(request)
@@ -153,7 +143,7 @@ async def block_device(request: Request) -> Response:
     devices = services(request).devices
     revoked = await devices.block(handle, meta.admin_id, reason)
     details = {**meta.actor(), "device_id": handle, "reason": reason, "sessions_revoked": revoked}
-    await _record(request, meta, audit_events.DEVICE_BLOCKED, "blocked", details)
+    await common.audit(request, audit_events.DEVICE_BLOCKED, result="blocked", details=details)
     return ok(await devices.one(handle))
 
 
@@ -165,7 +155,7 @@ async def unblock_device(request: Request) -> Response:
     devices = services(request).devices
     await devices.unblock(handle)
     details = {**meta.actor(), "device_id": handle, "reason": reason}
-    await _record(request, meta, audit_events.DEVICE_UNBLOCKED, "unblocked", details)
+    await common.audit(request, audit_events.DEVICE_UNBLOCKED, result="unblocked", details=details)
     return ok(await devices.one(handle))
 
 

@@ -60,6 +60,7 @@ _LOGIN_REFUSALS: dict[type[ScoreboardError], tuple[str, str]] = {
     MfaRequired: (audit_events.MFA_REFUSED, "refused"),
     DeviceRefused: (audit_events.LOGIN_DEVICE_REFUSED, "refused"),
 }
+# the same classes as the keys above, spelled out so the handler knows their attributes
 _REFUSED = (InvalidCredentials, RateLimitExceeded, AccountSuspended, MfaRequired, DeviceRefused)
 
 

@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from scoreboard.api.common import address, services
 from scoreboard.auth.tokens import AccessClaims
-from scoreboard.core.errors import RateLimitExceeded, ScoreboardError
+from scoreboard.core.errors import ScoreboardError
 from scoreboard.core.periods import ALL_TIME
 from scoreboard.http.ws_protocol import FRAME_WRITER
 from scoreboard.live.messages import Broadcast
@@ -241,29 +241,21 @@ def _sse_event(message: Broadcast) -> dict[str, Any]:
 
 async def sse_leaderboard(request: Request) -> EventSourceResponse:
     svc = services(request)
-    ip = address(request)
-    streams = svc.live.sse_streams
-    if streams[ip] >= svc.settings.sse_max_connections_per_ip:
-        raise RateLimitExceeded(
-            "Too many live connections from this address", headers={"Retry-After": "5"}
-        )
     board = request.query_params.get("board", DEFAULT_BOARD)
     period = request.query_params.get("period", ALL_TIME)
-    subscriber, current = await svc.live.subscribe(board, period)
-    streams[ip] += 1
+    # entered here, so a refusal (429, 404) is the answer; left as the stream ends
+    held = contextlib.AsyncExitStack()
+    most = svc.settings.sse_max_connections_per_ip
+    stream = svc.live.stream(board, period, address(request), most)
+    subscriber, current = await held.enter_async_context(stream)
 
     async def events() -> AsyncIterator[dict[str, Any]]:
-        try:
+        async with held:
             yield _sse_event(current)
             while not svc.live.closing:  # shutting down: end cleanly, the client reconnects
                 message = await subscriber.next(TICK_SECONDS)
                 if message is not None:
                     yield _sse_event(message)
-        finally:
-            svc.live.unsubscribe(subscriber)
-            streams[ip] -= 1
-            if streams[ip] <= 0:
-                del streams[ip]
 
     return EventSourceResponse(
         events(), ping=SSE_PING_SECONDS, headers={"Cache-Control": "no-store"}

@@ -26,6 +26,7 @@ from scoreboard.auth.revocations import Revocations
 from scoreboard.core import patterns
 from scoreboard.core.contract import Device, DeviceInfo, DevicePlayer
 from scoreboard.core.errors import DeviceRefused, InvalidRequest, NotFound
+from scoreboard.core.periods import iso_instant
 from scoreboard.core.settings import Settings
 from scoreboard.storage.database import db_errors
 
@@ -146,10 +147,8 @@ def parse_handle(raw: str) -> str:
     return raw
 
 
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _maybe_iso(moment: datetime | None) -> str | None:
+    return None if moment is None else iso_instant(moment)
 
 
 def _info(row: asyncpg.Record) -> DeviceInfo:
@@ -158,11 +157,11 @@ def _info(row: asyncpg.Record) -> DeviceInfo:
         kind=row["kind"],
         label=row["label"],
         public_key_pinned=row["pinned"],
-        first_seen=_iso(row["first_seen"]) or "",
-        last_seen=_iso(row["last_seen"]) or "",
+        first_seen=iso_instant(row["first_seen"]),
+        last_seen=iso_instant(row["last_seen"]),
         players=row["players"],
-        flagged_at=_iso(row["flagged_at"]),
-        blocked_at=_iso(row["blocked_at"]),
+        flagged_at=_maybe_iso(row["flagged_at"]),
+        blocked_at=_maybe_iso(row["blocked_at"]),
         block_reason=row["block_reason"],
     )
 
@@ -219,7 +218,7 @@ class Devices:
             DevicePlayer(
                 user_id=account["user_id"],
                 username=account["username"],
-                last_seen=_iso(account["last_seen"]) or "",
+                last_seen=iso_instant(account["last_seen"]),
             )
             for account in accounts
         ]

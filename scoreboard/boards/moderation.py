@@ -47,7 +47,7 @@ from scoreboard.core.errors import (
     UserNotFound,
 )
 from scoreboard.core.event_ids import new_event_id
-from scoreboard.core.periods import period_at
+from scoreboard.core.periods import iso_instant, period_at
 from scoreboard.core.settings import Settings
 from scoreboard.storage.database import db_errors
 from scoreboard.storage.keys import BoardKeys
@@ -133,10 +133,6 @@ def parse_cursor(raw: str | None) -> int | None:
     return int(raw)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _item(row: asyncpg.Record) -> AuditItem:
     details = json.loads(row["details"] or "{}")
     return AuditItem(
@@ -151,7 +147,7 @@ def _item(row: asyncpg.Record) -> AuditItem:
         risk_score=row["risk_score"],
         reasons=details.get("reasons", []),
         details=details,
-        timestamp=_iso(row["created_at"]),
+        timestamp=iso_instant(row["created_at"]),
     )
 
 

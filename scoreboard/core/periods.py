@@ -132,8 +132,12 @@ class CurrentPeriods:
 @functools.lru_cache(maxsize=1024)
 def iso_utc(ms: int) -> str:
     """An instant as ISO 8601 UTC with milliseconds, 'Z' suffixed."""
-    stamp = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    return iso_instant(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def iso_instant(moment: datetime) -> str:
+    """A UTC datetime (as PostgreSQL gives it) as ISO 8601 with milliseconds, 'Z'."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def period_reply(period: Period) -> contract.Period:

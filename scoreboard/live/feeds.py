@@ -26,13 +26,14 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from scoreboard.boards.feed import BoardEvent
 from scoreboard.boards.runtime import BoardRuntimes
-from scoreboard.core.errors import ScoreboardError
+from scoreboard.core.errors import RateLimitExceeded, ScoreboardError
 from scoreboard.core.periods import ALL_TIME, Period, iso_utc
 from scoreboard.core.tasks import cancel
 from scoreboard.core.values import BoardEntry
@@ -241,7 +242,8 @@ class LiveFeeds:
         self._of: dict[Subscriber, RankingFeed] = {}
         self._watchers: dict[str, set[Callable[[], None]]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
-        self.sse_streams: Counter[str] = Counter()  # open SSE streams per client address
+        # open streams (SSE, GraphQL subscriptions) per client address
+        self.sse_streams: Counter[str] = Counter()
         self.closing = False  # the process is shutting down: streams end
 
     async def subscribe(
@@ -269,6 +271,27 @@ class LiveFeeds:
         feed.subscribers.add(subscriber)
         self._of[subscriber] = feed
         return subscriber, current
+
+    @asynccontextmanager
+    async def stream(
+        self, board: str, kind: str, ip: str, most: int
+    ) -> AsyncIterator[tuple[Subscriber, Broadcast]]:
+        """A follower for a stream of the client at `ip` (an SSE stream, a GraphQL
+        subscription), at most `most` of them per address (429 past it); on leaving,
+        unsubscribed and no longer counted."""
+        if self.sse_streams[ip] >= most:
+            raise RateLimitExceeded(
+                "Too many live connections from this address", headers={"Retry-After": "5"}
+            )
+        subscriber, current = await self.subscribe(board, kind)
+        self.sse_streams[ip] += 1
+        try:
+            yield subscriber, current
+        finally:
+            self.unsubscribe(subscriber)
+            self.sse_streams[ip] -= 1
+            if self.sse_streams[ip] <= 0:
+                del self.sse_streams[ip]
 
     def feed(self, board: str, kind: str) -> RankingFeed | None:
         return self._feeds.get((board, kind))

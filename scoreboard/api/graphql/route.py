@@ -1,5 +1,5 @@
-"""`/graphql` on the application: queries by POST (or GET), the subscription over a
-WebSocket speaking graphql-transport-ws. No in-page IDE: the pages' Content Security
+"""`/graphql` on the application: queries by POST, the subscription over a WebSocket
+speaking graphql-transport-ws. No in-page IDE: the pages' Content Security
 Policy allows no third-party script; the schema is in the docs and, where
 introspection is on, asked of the server."""
 

@@ -173,22 +173,13 @@ async def _follow(
 ) -> AsyncGenerator[LeaderboardUpdate, None]:
     svc = info.context.svc
     ip = client_ip(info.context.request, svc.settings.trusted_proxies)
-    streams = svc.live.sse_streams  # one cap on live connections per address
-    if streams[ip] >= svc.settings.sse_max_connections_per_ip:
-        raise RateLimitExceeded("Too many live connections from this address")
-    subscriber, current = await svc.live.subscribe(board, period)
-    streams[ip] += 1
-    try:
+    most = svc.settings.sse_max_connections_per_ip  # one cap with SSE streams
+    async with svc.live.stream(board, period, ip, most) as (subscriber, current):
         yield LeaderboardUpdate.of(board, period, current.data)
         while not svc.live.closing:
             message = await subscriber.next(TICK_SECONDS)
             if message is not None:
                 yield LeaderboardUpdate.of(board, period, message.data)
-    finally:
-        svc.live.unsubscribe(subscriber)
-        streams[ip] -= 1
-        if streams[ip] <= 0:
-            del streams[ip]
 
 
 @strawberry.type
