@@ -16,7 +16,8 @@ LABEL org.opencontainers.image.title="scoreboard" \
       org.opencontainers.image.description="Redis-first live leaderboard service" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="MIT"
-RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home scoreboard
+RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home scoreboard \
+ && install -d -o scoreboard -g scoreboard /tls
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels scoreboard && rm -rf /wheels
 USER scoreboard

@@ -1,4 +1,4 @@
-"""`scoreboard serve | sync | migrate | users … | rebuild | reconcile`."""
+"""`scoreboard serve | sync | migrate | users … | rebuild | reconcile | demo | tls-cert`."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from scoreboard.core import logs
 from scoreboard.core.errors import ScoreboardError, SettingsError
 from scoreboard.core.settings import Settings, unknown_variables
+from scoreboard.ops import tls
 from scoreboard.ops.parser import parser
 
 SHUTDOWN_GRACE_SECONDS = 10
@@ -545,8 +547,21 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_rebuild(settings, args))
 
 
+def _tls_certificate(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    names = args.names or ["localhost", "127.0.0.1", "::1"]
+    if tls.self_signed(directory, names, replace=args.replace):
+        written = f"{directory / tls.CERTIFICATE} and {directory / tls.KEY}"
+        print(f"wrote {written} for {', '.join(names)}")
+    else:
+        print(f"kept the certificate in {directory} (--replace to make a new one)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "tls-cert":
+        return _tls_certificate(args)
     try:
         settings = Settings.from_env(os.environ)
         logs.configure(settings.log_format)

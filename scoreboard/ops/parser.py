@@ -31,6 +31,7 @@ _READS = {
     " sessions' access tokens at once",
     "ban": "REDIS_URL, DATABASE_URL, SCOREBOARD_REDIS_PREFIX, SCOREBOARD_REDIS_CLUSTER",
     "unban": "REDIS_URL, DATABASE_URL, SCOREBOARD_REDIS_PREFIX, SCOREBOARD_REDIS_CLUSTER",
+    "tls-cert": "none",
 }
 
 
@@ -127,6 +128,22 @@ def parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=0, help="how long to play (default: 0, until Ctrl-C)"
     )
     demo.add_argument("--admin", help="an admin's username, to create the board")
+    tls = _command(
+        commands,
+        "tls-cert",
+        "make a self-signed certificate for HTTPS",
+        "Writes fullchain.pem and privkey.pem (owner-only) into DIRECTORY, for local use:\n"
+        "the compose deployment's nginx gets one this way at its first start. A pair\n"
+        "already there is kept unless --replace.",
+    )
+    tls.add_argument("directory", metavar="DIRECTORY", help="where to write the pair")
+    tls.add_argument(
+        "--name",
+        action="append",
+        dest="names",
+        help="a host name or address it is for; repeatable (default: localhost, 127.0.0.1, ::1)",
+    )
+    tls.add_argument("--replace", action="store_true", help="replace a pair already there")
     users = commands.add_parser("users", help="manage accounts", description="Manage accounts.")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
     create = _command(

@@ -40,6 +40,29 @@ def test_a_short_secret_is_refused(settings: Settings, tmp_path: Path) -> None:
     assert "JWT_SECRET: must be at least 32 bytes" in result.stderr
 
 
+def test_tls_cert_makes_a_certificate_once_without_any_setting(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    env = {"PATH": "/usr/bin:/bin", "JWT_SECRET": "short"}  # settings are not read
+    made = _run(
+        ["tls-cert", "tls", "--name", "scores.example.com", "--name", "10.0.0.5"], env, tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    key, certificate = tmp_path / "tls" / "privkey.pem", tmp_path / "tls" / "fullchain.pem"
+    assert key.stat().st_mode & 0o077 == 0
+    names = (
+        x509.load_pem_x509_certificate(certificate.read_bytes())
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
+    assert [str(n.value) for n in names] == ["scores.example.com", "10.0.0.5"]
+    first = certificate.read_bytes()
+    kept = _run(["tls-cert", "tls"], env, tmp_path)
+    assert kept.returncode == 0 and "kept" in kept.stdout and certificate.read_bytes() == first
+    replaced = _run(["tls-cert", "tls", "--replace"], env, tmp_path)
+    assert replaced.returncode == 0 and certificate.read_bytes() != first
+
+
 def test_sync_and_rebuild_need_real_services(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "SCOREBOARD_DATA_DIR": str(tmp_path / "data")}
     for command in ("sync", "rebuild"):

@@ -1,8 +1,8 @@
 """The deployment as shipped: docker-compose.yml and .env.example agree and pin what
 they run, the Redis users get the passwords of .env, and the load balancer's own
 config (deploy/nginx.conf, run by Debian's nginx) serves two server processes and a
-syncer with logins, updates, WebSockets and unbuffered SSE, passing the client's
-address only as it rewrote it."""
+syncer over HTTPS with HTTP/2 (logins, updates, unbuffered SSE) and WebSockets,
+redirects plain HTTP, and passes the client's address only as it rewrote it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,8 +27,9 @@ import yaml
 from websockets.asyncio.client import connect
 
 from scoreboard.core.settings import Settings
+from scoreboard.ops import tls
 from tests.auth_helpers import bearer, new_player, submit
-from tests.conftest import RunningServer, server_env, serving
+from tests.conftest import server_env, serving
 from tests.deployment import FAST_SYNC, SyncerProcess
 from tests.services_under_test import free_port
 
@@ -43,7 +45,7 @@ def _compose() -> dict[str, Any]:
 
 def test_compose_runs_the_whole_deployment() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", "postgres", "migrate", "app1", "app2", "syncer", "lb"}
+    assert set(services) == {"redis", "postgres", "migrate", "app1", "app2", "syncer", "tls", "lb"}
     assert services["app1"] == services["app2"]
     assert services["app1"]["command"][0] == "serve"
     assert services["syncer"]["command"] == ["sync"] and "profiles" not in services["syncer"]
@@ -55,13 +57,19 @@ def test_compose_runs_the_whole_deployment() -> None:
             "condition": "service_completed_successfully"
         }
     assert services["lb"]["depends_on"] == {
+        "tls": {"condition": "service_completed_successfully"},
         "app1": {"condition": "service_healthy"},
         "app2": {"condition": "service_healthy"},
     }
+    # HTTPS with a certificate made once (or a real one), plain HTTP redirected
+    assert services["tls"]["command"][:2] == ["tls-cert", "/tls"]
+    assert services["tls"]["volumes"] == ["tls:/tls"] and services["tls"]["restart"] == "no"
+    assert "${SCOREBOARD_TLS_DIR:-tls}:/etc/nginx/tls:ro" in services["lb"]["volumes"]
+    assert sorted(port.split(":")[-1] for port in services["lb"]["ports"]) == ["443", "80"]
     for name, service in services.items():
         image = service["image"].replace("${SCOREBOARD_VERSION:-", "").replace("}", "")
         assert PINNED_RE.match(image), (name, image)
-        if name not in ("syncer", "migrate", "app1", "app2"):
+        if name not in ("syncer", "migrate", "tls", "app1", "app2"):
             assert "test" in service["healthcheck"], name
     trusted = services["app1"]["environment"]["SCOREBOARD_TRUSTED_PROXIES"]
     assert trusted == services["lb"]["networks"]["backend"]["ipv4_address"]
@@ -165,12 +173,22 @@ def _nginx() -> str:
     return found
 
 
+@dataclasses.dataclass(frozen=True)
+class Balancer:
+    url: str  # https://127.0.0.1:port
+    plain_url: str  # its plain HTTP side
+    trusted_file: Path  # the balancer's self-signed certificate
+
+    @property
+    def trusted(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.trusted_file)
+
+
 @pytest.fixture
-def balanced(
-    settings: Settings, own_database: str, tmp_path: Path
-) -> Iterator[tuple[str, list[RunningServer]]]:
+def balanced(settings: Settings, own_database: str, tmp_path: Path) -> Iterator[Balancer]:
     """The compose deployment's processes on loopback: two servers and a syncer behind
-    the shipped nginx config."""
+    the shipped nginx config, with a certificate made as the compose `tls` service
+    makes it."""
     nginx = _nginx()
     env = server_env(
         dataclasses.replace(settings, database_url=own_database),
@@ -180,11 +198,18 @@ def balanced(
     )
     syncer = SyncerProcess(env, tmp_path)
     with serving(env, tmp_path, count=2) as servers:
-        port = free_port()
+        port, plain_port = free_port(), free_port()
+        assert tls.self_signed(tmp_path / "tls", ["localhost", "127.0.0.1"])
         conf = (ROOT / "deploy" / "nginx.conf").read_text()
-        conf = conf.replace("server app1:8000", f"server 127.0.0.1:{servers[0].port}")
-        conf = conf.replace("server app2:8000", f"server 127.0.0.1:{servers[1].port}")
-        conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+        for shipped, local in (
+            ("server app1:8000", f"server 127.0.0.1:{servers[0].port}"),
+            ("server app2:8000", f"server 127.0.0.1:{servers[1].port}"),
+            ("listen 80;", f"listen 127.0.0.1:{plain_port};"),
+            ("listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl http2;"),
+            ("/etc/nginx/tls/", f"{tmp_path}/tls/"),
+        ):
+            assert shipped in conf, shipped
+            conf = conf.replace(shipped, local)
         (tmp_path / "nginx.conf").write_text(conf)
         (tmp_path / "logs").mkdir()
         log = (tmp_path / "nginx.log").open("wb")
@@ -201,19 +226,24 @@ def balanced(
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
-        url = f"http://127.0.0.1:{port}"
+        balancer = Balancer(
+            url=f"https://127.0.0.1:{port}",
+            plain_url=f"http://127.0.0.1:{plain_port}",
+            trusted_file=tmp_path / "tls" / tls.CERTIFICATE,
+        )
         try:
             deadline = time.monotonic() + 15
             while True:
                 try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    answer = httpx.get(f"{balancer.url}/health", timeout=1, verify=balancer.trusted)
+                    if answer.status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError((tmp_path / "nginx.log").read_text())
                 time.sleep(0.1)
-            yield url, servers
+            yield balancer
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -222,28 +252,33 @@ def balanced(
 
 
 async def test_the_load_balancer_serves_the_whole_flow(
-    balanced: tuple[str, list[RunningServer]], settings: Settings, own_database: str
+    balanced: Balancer, settings: Settings, own_database: str
 ) -> None:
-    url, _ = balanced
+    url = balanced.url
     # the client comes from 127.0.0.2 and claims another address: only what nginx saw
-    # (and wrote into X-Forwarded-For) reaches the servers
-    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    # (and wrote into X-Forwarded-For) reaches the servers. It speaks HTTP/2 over TLS.
+    transport = httpx.AsyncHTTPTransport(
+        local_address="127.0.0.2", http2=True, verify=balanced.trusted
+    )
     async with httpx.AsyncClient(base_url=url, timeout=30, transport=transport) as http:
         player, watcher = await new_player(http), await new_player(http)
+        assert (await http.get("/health")).http_version == "HTTP/2"
         refused = await http.post(
             "/v1/auth/login",
             json={"username": player["username"], "password": "wrong password"},
             headers={"X-Forwarded-For": "203.0.113.99"},
         )
         assert refused.status_code == 401
+        # WebSocket upgrades are HTTP/1.1, on the same TLS port
         ws_url = (
-            url.replace("http://", "ws://") + f"/ws/leaderboard?token={watcher['access_token']}"
+            url.replace("https://", "wss://") + f"/ws/leaderboard?token={watcher['access_token']}"
         )
-        async with connect(ws_url) as ws:
+        async with connect(ws_url, ssl=balanced.trusted) as ws:
             await ws.send(json.dumps({"type": "subscribe_leaderboard", "data": {}}))
             first = json.loads(await asyncio.wait_for(ws.recv(), 5))
             assert first["type"] == "leaderboard_update"
             async with http.stream("GET", "/sse/leaderboard") as stream:
+                assert stream.http_version == "HTTP/2"
                 lines = stream.aiter_lines()
 
                 async def next_data() -> dict[str, Any]:
@@ -257,6 +292,7 @@ async def test_the_load_balancer_serves_the_whole_flow(
                 started = time.monotonic()
                 updated = await submit(http, player, 21)
                 assert updated.status_code == 200, updated.text
+                assert updated.http_version == "HTTP/2"
                 sse = await asyncio.wait_for(next_data(), 2)
                 assert time.monotonic() - started < 2  # not held in a proxy buffer
                 assert sse["updated_user"]["user_id"] == player["user_id"]
@@ -285,3 +321,35 @@ async def test_the_load_balancer_serves_the_whole_flow(
         await conn.close()
     assert [row["ip"] for row in addresses] == ["127.0.0.2"]
     assert score == 21
+
+
+def test_plain_http_is_redirected_to_https_except_the_health_probe(
+    balanced: Balancer,
+) -> None:
+    with httpx.Client(base_url=balanced.plain_url, timeout=10) as plain:
+        assert plain.get("/health").json()["data"]["status"] == "ok"
+        for method in ("GET", "POST"):
+            moved = plain.request(method, "/v1/leaderboard/top10?limit=3")
+            # 308 keeps the method and the body
+            assert moved.status_code == 308
+            assert moved.headers["location"] == "https://127.0.0.1/v1/leaderboard/top10?limit=3"
+    # curl, as an operator would try it: HTTP/2 negotiated over TLS
+    spoken = subprocess.run(
+        [
+            "curl",
+            "--http2",
+            "-sS",
+            "--cacert",
+            str(balanced.trusted_file),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            f"{balanced.url}/health",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    )
+    assert spoken.stdout == "2"
