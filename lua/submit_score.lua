@@ -65,6 +65,9 @@
 --            here only then
 --   ARGV[25] the device the request's session was opened from ('' = none): a token
 --            issued to a session on another device is refused
+--   ARGV[26] the request's trace context (a W3C traceparent; '' = not traced): kept
+--            in the stream entry's `trace` field, so the syncer's span that persists
+--            it joins the request's trace
 --   (ARGV 17-19 are kept in the stream only, for the audit trail)
 --
 -- Output:
@@ -138,6 +141,7 @@ local client_ip, user_agent, action_data = ARGV[17], ARGV[18], ARGV[19]
 local fingerprint = ARGV[20]
 local period_kinds, period_grace_ms = ARGV[21], tonumber(ARGV[22])
 local device_id = ARGV[25]
+local trace = ARGV[26]
 
 local function int(n)
   return string.format('%d', n)
@@ -172,13 +176,22 @@ if moved or #current_periods ~= #kinds_listed then
   return { S_PERIOD_MOVED, table.concat(current_ids, ',') }
 end
 
+-- a stream entry of `fields`, with the request's trace context when it is traced
+local function append_event(fields)
+  if trace ~= '' then
+    fields[#fields + 1] = 'trace'
+    fields[#fields + 1] = trace
+  end
+  return rcall('XADD', events_key, '*', unpack(fields))
+end
+
 local function audit_rejection(status, reason, session_id, action_type, risk, reasons)
-  rcall('XADD', events_key, '*', 'type', 'score_rejected', 'event_id', event_id,
+  append_event({ 'type', 'score_rejected', 'event_id', event_id,
     'board', board, 'user_id', user_id, 'username', username, 'status', status,
     'reason', reason, 'reasons', reasons or '',
     'delta', increase_text, 'action_type', action_type, 'session_id', session_id,
     'token_hash', token_hash, 'risk', risk, 'ip', client_ip, 'user_agent', user_agent,
-    'action_data', action_data, 'ts', now_ms)
+    'action_data', action_data, 'ts', now_ms })
 end
 
 -- 0. the board is whole, and the player may play on it
@@ -353,7 +366,7 @@ local top_json = top and cjson.encode(top) or ''
 
 local old_rank_text, new_rank_text = int(old_rank), int(new_rank)
 local flagged_text = flagged == 1 and '1' or '0'
-local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
+local stream_id = append_event({ 'type', 'score_updated',
   'event_id', event_id, 'seq', sequence_text, 'token_max', token[4],
   'token_expires_ms', token_expires_ms, 'board', board, 'user_id', user_id,
   'username', username,
@@ -362,7 +375,7 @@ local stream_id = rcall('XADD', events_key, '*', 'type', 'score_updated',
   'session_id', session_id, 'token_hash', token_hash, 'risk', risk_text,
   'flagged', flagged_text, 'reason', reason, 'reasons', reasons_text,
   'token_wait_ms', int(math.floor(wait_us / 1000)), 'ip', client_ip, 'user_agent', user_agent,
-  'action_data', action_data, 'periods', table.concat(period_ids, ','), 'ts', now_ms)
+  'action_data', action_data, 'periods', table.concat(period_ids, ','), 'ts', now_ms })
 
 bc_publish(channel, { seq = sequence_text, id = stream_id, board = board, user_id = user_id,
   username = username, delta = increase_text, old_score = old_score_text,

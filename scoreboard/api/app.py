@@ -17,7 +17,7 @@ from starlette.routing import Match, Mount, Router
 
 from scoreboard.api.routes import all_routes
 from scoreboard.api.services import Services
-from scoreboard.core import lifecycle
+from scoreboard.core import lifecycle, tracing
 from scoreboard.core.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -101,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
     # The live feeds end their own streams when shutdown begins (scoreboard.core.lifecycle),
     # cleanly; sse-starlette's drain would cut them mid-response instead.
     AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
+    tracing.configure(tracing.SERVER)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -113,12 +114,14 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await services.close()
+            tracing.shutdown()
 
     routes = all_routes()
     versioned = Mount("/v1", routes=routes)
     app = Starlette(
         routes=[versioned, *routes],
         middleware=[
+            *tracing.middleware(),
             Middleware(MetricsMiddleware),
             Middleware(RequestIdMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),

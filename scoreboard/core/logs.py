@@ -1,5 +1,6 @@
-"""Logs: one JSON object per line (time, level, logger, message, the request's id, and
-any fields passed as `extra`), or a readable line when stderr is a terminal. The same
+"""Logs: one JSON object per line (time, level, logger, message, the request's id, the
+trace and span ids when tracing is on, and any fields passed as `extra`), or a readable
+line when stderr is a terminal. The same
 configuration drives uvicorn's loggers, so every line of a process has one shape.
 `SCOREBOARD_LOG_FORMAT` picks `json`, `text` or `auto` (text on a terminal)."""
 
@@ -12,6 +13,8 @@ import sys
 import time
 from contextvars import ContextVar
 from typing import Any
+
+from scoreboard.core import tracing
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -34,6 +37,9 @@ class JsonFormatter(logging.Formatter):
         request_id = REQUEST_ID.get()
         if request_id is not None:
             entry["request_id"] = request_id
+        traced = tracing.log_ids()
+        if traced is not None:
+            entry["trace_id"], entry["span_id"] = traced
         for name, value in vars(record).items():
             if name not in _RECORD_FIELDS and not name.startswith("_"):
                 entry[name] = value
@@ -49,7 +55,10 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         request_id = REQUEST_ID.get()
-        return f"{line} [{request_id}]" if request_id else line
+        if request_id:
+            line = f"{line} [{request_id}]"
+        traced = tracing.log_ids()
+        return f"{line} trace={traced[0]}" if traced else line
 
 
 def chosen(setting: str) -> str:

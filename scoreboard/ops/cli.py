@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from scoreboard.core import logs
+from scoreboard.core import logs, tracing
 from scoreboard.core.errors import ScoreboardError, SettingsError
 from scoreboard.core.settings import Settings, unknown_variables
 from scoreboard.ops import tls
@@ -394,6 +394,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
         )
     assert settings.redis_url
     await preflight(settings)
+    tracing.configure(tracing.SYNCER)
     pool, _server = await open_database(settings)
     # The syncer's reads block for up to SCOREBOARD_SYNC_BLOCK_MS: its timeout is longer.
     redis = connect_for(settings, timeout=settings.sync_block_ms / 1000 + 1.0)
@@ -423,6 +424,7 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
         announcing.cancel()
         await redis.aclose()
         await pool.close()
+        tracing.shutdown()
     print(f"scoreboard sync: stopped after {syncer.committed_events} events", flush=True)
     return 0
 
@@ -564,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _tls_certificate(args)
     try:
         settings = Settings.from_env(os.environ)
+        tracing.exporters(os.environ)  # a tracing variable's mistake is one line too
         logs.configure(settings.log_format)
         for line in unknown_variables(os.environ):
             print(f"scoreboard: warning: {line}", file=sys.stderr)

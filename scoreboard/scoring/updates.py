@@ -11,7 +11,7 @@ from msgspec import UnsetType
 from scoreboard.auth.tokens import AccessClaims
 from scoreboard.boards.catalogue import BoardConfig
 from scoreboard.boards.runtime import BoardRuntimes
-from scoreboard.core import patterns
+from scoreboard.core import patterns, tracing
 from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.contract import ActionData, ScoreUpdate
 from scoreboard.core.errors import (
@@ -150,6 +150,7 @@ class Scoring:
             action_data_json=data_json,
             fingerprint=fingerprint(increase, session_id, action_type, data_json),
             device=claims.device,
+            trace=tracing.traceparent(),
         )
 
     async def submit(
@@ -173,9 +174,10 @@ class Scoring:
         try:
             now_ms = self._boards.now_ms()
             periods = tuple(self._periods.at(kind, now_ms) for kind in board.periods)
-            applied = await self._scripts.submit_score(
-                runtime.keys, submission, self._policy_for(board), periods
-            )
+            with tracing.span("score script", {"scoreboard.board": board.name}):
+                applied = await self._scripts.submit_score(
+                    runtime.keys, submission, self._policy_for(board), periods
+                )
         except BoardUnavailable:
             runtime.guard.poke()
             raise

@@ -30,6 +30,7 @@ from scoreboard.auth.audit import AuditTrail
 from scoreboard.boards.guard import BoardGuard
 from scoreboard.boards.rebuild import PeriodClock, persisted_max_seq
 from scoreboard.boards.reconcile import ReconcileReport, reconcile
+from scoreboard.core import tracing
 from scoreboard.core.errors import DatabaseUnavailable
 from scoreboard.core.settings import Settings
 from scoreboard.storage.database import db_errors
@@ -58,6 +59,7 @@ MAX_BACKOFF_SECONDS = 5.0
 ROW_ERRORS = (asyncpg.PostgresError, ValueError, OverflowError, TypeError)
 
 Entry = tuple[Any, dict[Any, Any] | None]
+_TRACE = tracing.TRACE_FIELD.encode()
 
 
 def _entries(reply: Any) -> list[Entry]:
@@ -82,6 +84,7 @@ class _Batch:
     events: list[StreamEvent]
     done: list[str]
     failed: list[tuple[Entry, str]]
+    traced: list[tuple[str, str]]  # (event id, traceparent) of traced requests' events
 
     def entry(self, stream_id: str) -> Entry:
         """The entry read under `stream_id` (for the rare one PostgreSQL refuses)."""
@@ -89,16 +92,21 @@ class _Batch:
 
 
 def _prepare(entries: list[Entry]) -> _Batch:
-    batch = _Batch(entries, [], [], [])
+    batch = _Batch(entries, [], [], [], [])
+    traced = tracing.enabled()
     for stream_id, raw in entries:
         text_id = as_text(stream_id)
         if not raw:  # trimmed or deleted while pending: nothing to persist
             batch.done.append(text_id)
             continue
         try:
-            batch.events.append(parse(text_id, raw))
+            event = parse(text_id, raw)
         except (KeyError, ValueError, TypeError) as exc:
             batch.failed.append(((stream_id, raw), f"malformed: {exc!r}"))
+            continue
+        batch.events.append(event)
+        if traced and (parent := raw.get(_TRACE) or raw.get(tracing.TRACE_FIELD)):
+            batch.traced.append((event.event_id, as_text(parent)))
     return batch
 
 
@@ -385,7 +393,8 @@ class Syncer:
         """Persist, acknowledge what committed, count failures, trim."""
         done, failed = list(batch.done), list(batch.failed)
         if batch.events:
-            persisted, rejected = await self._persist(batch.events, fresh=fresh)
+            with tracing.persisting(batch.traced, len(batch.events)):
+                persisted, rejected = await self._persist(batch.events, fresh=fresh)
             done += persisted
             failed += [(batch.entry(sid), reason) for sid, reason in rejected]
         await self._acknowledge(done)

@@ -126,6 +126,7 @@ class Board:
         action_data_json: str = "",
         policy: ScoringPolicy | None = None,
         device: str = "",
+        trace: str = "",
     ) -> ScoreApplied:
         submission = ScoreSubmission(
             user_id=user_id,
@@ -142,6 +143,7 @@ class Board:
             fingerprint=fingerprint(increase, session_id, action_type, action_data_json),
             claimed_level=claimed_level,
             device=device,
+            trace=trace,
         )
         if not self._ready:
             await self.make_ready()

@@ -360,3 +360,17 @@ async def test_a_token_bound_to_a_device_is_refused_from_another_and_burns(board
     assert applied.new_score == 7
     # a token issued to a session that named no device binds to none
     assert (await board.submit(user, await board.issue(user), 1, device="c" * 32)).new_score == 8
+
+
+async def test_a_traced_requests_events_carry_its_trace_context(board: Board) -> None:
+    user, parent = _uid(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    await board.submit(user, await board.issue(user), 5)
+    await board.submit(user, await board.issue(user), 6, trace=parent)
+    with pytest.raises(InvalidActionToken):  # a refusal's audit entry carries it too
+        await board.submit(
+            user, await board.issue(user, session_id="s1"), 1, session_id="s2", trace=parent
+        )
+    untraced, traced, refused = await _events(board)
+    assert "trace" not in untraced  # not traced: the entry is as it always was
+    assert traced["type"] == "score_updated" and traced["trace"] == parent
+    assert refused["type"] == "score_rejected" and refused["trace"] == parent

@@ -40,6 +40,7 @@ class ScoreSubmission(msgspec.Struct, frozen=True):
     fingerprint: str  # digest of the request: the same retry replays the first answer
     claimed_level: int | None = None
     device: str = ""  # the device the session was opened from ('' = none)
+    trace: str = ""  # the request's W3C traceparent when it is traced ('' = not)
 
 
 class PeriodStanding(msgspec.Struct, frozen=True):
@@ -184,6 +185,7 @@ class ScoringScripts(ScriptTransport):
                 policy.clock_offset_us,
                 ",".join(f"{p.id}|{p.starts_ms}|{p.ends_ms}" for p in periods),
                 submission.device,
+                submission.trace,
             ],
         )
 
