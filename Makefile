@@ -58,7 +58,8 @@ fuzz: install
 # same on a 3-master cluster of its own (bench/CLUSTER.md), what a kill -9 of the board's
 # master loses with WAIT off and at 1 (bench/CLUSTER_LOSS.md), what a game-server
 # signature costs an update (bench/SIGNATURES.md), a top 10 through GraphQL against REST
-# (bench/GRAPHQL.md), then the spec's login scenario with Artillery (needs Node.js and npm): bench/STORM.md and
+# (bench/GRAPHQL.md), what tracing costs an update off and on (bench/TRACING.md), then
+# the spec's login scenario with Artillery (needs Node.js and npm): bench/STORM.md and
 # bench/storm.json.
 bench: install
 	$(BIN)/python -m bench.run
@@ -66,6 +67,7 @@ bench: install
 	$(BIN)/python -m bench.cluster_loss
 	$(BIN)/python -m bench.signatures
 	$(BIN)/python -m bench.graphql
+	$(BIN)/python -m bench.tracing
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.login_storm
 

@@ -27,6 +27,8 @@ class ReceivedSpan:
     parent_id: str
     attributes: dict[str, Any]
     links: tuple[str, ...]  # the trace ids it links to
+    start_ns: int = 0
+    end_ns: int = 0
 
 
 @dataclass
@@ -66,6 +68,8 @@ def _spans(request: ExportTraceServiceRequest) -> Iterator[ReceivedSpan]:
                     parent_id=span.parent_span_id.hex(),
                     attributes={a.key: _value(a.value) for a in span.attributes},
                     links=tuple(link.trace_id.hex() for link in span.links),
+                    start_ns=span.start_time_unix_nano,
+                    end_ns=span.end_time_unix_nano,
                 )
 
 

@@ -79,6 +79,19 @@ def test_the_graphql_benchmark_runs(redis_url: str, postgres_admin: str, tmp_pat
     assert len(measured) == 3 and all(cost > 0 for cost in measured.values())
 
 
+def test_the_tracing_benchmark_runs_each_mode(
+    redis_url: str, postgres_admin: str, tmp_path: Path
+) -> None:
+    _bench(
+        "bench.tracing",
+        ["--updates", "20", "--rounds", "1", "--out", str(tmp_path)],
+        redis_url,
+        postgres_admin,
+    )
+    measured = json.loads((tmp_path / "tracing.json").read_text())
+    assert len(measured["modes"]) == 3 and measured["hooks_off_us_per_update"] > 0
+
+
 def test_the_boards_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
     _bench("bench.boards", ["--smoke", "--out", str(tmp_path)], redis_url, postgres_admin)
     assert "Correct: True" in (tmp_path / "BOARDS.md").read_text()

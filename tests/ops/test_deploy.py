@@ -45,7 +45,22 @@ def _compose() -> dict[str, Any]:
 
 def test_compose_runs_the_whole_deployment() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", "postgres", "migrate", "app1", "app2", "syncer", "tls", "lb"}
+    tracing = {"otel-collector", "jaeger"}  # the optional `tracing` profile
+    assert set(services) == {
+        "redis",
+        "postgres",
+        "migrate",
+        "app1",
+        "app2",
+        "syncer",
+        "tls",
+        "lb",
+        *tracing,
+    }
+    assert all(services[name]["profiles"] == ["tracing"] for name in tracing)
+    assert [name for name, service in services.items() if "profiles" in service] == sorted(
+        tracing, reverse=True
+    )
     assert services["app1"] == services["app2"]
     assert services["app1"]["command"][0] == "serve"
     assert services["syncer"]["command"] == ["sync"] and "profiles" not in services["syncer"]
@@ -69,8 +84,17 @@ def test_compose_runs_the_whole_deployment() -> None:
     for name, service in services.items():
         image = service["image"].replace("${SCOREBOARD_VERSION:-", "").replace("}", "")
         assert PINNED_RE.match(image), (name, image)
-        if name not in ("syncer", "migrate", "tls", "app1", "app2"):
+        if name not in ("syncer", "migrate", "tls", "app1", "app2", *tracing):
             assert "test" in service["healthcheck"], name
+    # traces off unless .env turns them on; then to the profile's collector, then Jaeger
+    for name in ("app1", "syncer"):
+        environment = services[name]["environment"]
+        assert environment["OTEL_TRACES_EXPORTER"] == "${OTEL_TRACES_EXPORTER:-none}"
+        assert "//otel-collector:4318}" in environment["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    collector = yaml.safe_load((ROOT / "deploy" / "otel-collector.yaml").read_text())
+    assert collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == "0.0.0.0:4318"
+    assert collector["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
+    assert collector["service"]["pipelines"]["traces"]["exporters"] == ["otlp/jaeger"]
     trusted = services["app1"]["environment"]["SCOREBOARD_TRUSTED_PROXIES"]
     assert trusted == services["lb"]["networks"]["backend"]["ipv4_address"]
 

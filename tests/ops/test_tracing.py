@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from scoreboard.core import logs, tracing
 from scoreboard.core.errors import SettingsError
 from scoreboard.core.settings import Settings
-from tests.auth_helpers import new_player, submit
+from tests.auth_helpers import bearer, issue_token, new_player, submit
 from tests.commands import scoreboard_command
 from tests.conftest import server_env, serving
 from tests.deployment import FAST_SYNC, SyncerProcess
@@ -72,6 +72,9 @@ def test_log_lines_carry_the_trace_and_span_ids(monkeypatch: pytest.MonkeyPatch)
     assert "trace_id" not in outside
 
 
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 def _named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
     return [span for span in spans if span.name == name]
 
@@ -93,14 +96,26 @@ async def test_a_score_update_is_one_trace_from_the_request_to_postgresql(
             with serving(env, tmp_path, access_log=True) as (server,):
                 async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
                     player = await new_player(http)
-                    updated = await submit(http, player, 7)
+                    # the game client's own trace, continued by the server
+                    updated = await http.post(
+                        "/v1/scores/update",
+                        json={"score_increase": 7},
+                        headers={
+                            **bearer(player["access_token"]),
+                            "X-Action-Token": await issue_token(http, player["access_token"]),
+                            "traceparent": f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01",
+                        },
+                    )
                     assert updated.status_code == 200, updated.text
                 spans = receiver.wait_for(lambda got: bool(_named(got, "persist score event")))
                 server_log = server.log_path.read_text()
         finally:
             syncer.stop()
     (request,) = _named(spans, "POST /v1/scores/update")
-    assert request.service == tracing.SERVER and request.attributes["http.route"]
+    assert request.service == tracing.SERVER and request.trace_id == CLIENT_TRACE
+    assert request.parent_id == "00f067aa0ba902b7"
+    assert request.attributes["http.route"] == "/v1/scores/update"
+    assert request.attributes["http.response.status_code"] == 200
     one_trace = [span for span in spans if span.trace_id == request.trace_id]
     by_id = {span.span_id: span for span in one_trace}
     (script,) = _named(one_trace, "score script")
