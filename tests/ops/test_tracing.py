@@ -13,11 +13,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis
 from opentelemetry.sdk.trace import TracerProvider
 
 from scoreboard.core import logs, tracing
 from scoreboard.core.errors import SettingsError
 from scoreboard.core.settings import Settings
+from scoreboard.storage.keys import Keys
 from tests.auth_helpers import bearer, issue_token, new_player, submit
 from tests.commands import scoreboard_command
 from tests.conftest import server_env, serving
@@ -167,3 +169,30 @@ async def test_the_console_exporter_prints_the_syncers_spans(
     printed = result.stdout
     assert '"name": "sync batch"' in printed
     assert '"service.name": "scores-test"' in printed
+
+
+async def test_an_unsampled_request_leaves_no_trace_in_its_event(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with otlp_receiver() as receiver:
+        env = server_env(
+            settings,
+            **FAST_SYNC,
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+            OTEL_TRACES_SAMPLER="always_off",
+        )
+        with serving(env, tmp_path) as (server,):
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                player = await new_player(http)
+                assert (await submit(http, player, 4)).status_code == 200
+        client = redis.Redis.from_url(settings.redis_url or "")
+        try:
+            stream = Keys.for_settings(settings).board("global").events
+            entries = client.xrange(stream)
+        finally:
+            client.close()
+    mine = [fields for _, fields in entries if fields[b"user_id"] == player["user_id"].encode()]
+    assert len(mine) == 1 and b"trace" not in mine[0]
+    assert receiver.spans == []
