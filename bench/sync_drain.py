@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+from scoreboard.core.event_ids import new_event_id
 from scoreboard.core.gc_tuning import tune_for_service
 from scoreboard.core.settings import Settings
 from scoreboard.storage.database import create_pool
@@ -38,7 +39,7 @@ def with_database(dsn: str, database: str) -> str:
 def _event(seq: int, user_id: str) -> dict[str, str]:
     return {
         "type": "score_updated",
-        "event_id": str(uuid.uuid4()),
+        "event_id": new_event_id(),  # as the server makes them
         "seq": str(seq),
         "token_max": "100",
         "token_expires_ms": str(int(time.time() * 1000) + 300_000),

@@ -120,10 +120,14 @@ def configure(process: str, environ: Mapping[str, str] | None = None) -> bool:
     return True
 
 
+FLUSH_TIMEOUT_MS = 2000
+
+
 def shutdown() -> None:
-    """Exports what is still batched; for the end of the process."""
+    """Exports what is still batched, for the end of the process; a collector that does
+    not answer holds the stop up for at most two seconds."""
     if _provider is not None:
-        _provider.force_flush()
+        _provider.force_flush(timeout_millis=FLUSH_TIMEOUT_MS)
 
 
 def middleware() -> list[Middleware]:
