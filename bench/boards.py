@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench import services
 from bench.cpu_use import CpuMeter
 from bench.run import HERE, Deployment, loadgen, redis_client, seed_players, wait_drained
 from bench.sync_drain import with_database
@@ -263,8 +263,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.seconds, args.concurrency, args.players = 1, 1.0, 4, 5
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     result = asyncio.run(
         run(args.rounds, args.seconds, args.concurrency, args.players, redis_url, admin_dsn)
     )

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from bench import services
 from bench.honest_players import ACTION_TYPE, MAX_INCREASE, false_positives, policy_from_env
 from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.scoring.updates import fingerprint
@@ -282,7 +282,7 @@ async def _main() -> None:
     parser.add_argument("--honest-players", type=int, default=2000)
     args = parser.parse_args()
     policy = policy_from_env()
-    client = aioredis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    client = aioredis.from_url(services.redis_url())
     honest = await false_positives(client, policy, players=args.honest_players)
     best = max(honest.best["5 minutes"]) / 5
     print(f"honest reference ({honest.players} players): best five-minute pace {best:.1f} a minute")

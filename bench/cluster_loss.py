@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench import services
 from bench.run import HERE, Deployment, seed_players
 from scoreboard.storage.keys import Keys
 from tests import redis_cluster as lab
@@ -214,7 +214,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    admin_dsn = services.admin_dsn()
     results = []
     for name in SETTINGS:
         with tempfile.TemporaryDirectory(prefix="sbbench-loss-") as tmp:

@@ -36,6 +36,7 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
+from bench import services
 from bench.run import Deployment, _cpu_split, _pin, loadgen, seed_players
 
 HERE = Path(__file__).resolve().parent
@@ -283,8 +284,8 @@ async def measure(
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     plan = [("ws", n) for n in args.clients] + ([("sse", args.sse)] if args.sse else [])
     # Configurations take turns, so a machine whose speed drifts skews none of them.

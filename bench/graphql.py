@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import time
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from bench import services
 from bench.in_process import app_client
 from bench.run import HERE
 
@@ -104,8 +104,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     costs = asyncio.run(measure(redis_url, admin_dsn, args.requests, args.rounds))
     report = write_report(args, costs)
     args.out.mkdir(parents=True, exist_ok=True)

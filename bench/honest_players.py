@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from bench import services
 from scoreboard.core.anticheat import AnticheatPolicy
 from scoreboard.core.settings import Settings
 from scoreboard.scoring.updates import fingerprint
@@ -216,7 +217,7 @@ async def _main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     policy = policy_from_env()
-    client = aioredis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    client = aioredis.from_url(services.redis_url())
     report = await false_positives(client, policy, players=args.players, seed=args.seed)
     print(report.text())
     await client.aclose()

@@ -35,6 +35,7 @@ import asyncpg
 import bcrypt
 import httpx
 
+from bench import services
 from bench.run import Deployment
 from bench.sync_drain import with_database
 
@@ -186,8 +187,8 @@ async def run_mode(
 
 
 async def main_async(phases: list[int], users: int, modes: list[str]) -> dict[str, Any]:
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     results: dict[str, Any] = {"phases_seconds": phases, "bcrypt_cost": 12}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from bench import services
 from bench.sync_drain import one_run
 from tests.private_postgres import PrivatePostgres
 
@@ -101,7 +101,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_url = services.redis_url()
     result = asyncio.run(measure(redis_url, args.events))
     report = write_report(result)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench import services
 from bench.run import Deployment, loadgen, seed_players
 
 HERE = Path(__file__).resolve().parent
@@ -183,8 +183,8 @@ def main() -> int:
     parser.add_argument("--players", type=int, default=200)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     result = asyncio.run(_profile(args.seconds, redis_url, admin_dsn, args.players))
     report = write_report(result, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)

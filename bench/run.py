@@ -33,6 +33,7 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
+from bench import services
 from bench.cpu_use import CpuMeter
 from bench.sync_drain import one_run as drain_run
 from bench.sync_drain import with_database
@@ -558,8 +559,8 @@ def main() -> int:
         args.drain_events,
         args.out,
     )
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     runs = [asyncio.run(one_run(config, redis_url, admin_dsn)) for _ in range(config.runs)]
     summary = summarise(runs)
     versions = _versions(redis_url, admin_dsn)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import resource
 import subprocess
@@ -34,6 +33,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from bench import services
 from bench.cpu_use import CpuMeter
 from bench.run import Deployment, loadgen, seed_players, wait_drained
 from bench.sync_drain import with_database
@@ -254,8 +254,8 @@ def main() -> int:
     env = {}
     if args.reconcile_interval_ms is not None:
         env["SCOREBOARD_RECONCILE_INTERVAL_MS"] = args.reconcile_interval_ms
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     sizes = asyncio.run(one_run(redis_url, admin_dsn, args.players, args.seconds, env))
     report = write_report(sizes, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench import services
 from bench.run import Deployment, _cpu_split, _pin, loadgen, seed_players, wait_until_up
 
 HERE = Path(__file__).resolve().parent
@@ -109,8 +110,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     result = asyncio.run(compare(redis_url, admin_dsn, args.seconds, args.rounds))
     report = write_report(result, args.seconds, args.rounds)
     args.out.mkdir(parents=True, exist_ok=True)

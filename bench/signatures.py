@@ -19,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import statistics
 import time
 import uuid
@@ -31,6 +30,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from bench import services
 from bench.in_process import app_client
 from bench.run import HERE
 from scoreboard.core.contract.requests import Signing
@@ -182,8 +182,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     alone = check_alone(max(args.updates, 200))
     whole = asyncio.run(whole_update(redis_url, admin_dsn, args.updates, args.rounds))
     report = write_report(args, alone, whole)

@@ -57,6 +57,7 @@ import httpx
 import redis
 import websockets
 
+from bench import services
 from scoreboard.storage.redis_client import as_text, stream_position
 from tests.pg_proxy import CuttableProxy
 
@@ -423,7 +424,7 @@ def feed_check(soak: Soak) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    admin_dsn = services.admin_dsn()
     database = f"scoreboard_soak_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'CREATE DATABASE "{database}"')

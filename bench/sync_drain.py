@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import time
 import uuid
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+from bench import services
 from scoreboard.core.event_ids import new_event_id
 from scoreboard.core.gc_tuning import tune_for_service
 from scoreboard.core.settings import Settings
@@ -137,8 +137,8 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--consumers", type=int, default=1)
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    admin_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    redis_url = services.redis_url()
+    admin_dsn = services.admin_dsn()
     rates = [await one_run(redis_url, admin_dsn, args.events, args.batch) for _ in range(args.runs)]
     result = {
         "events": args.events,
