@@ -117,7 +117,7 @@ def create_app(settings: Settings) -> Starlette:
             tracing.shutdown()
 
     routes = all_routes()
-    versioned = Mount("/v1", routes=routes)
+    versioned = Mount("/v1", app=StaticFirstRouter(routes=routes))
     app = Starlette(
         routes=[versioned, *routes],
         middleware=[

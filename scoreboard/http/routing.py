@@ -2,10 +2,11 @@
 
 Starlette's router tries every route in order, a regular expression each: the score
 update, the action token and the top 10 sat behind the mount of `/v1` and a dozen
-routes, a tenth of the server's time on a top-10 read. This router keeps the same
-order and answers: a path is looked up first among the routes without parameters that
-no earlier route would take for the same method, and everything else (parameters,
-another method's 405, redirects, 404) goes through Starlette's loop unchanged.
+routes, a tenth of the server's time on a top-10 read. The app's router and the one
+mounted at `/v1` are both this one. It keeps the same order and answers: a path is
+looked up first among the routes without parameters that no earlier route would take
+for the same method, and everything else (parameters, another method's 405, redirects,
+404) goes through Starlette's loop unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, Route, Router, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
@@ -51,8 +53,10 @@ class StaticFirstRouter(Router):
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
             method = scope["method"] if kind == "http" else None
-            route = self._static.get((scope["path"], method))
-            if route is not None and not scope.get("root_path"):
+            # under a mount (`/v1`), the path below it, as Starlette's routes match it
+            path = get_route_path(scope) if scope.get("root_path") else scope["path"]
+            route = self._static.get((path, method))
+            if route is not None:
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:
                     if "router" not in scope:
