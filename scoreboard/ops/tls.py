@@ -36,6 +36,7 @@ def self_signed(directory: Path, names: Sequence[str], *, replace: bool = False)
     host names and addresses in `names`; keeps a pair already there unless `replace`.
     Returns whether it wrote one."""
     certificate_path, key_path = directory / CERTIFICATE, directory / KEY
+    names = list(dict.fromkeys(names))  # each once, in the order given
     if not replace and certificate_path.exists() and key_path.exists():
         return False
     directory.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,18 @@ def test_tls_cert_makes_a_certificate_once_without_any_setting(tmp_path: Path) -
 
     env = {"PATH": "/usr/bin:/bin", "JWT_SECRET": "short"}  # settings are not read
     made = _run(
-        ["tls-cert", "tls", "--name", "scores.example.com", "--name", "10.0.0.5"], env, tmp_path
+        [
+            "tls-cert",
+            "tls",
+            "--name",
+            "scores.example.com",
+            "--name",
+            "10.0.0.5",
+            "--name",
+            "10.0.0.5",
+        ],
+        env,
+        tmp_path,
     )
     assert made.returncode == 0, made.stderr
     key, certificate = tmp_path / "tls" / "privkey.pem", tmp_path / "tls" / "fullchain.pem"
