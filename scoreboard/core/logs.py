@@ -1,8 +1,8 @@
 """Logs: one JSON object per line (time, level, logger, message, the request's id, the
 trace and span ids when tracing is on, and any fields passed as `extra`), or a readable
-line when stderr is a terminal. The same
-configuration drives uvicorn's loggers, so every line of a process has one shape.
-`SCOREBOARD_LOG_FORMAT` picks `json`, `text` or `auto` (text on a terminal)."""
+line when stderr is a terminal. The same configuration drives uvicorn's loggers, so
+every line of a process has one shape. `SCOREBOARD_LOG_FORMAT` picks `json`, `text` or
+`auto` (text on a terminal)."""
 
 from __future__ import annotations
 
