@@ -176,22 +176,25 @@ if moved or #current_periods ~= #kinds_listed then
   return { S_PERIOD_MOVED, table.concat(current_ids, ',') }
 end
 
--- a stream entry of `fields`, with the request's trace context when it is traced
-local function append_event(fields)
-  if trace ~= '' then
-    fields[#fields + 1] = 'trace'
-    fields[#fields + 1] = trace
+-- a stream entry of the fields and values given, with the request's trace context when
+-- it is traced (an untraced call passes them straight through: no table is built)
+local function append_event(...)
+  if trace == '' then
+    return rcall('XADD', events_key, '*', ...)
   end
+  local fields = { ... }
+  fields[#fields + 1] = 'trace'
+  fields[#fields + 1] = trace
   return rcall('XADD', events_key, '*', unpack(fields))
 end
 
 local function audit_rejection(status, reason, session_id, action_type, risk, reasons)
-  append_event({ 'type', 'score_rejected', 'event_id', event_id,
+  append_event('type', 'score_rejected', 'event_id', event_id,
     'board', board, 'user_id', user_id, 'username', username, 'status', status,
     'reason', reason, 'reasons', reasons or '',
     'delta', increase_text, 'action_type', action_type, 'session_id', session_id,
     'token_hash', token_hash, 'risk', risk, 'ip', client_ip, 'user_agent', user_agent,
-    'action_data', action_data, 'ts', now_ms })
+    'action_data', action_data, 'ts', now_ms)
 end
 
 -- 0. the board is whole, and the player may play on it
@@ -366,7 +369,7 @@ local top_json = top and cjson.encode(top) or ''
 
 local old_rank_text, new_rank_text = int(old_rank), int(new_rank)
 local flagged_text = flagged == 1 and '1' or '0'
-local stream_id = append_event({ 'type', 'score_updated',
+local stream_id = append_event('type', 'score_updated',
   'event_id', event_id, 'seq', sequence_text, 'token_max', token[4],
   'token_expires_ms', token_expires_ms, 'board', board, 'user_id', user_id,
   'username', username,
@@ -375,7 +378,7 @@ local stream_id = append_event({ 'type', 'score_updated',
   'session_id', session_id, 'token_hash', token_hash, 'risk', risk_text,
   'flagged', flagged_text, 'reason', reason, 'reasons', reasons_text,
   'token_wait_ms', int(math.floor(wait_us / 1000)), 'ip', client_ip, 'user_agent', user_agent,
-  'action_data', action_data, 'periods', table.concat(period_ids, ','), 'ts', now_ms })
+  'action_data', action_data, 'periods', table.concat(period_ids, ','), 'ts', now_ms)
 
 bc_publish(channel, { seq = sequence_text, id = stream_id, board = board, user_id = user_id,
   username = username, delta = increase_text, old_score = old_score_text,
