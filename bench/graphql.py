@@ -17,14 +17,13 @@ import asyncio
 import json
 import statistics
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench import services
-from bench.in_process import app_client
+from bench.in_process import app_client, signed_in
 from bench.run import HERE
 
 PLAYERS = 20
@@ -49,19 +48,7 @@ async def measure(redis_url: str, admin_dsn: str, requests: int, rounds: int) ->
     costs: dict[str, list[float]] = {}
     async with app_client(redis_url, admin_dsn) as (http, _):
         for index in range(PLAYERS):
-            name = f"gq{uuid.uuid4().hex[:8]}"
-            await http.post(
-                "/v1/auth/register",
-                json={
-                    "username": name,
-                    "email": f"{name}@example.com",
-                    "password": "bench pw 1",
-                },
-            )
-            login = await http.post(
-                "/v1/auth/login", json={"username": name, "password": "bench pw 1"}
-            )
-            headers = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
+            headers = await signed_in(http, "gq")
             token = await http.post(
                 "/v1/auth/action-token",
                 json={"action_type": "game_completion", "session_id": "s1"},

@@ -53,3 +53,14 @@ async def app_client(
         admin = await asyncpg.connect(admin_dsn)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+
+
+async def signed_in(http: httpx.AsyncClient, prefix: str) -> dict[str, str]:
+    """A new player registered and logged in: its Authorization header."""
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    await http.post(
+        "/v1/auth/register",
+        json={"username": name, "email": f"{name}@example.com", "password": "bench pw 1"},
+    )
+    login = await http.post("/v1/auth/login", json={"username": name, "password": "bench pw 1"})
+    return {"Authorization": f"Bearer {login.json()['data']['access_token']}"}

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,17 +74,11 @@ def discarding_receiver() -> Iterator[str]:
 
 async def _updates(redis_url: str, admin_dsn: str, updates: int, rounds: int) -> list[float]:
     """In this process (tracing as its environment says): CPU µs per token + update."""
-    from bench.in_process import app_client
+    from bench.in_process import app_client, signed_in
 
     costs = []
     async with app_client(redis_url, admin_dsn) as (http, _):
-        name = f"tr{uuid.uuid4().hex[:8]}"
-        await http.post(
-            "/v1/auth/register",
-            json={"username": name, "email": f"{name}@example.com", "password": "bench pw 1"},
-        )
-        login = await http.post("/v1/auth/login", json={"username": name, "password": "bench pw 1"})
-        headers = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
+        headers = await signed_in(http, "tr")
 
         async def play(count: int) -> float:
             started = time.process_time()
