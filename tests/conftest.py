@@ -372,6 +372,8 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(argument)
+    # the balancer test's HTTPS has a self-signed certificate; nothing else serves TLS
+    options.accept_insecure_certs = True
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
         yield driver

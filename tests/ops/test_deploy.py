@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect
 from scoreboard.core.settings import Settings
 from scoreboard.ops import tls
 from tests.auth_helpers import bearer, new_player, submit
-from tests.conftest import server_env, serving
+from tests.conftest import page_wait, server_env, serving
 from tests.deployment import FAST_SYNC, SyncerProcess
 from tests.services_under_test import free_port
 
@@ -377,3 +377,27 @@ def test_plain_http_is_redirected_to_https_except_the_health_probe(
         timeout=10,
     )
     assert spoken.stdout == "2"
+
+
+async def test_the_live_page_follows_the_board_over_https_and_http2(
+    balanced: Balancer, browser: Any
+) -> None:
+    """A browser on the page through the balancer: the page and its SSE feed over
+    HTTP/2 with TLS, rows as updates arrive."""
+    rows = "[...document.querySelectorAll('#board tr[data-user-id]')].map(r => r.dataset.userId)"
+    browser.get(f"{balanced.url}/")
+    wait = page_wait(browser)
+    wait.until(
+        lambda d: d.execute_script("return document.getElementById('status').className") == "live"
+    )
+    transport = httpx.AsyncHTTPTransport(http2=True, verify=balanced.trusted)
+    async with httpx.AsyncClient(base_url=balanced.url, timeout=30, transport=transport) as http:
+        player = await new_player(http)
+        assert (await submit(http, player, 12)).status_code == 200
+    wait.until(lambda d: player["user_id"] in d.execute_script(f"return {rows}"))
+    protocols = browser.execute_script(
+        "return performance.getEntriesByType('resource').concat("
+        "performance.getEntriesByType('navigation')).map(e => [e.name, e.nextHopProtocol])"
+    )
+    # the page and what it loaded (a feed still open is not listed until it ends)
+    assert protocols and all(protocol == "h2" for _, protocol in protocols), protocols
