@@ -50,6 +50,10 @@ log = logging.getLogger("scoreboard.rebuild")
 # millisecond or two, so a board of any size never stalls it (a 2-core box measured)
 CHUNK = 500
 CHUNKS_IN_FLIGHT = 8
+# staging rounds sent at once (each on a connection of its own): the next round is
+# built and encoded here while Redis applies the one before, instead of each waiting
+# for the other (a million players: 8.8 s of staging, python and Redis in turn)
+ROUNDS_IN_FLIGHT = 3
 LOCK_MS = 120_000
 _UUID_RE = re.compile(r"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 
@@ -61,6 +65,7 @@ SELECT u.id::text AS user_id, u.username, coalesce(b.score, 0) AS score,
        u.banned
 FROM users u LEFT JOIN board_scores b ON b.user_id = u.id AND b.board = $1
 WHERE b.score > 0 OR u.banned
+ORDER BY 3
 """
 _BOARD_PERIODS_SQL = "SELECT periods FROM boards WHERE name = $1"
 # a current period's standings (a banned player's is kept aside for an unban)
@@ -69,6 +74,7 @@ SELECT p.user_id::text AS user_id, u.username, p.score, p.last_event_seq AS seq,
        (extract(epoch FROM p.updated_at) * 1000)::bigint AS updated_ms
 FROM period_scores p JOIN users u ON u.id = p.user_id
 WHERE p.board = $1 AND p.period_id = $2 AND p.score > 0
+ORDER BY p.score
 """
 _PERSISTED_SQL = "SELECT id::text FROM scores WHERE id = ANY($1::uuid[])"
 _BOARD_MAX_SEQ_SQL = "SELECT coalesce(max(last_event_seq), 0) FROM board_scores WHERE board = $1"
@@ -372,27 +378,38 @@ async def _stage(
     items = list(standings.items())
     async with redis_errors():
         await redis.unlink(*staged)
-        pipe = redis.pipeline(transaction=False)
-        for number, offset in enumerate(range(0, len(items), CHUNK), 1):
-            ranking: dict[str, int] = {}
-            entries: dict[FieldT, EncodableT] = {}
-            banned: dict[FieldT, EncodableT] = {}
-            for uid, s in items[offset : offset + CHUNK]:
-                member_text = s.member(uid)
-                if s.banned:
-                    banned[uid] = banned_entry(member_text, s.updated_ms, s.username, s.score)
-                else:
-                    ranking[member_text] = s.score
-                    entries[uid] = player_entry(member_text, s.updated_ms, s.username)
-            if ranking:
-                pipe.zadd(staged_board, ranking)
-                pipe.hset(staged_players, mapping=entries)
-            if banned:
-                pipe.hset(staged_banned, mapping=banned)
-            if number % CHUNKS_IN_FLIGHT == 0:  # a few chunks a round trip, each command small
-                await pipe.execute()
-                pipe = redis.pipeline(transaction=False)
-        await pipe.execute()
+        in_flight: list[asyncio.Future[Any]] = []
+        try:
+            pipe = redis.pipeline(transaction=False)
+            for number, offset in enumerate(range(0, len(items), CHUNK), 1):
+                ranking: dict[str, int] = {}
+                entries: dict[FieldT, EncodableT] = {}
+                banned: dict[FieldT, EncodableT] = {}
+                for uid, s in items[offset : offset + CHUNK]:
+                    member_text = s.member(uid)
+                    if s.banned:
+                        banned[uid] = banned_entry(member_text, s.updated_ms, s.username, s.score)
+                    else:
+                        ranking[member_text] = s.score
+                        entries[uid] = player_entry(member_text, s.updated_ms, s.username)
+                if ranking:
+                    pipe.zadd(staged_board, ranking)
+                    pipe.hset(staged_players, mapping=entries)
+                if banned:
+                    pipe.hset(staged_banned, mapping=banned)
+                if number % CHUNKS_IN_FLIGHT == 0:  # a few chunks a round, each command small
+                    in_flight.append(asyncio.ensure_future(pipe.execute()))
+                    pipe = redis.pipeline(transaction=False)
+                    if len(in_flight) >= ROUNDS_IN_FLIGHT:
+                        await in_flight.pop(0)
+            in_flight.append(asyncio.ensure_future(pipe.execute()))
+            while in_flight:
+                await in_flight.pop(0)
+        finally:
+            # a round failed: the ones sent with it are stopped before the error goes up
+            for round_left in in_flight:
+                round_left.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
 
 async def _stage_periods(

@@ -1,0 +1,68 @@
+"""Staging a rebuilt board sends several rounds at once: a round that fails ends the
+staging with the store's error, and the rounds still in flight are stopped, not left
+writing behind a rebuild that gave up. (That the rounds together stage exactly the
+board is the big board's test in test_reconcile.py: rebuilt, then reconciled clean.)"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.exceptions
+
+from scoreboard.boards import rebuild
+from scoreboard.boards.rebuild import Standing
+from scoreboard.core.errors import RedisUnavailable
+
+
+class _Pipeline:
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+
+    def zadd(self, *_: Any) -> None:
+        pass
+
+    def hset(self, *_: Any, **__: Any) -> None:
+        pass
+
+    async def execute(self) -> list[Any]:
+        self.client.started += 1
+        number = self.client.started
+        if number == 1:
+            await asyncio.sleep(0.01)
+            raise redis.exceptions.ConnectionError("gone")
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            self.client.cancelled.append(number)
+            raise
+        self.client.finished.append(number)
+        return []
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished: list[int] = []
+        self.cancelled: list[int] = []
+
+    async def unlink(self, *_: str) -> int:
+        return 0
+
+    def pipeline(self, transaction: bool) -> _Pipeline:
+        return _Pipeline(self)
+
+
+async def test_a_failed_round_stops_the_rounds_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rebuild, "CHUNK", 2)
+    monkeypatch.setattr(rebuild, "CHUNKS_IN_FLIGHT", 1)
+    standings = {f"user-{n}": Standing(f"p{n}", n + 1, n + 1, 0) for n in range(40)}
+    client = _Client()
+    with pytest.raises(RedisUnavailable):
+        await rebuild._stage(client, ("board", "players", "banned"), standings)  # type: ignore[arg-type]
+    # the rounds sent with the failed one were stopped; no round went out after it
+    assert client.started == rebuild.ROUNDS_IN_FLIGHT
+    assert client.cancelled == list(range(2, rebuild.ROUNDS_IN_FLIGHT + 1))
+    await asyncio.sleep(0.3)
+    assert client.finished == [] and client.started == rebuild.ROUNDS_IN_FLIGHT
