@@ -34,6 +34,7 @@ from scoreboard.core.errors import SettingsError
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Link, Tracer
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     from starlette.middleware import Middleware
     from starlette.types import ASGIApp
 
@@ -47,6 +48,8 @@ TRACE_FIELD = "trace"  # the stream event's field with the request's trace conte
 _OFF: AbstractContextManager[Any] = contextlib.nullcontext()
 _provider: TracerProvider | None = None
 _tracer: Tracer | None = None
+# W3C trace context, read from requests and stream events and written into events
+_propagator: TraceContextTextMapPropagator | None = None
 
 
 def enabled() -> bool:
@@ -84,7 +87,7 @@ def exporters(environ: Mapping[str, str]) -> list[str]:
 def configure(process: str, environ: Mapping[str, str] | None = None) -> bool:
     """Sets tracing up for this process (`SERVER` or `SYNCER`) when the environment
     asks for it; once per process, later calls do nothing. Returns whether it is on."""
-    global _provider, _tracer
+    global _provider, _tracer, _propagator
     if _provider is not None:
         return True
     environ = os.environ if environ is None else environ
@@ -101,6 +104,7 @@ def configure(process: str, environ: Mapping[str, str] | None = None) -> bool:
         ConsoleSpanExporter,
         SimpleSpanProcessor,
     )
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     attributes: dict[str, str] = {"scoreboard.process": process}
     if not environ.get("OTEL_SERVICE_NAME"):
@@ -116,6 +120,7 @@ def configure(process: str, environ: Mapping[str, str] | None = None) -> bool:
     RedisInstrumentor().instrument(tracer_provider=provider)
     AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     _provider, _tracer = provider, provider.get_tracer("scoreboard")
+    _propagator = TraceContextTextMapPropagator()
     log.info("tracing on: exporting to %s", ", ".join(names))
     return True
 
@@ -133,11 +138,11 @@ def shutdown() -> None:
 def middleware() -> list[Middleware]:
     """The app's outermost middleware when tracing is on (none when off): each request
     in a server span (`_ServerSpans`)."""
-    if _tracer is None:
+    if _tracer is None or _propagator is None:
         return []
     from starlette.middleware import Middleware
 
-    return [Middleware(_ServerSpans, tracer=_tracer)]
+    return [Middleware(_ServerSpans, tracer=_tracer, propagator=_propagator)]
 
 
 class _ServerSpans:
@@ -153,13 +158,14 @@ class _ServerSpans:
     hundred (bench/TRACING.md); this one looks at one header, and sets attributes only
     on a span that is recorded."""
 
-    def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
+    def __init__(
+        self, app: ASGIApp, tracer: Tracer, propagator: TraceContextTextMapPropagator
+    ) -> None:
         from opentelemetry.trace import SpanKind, Status, StatusCode
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.app = app
         self._tracer = tracer
-        self._extract = TraceContextTextMapPropagator().extract
+        self._extract = propagator.extract
         self._server = SpanKind.SERVER
         self._failed = Status(StatusCode.ERROR)
 
@@ -219,14 +225,15 @@ def span(
 def traceparent() -> str:
     """The current span's context as a W3C `traceparent`, for a stream event; '' when
     off or when the trace is not sampled (nothing downstream would record it)."""
-    if _tracer is None:
+    if _propagator is None:
         return ""
     from opentelemetry import trace
 
-    context = trace.get_current_span().get_span_context()
-    if not (context.is_valid and context.trace_flags.sampled):
+    if not trace.get_current_span().get_span_context().trace_flags.sampled:
         return ""
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)  # nothing for an invalid context
+    return carrier.get("traceparent", "")
 
 
 def log_ids() -> tuple[str, str] | None:
@@ -247,15 +254,13 @@ def persisting(traced: Sequence[tuple[str, str]], events: int) -> Iterator[None]
     traceparent) of those whose request was traced: a span for the batch, linked to
     each request, and when it ends, one span per traced event in its request's trace
     (a child of the request's span) covering the commit."""
-    if _tracer is None:
+    if _tracer is None or _propagator is None:
         yield
         return
     from opentelemetry import trace
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    propagator = TraceContextTextMapPropagator()
     parents = [
-        (event_id, propagator.extract({"traceparent": parent})) for event_id, parent in traced
+        (event_id, _propagator.extract({"traceparent": parent})) for event_id, parent in traced
     ]
     links: list[Link] = []
     for _, parent in parents:
