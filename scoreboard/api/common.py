@@ -110,5 +110,5 @@ async def read_quota(conn: HTTPConnection, svc: Services | None = None) -> dict[
     """Counts one public read against the per-address rule; returns its headers."""
     svc = svc or services(conn)
     key = svc.keys.rate_limit("leaderboard", client_ip(conn, svc.settings.trusted_proxies))
-    decision = await svc.limiter.hit(key, svc.settings.rate_limit_leaderboard)
+    decision = await svc.read_limiter.hit(key, svc.settings.rate_limit_leaderboard)
     return rate_headers(decision)

@@ -28,7 +28,7 @@ from scoreboard.boards.leaderboard import Leaderboard
 from scoreboard.boards.moderation import Admin
 from scoreboard.boards.rebuild import PeriodClock
 from scoreboard.boards.runtime import BoardRuntimes
-from scoreboard.core.ratelimit import RateLimiter
+from scoreboard.core.ratelimit import LeasingLimiter, RateLimiter
 from scoreboard.core.settings import Settings
 from scoreboard.live.channels import BoardChannels
 from scoreboard.live.feeds import LiveFeeds
@@ -83,6 +83,7 @@ class Services:
     keys: Keys
     scripts: Scripts
     limiter: RateLimiter
+    read_limiter: LeasingLimiter  # the public reads' rule, leased a few requests at a time
     accounts: Accounts
     otp: OneTimePasswords
     devices: Devices
@@ -265,6 +266,7 @@ class Services:
             keys=keys,
             scripts=scripts,
             limiter=limiter,
+            read_limiter=LeasingLimiter(scripts, settings.rate_limit_leaderboard_lease),
             accounts=accounts,
             otp=otp,
             devices=devices,

@@ -469,6 +469,15 @@ class Settings:
     rate_limit_leaderboard: RateRule = setting(
         RateRule(60, 60), RateRule.parse, "Leaderboard reads per client address."
     )
+    rate_limit_leaderboard_lease: int = setting(
+        32,
+        _int_in(1, 1000),
+        (
+            "Most leaderboard reads a worker takes at once from a busy address's allowance"
+            " (then admits without asking Redis, for at most a second; unused ones are given"
+            " back). 1: every read is counted in Redis as it comes."
+        ),
+    )
     rate_limit_login: RateRule = setting(
         RateRule(10, 60),
         RateRule.parse,

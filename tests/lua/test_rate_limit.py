@@ -70,3 +70,50 @@ async def test_scripts_come_back_after_script_flush(lua_backend: aioredis.Redis)
     decision = await scripts.rate_limit(key, rule)
     assert decision.allowed and decision.remaining == 1
     await lua_backend.delete(key)
+
+
+async def test_takes_several_at_once_up_to_what_the_bucket_holds(
+    lua_backend: aioredis.Redis,
+) -> None:
+    scripts, key, rule = Scripts(lua_backend), _key(), RateRule(10, 60)
+    four = await scripts.rate_limit(key, rule, wanted=4)
+    assert (four.allowed, four.granted, four.remaining) == (True, 4, 6)
+    rest = await scripts.rate_limit(key, rule, wanted=8)
+    assert (rest.allowed, rest.granted, rest.remaining) == (True, 6, 0)
+    refused = await scripts.rate_limit(key, rule, wanted=3)
+    assert (refused.allowed, refused.granted) == (False, 0)
+    assert 5 <= refused.retry_after <= 6
+    await lua_backend.delete(key)
+
+
+async def test_requests_given_back_are_admitted_again(lua_backend: aioredis.Redis) -> None:
+    scripts, key, rule = Scripts(lua_backend), _key(), RateRule(10, 60)
+    assert (await scripts.rate_limit(key, rule, wanted=10)).granted == 10
+    assert not (await scripts.rate_limit(key, rule)).allowed
+    again = await scripts.rate_limit(key, rule, wanted=1, returned=3)
+    assert (again.granted, again.remaining) == (1, 2)
+    await lua_backend.delete(key)
+
+
+async def test_giving_back_never_fills_more_than_the_bucket(lua_backend: aioredis.Redis) -> None:
+    scripts, key, rule = Scripts(lua_backend), _key(), RateRule(5, 60)
+    assert (await scripts.rate_limit(key, rule)).granted == 1
+    many = await scripts.rate_limit(key, rule, wanted=9, returned=50)
+    assert (many.granted, many.remaining) == (5, 0)
+    await lua_backend.delete(key)
+
+
+async def test_requests_given_back_are_counted_once(lua_backend: aioredis.Redis) -> None:
+    scripts, key, rule = Scripts(lua_backend), _key(), RateRule(4, 60)
+    assert (await scripts.rate_limit(key, rule, wanted=4)).granted == 4
+    refused = await scripts.rate_limit(key, rule, wanted=2, returned=1)
+    assert refused.granted == 1  # the one given back
+    assert not (await scripts.rate_limit(key, rule)).allowed
+    await lua_backend.delete(key)
+
+
+async def test_parallel_takes_never_exceed_the_limit(lua_backend: aioredis.Redis) -> None:
+    scripts, key, rule = Scripts(lua_backend), _key(), RateRule(10, 60)
+    decisions = await asyncio.gather(*(scripts.rate_limit(key, rule, wanted=3) for _ in range(20)))
+    assert sum(d.granted for d in decisions) == 10
+    await lua_backend.delete(key)

@@ -386,6 +386,26 @@ async def strict_reads(services: Services) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+async def test_a_busy_readers_reads_are_counted_in_redis_a_few_at_a_time(
+    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted = services.scripts.rate_limit
+    calls = []
+
+    async def counting(key: str, rule: RateRule, wanted: int = 1, returned: int = 0) -> Any:
+        calls.append(wanted)
+        if (wanted, returned) == (1, 0):
+            return await counted(key, rule)
+        return await counted(key, rule, wanted, returned)
+
+    monkeypatch.setattr(services.scripts, "rate_limit", counting)
+    responses = [await client.get("/leaderboard/top10") for _ in range(100)]
+    assert {response.status_code for response in responses} == {200}
+    assert len(calls) <= 10, calls  # not one Redis round trip per read
+    remaining = [int(response.headers["ratelimit-remaining"]) for response in responses]
+    assert all(0 <= left < GENEROUS.limit for left in remaining)
+
+
 async def test_reads_are_limited_per_address(strict_reads: httpx.AsyncClient) -> None:
     statuses = [(await strict_reads.get("/leaderboard/top10")).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]

@@ -62,7 +62,7 @@ class Reply:
 
 
 SHAPES: dict[str, Shape] = {
-    "rate_limit": Shape(("allowed", "remaining", "retry_after_us", "reset_us"), status=False),
+    "rate_limit": Shape(("admitted", "remaining", "retry_after_us", "reset_us"), status=False),
     "issue_action_token": Shape(("remaining", "reset_us")),
     "submit_score": Shape(
         (

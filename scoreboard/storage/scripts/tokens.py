@@ -11,12 +11,19 @@ from scoreboard.storage.statuses import ScriptStatus, refused, status_of
 
 
 class TokenScripts(ScriptTransport):
-    async def rate_limit(self, key: str, rule: RateRule) -> RateDecision:
-        counted = replies.read(
-            "rate_limit", await self._call("rate_limit", [key], [rule.limit, rule.period_us])
+    async def rate_limit(
+        self, key: str, rule: RateRule, wanted: int = 1, returned: int = 0
+    ) -> RateDecision:
+        """Count one request against `rule`, or take up to `wanted` at once after giving
+        back `returned` taken earlier and not used."""
+        reply = await self._call(
+            "rate_limit", [key], [rule.limit, rule.period_us, wanted, returned]
         )
+        counted = replies.read("rate_limit", reply)
+        granted = counted.int("admitted")
         return RateDecision(
-            allowed=counted.flag("allowed"),
+            allowed=granted > 0,
+            granted=granted,
             limit=rule.limit,
             remaining=counted.int("remaining"),
             retry_after=counted.int("retry_after_us") / 1e6,
