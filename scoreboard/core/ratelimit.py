@@ -116,8 +116,9 @@ class LeasingLimiter:
                 if lease.left > 0:
                     lease.left -= 1
                     lease.used += 1
+                    reset_after = max(0.0, lease.reset_at - now)
                     return RateDecision(
-                        True, rule.limit, lease.remaining + lease.left, 0.0, lease.reset_at - now
+                        True, rule.limit, lease.remaining + lease.left, 0.0, reset_after
                     )
                 wanted = lease.size * 2  # used up in time
             else:

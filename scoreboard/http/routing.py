@@ -57,12 +57,13 @@ class StaticFirstRouter(Router):
             path = get_route_path(scope) if scope.get("root_path") else scope["path"]
             route = self._static.get((path, method))
             if route is not None:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    if "router" not in scope:
-                        scope["router"] = self
-                    scope["route"] = route
-                    scope.update(child_scope)
-                    await route.handle(scope, receive, send)
-                    return
+                # what the route's own `matches` would add: found by its exact path and
+                # method, it matches in full and takes no parameters
+                if "router" not in scope:
+                    scope["router"] = self
+                scope["route"] = route
+                scope["endpoint"] = route.endpoint  # type: ignore[attr-defined]
+                scope["path_params"] = dict(scope.get("path_params", {}))
+                await route.handle(scope, receive, send)
+                return
         await super().app(scope, receive, send)
