@@ -7,14 +7,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from scoreboard.core.errors import RateLimitExceeded
 from scoreboard.core.settings import RateRule
 
 
-@dataclass(frozen=True)
-class RateDecision:
+class RateDecision(NamedTuple):
+    """One request's decision (a named tuple: made on every limited request, where a
+    frozen dataclass cost three times as much)."""
+
     allowed: bool
     limit: int
     remaining: int

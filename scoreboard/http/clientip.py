@@ -12,7 +12,8 @@ UNKNOWN = "unknown"
 
 
 def client_ip(conn: HTTPConnection, trusted: tuple[IpNetwork, ...]) -> str:
-    peer = conn.client.host if conn.client else UNKNOWN
+    client = conn.scope.get("client")  # (host, port); read as is, without an Address
+    peer = client[0] if client else UNKNOWN
     if not trusted or not _is_trusted(peer, trusted):
         return peer
     hops = [hop.strip() for hop in conn.headers.get("x-forwarded-for", "").split(",")]
