@@ -59,9 +59,9 @@ local open = rcall('ZRANGEBYSCORE', open_key, now_ms + 1, '+inf', 'WITHSCORES', 
 if #open >= 2 * most_open then
   return { S_TOO_MANY_OPEN, math.max(1, (tonumber(open[2]) - now_ms) * 1000) }
 end
-local allowed, remaining, retry_after, reset =
-  gcra(rate_key, tonumber(ARGV[1]), tonumber(ARGV[2]), now)
-if not allowed then
+local admitted, remaining, retry_after, reset =
+  gcra(rate_key, tonumber(ARGV[1]), tonumber(ARGV[2]), now, 1, 0)
+if admitted == 0 then
   return { S_RATE_LIMITED, retry_after, reset }
 end
 if rcall('EXISTS', token_key) == 1 then

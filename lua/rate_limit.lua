@@ -20,7 +20,7 @@
 
 -- @include clock_and_gcra
 
-local admitted, remaining, retry_after, reset = gcra_take(
+local admitted, remaining, retry_after, reset = gcra(
   KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), redis_now_us(), tonumber(ARGV[3]),
   tonumber(ARGV[4]))
 return { admitted, remaining, retry_after, reset }

@@ -207,9 +207,9 @@ if rcall('HEXISTS', banned_key, user_id) == 1 then
 end
 
 -- 1. rate limit
-local allowed, rate_remaining, retry_after, rate_reset =
-  gcra(rate_key, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
-if not allowed then
+local admitted, rate_remaining, retry_after, rate_reset =
+  gcra(rate_key, tonumber(ARGV[6]), tonumber(ARGV[7]), now, 1, 0)
+if admitted == 0 then
   return { S_RATE_LIMITED, retry_after, rate_reset }
 end
 
