@@ -13,9 +13,7 @@ local function redis_now_us()
   return tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 end
 
--- Give back `returned` requests taken earlier and not used, then admit up to `wanted`
--- at once (each costs one emission interval); returns how many were admitted (0:
--- refused), remaining, retry_after_us, reset_us.
+-- each request admitted costs one emission interval (period / limit)
 local function gcra(state_key, limit, period, now, wanted, returned)
   local emission = period / limit
   local tat = tonumber(redis.call('GET', state_key) or now)
