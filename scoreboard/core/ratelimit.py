@@ -17,16 +17,19 @@ class RateDecision(NamedTuple):
     """One request's decision (a named tuple: made on every limited request, where a
     frozen dataclass cost three times as much)."""
 
-    allowed: bool
+    granted: int  # requests admitted by this decision (0: refused)
     limit: int
     remaining: int
     retry_after: float
     reset_after: float
-    granted: int = 1  # requests admitted by this decision (0 when refused)
+
+    @property
+    def allowed(self) -> bool:
+        return self.granted > 0
 
     @classmethod
     def refused(cls, rule: RateRule, retry_after: float, reset_after: float) -> RateDecision:
-        return cls(False, rule.limit, 0, retry_after, reset_after, 0)
+        return cls(0, rule.limit, 0, retry_after, reset_after)
 
 
 def rate_headers(decision: RateDecision) -> dict[str, str]:
@@ -120,7 +123,7 @@ class LeasingLimiter:
                     lease.used += 1
                     reset_after = max(0.0, lease.reset_at - now)
                     return RateDecision(
-                        True, rule.limit, lease.remaining + lease.left, 0.0, reset_after
+                        1, rule.limit, lease.remaining + lease.left, 0.0, reset_after
                     )
                 wanted = lease.size * 2  # used up in time
             else:
@@ -133,7 +136,7 @@ class LeasingLimiter:
             raise refusal(decision)
         self._keep(key, decision, self._clock())
         return RateDecision(
-            True,
+            1,
             rule.limit,
             decision.remaining + decision.granted - 1,
             0.0,

@@ -25,9 +25,11 @@ def route_probe(path: str, method: str | None) -> Scope:
     return {"type": "http", "path": path, "method": method, "root_path": "", "path_params": {}}
 
 
-def static_routes(routes: Sequence[BaseRoute]) -> dict[tuple[str, str | None], BaseRoute]:
+def static_routes(
+    routes: Sequence[BaseRoute],
+) -> dict[tuple[str, str | None], Route | WebSocketRoute]:
     """(path, method or None for a WebSocket) -> the route Starlette's loop would take."""
-    found: dict[tuple[str, str | None], BaseRoute] = {}
+    found: dict[tuple[str, str | None], Route | WebSocketRoute] = {}
     for index, route in enumerate(routes):
         methods: list[str | None]
         if isinstance(route, Route) and not route.param_convertors:
@@ -62,7 +64,7 @@ class StaticFirstRouter(Router):
                 if "router" not in scope:
                     scope["router"] = self
                 scope["route"] = route
-                scope["endpoint"] = route.endpoint  # type: ignore[attr-defined]
+                scope["endpoint"] = route.endpoint
                 scope["path_params"] = dict(scope.get("path_params", {}))
                 await route.handle(scope, receive, send)
                 return

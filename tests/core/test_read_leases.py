@@ -134,7 +134,7 @@ class Granting:
     async def rate_limit(
         self, key: str, rule: RateRule, wanted: int = 1, returned: int = 0
     ) -> RateDecision:
-        return RateDecision(True, rule.limit, rule.limit - wanted, 0.0, 1.0, wanted)
+        return RateDecision(wanted, rule.limit, rule.limit - wanted, 0.0, 1.0)
 
 
 async def test_leases_of_many_addresses_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

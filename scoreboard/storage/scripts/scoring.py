@@ -126,7 +126,7 @@ class ScoringScripts(ScriptTransport):
         if status is ScriptStatus.REPLAYED:
             again = replies.REPLAYED.read(reply)
             remaining, reset_us = again.int("rate_remaining"), again.int("rate_reset_us")
-            rate = RateDecision(True, policy.rate_rule.limit, remaining, 0.0, reset_us / 1e6)
+            rate = RateDecision(1, policy.rate_rule.limit, remaining, 0.0, reset_us / 1e6)
             return _replayed(again.entries, policy.rate_rule, rate)
         if status is not ScriptStatus.OK:
             raise refused("submit_score", reply, policy.rate_rule)
@@ -258,7 +258,7 @@ def _applied(reply: list[Any], rule: RateRule) -> ScoreApplied:
         flat = [field for entry in json.loads(top_json) for field in entry]
         top = entries_from_flat(flat, 1)
     rate = RateDecision(
-        True, rule.limit, applied.int("rate_remaining"), 0.0, applied.int("rate_reset_us") / 1e6
+        1, rule.limit, applied.int("rate_remaining"), 0.0, applied.int("rate_reset_us") / 1e6
     )
     return ScoreApplied(
         new_score=applied.int("new_score"),

@@ -20,10 +20,8 @@ class TokenScripts(ScriptTransport):
             "rate_limit", [key], [rule.limit, rule.period_us, wanted, returned]
         )
         counted = replies.read("rate_limit", reply)
-        granted = counted.int("admitted")
         return RateDecision(
-            allowed=granted > 0,
-            granted=granted,
+            granted=counted.int("admitted"),
             limit=rule.limit,
             remaining=counted.int("remaining"),
             retry_after=counted.int("retry_after_us") / 1e6,
@@ -75,5 +73,5 @@ class TokenScripts(ScriptTransport):
             raise refused("issue_action_token", reply, rule)
         issued = replies.read("issue_action_token", reply)
         return RateDecision(
-            True, rule.limit, issued.int("remaining"), 0.0, issued.int("reset_us") / 1e6
+            1, rule.limit, issued.int("remaining"), 0.0, issued.int("reset_us") / 1e6
         )
