@@ -335,6 +335,7 @@ async def test_five_failovers_leave_no_connection_behind(
             await services.live.subscribe("global", "all")
             await asyncio.sleep(1.5)  # the syncer's first rounds
             before = _service_connections(private_cluster)
+            elected = 0.0  # when the last kill's replica won its election
             for turn in range(5):
                 # the cluster settled after the last turn: every node known, replicas
                 # linked (a graceful failover before that is refused)
@@ -347,8 +348,12 @@ async def test_five_failovers_leave_no_connection_behind(
                     await asyncio.to_thread(_handover, private_cluster, key, replica)
                     await _until_answered(http, player)
                 else:
+                    # the replica won the last kill's election (it was handed the
+                    # slot back since): that win must be forgotten first
+                    await asyncio.sleep(elected + lab.ELECTION_MEMORY_SECONDS - time.monotonic())
                     lab.kill(private_cluster, master)
                     await asyncio.to_thread(_taken_over, private_cluster, replica)
+                    elected = time.monotonic()
                     await _until_answered(http, player)
                     lab.restart(private_cluster, master)  # it rejoins as a replica
                     await _until_answered(http, player)
