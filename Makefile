@@ -68,7 +68,7 @@ bench: install
 	$(BIN)/python -m bench.signatures
 	$(BIN)/python -m bench.graphql
 	$(BIN)/python -m bench.tracing
-	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.scale --runs 3
 	$(BIN)/python -m bench.login_storm
 
 # Where a score update's time goes: the server and the syncer sampled with py-spy (installed

@@ -1,7 +1,7 @@
 """Cost against the board's size: the same board at a thousand players and at a million,
 in one run.
 
-    .venv/bin/python -m bench.scale [--players 1000000] [--seconds 8] [--out bench]
+    .venv/bin/python -m bench.scale [--players 1000000] [--seconds 8] [--runs 3] [--out bench]
 
 The deployment of `bench.run` (its own key prefix and database). A few hundred players
 register and log in through the API; the rest of the board is bulk-loaded into
@@ -11,7 +11,9 @@ from them, as after the loss of Redis. At each size: the rebuild's wall time, Re
 memory per player (the ranking's sorted set and its players hash, `MEMORY USAGE`), and
 closed-loop latency (a few connections, each sending its next request on the answer
 to its last) of a score update, the top 10, a player's score and around a player,
-with the syncer's CPU per persisted update. Writes bench/SCALE.md and bench/scale.json.
+with the syncer's CPU per persisted update. With `--runs`, each figure is the median of
+that many runs, each on a fresh deployment, and each run's p99 ratios are listed. Writes
+bench/SCALE.md and bench/scale.json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import json
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -205,26 +208,50 @@ async def one_run(
     return sizes
 
 
-def write_report(sizes: dict[str, Any], seconds: float) -> str:
+OPERATIONS = (
+    ("update", "score update"),
+    ("top10", "top 10"),
+    ("player", "a player's score"),
+    ("around", "around a player"),
+)
+
+
+def medians(runs: list[Any]) -> Any:
+    """The runs' figures, each number the median of its place in every run."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {key: medians([run[key] for run in runs]) for key in first}
+    if isinstance(first, int | float) and not isinstance(first, bool):
+        return statistics.median(runs)
+    return first
+
+
+def p99_ratios(sizes: dict[str, Any]) -> dict[str, float]:
+    """Each operation's p99 at the large board over its p99 at the small one."""
+    small, large = sizes[str(SMALL)]["latency_ms"], sizes[max(sizes, key=int)]["latency_ms"]
+    return {
+        name: (large[name]["p99"] / small[name]["p99"] if small[name]["p99"] else 0.0)
+        for name, _ in OPERATIONS
+    }
+
+
+def write_report(sizes: dict[str, Any], seconds: float, runs: list[Any] | None = None) -> str:
     small, large = sizes[str(SMALL)], sizes[max(sizes, key=int)]
     small_n, large_n = SMALL, int(max(sizes, key=int))
+    count = len(runs) if runs else 1
     lines = [
         "# Cost against the board's size",
         "",
         f"`python -m bench.scale`: one server worker, {CONCURRENCY} connections in a closed "
         f"loop, {seconds:g} s per operation; the same board at {small_n:,} and at "
-        f"{large_n:,} players in one run.",
+        f"{large_n:,} players in one run"
+        + (f"; medians of {count} runs, each on a fresh deployment." if count > 1 else "."),
         "",
         f"| operation | p50 ms at {small_n:,} | p99 ms at {small_n:,} | p50 ms at {large_n:,} "
         f"| p99 ms at {large_n:,} | p99 ratio |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, label in (
-        ("update", "score update"),
-        ("top10", "top 10"),
-        ("player", "a player's score"),
-        ("around", "around a player"),
-    ):
+    for name, label in OPERATIONS:
         a, b = small["latency_ms"][name], large["latency_ms"][name]
         ratio = b["p99"] / a["p99"] if a["p99"] else 0.0
         lines.append(
@@ -246,6 +273,16 @@ def write_report(sizes: dict[str, Any], seconds: float) -> str:
             f"{memory['players_hash_bytes_per_player']:.0f}) "
             f"| {size['syncer_cpu_us_per_update']:.0f} |"
         )
+    if runs and count > 1:
+        lines += [
+            "",
+            "Each run's p99 ratios (large over small): "
+            + "; ".join(
+                ", ".join(f"{label} {p99_ratios(run)[name]:.2f}" for name, label in OPERATIONS)
+                for run in runs
+            )
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -254,6 +291,7 @@ def main() -> int:
     parser.add_argument("--players", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--runs", type=int, default=1, help="runs whose medians are reported")
     parser.add_argument(
         "--reconcile-interval-ms",
         help="the syncer's SCOREBOARD_RECONCILE_INTERVAL_MS (0: no periodic reconcile, to "
@@ -265,8 +303,12 @@ def main() -> int:
         env["SCOREBOARD_RECONCILE_INTERVAL_MS"] = args.reconcile_interval_ms
     redis_url = services.redis_url()
     admin_dsn = services.admin_dsn()
-    sizes = asyncio.run(one_run(redis_url, admin_dsn, args.players, args.seconds, env))
-    report = write_report(sizes, args.seconds)
+    runs = [
+        asyncio.run(one_run(redis_url, admin_dsn, args.players, args.seconds, env))
+        for _ in range(args.runs)
+    ]
+    sizes = medians(runs)
+    report = write_report(sizes, args.seconds, runs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "SCALE.md").write_text(report)
     (args.out / "scale.json").write_text(json.dumps(sizes, indent=2) + "\n")

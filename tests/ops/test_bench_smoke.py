@@ -8,10 +8,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from bench import scale
 from tests.conftest import REPO
 from tests.services_under_test import IN_CI
 
@@ -113,6 +115,37 @@ def test_the_scale_benchmark_compares_two_sizes_of_one_board(
         for operation in ("update", "top10", "player", "around"):
             assert measured["latency_ms"][operation]["requests"] > 0
     assert "| around a player |" in (tmp_path / "SCALE.md").read_text()
+
+
+def test_the_scale_benchmark_reports_the_medians_of_its_runs() -> None:
+    def run(update_p99: float, rebuild: float) -> dict[str, Any]:
+        def size(p99: float) -> dict[str, Any]:
+            latency = {"p50": 1.0, "p99": p99, "requests": 10}
+            return {
+                "latency_ms": {name: dict(latency) for name, _ in scale.OPERATIONS},
+                "rebuild_seconds": rebuild,
+                "reconcile_seconds": 1.0,
+                "reconcile_cpu_us_per_player": 2.0,
+                "memory": {
+                    "players": 5,
+                    "bytes_per_player": 300,
+                    "sorted_set_bytes_per_player": 150,
+                    "players_hash_bytes_per_player": 150,
+                },
+                "syncer_cpu_us_per_update": 30.0,
+            }
+
+        return {"1000": size(2.0), "5000": size(update_p99)}
+
+    runs = [run(2.2, 9.0), run(3.0, 7.0), run(2.4, 8.0)]
+    sizes = scale.medians(runs)
+    assert sizes["5000"]["latency_ms"]["update"]["p99"] == 2.4
+    assert sizes["5000"]["rebuild_seconds"] == 8.0
+    assert sizes["1000"]["memory"]["players"] == 5
+    report = scale.write_report(sizes, 8, runs)
+    assert "medians of 3 runs" in report
+    assert "| score update | 1.00 | 2.00 | 1.00 | 2.40 | 1.20 |" in report
+    assert "score update 1.10" in report and "score update 1.50" in report
 
 
 def test_the_fan_out_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
