@@ -281,6 +281,8 @@ def write_report(sizes: dict[str, Any], seconds: float, runs: list[Any] | None =
                 ", ".join(f"{label} {p99_ratios(run)[name]:.2f}" for name, label in OPERATIONS)
                 for run in runs
             )
+            + ". Each run's rebuild of the large board: "
+            + ", ".join(f"{run[max(run, key=int)]['rebuild_seconds']:.2f} s" for run in runs)
             + ".",
         ]
     return "\n".join(lines) + "\n"

@@ -146,6 +146,7 @@ def test_the_scale_benchmark_reports_the_medians_of_its_runs() -> None:
     assert "medians of 3 runs" in report
     assert "| score update | 1.00 | 2.00 | 1.00 | 2.40 | 1.20 |" in report
     assert "score update 1.10" in report and "score update 1.50" in report
+    assert "large board: 9.00 s, 7.00 s, 8.00 s." in report
 
 
 def test_the_fan_out_benchmark_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
