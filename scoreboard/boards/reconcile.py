@@ -17,6 +17,7 @@ taken down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ log = logging.getLogger("scoreboard.reconcile")
 # how far the syncer may be behind before a reconcile waits for it
 RECONCILE_MAX_TAIL = 50_000
 SCAN_COUNT = 250  # hash fields a scan chunk asks for: a millisecond or two of Redis
+pause = asyncio.sleep  # how a paced scan waits (a test counts the waits)
 CONFIRM_CHUNK = 500  # players re-read in one instant
 
 
@@ -133,16 +135,30 @@ class _LiveScan:
     """Every player of a live ranking, chunk by chunk; the last read of each wins."""
 
     def __init__(
-        self, scripts: Scripts, board: BoardKeys, ranking: Ranking, report: ReconcileReport
+        self,
+        scripts: Scripts,
+        board: BoardKeys,
+        ranking: Ranking,
+        report: ReconcileReport,
+        pace: float | None = None,
     ) -> None:
         self._scripts = scripts
         self._board = board
         self._ranking = ranking
         self._report = report
+        self._pace = pace
         self.seen: dict[str, Seen] = {}
         self.seq = 0
 
+    async def _keep_pace(self, started: float, read: int) -> None:
+        """With a pace (entries a second), wait until the entries read so far are due."""
+        if self._pace:
+            ahead = started + read / self._pace - time.monotonic()
+            if ahead > 0:
+                await pause(ahead)
+
     async def read(self) -> None:
+        started, read = time.monotonic(), 0
         for banned in (False, True):
             cursor = "0"
             while True:
@@ -157,6 +173,7 @@ class _LiveScan:
                 self.seq = max(self.seq, seq)
                 self._report.chunks += 1
                 self._report.scanned += len(chunk.values)
+                read += len(chunk.values)
                 for user_id, value in chunk.values:
                     held = self.seen.get(user_id)
                     score = held.standing.score if held else None
@@ -167,6 +184,7 @@ class _LiveScan:
                 cursor = chunk.cursor
                 if cursor == "0":
                     break
+                await self._keep_pace(started, read)
 
 
 async def _confirm(
@@ -203,8 +221,9 @@ async def _compare(
     ranking: Ranking,
     baseline: Baseline,
     report: ReconcileReport,
+    pace: float | None,
 ) -> None:
-    scan = _LiveScan(scripts, board, ranking, report)
+    scan = _LiveScan(scripts, board, ranking, report, pace)
     await scan.read()
     await baseline.extend(redis, board)  # past every sequence the scan read
     unseen = Seen(LiveStanding(None, None), scan.seq)
@@ -233,10 +252,14 @@ async def reconcile(
     *,
     repair: bool = True,
     clock: PeriodClock = REAL_CLOCK,
+    pace: float | None = None,
 ) -> ReconcileReport:
     """Compare the live board with PostgreSQL plus the unsynced and dead-lettered
     updates; where they differ, PostgreSQL wins: the board is rebuilt from it (Redis's
-    damage is never copied into PostgreSQL). One line is logged per run."""
+    damage is never copied into PostgreSQL). With `pace`, the live rankings are read
+    at no more than that many entries a second, spreading a big board's read (and the
+    Redis and CPU time it takes from live traffic) over a longer compare. One line is
+    logged per run."""
     started = time.perf_counter()
     report = ReconcileReport()
     async with redis_errors():
@@ -258,7 +281,7 @@ async def reconcile(
             for period in baseline.period_rows
         ]
         for ranking in rankings:
-            await _compare(scripts, redis, board, ranking, baseline, report)
+            await _compare(scripts, redis, board, ranking, baseline, report, pace)
         for user_id, held_score, want in report.examples:
             log.warning(
                 "reconcile %s: player %s holds %s on the board, PostgreSQL says %s",

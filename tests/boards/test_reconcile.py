@@ -5,9 +5,12 @@ acknowledged points away because the syncer gave up on their events."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -17,10 +20,14 @@ from scoreboard.boards import moderation as moderation_module
 from scoreboard.boards import reconcile as reconcile_module
 from scoreboard.boards.moderation import Meta
 from scoreboard.boards.rebuild import rebuild_board, rebuild_lock
-from scoreboard.boards.reconcile import reconcile
+from scoreboard.boards.reconcile import ReconcileReport, reconcile
 from scoreboard.core.settings import RateRule, Settings
 from scoreboard.core.values import member
+from scoreboard.storage.keys import Keys
+from scoreboard.storage.scripts import Scripts
+from scoreboard.storage.scripts.reads import ScannedChunk
 from scoreboard.sync import Syncer
+from scoreboard.sync import syncer as syncer_module
 from tests.auth_helpers import bearer, error_code, new_player, submit
 from tests.conftest import unthrottled
 from tests.private_redis import PrivateRedis, private_redis
@@ -273,3 +280,67 @@ async def test_a_hold_outlasts_its_first_lifetime_while_held(
         assert await services.redis.exists(board.trim_hold, board.rebuild_lock) == 2
         assert 0 < await services.redis.pttl(board.trim_hold) <= 300
     assert await services.redis.exists(board.trim_hold, board.rebuild_lock) == 0
+
+
+class _ChunkedScripts:
+    """A ranking of 30 players read 3 at a time (a real board's hash of this size is
+    read in one chunk)."""
+
+    def __init__(self) -> None:
+        self.players = [(f"p{index:02d}", str(index)) for index in range(30)]
+
+    async def scan_board(self, board: object, *, banned: bool, cursor: str, **_: object) -> Any:
+        if banned:
+            return ScannedChunk("0", 7, [])
+        start = int(cursor)
+        end = start + 3
+        return ScannedChunk("0" if end >= 30 else str(end), 7, self.players[start:end])
+
+
+@pytest.mark.parametrize("pace", [None, 300.0])
+async def test_a_paced_scan_reads_no_faster_than_its_pace(
+    pace: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: the syncer's periodic reconcile read a board as fast as Redis answered (a
+    million players in about 17 s of back-to-back chunks, and every live request's p99
+    three to four times longer meanwhile, bench/SCALE.md). With a pace it waits between
+    chunks until the entries it read are due: 30 entries at 300 a second take at least
+    0.09 s (the last chunk is not waited for), and every player is still read."""
+    waits: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    monkeypatch.setattr(reconcile_module, "pause", pause)
+    report = ReconcileReport()
+    ranking = reconcile_module.Ranking(Keys("t").board().ranking())
+    scan = reconcile_module._LiveScan(
+        cast(Scripts, _ChunkedScripts()), Keys("t").board(), ranking, report, pace
+    )
+    started = time.monotonic()
+    await scan.read()
+    elapsed = time.monotonic() - started
+    assert len(scan.seen) == 30 and report.scanned == 30 and report.chunks == 11
+    if pace is None:
+        assert waits == []
+    else:
+        assert len(waits) >= 5
+        assert elapsed >= 27 / pace
+
+
+async def test_the_syncers_periodic_reconcile_is_paced(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, object] = {}
+
+    async def recorded(*args: object, **kwargs: object) -> ReconcileReport:
+        seen.update(kwargs)
+        return ReconcileReport()
+
+    monkeypatch.setattr(syncer_module, "reconcile", recorded)
+    settings = dataclasses.replace(services.settings, reconcile_interval_ms=1)
+    syncer = Syncer(settings, services.redis, services.pool)
+    await asyncio.sleep(0.01)
+    assert await syncer.reconcile_if_due() is not None
+    assert seen["pace"] == syncer_module.RECONCILE_SCAN_ENTRIES_PER_SECOND
