@@ -251,12 +251,12 @@ def write_report(sizes: dict[str, Any], seconds: float, runs: list[Any] | None =
         f"| p99 ms at {large_n:,} | p99 ratio |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    ratios = p99_ratios(sizes)
     for name, label in OPERATIONS:
         a, b = small["latency_ms"][name], large["latency_ms"][name]
-        ratio = b["p99"] / a["p99"] if a["p99"] else 0.0
         lines.append(
             f"| {label} | {a['p50']:.2f} | {a['p99']:.2f} | {b['p50']:.2f} | {b['p99']:.2f} "
-            f"| {ratio:.2f} |"
+            f"| {ratios[name]:.2f} |"
         )
     lines += [
         "",
