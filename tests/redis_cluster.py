@@ -34,8 +34,9 @@ NODE_TIMEOUT_MS = 1000
 # A replica that won an election keeps its votes for the election's retry time (four
 # times the node timeout, at least 4 s) on Redis 7.0: if its master fails within that
 # time after a demotion, it "wins" again at once with that old epoch, which the other
-# nodes reject as stale, and the slot is left without a master until an operator
-# steps in. A test that kills a master waits this long after its replica's last win.
+# nodes reject as stale, and the slot was left without a master for longer than a
+# test waits (30 s). A test that kills a master waits this long after its replica's
+# last win.
 ELECTION_MEMORY_SECONDS = max(4.0, 4 * NODE_TIMEOUT_MS / 1000) + 0.5
 
 
