@@ -56,14 +56,14 @@ local old_member, old_score, old_rank = nil, 0, 0
 local banned = rcall('HGET', banned_key, user_id)
 if banned then
   if banned ~= '-' then
-    local member, _, name, score = string.match(banned, '^([^|]+)|([^|]*)|(.*)|(%d+)$')
-    old_member, old_score, username = member, tonumber(score), name
+    local name, score = string.match(banned, '^[^|]*|[^|]*|(.*)|(%d+)$')
+    old_member, old_score, username = entry_member(banned, user_id), tonumber(score), name
   end
 else
   local player = rcall('HGET', players_key, user_id)
   if player then
-    local member, _, name = string.match(player, '^([^|]+)|([^|]*)|(.*)$')
-    old_member, username = member, name
+    local member = entry_member(player, user_id)
+    old_member, username = member, string.match(player, '^[^|]*|[^|]*|(.*)$')
     old_score = tonumber(rcall('ZSCORE', board_key, member))
     old_rank = rcall('ZREVRANK', board_key, member) + 1
   end
@@ -86,12 +86,13 @@ end
 
 local now_ms = int(math.floor(redis_now_us() / 1000))
 local seq = rcall('HINCRBY', state_key, 'seq', 1)
-local member = bc_member(seq, user_id)
+local tie = bc_tie(seq)
+local member = tie .. ':' .. user_id
 local new_rank = 0
 if banned then
   local entry = '-'
   if new_score > 0 then
-    entry = member .. '|' .. now_ms .. '|' .. username .. '|' .. int(new_score)
+    entry = tie .. '|' .. now_ms .. '|' .. username .. '|' .. int(new_score)
   end
   rcall('HSET', banned_key, user_id, entry)
 else
@@ -100,7 +101,7 @@ else
   end
   if new_score > 0 then
     rcall('ZADD', board_key, int(new_score), member)
-    rcall('HSET', players_key, user_id, member .. '|' .. now_ms .. '|' .. username)
+    rcall('HSET', players_key, user_id, tie .. '|' .. now_ms .. '|' .. username)
     new_rank = rcall('ZREVRANK', board_key, member) + 1
     if not old_member then
       rcall('HINCRBY', state_key, 'players', 1)

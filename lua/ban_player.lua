@@ -46,7 +46,8 @@ if not player then
   rcall('HSET', banned_key, user_id, '-')
   return { S_OK, 0, 0, 1 }
 end
-local member, _, username = string.match(player, '^([^|]+)|([^|]*)|(.*)$')
+local member = entry_member(player, user_id)
+local username = string.match(player, '^[^|]*|[^|]*|(.*)$')
 local score = rcall('ZSCORE', board_key, member)
 local old_rank = rcall('ZREVRANK', board_key, member) + 1
 rcall('ZREM', board_key, member)

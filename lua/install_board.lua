@@ -14,7 +14,7 @@
 --   KEYS[2]  the staged players (hash; renamed onto KEYS[5])
 --   KEYS[3]  the staged banned players (hash; renamed onto KEYS[6])
 --   KEYS[4]  the board (sorted set of members; encodings in include/board_change.lua)
---   KEYS[5]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   KEYS[5]  the board's players (hash: user id -> '<tie>|<updated ms>|<username>')
 --   KEYS[6]  the board's banned players (hash)
 --   KEYS[7]  the board's state (hash: epoch, seq, players; written here)
 --   KEYS[8]  the board's event stream
@@ -80,10 +80,10 @@ for period_id in string.gmatch(ARGV[4], '[^,]+') do
 end
 
 -- an update applied after the staged stream: its increase in one ranking (a sorted
--- set and its players hash), under the update's member
-local function move(ranked_key, ranked_players, fields, member, user_id, keep_ms)
+-- set and its players hash), under the update's tie
+local function move(ranked_key, ranked_players, fields, tie, user_id, keep_ms)
   local info = rcall('HGET', ranked_players, user_id)
-  local old_member = info and string.match(info, '^([^|]+)')
+  local old_member = info and entry_member(info, user_id)
   local score = 0
   if old_member then
     score = tonumber(rcall('ZSCORE', ranked_key, old_member) or '0')
@@ -91,8 +91,8 @@ local function move(ranked_key, ranked_players, fields, member, user_id, keep_ms
   end
   score = score + tonumber(fields.delta)
   if score > 0 then
-    rcall('ZADD', ranked_key, string.format('%d', score), member)
-    rcall('HSET', ranked_players, user_id, member .. '|' .. fields.ts .. '|' .. fields.username)
+    rcall('ZADD', ranked_key, string.format('%d', score), tie .. ':' .. user_id)
+    rcall('HSET', ranked_players, user_id, tie .. '|' .. fields.ts .. '|' .. fields.username)
     if keep_ms and rcall('PTTL', ranked_players) < 0 then
       rcall('PEXPIRE', ranked_key, keep_ms)
       rcall('PEXPIRE', ranked_players, keep_ms)
@@ -103,11 +103,11 @@ local function move(ranked_key, ranked_players, fields, member, user_id, keep_ms
 end
 
 -- an update of a player banned since: its increase in the entry kept for an unban
-local function keep_banned(key, fields, member, user_id, kept)
+local function keep_banned(key, fields, tie, user_id, kept)
   local score = tonumber(string.match(kept, '|(%d+)$') or '0') + tonumber(fields.delta)
   local entry = '-'
   if score > 0 then
-    entry = member .. '|' .. fields.ts .. '|' .. fields.username .. '|' .. string.format('%d', score)
+    entry = tie .. '|' .. fields.ts .. '|' .. fields.username .. '|' .. string.format('%d', score)
   end
   rcall('HSET', key, user_id, entry)
 end
@@ -120,25 +120,25 @@ for _, entry in ipairs(rcall('XRANGE', events_key, '(' .. ARGV[2], '+')) do
   end
   if fields.type == 'score_updated' then
     local seq, user_id = tonumber(fields.seq), fields.user_id
-    local member = bc_member(seq, user_id)
+    local tie = bc_tie(seq)
     local banned = rcall('HGET', banned_key, user_id)
     if banned then
-      keep_banned(banned_key, fields, member, user_id, banned)
+      keep_banned(banned_key, fields, tie, user_id, banned)
       for period_id in string.gmatch(fields.periods or '', '[^,]+') do
         local live = period_keys[period_id]
         if live then
-          keep_banned(live[3], fields, member, user_id, rcall('HGET', live[3], user_id) or '-|0')
+          keep_banned(live[3], fields, tie, user_id, rcall('HGET', live[3], user_id) or '-|0')
           if rcall('PTTL', live[3]) < 0 then
             rcall('PEXPIRE', live[3], periods[period_id])
           end
         end
       end
     else
-      move(board_key, players_key, fields, member, user_id, nil)
+      move(board_key, players_key, fields, tie, user_id, nil)
       for period_id in string.gmatch(fields.periods or '', '[^,]+') do
         if periods[period_id] then
           local live = period_keys[period_id]
-          move(live[1], live[2], fields, member, user_id, periods[period_id])
+          move(live[1], live[2], fields, tie, user_id, periods[period_id])
         end
       end
     end

@@ -3,7 +3,7 @@
 --
 -- Input:
 --   KEYS[1]  the board (sorted set)
---   KEYS[2]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   KEYS[2]  the board's players (hash: user id -> '<tie>|<updated ms>|<username>')
 --   KEYS[3]  the board's state (hash; absent while the board is lost or being rebuilt)
 --   ARGV[1]  user id
 --   ARGV[2]  radius (0 = the player alone)
@@ -31,7 +31,7 @@ end
 
 local total = rcall('ZCARD', board_key)
 local player = rcall('HGET', players_key, ARGV[1])
-local index = player and rcall('ZREVRANK', board_key, string.match(player, '^([^|]+)'))
+local index = player and rcall('ZREVRANK', board_key, entry_member(player, ARGV[1]))
 if not index then
   return { S_NOT_RANKED, total }
 end

@@ -2,7 +2,7 @@
 --
 -- Input:
 --   KEYS[1]  the board (sorted set)
---   KEYS[2]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   KEYS[2]  the board's players (hash: user id -> '<tie>|<updated ms>|<username>')
 --   KEYS[3]  the board's state (hash: epoch, seq, players; absent while the board is
 --            lost or being rebuilt)
 --   ARGV[1]  first position, 0-based

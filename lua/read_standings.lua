@@ -4,7 +4,7 @@
 -- different (the board kept changing while it was scanned).
 --
 -- Input:
---   KEYS[1]  the ranking's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   KEYS[1]  the ranking's players (hash: user id -> '<tie>|<updated ms>|<username>')
 --   KEYS[2]  the ranking (sorted set of members)
 --   KEYS[3]  the ranking's banned players (hash: user id -> the banned entry)
 --   KEYS[4]  the board's state (hash: epoch, seq, players)
@@ -16,6 +16,7 @@
 --
 -- Errors: none.
 
+-- @include board_entries
 local S_OK = 'OK'
 
 local rcall = redis.call
@@ -27,7 +28,7 @@ if #ARGV > 0 then
   local members = {}
   for i = 1, #ARGV do
     -- a player off the board asks for a member no sorted set holds
-    members[i] = infos[i] and string.match(infos[i], '^([^|]+)') or '-'
+    members[i] = infos[i] and entry_member(infos[i], ARGV[i]) or '-'
   end
   local scores = rcall('ZMSCORE', board_key, unpack(members))
   for i = 1, #ARGV do

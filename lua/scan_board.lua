@@ -6,7 +6,7 @@
 -- returned at least once (HSCAN's promise), each time with the sequence of its chunk.
 --
 -- Input:
---   KEYS[1]  the hash to scan: the ranking's players (user id -> '<member>|...') or its
+--   KEYS[1]  the hash to scan: the ranking's players (user id -> '<tie>|...') or its
 --            banned players (user id -> the banned entry), as ARGV[1] says
 --   KEYS[2]  the ranking (sorted set of members)
 --   KEYS[3]  the board's state (hash: epoch, seq, players)
@@ -21,6 +21,7 @@
 --
 -- Errors: none.
 
+-- @include board_entries
 local S_OK = 'OK'
 
 local rcall = redis.call
@@ -31,7 +32,7 @@ local out = {}
 if ARGV[1] == 'players' and #flat > 0 then
   local members = {}
   for i = 2, #flat, 2 do
-    members[#members + 1] = string.match(flat[i], '^([^|]+)')
+    members[#members + 1] = entry_member(flat[i], flat[i - 1])
   end
   local scores = rcall('ZMSCORE', board_key, unpack(members))
   for i = 1, #members do

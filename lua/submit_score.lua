@@ -17,7 +17,7 @@
 --            also keeps the request's fingerprint and the answer given, so the owner's
 --            retry of the same request gets the same answer for the token's lifetime)
 --   KEYS[3]  the board (sorted set of members, score = points)
---   KEYS[4]  the board's players (hash: user id -> '<member>|<updated ms>|<username>')
+--   KEYS[4]  the board's players (hash: user id -> '<tie>|<updated ms>|<username>')
 --   KEYS[5]  this player's anti-cheat history (hash; fields in include/anticheat.lua)
 --   KEYS[6]  the board's state (hash: epoch, seq, players). Absent: the board is
 --            missing or being rebuilt and takes no update. A players count that no
@@ -264,7 +264,7 @@ end
 local old_member, old_score, old_rank, old_score_text = nil, 0, 0, '0'
 local player = rcall('HGET', players_key, user_id)
 if player then
-  old_member = string.match(player, '^([^|]+)')
+  old_member = entry_member(player, user_id)
   local score = rcall('ZSCORE', board_key, old_member)
   if score then
     old_score, old_score_text = tonumber(score), score
@@ -310,14 +310,15 @@ local sequence = rcall('HINCRBY', state_key, 'seq', 1)
 if not player then
   rcall('HINCRBY', state_key, 'players', 1)
 end
-local new_member = bc_member(sequence, user_id)
+local tie = bc_tie(sequence)
+local new_member = tie .. ':' .. user_id
 local new_score_text, sequence_text = int(new_score), int(sequence)
 if old_member then
   rcall('ZREM', board_key, old_member)
 end
 rcall('ZADD', board_key, new_score_text, new_member)
 local new_rank = rcall('ZREVRANK', board_key, new_member) + 1
-local player_entry = new_member .. '|' .. now_ms .. '|' .. username
+local player_entry = tie .. '|' .. now_ms .. '|' .. username
 rcall('HSET', players_key, user_id, player_entry)
 if anticheat_mode ~= 'off' then
   ac_remember(stats_key, thresholds, stats, now, increase, true, judged, fingerprint, wait_us,
@@ -337,7 +338,7 @@ for index, current in ipairs(current_periods) do
   local held = old_member and rcall('ZSCORE', period_board, old_member)
   if not held then
     previous = rcall('HGET', period_players, user_id)
-    previous_member = previous and string.match(previous, '^([^|]+)')
+    previous_member = previous and entry_member(previous, user_id)
     held = previous_member and rcall('ZSCORE', period_board, previous_member)
   end
   local period_score = increase

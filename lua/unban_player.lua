@@ -42,9 +42,11 @@ rcall('HDEL', banned_key, user_id)
 if kept == '-' then
   return { S_OK, 0, 0, 1 }
 end
-local member, updated, username, score = string.match(kept, '^([^|]+)|([^|]*)|(.*)|(%d+)$')
+local updated, username, score = string.match(kept, '^[^|]*|([^|]*)|(.*)|(%d+)$')
+local tie = entry_tie(kept)
+local member = tie .. ':' .. user_id
 rcall('ZADD', board_key, score, member)
-rcall('HSET', players_key, user_id, member .. '|' .. updated .. '|' .. username)
+rcall('HSET', players_key, user_id, tie .. '|' .. updated .. '|' .. username)
 rcall('HINCRBY', state_key, 'players', 1)
 local new_rank = rcall('ZREVRANK', board_key, member) + 1
 bc_announce_move(KEYS[5], { board_key, players_key, state_key }, top_n, { board = ARGV[3],

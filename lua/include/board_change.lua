@@ -2,12 +2,14 @@
 -- (submit_score, adjust_score, ban_player, unban_player), pasted by the loader after
 -- clock_and_gcra and board_entries. Not a command of its own.
 --
--- The board's encodings (see scoreboard/board_values.py for the Python side):
---   member   '<15-digit inverted sequence>:<user id>': equal scores sort by who
---            reached them first, and a rank always equals the position in the listing
---   players  hash user id -> '<member>|<updated ms>|<username>' (ranked players only)
---   banned   hash user id -> '<member>|<updated ms>|<username>|<score>', or '-' for a
+-- The board's encodings (see scoreboard/core/values.py for the Python side):
+--   tie      '<15-digit inverted sequence>': equal scores sort by who reached them
+--            first, and a rank always equals the position in the listing
+--   member   '<tie>:<user id>'
+--   players  hash user id -> '<tie>|<updated ms>|<username>' (ranked players only)
+--   banned   hash user id -> '<tie>|<updated ms>|<username>|<score>', or '-' for a
 --            banned player without a score: off the board, score and tie kept
+--   An entry's member is entry_member(entry, user_id) (include/board_entries.lua).
 --
 -- bc_whole(state_key, players_key, board_key) -> epoch, or nil and the status when
 --   the board is not whole ('BOARD_NOT_READY'; 'BOARD_LOST' after deleting the state
@@ -15,7 +17,7 @@
 -- bc_settled(lock_key, state_key, players_key, board_key) -> epoch, or nil and the
 --   status: 'REBUILDING' while a rebuild holds the board (an admin's change must wait:
 --   the rebuild would install a board staged before it), else as bc_whole
--- bc_member(seq, user_id) -> the member of an update with this sequence
+-- bc_tie(seq) -> the tie of an update with this sequence
 -- bc_top(board_key, players_key, top_n) -> { {user_id, username, score, updated}, ... }
 -- bc_publish(channel, message, top): publishes (SPUBLISH: sharded pub/sub, the board's slot) '<seq> <JSON>' (the sequence first, so
 --   a subscriber that already holds a newer state skips the JSON); `message` holds
@@ -45,8 +47,8 @@ local function bc_settled(lock_key, state_key, players_key, board_key)
   return bc_whole(state_key, players_key, board_key)
 end
 
-local function bc_member(seq, user_id)
-  return string.format('%015d', 999999999999999 - seq) .. ':' .. user_id
+local function bc_tie(seq)
+  return string.format('%015d', 999999999999999 - seq)
 end
 
 local function bc_top(board_key, players_key, top_n)

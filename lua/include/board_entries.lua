@@ -4,6 +4,18 @@
 -- board_entries(board_key, players_key, start, stop) -> flat list
 --   { user_id, username, score, updated_ms, ... } for ranks start+1 .. stop+1,
 --   scores as exact decimal strings.
+-- entry_tie(entry) -> a players or banned entry's tie: its first 15 characters (an
+--   entry written before entries held only the tie holds the whole member there
+--   instead, the same tie first, so both forms read the same)
+-- entry_member(entry, user_id) -> the member the entry ranks the user under
+
+local function entry_tie(entry)
+  return string.sub(entry, 1, 15)
+end
+
+local function entry_member(entry, user_id)
+  return entry_tie(entry) .. ':' .. user_id
+end
 
 local function board_entries(board_key, players_key, start, stop)
   local flat = redis.call('ZREVRANGE', board_key, start, stop, 'WITHSCORES')

@@ -2,7 +2,7 @@
 -- rankings, pasted by ban_player and unban_player. Not a command of its own.
 --
 -- A banned player's entry of each current period moves from the period's players hash
--- (and its sorted set) into the period's banned hash ('<member>|<updated ms>|<username>|
+-- (and its sorted set) into the period's banned hash ('<tie>|<updated ms>|<username>|
 -- <score>'), which expires with the period; an unban moves it back. Closed periods are
 -- read from PostgreSQL, where banned players are left out.
 --
@@ -14,7 +14,7 @@ local function pb_ban(keys, first, user_id)
     local ranking, players, banned = keys[i], keys[i + 1], keys[i + 2]
     local entry = redis.call('HGET', players, user_id)
     if entry then
-      local member = string.match(entry, '^([^|]+)')
+      local member = entry_member(entry, user_id)
       local score = redis.call('ZSCORE', ranking, member) or '0'
       redis.call('ZREM', ranking, member)
       redis.call('HDEL', players, user_id)
@@ -35,11 +35,12 @@ local function pb_unban(keys, first, user_id)
     local ranking, players, banned = keys[i], keys[i + 1], keys[i + 2]
     local kept = redis.call('HGET', banned, user_id)
     if kept then
-      local member, updated, username, score = string.match(kept, '^([^|]+)|([^|]*)|(.*)|(%d+)$')
+      local updated, username, score = string.match(kept, '^[^|]*|([^|]*)|(.*)|(%d+)$')
       redis.call('HDEL', banned, user_id)
-      if member and tonumber(score) > 0 then
-        redis.call('ZADD', ranking, score, member)
-        redis.call('HSET', players, user_id, member .. '|' .. updated .. '|' .. username)
+      if score and tonumber(score) > 0 then
+        local tie = entry_tie(kept)
+        redis.call('ZADD', ranking, score, tie .. ':' .. user_id)
+        redis.call('HSET', players, user_id, tie .. '|' .. updated .. '|' .. username)
         local keep_ms = redis.call('PTTL', banned)
         if keep_ms > 0 then
           redis.call('PEXPIRE', ranking, keep_ms)

@@ -37,7 +37,7 @@ from redis.typing import EncodableT, FieldT
 from scoreboard.core.errors import NOT_APPLIED, ServiceUnavailable
 from scoreboard.core.periods import period_at
 from scoreboard.core.settings import Settings
-from scoreboard.core.values import banned_entry, member, player_entry
+from scoreboard.core.values import banned_entry, player_entry, tie, tie_member
 from scoreboard.storage.database import db_errors
 from scoreboard.storage.keys import DEFAULT_BOARD, BoardKeys
 from scoreboard.storage.redis_client import RedisClient, as_text, redis_errors
@@ -110,9 +110,6 @@ class Standing:
     seq: int
     updated_ms: int
     banned: bool = False
-
-    def member(self, user_id: str) -> str:
-        return member(self.seq, user_id)
 
 
 @dataclass(frozen=True)
@@ -386,12 +383,12 @@ async def _stage(
                 entries: dict[FieldT, EncodableT] = {}
                 banned: dict[FieldT, EncodableT] = {}
                 for uid, s in items[offset : offset + CHUNK]:
-                    member_text = s.member(uid)
+                    tie_text = tie(s.seq)
                     if s.banned:
-                        banned[uid] = banned_entry(member_text, s.updated_ms, s.username, s.score)
+                        banned[uid] = banned_entry(tie_text, s.updated_ms, s.username, s.score)
                     else:
-                        ranking[member_text] = s.score
-                        entries[uid] = player_entry(member_text, s.updated_ms, s.username)
+                        ranking[tie_member(tie_text, uid)] = s.score
+                        entries[uid] = player_entry(tie_text, s.updated_ms, s.username)
                 if ranking:
                     pipe.zadd(staged_board, ranking)
                     pipe.hset(staged_players, mapping=entries)

@@ -1,10 +1,16 @@
 """The board's value encodings on the Python side; the scripts' side is
-lua/include/board_change.lua, and the two must agree.
+lua/include/board_change.lua and board_entries.lua, and the two must agree.
 
-    member   '<15-digit inverted sequence>:<user id>'
-    players  user id -> '<member>|<updated ms>|<username>'
-    banned   user id -> '<member>|<updated ms>|<username>|<score>', or '-' when the
+    tie      '<15-digit inverted sequence>': equal scores sort by who reached them first
+    member   '<tie>:<user id>'
+    players  user id -> '<tie>|<updated ms>|<username>'
+    banned   user id -> '<tie>|<updated ms>|<username>|<score>', or '-' when the
              banned player has no score
+
+An entry names its tie, not its member: the user id is the hash's field already, and
+repeating it in every value cost Redis about 40 bytes a player. Entries written
+before held the whole member in the tie's place; the tie is the entry's first 15
+characters either way, so both forms read the same and a move rewrites the older one.
 """
 
 from __future__ import annotations
@@ -13,37 +19,50 @@ from dataclasses import dataclass
 
 INVERT = 999_999_999_999_999
 NO_SCORE = "-"
+TIE_DIGITS = 15
+
+
+def tie(seq: int) -> str:
+    return f"{INVERT - seq:0{TIE_DIGITS}d}"
+
+
+def tie_member(tie_text: str, user_id: str) -> str:
+    return f"{tie_text}:{user_id}"
 
 
 def member(seq: int, user_id: str) -> str:
-    return f"{INVERT - seq:015d}:{user_id}"
+    return tie_member(tie(seq), user_id)
+
+
+def entry_member(entry: str, user_id: str) -> str:
+    """The member a players or banned entry ranks the user under."""
+    return tie_member(entry[:TIE_DIGITS], user_id)
 
 
 def member_user(member_text: str) -> str:
     return member_text.partition(":")[2]
 
 
-def player_entry(member_text: str, updated_ms: int, username: str) -> str:
-    return f"{member_text}|{updated_ms}|{username}"
+def player_entry(tie_text: str, updated_ms: int, username: str) -> str:
+    return f"{tie_text}|{updated_ms}|{username}"
 
 
-def banned_entry(member_text: str | None, updated_ms: int, username: str, score: int) -> str:
-    if member_text is None or score <= 0:
+def banned_entry(tie_text: str | None, updated_ms: int, username: str, score: int) -> str:
+    if tie_text is None or score <= 0:
         return NO_SCORE
-    return f"{member_text}|{updated_ms}|{username}|{score}"
+    return f"{tie_text}|{updated_ms}|{username}|{score}"
 
 
 @dataclass(frozen=True)
 class BannedStanding:
-    member: str | None
+    tie: str | None
     score: int
 
 
 def parse_banned(value: str) -> BannedStanding:
     if value == NO_SCORE:
         return BannedStanding(None, 0)
-    member_text, _, rest = value.partition("|")
-    return BannedStanding(member_text, int(rest.rpartition("|")[2]))
+    return BannedStanding(value[:TIE_DIGITS], int(value.rpartition("|")[2]))
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class Keys:
         return f"{self._board(board)}:rl:{rule}:{subject_digest(subject)}"
 
     def players(self, board: str = DEFAULT_BOARD) -> str:
-        """Hash of user id -> '<board member>|<updated ms>|<username>'."""
+        """Hash of user id -> '<tie>|<updated ms>|<username>' (scoreboard/core/values.py)."""
         return f"{self._board(board)}:players"
 
     def events(self, board: str = DEFAULT_BOARD) -> str:

@@ -18,6 +18,7 @@ from scoreboard.api.services import Services
 from scoreboard.boards.reconcile import reconcile
 from scoreboard.core.periods import iso_utc, period_at
 from scoreboard.core.settings import RateRule, Settings
+from scoreboard.core.values import entry_member
 from scoreboard.sync import SyncFleet
 from tests.auth_helpers import PASSWORD, bearer, error_code, login, new_player, new_username
 from tests.conftest import asgi_client, unthrottled
@@ -415,9 +416,11 @@ async def test_reconcile_finds_and_repairs_a_drifted_period_ranking(
     board = services.keys.board("speedrun")
     day_ranked, day_players = board.period_ranking(DAY.id)
     week_ranked, week_players = board.period_ranking(WEEK.id)
-    alice_member = (await services.redis.hget(day_players, alice["user_id"])).split(b"|")[0]
+    alice_entry = (await services.redis.hget(day_players, alice["user_id"])).decode()
+    alice_member = entry_member(alice_entry, alice["user_id"])
     await services.redis.zincrby(day_ranked, 7, alice_member)
-    bob_member = (await services.redis.hget(week_players, bob["user_id"])).split(b"|")[0]
+    bob_entry = (await services.redis.hget(week_players, bob["user_id"])).decode()
+    bob_member = entry_member(bob_entry, bob["user_id"])
     await services.redis.zrem(week_ranked, bob_member)
     await services.redis.hdel(week_players, bob["user_id"])
     await services.redis.hdel(board.period_banned(DAY.id), carol["user_id"])

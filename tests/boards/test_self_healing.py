@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from scoreboard.core.settings import Settings
+from scoreboard.core.values import entry_member
 from tests.auth_helpers import bearer, issue_token
 from tests.deployment import Deployment, deployment
 from tests.private_redis import PrivateRedis, private_redis
@@ -271,7 +272,7 @@ async def test_reconcile_by_hand_reports_then_repairs(live: Deployment, tmp_path
         victim = live.players[1]["user_id"]
         client = live.redis.client()
         keys = live.settings_keys()
-        member = client.hget(keys.players(), victim).decode().split("|")[0]
+        member = entry_member(client.hget(keys.players(), victim).decode(), victim)
         client.zadd(keys.leaderboard(), {member: 1})  # Redis damaged: a total went back
 
         dry = await asyncio.to_thread(live.run_cli, tmp_path, "reconcile", "--dry-run")

@@ -76,6 +76,30 @@ async def test_a_ban_takes_the_player_off_and_an_unban_puts_them_back_in_place(
     await _whole(board)
 
 
+async def test_a_ban_and_an_unban_of_an_entry_holding_the_whole_member(board: Board) -> None:
+    """An entry written before the entries held only the tie (its whole member in the
+    tie's place) is banned and unbanned in place, and comes back in the short form."""
+    a, b = _uid(), _uid()
+    await _play(board, {a: 50, b: 50})
+    keys = board.board_keys
+    entry = (await board.client.hget(keys.players, a)).decode()
+    tie = entry.split("|")[0]
+    await board.client.hset(keys.players, a, entry.replace(tie, f"{tie}:{a}", 1))
+    banned = await board.scripts.ban_player(keys, a, TOP_N)
+    assert (banned.rank, banned.score) == (1, 50)
+    assert await _ranking(board) == [(b, 50)]
+    back = await board.scripts.unban_player(keys, a, TOP_N)
+    assert (back.rank, back.score) == (1, 50)
+    assert await _ranking(board) == [(a, 50), (b, 50)]
+    assert (await board.client.hget(keys.players, a)).decode() == entry
+    await _whole(board)
+    await board.client.hset(keys.players, a, entry.replace(tie, f"{tie}:{a}", 1))
+    adjusted = await _adjust(board, a, 5)
+    assert (adjusted.old_score, adjusted.new_score) == (50, 55)
+    assert await _ranking(board) == [(a, 55), (b, 50)]
+    await _whole(board)
+
+
 async def test_a_banned_player_gets_no_token_and_no_update(board: Board) -> None:
     user = _uid()
     token = await board.issue(user)

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from scoreboard.core import values
 from scoreboard.core.errors import InvalidActionToken, RateLimitExceeded, ScoreValidationFailed
 from scoreboard.core.settings import RateRule
 from tests.lua.board_helpers import Board, pace, read_history
@@ -218,7 +219,37 @@ async def test_the_ceiling_is_exact(board: Board) -> None:
 
 async def _member(board: Board, user: str) -> str:
     info = await board.client.hget(board.keys.players(), user)
-    return info.decode().split("|")[0]
+    return values.entry_member(info.decode(), user)
+
+
+async def test_a_players_entry_holds_its_tie_and_not_the_user_id_again(board: Board) -> None:
+    user = _uid()
+    applied = await board.submit(user, await board.issue(user), 40)
+    entry = (await board.client.hget(board.keys.players(), user)).decode()
+    assert user not in entry
+    tie, updated, name = entry.split("|")
+    assert tie == values.tie(applied.sequence) and int(updated) > 0 and name
+    member = values.member(applied.sequence, user)
+    assert await board.client.zscore(board.keys.leaderboard(), member) == 40
+
+
+async def test_an_entry_holding_the_whole_member_reads_and_moves_as_before(board: Board) -> None:
+    """A players entry written before the entries held only the tie names the whole
+    member in its place; the board reads it the same way and rewrites it on the move."""
+    user, other = _uid(), _uid()
+    first = await board.submit(user, await board.issue(user), 40)
+    await board.submit(other, await board.issue(other), 10)
+    entry = (await board.client.hget(board.keys.players(), user)).decode()
+    older = entry.replace(values.tie(first.sequence), values.member(first.sequence, user), 1)
+    await board.client.hset(board.keys.players(), user, older)
+
+    around = await board.scripts.read_around(board.board_keys, user, 1)
+    assert around.rank == 1 and [e.user_id for e in around.entries] == [user, other]
+    again = await board.submit(user, await board.issue(user), 2)
+    assert (again.old_score, again.old_rank, again.new_score, again.new_rank) == (40, 1, 42, 1)
+    assert await board.client.zcard(board.keys.leaderboard()) == 2
+    moved = (await board.client.hget(board.keys.players(), user)).decode()
+    assert moved.split("|")[0] == values.tie(again.sequence)
 
 
 async def test_rate_limit_counts_every_attempt_and_keeps_the_token(board: Board) -> None:
