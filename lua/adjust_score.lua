@@ -87,7 +87,7 @@ end
 local now_ms = int(math.floor(redis_now_us() / 1000))
 local seq = rcall('HINCRBY', state_key, 'seq', 1)
 local tie = bc_tie(seq)
-local member = tie .. ':' .. user_id
+local member = tie_member(tie, user_id)
 local new_rank = 0
 if banned then
   local entry = '-'

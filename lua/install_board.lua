@@ -91,7 +91,7 @@ local function move(ranked_key, ranked_players, fields, tie, user_id, keep_ms)
   end
   score = score + tonumber(fields.delta)
   if score > 0 then
-    rcall('ZADD', ranked_key, string.format('%d', score), tie .. ':' .. user_id)
+    rcall('ZADD', ranked_key, string.format('%d', score), tie_member(tie, user_id))
     rcall('HSET', ranked_players, user_id, tie .. '|' .. fields.ts .. '|' .. fields.username)
     if keep_ms and rcall('PTTL', ranked_players) < 0 then
       rcall('PEXPIRE', ranked_key, keep_ms)

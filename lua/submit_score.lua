@@ -311,7 +311,7 @@ if not player then
   rcall('HINCRBY', state_key, 'players', 1)
 end
 local tie = bc_tie(sequence)
-local new_member = tie .. ':' .. user_id
+local new_member = tie_member(tie, user_id)
 local new_score_text, sequence_text = int(new_score), int(sequence)
 if old_member then
   rcall('ZREM', board_key, old_member)

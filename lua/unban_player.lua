@@ -44,7 +44,7 @@ if kept == '-' then
 end
 local updated, username, score = string.match(kept, '^[^|]*|([^|]*)|(.*)|(%d+)$')
 local tie = entry_tie(kept)
-local member = tie .. ':' .. user_id
+local member = tie_member(tie, user_id)
 rcall('ZADD', board_key, score, member)
 rcall('HSET', players_key, user_id, tie .. '|' .. updated .. '|' .. username)
 rcall('HINCRBY', state_key, 'players', 1)

@@ -39,7 +39,7 @@ local function pb_unban(keys, first, user_id)
       redis.call('HDEL', banned, user_id)
       if score and tonumber(score) > 0 then
         local tie = entry_tie(kept)
-        redis.call('ZADD', ranking, score, tie .. ':' .. user_id)
+        redis.call('ZADD', ranking, score, tie_member(tie, user_id))
         redis.call('HSET', players, user_id, tie .. '|' .. updated .. '|' .. username)
         local keep_ms = redis.call('PTTL', banned)
         if keep_ms > 0 then
