@@ -8,9 +8,10 @@ lua/include/board_change.lua and board_entries.lua, and the two must agree.
              banned player has no score
 
 An entry names its tie, not its member: the user id is the hash's field already, and
-repeating it in every value cost Redis about 40 bytes a player. Entries written
-before held the whole member in the tie's place; the tie is the entry's first 15
-characters either way, so both forms read the same and a move rewrites the older one.
+repeating it in every value cost Redis 32 bytes a player. Entries written before held
+the whole member in the tie's place; the tie is the entry's first 15 characters
+either way, so both forms read the same, and the player's next update (or a rebuild)
+writes the shorter one.
 """
 
 from __future__ import annotations
