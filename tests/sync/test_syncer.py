@@ -20,8 +20,9 @@ import pytest
 
 from scoreboard.api.app import create_app
 from scoreboard.api.services import Services
-from scoreboard.boards.rebuild import ensure_board
+from scoreboard.boards.rebuild import ensure_board, rebuild_with_lock
 from scoreboard.core.settings import RateRule, Settings
+from scoreboard.core.values import entry_member
 from scoreboard.storage.database import create_pool
 from scoreboard.sync import Syncer
 from scoreboard.sync.status import read_sync_status
@@ -455,6 +456,33 @@ async def test_a_lost_board_is_rebuilt_from_postgresql_and_the_tail(
     assert await _board(services) == before
     after = await submit(client, players[1], 1)
     assert after.json()["data"]["rank"] == 2
+
+
+async def test_a_rebuild_writes_older_players_entries_in_the_shorter_form(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """A players entry written before entries held only the tie (the whole member in
+    its place) is rewritten by an operator's rebuild, ranked where it was."""
+    players = [await new_player(client) for _ in range(3)]
+    await _play(client, players, 1)
+    await Syncer(services.settings, services.redis, services.pool).run(burst=True)
+    before = await _board(services)
+    keys, board = services.keys, services.keys.board()
+    older = {}
+    for player in players:
+        uid = player["user_id"]
+        entry = (await services.redis.hget(keys.players(), uid)).decode()
+        older[uid] = entry.replace(entry[:15], entry_member(entry, uid), 1)
+    await services.redis.hset(keys.players(), mapping=older)
+
+    await rebuild_with_lock(services.redis, services.pool, services.scripts, board)
+    assert await _board(services) == before
+    for uid, entry in (await services.redis.hgetall(keys.players())).items():
+        assert uid.decode() not in entry.decode()
+        ranked = await services.redis.zscore(
+            keys.leaderboard(), entry_member(entry.decode(), uid.decode())
+        )
+        assert ranked is not None
 
 
 async def test_a_token_maximum_past_32_bits_reaches_postgresql(settings: Settings) -> None:
