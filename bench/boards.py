@@ -30,7 +30,15 @@ import httpx
 
 from bench import services
 from bench.cpu_use import CpuMeter
-from bench.run import HERE, Deployment, loadgen, redis_client, seed_players, wait_drained
+from bench.run import (
+    HERE,
+    Deployment,
+    loadgen,
+    redis_client,
+    seed_players,
+    wait_drained,
+    whole_phase,
+)
 from bench.sync_drain import with_database
 from scoreboard.storage.keys import Keys
 
@@ -102,10 +110,13 @@ async def _phase(
         {"redis": "redis-server", "postgresql": "postgres"},
     )
     meter.start()
-    result = json.loads(
-        await asyncio.to_thread(
-            loadgen, "updates", deployment.url, seconds, concurrency, tokens_file
-        )
+    result = whole_phase(
+        json.loads(
+            await asyncio.to_thread(
+                loadgen, "updates", deployment.url, seconds, concurrency, tokens_file
+            )
+        ),
+        seconds,
     )
     used, _ = meter.stop()
     requests = result["requests"] or 1
@@ -164,7 +175,7 @@ async def run(
             players_file = workdir / "players.jsonl"
             await seed_players(deployment.url, players, players_file)
             measured: dict[str, list[dict[str, Any]]] = {name: [] for name in PHASES}
-            tokens = int(seconds * 3000) + 200  # then sized by what the phases took
+            tokens = int(seconds * 8000) + 200  # then sized by what the phases took
             for _ in range(rounds):
                 for name, boards in PHASES.items():
                     phase = await _phase(

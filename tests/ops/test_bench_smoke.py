@@ -41,6 +41,20 @@ def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_pat
     assert summary["phases"]["updates"]["requests_per_second"] > 0
     assert summary["cpu_us_per_update"]["server"] > 0  # where phase 3's CPU went
     assert "| 3. score updates |" in (tmp_path / "RESULTS.md").read_text()
+    # every timed phase ran its whole second: the update phase's action tokens, issued
+    # beforehand, lasted (a player may hold only a few unspent ones by default)
+    for run in json.loads((tmp_path / "results.json").read_text())["runs"]:
+        for name, phase in run["phases"].items():
+            assert phase["seconds"] >= 0.9, (name, phase["seconds"], phase["requests"])
+
+
+def test_a_timed_phase_that_stops_short_is_refused() -> None:
+    from bench.run import whole_phase
+
+    ran = {"phase": "updates", "seconds": 9.6, "requests": 30_000}
+    assert whole_phase(ran, 10) is ran
+    with pytest.raises(RuntimeError, match="updates phase stopped after 0.7 s of 10"):
+        whole_phase({"phase": "updates", "seconds": 0.7, "requests": 2500}, 10)
 
 
 def test_the_cluster_loss_benchmark_runs(
