@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import asyncpg
 
@@ -92,9 +93,9 @@ class Ranking:
         return kind if self.period_id is None else f"{kind} ({self.period_id})"
 
 
-@dataclass(frozen=True)
-class Seen:
-    """A player as one read of the live board found it, and the sequence of that read."""
+class Seen(NamedTuple):
+    """A player as one read of the live board found it, and the sequence of that read
+    (a named tuple: one per player read)."""
 
     standing: LiveStanding
     seq: int
@@ -126,9 +127,12 @@ def _kind(seen: LiveStanding, want_score: int, want_banned: bool, ranking: Ranki
 def _difference(
     baseline: Baseline, ranking: Ranking, user_id: str, seen: Seen
 ) -> tuple[str, int] | None:
-    score, banned = baseline.standing_at(user_id, seen.seq, ranking.period_id)
-    kind = _kind(seen.standing, score, banned, ranking)
-    return None if kind is None else (ranking.named(kind), score)
+    return _differs(ranking, seen, baseline.standing_at(user_id, seen.seq, ranking.period_id))
+
+
+def _differs(ranking: Ranking, seen: Seen, want: tuple[int, bool]) -> tuple[str, int] | None:
+    kind = _kind(seen.standing, want[0], want[1], ranking)
+    return None if kind is None else (ranking.named(kind), want[0])
 
 
 class _LiveScan:
@@ -174,13 +178,16 @@ class _LiveScan:
                 self._report.chunks += 1
                 self._report.scanned += len(chunk.values)
                 read += len(chunk.values)
-                for user_id, value in chunk.values:
-                    held = self.seen.get(user_id)
-                    score = held.standing.score if held else None
-                    if banned:
-                        self.seen[user_id] = Seen(LiveStanding(score, value), seq)
-                    elif value:
-                        self.seen[user_id] = Seen(LiveStanding(int(float(value)), None), seq)
+                seen = self.seen
+                if banned:  # after the players: a banned entry keeps the score read
+                    for user_id, value in chunk.values:
+                        held = seen.get(user_id)
+                        score = held.standing.score if held else None
+                        seen[user_id] = Seen(LiveStanding(score, value), seq)
+                else:
+                    for user_id, value in chunk.values:
+                        if value:
+                            seen[user_id] = Seen(LiveStanding(int(float(value)), None), seq)
                 cursor = chunk.cursor
                 if cursor == "0":
                     break
@@ -229,12 +236,16 @@ async def _compare(
     unseen = Seen(LiveStanding(None, None), scan.seq)
     all_time = ranking.period_id is None
     suspects = []
+    tailed = baseline.by_user  # a player without updates in the tail: any seq reads alike
     for user_id in baseline.users(ranking.period_id) | set(scan.seen):
-        if all_time:
-            score, banned = baseline.standing_at(user_id, scan.seq)
-            report.players += score > 0 or banned
         seen = scan.seen.get(user_id, unseen)
-        if _difference(baseline, ranking, user_id, seen) is not None:
+        want = baseline.standing_at(user_id, seen.seq, ranking.period_id)
+        if all_time:
+            score, banned = (
+                want if user_id not in tailed else baseline.standing_at(user_id, scan.seq)
+            )
+            report.players += score > 0 or banned
+        if _differs(ranking, seen, want) is not None:
             suspects.append(user_id)
     suspects.sort()
     confirmed = await _confirm(scripts, redis, board, ranking, baseline, suspects, report)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from scoreboard.core.values import BoardEntry
 from scoreboard.storage.keys import BoardKeys, RankingKeys
@@ -49,10 +49,9 @@ class ScannedChunk:
     values: list[tuple[str, str]]  # (user id, score or banned entry)
 
 
-@dataclass(frozen=True)
-class LiveStanding:
+class LiveStanding(NamedTuple):
     """A player on the live board: the score ranked (None: not ranked) and the banned
-    entry (None: not banned)."""
+    entry (None: not banned). A named tuple: a reconcile makes one per player read."""
 
     score: int | None
     banned: str | None
