@@ -766,8 +766,8 @@ class Settings:
             "How often the syncer compares the whole board with PostgreSQL plus the unsynced "
             "stream and repairs what differs (`0`: only when it sees the update sequence go back). "
             "A board too large to compare every interval at 5,000 entries a second is compared "
-            "less often (a million players: every 200 s), so the syncer's CPU stays flat as "
-            "the board grows."
+            "less often (a million players: every 200 s), so the syncer's CPU, averaged over "
+            "time, stays flat as the board grows."
         ),
     )
     allow_eviction: bool = setting(
