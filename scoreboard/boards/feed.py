@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from typing import Any, Protocol
@@ -50,7 +49,7 @@ class BoardEvent(msgspec.Struct, frozen=True):
     def from_message(cls, data: bytes | str) -> BoardEvent:
         """From a published '<sequence> <JSON>' message."""
         raw = data.encode() if isinstance(data, str) else data
-        body = json.loads(raw.partition(b" ")[2])
+        body = msgspec.json.decode(raw.partition(b" ")[2])  # errors are ValueErrors too
         top = body.get("top")  # an empty top (Lua's empty table) arrives as {}
         entries = None if top is None else [f for entry in top or [] for f in entry]
         return cls(
