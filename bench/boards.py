@@ -30,15 +30,7 @@ import httpx
 
 from bench import services
 from bench.cpu_use import CpuMeter
-from bench.run import (
-    HERE,
-    Deployment,
-    loadgen,
-    redis_client,
-    seed_players,
-    wait_drained,
-    whole_phase,
-)
+from bench.run import HERE, Deployment, loadgen, redis_client, seed_players, wait_drained
 from bench.sync_drain import with_database
 from scoreboard.storage.keys import Keys
 
@@ -110,13 +102,10 @@ async def _phase(
         {"redis": "redis-server", "postgresql": "postgres"},
     )
     meter.start()
-    result = whole_phase(
-        json.loads(
-            await asyncio.to_thread(
-                loadgen, "updates", deployment.url, seconds, concurrency, tokens_file
-            )
-        ),
-        seconds,
+    result = json.loads(
+        await asyncio.to_thread(
+            loadgen, "updates", deployment.url, seconds, concurrency, tokens_file
+        )
     )
     used, _ = meter.stop()
     requests = result["requests"] or 1

@@ -28,7 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench import services
-from bench.run import Deployment, loadgen, seed_players, whole_phase
+from bench.run import Deployment, loadgen, seed_players
 
 HERE = Path(__file__).resolve().parent
 TOP = 25
@@ -126,9 +126,7 @@ async def _profile(seconds: float, redis_url: str, admin_dsn: str, players: int)
                 "server": record(server, seconds, workdir / "server.txt"),
                 "syncer": record(syncer, seconds, workdir / "syncer.txt"),
             }
-            updates = whole_phase(
-                json.loads(loadgen("updates", url, seconds, conc, tokens_file)), seconds
-            )
+            updates = json.loads(loadgen("updates", url, seconds, conc, tokens_file))
             for one in spies.values():
                 one.wait()
             calls = _delta(before, await commandstats(redis_url))

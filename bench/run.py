@@ -247,7 +247,10 @@ def loadgen(
         command += ["--count", str(count)]
     if boards:
         command += ["--boards", boards]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    if phase == "updates":  # spends tokens issued beforehand: they must last the phase
+        whole_phase(json.loads(out), seconds)
+    return out
 
 
 async def sample_lag(redis_url: str, stream: str, stop: asyncio.Event) -> list[int]:
@@ -347,9 +350,8 @@ async def _phases(
         {"redis": "redis-server", "postgresql": "postgres"},
     )
     meter.start()
-    phases["updates"] = whole_phase(
-        json.loads(await asyncio.to_thread(loadgen, "updates", url, seconds, conc, tokens_file)),
-        seconds,
+    phases["updates"] = json.loads(
+        await asyncio.to_thread(loadgen, "updates", url, seconds, conc, tokens_file)
     )
     used, machine_busy = meter.stop()
     stop.set()

@@ -24,15 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import services
-from bench.run import (
-    Deployment,
-    _cpu_split,
-    _pin,
-    loadgen,
-    seed_players,
-    wait_until_up,
-    whole_phase,
-)
+from bench.run import Deployment, _cpu_split, _pin, loadgen, seed_players, wait_until_up
 
 HERE = Path(__file__).resolve().parent
 CONCURRENCY = 64
@@ -43,9 +35,7 @@ def _phases(url: str, seconds: float, players: Path, workdir: Path) -> dict[str,
     tokens = workdir / "tokens.jsonl"
     count = int(health["requests_per_second"] * seconds / 3) + 200
     tokens.write_text(loadgen("issue", url, seconds, CONCURRENCY, players, count))
-    updates = whole_phase(
-        json.loads(loadgen("updates", url, seconds, CONCURRENCY, tokens)), seconds
-    )
+    updates = json.loads(loadgen("updates", url, seconds, CONCURRENCY, tokens))
     top10 = json.loads(loadgen("get:/leaderboard/top10", url, seconds, CONCURRENCY))
     return {
         "health": health["requests_per_second"],
