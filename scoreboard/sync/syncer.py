@@ -50,11 +50,13 @@ BOARD_CHECK_SECONDS = 1.0
 FLOOD_FLUSH_SECONDS = 5.0
 # A periodic reconcile reads the whole board: on average it compares at most this many
 # entries a second (a board larger than the interval allows is compared less often), so
-# the syncer's CPU stays flat as a board grows (bench/SCALE.md: a few µs per entry)
+# the syncer's CPU, averaged over time, stays flat as a board grows (bench/SCALE.md: about
+# 10 µs per entry)
 RECONCILE_ENTRIES_PER_SECOND = 5_000
 # ...and reads them at no more than this many a second, so that a big board's compare
-# does not take Redis and the CPU from live traffic in one burst (a million players:
-# 40 s instead of about 17 at full speed; a thousand: unchanged)
+# is spread instead of one burst (a million players: 40 s instead of about 17 at full
+# speed; a thousand: unchanged). Reads that wait on Redis still slow while a compare of
+# a million runs (bench/RESULTS.md)
 RECONCILE_SCAN_ENTRIES_PER_SECOND = 25_000
 CLAIM_EVERY_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
