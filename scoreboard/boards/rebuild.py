@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,7 @@ from redis.typing import EncodableT, FieldT
 from scoreboard.core.errors import NOT_APPLIED, ServiceUnavailable
 from scoreboard.core.periods import period_at
 from scoreboard.core.settings import Settings
+from scoreboard.core.turns import in_slices
 from scoreboard.core.values import banned_entry, player_entry, tie, tie_member
 from scoreboard.storage.database import db_errors
 from scoreboard.storage.keys import DEFAULT_BOARD, BoardKeys
@@ -289,16 +290,16 @@ class Baseline:
                 score += update.delta
         return score, bool(known and known.banned)
 
-    def users(self, period_id: str | None = None) -> set[str]:
-        """The players the ranking may hold (the all-time one, or a current period's)."""
-        if period_id is None:
-            return set(self.persisted) | set(self.by_user)
-        counted = {
-            user_id
-            for user_id, updates in self.by_user.items()
-            if any(period_id in update.periods for update in updates)
-        }
-        return set(self._period_scores(period_id)) | counted
+    def users(self, period_id: str | None = None) -> Iterator[str]:
+        """The players the ranking may hold (the all-time one, or a current period's),
+        each once, one at a time (a million players' set is never built at once)."""
+        known = self.persisted if period_id is None else self._period_scores(period_id)
+        yield from known
+        for user_id, updates in self.by_user.items():
+            if user_id not in known and (
+                period_id is None or any(period_id in update.periods for update in updates)
+            ):
+                yield user_id
 
     def expected(self) -> Expected:
         """The board and its current periods with every update read so far."""
@@ -348,8 +349,12 @@ async def read_baseline(
     in_stream = {update.event_id for update in updates}
     held_dead = [u for u in dead if u.event_id not in persisted and u.event_id not in in_stream]
     # by position (user_id, username, score, seq, updated_ms, banned): a million rows
-    # read by name cost a second more
-    standings = {row[0]: Standing(row[1], row[2], row[3], row[4], row[5]) for row in rows}
+    # read by name cost a second more; in slices, so the event loop runs meanwhile
+    standings: dict[str, Standing] = {}
+    async for chunk in in_slices(rows):
+        standings.update(
+            (row[0], Standing(row[1], row[2], row[3], row[4], row[5])) for row in chunk
+        )
     unpersisted = [u for u in updates if u.event_id not in persisted] + held_dead
     return Baseline(standings, period_rows, unpersisted, last_id, len(held_dead))
 

@@ -34,6 +34,7 @@ from scoreboard.boards.rebuild import (
     rebuild_lock,
     trim_hold,
 )
+from scoreboard.core.turns import in_slices
 from scoreboard.core.values import parse_banned
 from scoreboard.storage.keys import BoardKeys, RankingKeys
 from scoreboard.storage.redis_client import RedisClient, redis_errors
@@ -237,16 +238,22 @@ async def _compare(
     all_time = ranking.period_id is None
     suspects = []
     tailed = baseline.by_user  # a player without updates in the tail: any seq reads alike
-    for user_id in baseline.users(ranking.period_id) | set(scan.seen):
-        seen = scan.seen.get(user_id, unseen)
-        want = baseline.standing_at(user_id, seen.seq, ranking.period_id)
-        if all_time:
-            score, banned = (
-                want if user_id not in tailed else baseline.standing_at(user_id, scan.seq)
-            )
-            report.players += score > 0 or banned
-        if _differs(ranking, seen, want) is not None:
-            suspects.append(user_id)
+    read = scan.seen
+    # every player read, then every player expected and not read: each once, in slices
+    for players, expected_only in ((read, False), (baseline.users(ranking.period_id), True)):
+        async for chunk in in_slices(players):
+            for user_id in chunk:
+                if expected_only and user_id in read:
+                    continue
+                seen = read.get(user_id, unseen)
+                want = baseline.standing_at(user_id, seen.seq, ranking.period_id)
+                if all_time:
+                    score, banned = (
+                        want if user_id not in tailed else baseline.standing_at(user_id, scan.seq)
+                    )
+                    report.players += score > 0 or banned
+                if _differs(ranking, seen, want) is not None:
+                    suspects.append(user_id)
     suspects.sort()
     confirmed = await _confirm(scripts, redis, board, ranking, baseline, suspects, report)
     seq = max(scan.seq, confirmed)

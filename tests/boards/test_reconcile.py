@@ -345,3 +345,73 @@ async def test_the_syncers_periodic_reconcile_is_paced(
     await asyncio.sleep(0.01)
     assert await syncer.reconcile_if_due() is not None
     assert seen["pace"] == syncer_module.RECONCILE_SCAN_ENTRIES_PER_SECOND
+
+
+def _longest_run(turns: list[int]) -> int:
+    """The most items worked through at one turn of the event loop."""
+    longest = run = 0
+    for i, turn in enumerate(turns):
+        run = run + 1 if i and turn == turns[i - 1] else 1
+        longest = max(longest, run)
+    return longest
+
+
+async def test_a_compare_gives_the_event_loop_turns_while_it_works_through_players(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: reading PostgreSQL's baseline turned every row into a standing, and the
+    compare then worked out every player's expected standing, each in one pass without
+    an await. At a million players the syncer's event loop stood still for seconds
+    (bench.scale: its lag grew by about 10,000 events while one compare ended), and no
+    batch was persisted meanwhile. Both passes now give the loop a turn every
+    `turns.SLICE` players."""
+    from scoreboard.boards import rebuild as rebuild_module
+    from scoreboard.core import turns
+
+    players = 3_000
+    services.guard.pause()
+    await services.pool.execute(
+        "WITH players AS (INSERT INTO users (username, username_key, email, password_hash)"
+        " SELECT 'p' || g, 'p' || g, 'p' || g || '@example.test', 'x'"
+        " FROM generate_series(1, $1::int) g RETURNING id, username)"
+        " INSERT INTO board_scores (board, user_id, score, last_event_seq)"
+        " SELECT 'global', id, substr(username, 2)::int % 997 + 1, substr(username, 2)::int"
+        " FROM players",
+        players,
+    )
+    board = services.keys.board()
+    async with rebuild_lock(services.redis, board):
+        await rebuild_board(services.redis, services.pool, services.scripts, board)
+
+    monkeypatch.setattr(turns, "SLICE", 100)
+    turn = 0
+    built: list[int] = []  # the loop's turn at each standing built from a row
+    expected: list[int] = []  # ... and at each expected standing worked out
+
+    class Counted(rebuild_module.Standing):
+        def __init__(self, *args: Any) -> None:
+            built.append(turn)
+            super().__init__(*args)
+
+    def standing_at(self: Any, *args: Any) -> tuple[int, bool]:
+        expected.append(turn)
+        return cast(tuple[int, bool], original(self, *args))
+
+    original = rebuild_module.Baseline.standing_at
+    monkeypatch.setattr(rebuild_module, "Standing", Counted)
+    monkeypatch.setattr(rebuild_module.Baseline, "standing_at", standing_at)
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            turn += 1
+            await asyncio.sleep(0)
+
+    counting = asyncio.create_task(count_turns())
+    try:
+        report = await reconcile(services.redis, services.pool, services.scripts, board)
+    finally:
+        counting.cancel()
+    assert report.clean and report.players == players
+    assert len(built) == players and len(expected) >= players
+    assert _longest_run(built) <= 100 and _longest_run(expected) <= 100
