@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ACTIVE = 200  # players who log in and play; the rest only sit on the board
 CONCURRENCY = 4  # closed loop: latency of the service, not of a queue in front of it
 SMALL = 1000
+COMPARE_LOOK_SECONDS = 0.2  # how often a phase looks whether the syncer is comparing
 MAX_SCORE = 10_000_000
 
 
@@ -140,21 +141,47 @@ async def memory_per_player(redis_url: str, prefix: str) -> dict[str, float]:
     }
 
 
+async def watched(deployment: Deployment, *args: Any) -> tuple[dict[str, Any], float]:
+    """A load generator phase, and the share of it during which the syncer's periodic
+    compare was running (it holds the board's trim hold): a compare of a million
+    players slows the reads while it runs, so each phase's figures say whether one
+    fell inside it."""
+    client = aioredis.Redis.from_url(deployment.redis_url)
+    hold = Keys(deployment.prefix).trim_hold()
+    phase = asyncio.ensure_future(asyncio.to_thread(loadgen, *args))
+    looks = held = 0
+    try:
+        while not phase.done():
+            looks += 1
+            held += int(await client.exists(hold))
+            await asyncio.wait({phase}, timeout=COMPARE_LOOK_SECONDS)
+    finally:
+        await client.aclose()
+    return json.loads(await phase), held / max(1, looks)
+
+
 async def measure(
     deployment: Deployment, workdir: Path, active: list[dict[str, str]], seconds: float
 ) -> dict[str, Any]:
     url = deployment.url
     paths = workdir / "paths.jsonl"
     phases: dict[str, Any] = {}
-    phases["top10"] = json.loads(loadgen("get:/leaderboard/top10", url, seconds, CONCURRENCY))
+    compare: dict[str, float] = {}
+    phases["top10"], compare["top10"] = await watched(
+        deployment, "get:/leaderboard/top10", url, seconds, CONCURRENCY
+    )
     paths.write_text(
         "\n".join(json.dumps({"path": f"/scores/user/{p['user_id']}"}) for p in active)
     )
-    phases["player"] = json.loads(loadgen("paths", url, seconds, CONCURRENCY, paths))
+    phases["player"], compare["player"] = await watched(
+        deployment, "paths", url, seconds, CONCURRENCY, paths
+    )
     paths.write_text(
         "\n".join(json.dumps({"path": f"/leaderboard/around/{p['user_id']}"}) for p in active)
     )
-    phases["around"] = json.loads(loadgen("paths", url, seconds, CONCURRENCY, paths))
+    phases["around"], compare["around"] = await watched(
+        deployment, "paths", url, seconds, CONCURRENCY, paths
+    )
 
     players_file = workdir / "players.jsonl"
     tokens_file = workdir / "tokens.jsonl"
@@ -162,8 +189,8 @@ async def measure(
     tokens_file.write_text(loadgen("issue", url, seconds, 32, players_file, tokens))
     meter = CpuMeter({"syncer": deployment.processes["syncer"].pid}, {})
     meter.start()
-    phases["update"] = json.loads(
-        await asyncio.to_thread(loadgen, "updates", url, seconds, CONCURRENCY, tokens_file)
+    phases["update"], compare["update"] = await watched(
+        deployment, "updates", url, seconds, CONCURRENCY, tokens_file
     )
     await wait_drained(deployment.redis_url, Keys(deployment.prefix).events())
     used, _ = meter.stop()
@@ -174,6 +201,7 @@ async def measure(
             for name, phase in phases.items()
         },
         "syncer_cpu_us_per_update": round(used["syncer"] / requests * 1e6, 1),
+        "compare_share": compare,
     }
 
 
@@ -235,6 +263,11 @@ def p99_ratios(sizes: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _during_compare(run: dict[str, Any], name: str) -> str:
+    share = run[max(run, key=int)].get("compare_share", {}).get(name, 0.0)
+    return f" (compare {share:.0%})" if share else ""
+
+
 def write_report(sizes: dict[str, Any], seconds: float, runs: list[Any] | None = None) -> str:
     small, large = sizes[str(SMALL)], sizes[max(sizes, key=int)]
     small_n, large_n = SMALL, int(max(sizes, key=int))
@@ -276,9 +309,13 @@ def write_report(sizes: dict[str, Any], seconds: float, runs: list[Any] | None =
     if runs and count > 1:
         lines += [
             "",
-            "Each run's p99 ratios (large over small): "
+            "Each run's p99 ratios (large over small), with the share of the large board's"
+            " phase during which the syncer's periodic compare was running where it was: "
             + "; ".join(
-                ", ".join(f"{label} {p99_ratios(run)[name]:.2f}" for name, label in OPERATIONS)
+                ", ".join(
+                    f"{label} {p99_ratios(run)[name]:.2f}" + _during_compare(run, name)
+                    for name, label in OPERATIONS
+                )
                 for run in runs
             )
             + ". Each run's rebuild of the large board: "

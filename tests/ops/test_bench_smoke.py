@@ -132,7 +132,7 @@ def test_the_scale_benchmark_compares_two_sizes_of_one_board(
 
 
 def test_the_scale_benchmark_reports_the_medians_of_its_runs() -> None:
-    def run(update_p99: float, rebuild: float) -> dict[str, Any]:
+    def run(update_p99: float, rebuild: float, compared: float = 0.0) -> dict[str, Any]:
         def size(p99: float) -> dict[str, Any]:
             latency = {"p50": 1.0, "p99": p99, "requests": 10}
             return {
@@ -147,11 +147,14 @@ def test_the_scale_benchmark_reports_the_medians_of_its_runs() -> None:
                     "players_hash_bytes_per_player": 150,
                 },
                 "syncer_cpu_us_per_update": 30.0,
+                "compare_share": {name: 0.0 for name, _ in scale.OPERATIONS},
             }
 
-        return {"1000": size(2.0), "5000": size(update_p99)}
+        large = size(update_p99)
+        large["compare_share"]["player"] = compared
+        return {"1000": size(2.0), "5000": large}
 
-    runs = [run(2.2, 9.0), run(3.0, 7.0), run(2.4, 8.0)]
+    runs = [run(2.2, 9.0), run(3.0, 7.0, compared=0.4), run(2.4, 8.0)]
     sizes = scale.medians(runs)
     assert sizes["5000"]["latency_ms"]["update"]["p99"] == 2.4
     assert sizes["5000"]["rebuild_seconds"] == 8.0
@@ -160,6 +163,8 @@ def test_the_scale_benchmark_reports_the_medians_of_its_runs() -> None:
     assert "medians of 3 runs" in report
     assert "| score update | 1.00 | 2.00 | 1.00 | 2.40 | 1.20 |" in report
     assert "score update 1.10" in report and "score update 1.50" in report
+    # a phase the syncer's compare fell into says so, the others do not
+    assert report.count("(compare ") == 1 and "a player's score 1.50 (compare 40%)" in report
     assert "large board: 9.00 s, 7.00 s, 8.00 s." in report
 
 
