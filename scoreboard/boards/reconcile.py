@@ -35,7 +35,7 @@ from scoreboard.boards.rebuild import (
     trim_hold,
 )
 from scoreboard.core.turns import in_slices
-from scoreboard.core.values import parse_banned
+from scoreboard.core.values import banned_score
 from scoreboard.storage.keys import BoardKeys, RankingKeys
 from scoreboard.storage.redis_client import RedisClient, redis_errors
 from scoreboard.storage.scripts import LiveStanding, Scripts
@@ -106,7 +106,7 @@ def _kind(seen: LiveStanding, want_score: int, want_banned: bool, ranking: Ranki
     """How a live standing differs from what the ranking should hold (None: it does
     not). The all-time ranking keeps every banned player's entry; a period keeps those
     of the banned players who scored in it."""
-    held_banned = parse_banned(seen.banned).score if seen.banned is not None else None
+    held_banned = banned_score(seen.banned) if seen.banned is not None else None
     if want_banned:
         if held_banned is None:
             kept = ranking.period_id is None or want_score > 0

@@ -40,10 +40,6 @@ def entry_member(entry: str, user_id: str) -> str:
     return tie_member(entry[:TIE_DIGITS], user_id)
 
 
-def member_user(member_text: str) -> str:
-    return member_text.partition(":")[2]
-
-
 def player_entry(tie_text: str, updated_ms: int, username: str) -> str:
     return f"{tie_text}|{updated_ms}|{username}"
 
@@ -54,16 +50,9 @@ def banned_entry(tie_text: str | None, updated_ms: int, username: str, score: in
     return f"{tie_text}|{updated_ms}|{username}|{score}"
 
 
-@dataclass(frozen=True)
-class BannedStanding:
-    tie: str | None
-    score: int
-
-
-def parse_banned(value: str) -> BannedStanding:
-    if value == NO_SCORE:
-        return BannedStanding(None, 0)
-    return BannedStanding(value[:TIE_DIGITS], int(value.rpartition("|")[2]))
+def banned_score(value: str) -> int:
+    """The score a banned entry keeps aside for an unban (0: none)."""
+    return 0 if value == NO_SCORE else int(value.rpartition("|")[2])
 
 
 @dataclass(frozen=True)
