@@ -302,8 +302,8 @@ async def test_a_paced_scan_reads_no_faster_than_its_pace(
     pace: float | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Was: the syncer's periodic reconcile read a board as fast as Redis answered (a
-    million players in about 17 s of back-to-back chunks, and the p99 of score updates
-    and of around-a-player reads 3.6 and 4.6 times longer meanwhile). With a pace it
+    million players in about 17 s of back-to-back chunks that kept Redis busy more
+    than half of that time). With a pace it
     waits between chunks until the entries it read are due: 30 entries at 300 a second
     take at least 0.09 s (the last chunk is not waited for), and every player is still
     read."""
