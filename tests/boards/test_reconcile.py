@@ -23,7 +23,7 @@ from scoreboard.boards.rebuild import rebuild_board, rebuild_lock
 from scoreboard.boards.reconcile import ReconcileReport, reconcile
 from scoreboard.core.settings import RateRule, Settings
 from scoreboard.core.values import member
-from scoreboard.storage.keys import Keys
+from scoreboard.storage.keys import BoardKeys, Keys
 from scoreboard.storage.scripts import Scripts
 from scoreboard.storage.scripts.reads import ScannedChunk
 from scoreboard.sync import Syncer
@@ -50,6 +50,27 @@ def settings(settings: Settings, own_database: str) -> Settings:
     )
 
 
+async def _filled_board(services: Services, players: int) -> BoardKeys:
+    """The default board with `players` players (`p1`, `p2`, ...), written into
+    PostgreSQL as the syncer would have and rebuilt from there."""
+    services.guard.pause()
+    await services.pool.execute(
+        "WITH players AS (INSERT INTO users (username, username_key, email, password_hash)"
+        " SELECT 'p' || g, 'p' || g, 'p' || g || '@example.test', 'x'"
+        " FROM generate_series(1, $1::int) g RETURNING id, username)"
+        " INSERT INTO board_scores (board, user_id, score, last_event_seq)"
+        " SELECT 'global', id, substr(username, 2)::int % 997 + 1, substr(username, 2)::int"
+        " FROM players",
+        players,
+        timeout=120,
+    )
+    board = services.keys.board()
+    async with rebuild_lock(services.redis, board):
+        report = await rebuild_board(services.redis, services.pool, services.scripts, board)
+    assert report.players == players
+    return board
+
+
 async def _board_scores(services: Services) -> dict[str, int]:
     page = await services.scripts.read_range(services.keys.board(), 0, -1)
     return {entry.user_id: entry.score for entry in page.entries}
@@ -74,21 +95,7 @@ class TestABigBoard:
     async def test_reconcile_and_repair_never_hold_redis_for_long(
         self, services: Services, slow_redis: PrivateRedis
     ) -> None:
-        services.guard.pause()
-        await services.pool.execute(
-            "WITH players AS (INSERT INTO users (username, username_key, email, password_hash)"
-            " SELECT 'p' || g, 'p' || g, 'p' || g || '@example.test', 'x'"
-            " FROM generate_series(1, $1::int) g RETURNING id, username)"
-            " INSERT INTO board_scores (board, user_id, score, last_event_seq)"
-            " SELECT 'global', id, substr(username, 2)::int % 997 + 1, substr(username, 2)::int"
-            " FROM players",
-            BIG_BOARD,
-            timeout=120,
-        )
-        board = services.keys.board()
-        async with rebuild_lock(services.redis, board):
-            report = await rebuild_board(services.redis, services.pool, services.scripts, board)
-        assert report.players == BIG_BOARD
+        board = await _filled_board(services, BIG_BOARD)
         with slow_redis.client() as probe:
             probe.slowlog_reset()
 
@@ -369,19 +376,7 @@ async def test_a_compare_gives_the_event_loop_turns_while_it_works_through_playe
     from scoreboard.core import turns
 
     players = 3_000
-    services.guard.pause()
-    await services.pool.execute(
-        "WITH players AS (INSERT INTO users (username, username_key, email, password_hash)"
-        " SELECT 'p' || g, 'p' || g, 'p' || g || '@example.test', 'x'"
-        " FROM generate_series(1, $1::int) g RETURNING id, username)"
-        " INSERT INTO board_scores (board, user_id, score, last_event_seq)"
-        " SELECT 'global', id, substr(username, 2)::int % 997 + 1, substr(username, 2)::int"
-        " FROM players",
-        players,
-    )
-    board = services.keys.board()
-    async with rebuild_lock(services.redis, board):
-        await rebuild_board(services.redis, services.pool, services.scripts, board)
+    board = await _filled_board(services, players)
 
     monkeypatch.setattr(turns, "SLICE", 100)
     turn = 0
