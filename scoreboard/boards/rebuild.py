@@ -301,24 +301,39 @@ class Baseline:
             ):
                 yield user_id
 
-    def expected(self) -> Expected:
-        """The board and its current periods with every update read so far."""
+    async def expected(self) -> Expected:
+        """The board and its current periods with every update read so far (worked
+        out in slices: a rebuild runs in the server's process too)."""
         standings = dict(self.persisted)
         added = _add_unpersisted(standings, self.unpersisted, shared=True)
-        kept = {u: s for u, s in standings.items() if s.score > 0 or s.banned}
-        banned = {u for u, s in kept.items() if s.banned}
+        kept: dict[str, Standing] = {}
+        banned: set[str] = set()
+        async for chunk in in_slices(standings.items()):
+            for user_id, standing in chunk:
+                if standing.banned:
+                    banned.add(user_id)
+                    kept[user_id] = standing
+                elif standing.score > 0:
+                    kept[user_id] = standing
         periods = {}
         for period, found in self.period_rows.items():
-            ranked = {
-                row["user_id"]: Standing(
-                    row["username"], row["score"], row["seq"], row["updated_ms"]
+            ranked: dict[str, Standing] = {}
+            async for rows in in_slices(found):
+                ranked.update(
+                    (
+                        row["user_id"],
+                        Standing(row["username"], row["score"], row["seq"], row["updated_ms"]),
+                    )
+                    for row in rows
                 )
-                for row in found
-            }
             _add_unpersisted(ranked, self.unpersisted, period.period_id)
-            for user_id in banned & set(ranked):
-                ranked[user_id].banned = True  # kept aside for an unban, not ranked
-            periods[period] = {u: s for u, s in ranked.items() if s.score > 0}
+            for user_id in banned:
+                if user_id in ranked:
+                    ranked[user_id].banned = True  # kept aside for an unban, not ranked
+            scored: dict[str, Standing] = {}
+            async for entries in in_slices(ranked.items()):
+                scored.update((u, s) for u, s in entries if s.score > 0)
+            periods[period] = scored
         return Expected(kept, self.last_id, added, periods)
 
 
@@ -368,7 +383,7 @@ async def expected_board(
     """PostgreSQL's totals plus the applied updates it does not hold yet, for the
     all-time ranking and each current period."""
     baseline = await read_baseline(redis, pool, board, clock)
-    return baseline.expected()
+    return await baseline.expected()
 
 
 async def _stage(

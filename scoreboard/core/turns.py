@@ -7,7 +7,9 @@ an await. In the syncer's process that stood the event loop still, so no batch w
 persisted meanwhile (its lag grew by about 10,000 events while one compare ended;
 the loop's longest stall in a compare of a million players was 4.2 s). A pass written
 as `async for chunk in in_slices(items)` gives the loop a turn after every SLICE items
-instead (the longest stall 0.1 s).
+instead (the longest stall 0.1 s). A rebuild works out the expected board the same
+way, in the server's process too (its guard rebuilds a board Redis lost): its longest
+stall at a million players went from 0.55 s to 0.15 s.
 """
 
 from __future__ import annotations

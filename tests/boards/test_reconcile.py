@@ -410,3 +410,56 @@ async def test_a_compare_gives_the_event_loop_turns_while_it_works_through_playe
     assert report.clean and report.players == players
     assert len(built) == players and len(expected) >= players
     assert _longest_run(built) <= 100 and _longest_run(expected) <= 100
+
+
+async def test_a_rebuild_gives_the_event_loop_turns_while_it_works_out_the_board(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a rebuild worked out the expected board (every standing kept or dropped)
+    in one pass without an await: the event loop stood still for 0.55 s at a million
+    players, in the server's process too, whose guard rebuilds a board Redis lost.
+    That pass now gives the loop a turn every `turns.SLICE` players."""
+    from scoreboard.boards import rebuild as rebuild_module
+    from scoreboard.core import turns
+
+    players = 3_000
+    board = await _filled_board(services, players)
+    monkeypatch.setattr(turns, "SLICE", 100)
+    turn = 0
+    working = False
+    judged: list[int] = []  # the loop's turn at each standing judged while working
+
+    class Counted(rebuild_module.Standing):
+        def __getattribute__(self, name: str) -> Any:
+            if name == "score" and working:
+                judged.append(turn)
+            return super().__getattribute__(name)
+
+    original = rebuild_module.Baseline.expected
+
+    async def expected(self: Any) -> Any:
+        nonlocal working
+        working = True
+        try:
+            return await original(self)
+        finally:
+            working = False
+
+    monkeypatch.setattr(rebuild_module, "Standing", Counted)
+    monkeypatch.setattr(rebuild_module.Baseline, "expected", expected)
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            turn += 1
+            await asyncio.sleep(0)
+
+    counting = asyncio.create_task(count_turns())
+    try:
+        async with rebuild_lock(services.redis, board):
+            report = await rebuild_board(services.redis, services.pool, services.scripts, board)
+    finally:
+        counting.cancel()
+    assert report.players == players
+    assert len(judged) >= players
+    assert _longest_run(judged) <= 100
