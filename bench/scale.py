@@ -11,9 +11,10 @@ from them, as after the loss of Redis. At each size: the rebuild's wall time, Re
 memory per player (the ranking's sorted set and its players hash, `MEMORY USAGE`), and
 closed-loop latency (a few connections, each sending its next request on the answer
 to its last) of a score update, the top 10, a player's score and around a player,
-with the syncer's CPU per persisted update. With `--runs`, each figure is the median of
-that many runs, each on a fresh deployment, and each run's p99 ratios are listed. Writes
-bench/SCALE.md and bench/scale.json.
+with the syncer's CPU per persisted update, and the share of each phase during which the
+syncer's periodic compare was running. With `--runs`, each figure is the median of that
+many runs, each on a fresh deployment, and each run's p99 ratios are listed with those
+shares. Writes bench/SCALE.md and bench/scale.json.
 """
 
 from __future__ import annotations
