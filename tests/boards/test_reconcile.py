@@ -354,6 +354,28 @@ async def test_the_syncers_periodic_reconcile_is_paced(
     assert seen["pace"] == syncer_module.RECONCILE_SCAN_ENTRIES_PER_SECOND
 
 
+class _LoopTurns:
+    """Counts the event loop's turns while it is entered: a task of its own takes one
+    step each time the loop comes round to it."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _count(self) -> None:
+        while True:
+            self.turn += 1
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> _LoopTurns:
+        self._task = asyncio.create_task(self._count())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 def _longest_run(turns: list[int]) -> int:
     """The most items worked through at one turn of the event loop."""
     longest = run = 0
@@ -379,34 +401,25 @@ async def test_a_compare_gives_the_event_loop_turns_while_it_works_through_playe
     board = await _filled_board(services, players)
 
     monkeypatch.setattr(turns, "SLICE", 100)
-    turn = 0
+    loop = _LoopTurns()
     built: list[int] = []  # the loop's turn at each standing built from a row
     expected: list[int] = []  # ... and at each expected standing worked out
 
     class Counted(rebuild_module.Standing):
         def __init__(self, *args: Any) -> None:
-            built.append(turn)
+            built.append(loop.turn)
             super().__init__(*args)
 
     def standing_at(self: Any, *args: Any) -> tuple[int, bool]:
-        expected.append(turn)
+        expected.append(loop.turn)
         return cast(tuple[int, bool], original(self, *args))
 
     original = rebuild_module.Baseline.standing_at
     monkeypatch.setattr(rebuild_module, "Standing", Counted)
     monkeypatch.setattr(rebuild_module.Baseline, "standing_at", standing_at)
 
-    async def count_turns() -> None:
-        nonlocal turn
-        while True:
-            turn += 1
-            await asyncio.sleep(0)
-
-    counting = asyncio.create_task(count_turns())
-    try:
+    async with loop:
         report = await reconcile(services.redis, services.pool, services.scripts, board)
-    finally:
-        counting.cancel()
     assert report.clean and report.players == players
     assert len(built) == players and len(expected) >= players
     assert _longest_run(built) <= 100 and _longest_run(expected) <= 100
@@ -425,14 +438,14 @@ async def test_a_rebuild_gives_the_event_loop_turns_while_it_works_out_the_board
     players = 3_000
     board = await _filled_board(services, players)
     monkeypatch.setattr(turns, "SLICE", 100)
-    turn = 0
+    loop = _LoopTurns()
     working = False
     judged: list[int] = []  # the loop's turn at each standing judged while working
 
     class Counted(rebuild_module.Standing):
         def __getattribute__(self, name: str) -> Any:
             if name == "score" and working:
-                judged.append(turn)
+                judged.append(loop.turn)
             return super().__getattribute__(name)
 
     original = rebuild_module.Baseline.expected
@@ -448,18 +461,8 @@ async def test_a_rebuild_gives_the_event_loop_turns_while_it_works_out_the_board
     monkeypatch.setattr(rebuild_module, "Standing", Counted)
     monkeypatch.setattr(rebuild_module.Baseline, "expected", expected)
 
-    async def count_turns() -> None:
-        nonlocal turn
-        while True:
-            turn += 1
-            await asyncio.sleep(0)
-
-    counting = asyncio.create_task(count_turns())
-    try:
-        async with rebuild_lock(services.redis, board):
-            report = await rebuild_board(services.redis, services.pool, services.scripts, board)
-    finally:
-        counting.cancel()
+    async with loop, rebuild_lock(services.redis, board):
+        report = await rebuild_board(services.redis, services.pool, services.scripts, board)
     assert report.players == players
     assert len(judged) >= players
     assert _longest_run(judged) <= 100
