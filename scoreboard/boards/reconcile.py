@@ -125,12 +125,6 @@ def _kind(seen: LiveStanding, want_score: int, want_banned: bool, ranking: Ranki
     return "ahead" if seen.score > want_score else None
 
 
-def _difference(
-    baseline: Baseline, ranking: Ranking, user_id: str, seen: Seen
-) -> tuple[str, int] | None:
-    return _differs(ranking, seen, baseline.standing_at(user_id, seen.seq, ranking.period_id))
-
-
 def _differs(ranking: Ranking, seen: Seen, want: tuple[int, bool]) -> tuple[str, int] | None:
     kind = _kind(seen.standing, want[0], want[1], ranking)
     return None if kind is None else (ranking.named(kind), want[0])
@@ -215,7 +209,9 @@ async def _confirm(
         report.rechecked += len(chunk)
         for user_id in chunk:
             seen = Seen(standings[user_id], seq or 0)
-            found = _difference(baseline, ranking, user_id, seen)
+            found = _differs(
+                ranking, seen, baseline.standing_at(user_id, seen.seq, ranking.period_id)
+            )
             if found is not None:
                 kind, want = found
                 report.note(kind, user_id, standings[user_id].score, want)
