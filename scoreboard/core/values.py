@@ -35,6 +35,11 @@ def member(seq: int, user_id: str) -> str:
     return tie_member(tie(seq), user_id)
 
 
+def member_user(member_text: str) -> str:
+    """The user id a member ranks."""
+    return member_text[TIE_DIGITS + 1 :]
+
+
 def entry_member(entry: str, user_id: str) -> str:
     """The member a players or banned entry ranks the user under."""
     return tie_member(entry[:TIE_DIGITS], user_id)

@@ -165,6 +165,33 @@ async def test_updates_during_a_chunked_read_are_no_difference(
     assert all(report.players == len(players) for report in reports)
 
 
+@pytest.mark.cluster_in_ci
+async def test_a_stray_member_on_the_ranking_is_found_and_repaired(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Was: a ranking member with no players entry behind it (a player's older member
+    left beside the current one, or a user the board does not know) showed on the
+    board, and the compare, which read the players hash, called the board clean."""
+    players = [await new_player(client) for _ in range(3)]
+    for index, player in enumerate(players):
+        assert (await submit(client, player, 10 * (index + 1))).status_code == 200
+    await Syncer(services.settings, services.redis, services.pool).run(burst=True)
+    board = services.keys.board()
+    ghost, stranger = players[0]["user_id"], str(uuid.uuid4())
+    # ties no update has taken: the ghost's older member cannot be its current one
+    strays = {member(10_000, ghost): 99, member(10_001, stranger): 98}
+    await services.redis.zadd(board.leaderboard, strays)
+    shown = [entry.user_id for entry in (await services.scripts.read_range(board, 0, 9)).entries]
+    assert shown.count(ghost) == 2 and stranger in shown
+
+    report = await reconcile(services.redis, services.pool, services.scripts, board)
+    assert report.differences == {"stray_members": 1} and report.repaired
+    assert ("-", 5, 3) in report.examples  # members ranked, players entries
+    shown = [entry.user_id for entry in (await services.scripts.read_range(board, 0, 9)).entries]
+    assert sorted(shown) == sorted(player["user_id"] for player in players)
+    assert (await reconcile(services.redis, services.pool, services.scripts, board)).clean
+
+
 async def test_a_dead_letter_never_takes_acknowledged_points_away(
     client: httpx.AsyncClient, services: Services
 ) -> None:

@@ -11,6 +11,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from scoreboard.core.errors import BoardUnavailable
+from scoreboard.core.values import member
 from tests.lua.board_helpers import Board
 
 
@@ -83,7 +84,7 @@ async def test_scan_board_reads_every_player_in_small_chunks(
             chunk = await board.scripts.scan_board(
                 board.board_keys, banned=banned, cursor=cursor, count=2
             )
-            assert chunk.seq == 7
+            assert chunk.seq == 7 and chunk.ranked == chunk.entries == 5
             found.update((user, f"{'banned ' if banned else ''}{v}") for user, v in chunk.values)
             cursor, calls = chunk.cursor, calls + 1
             if cursor == "0":
@@ -92,6 +93,19 @@ async def test_scan_board_reads_every_player_in_small_chunks(
         zip(users[:5], ("60", "50", "40", "30", "20"), strict=True)
     )
     assert found[users[5]].startswith("banned ") and found[users[5]].endswith("|10")
+
+
+async def test_scan_board_counts_a_stray_member_in_the_same_instant(
+    seeded: tuple[Board, list[str]],
+) -> None:
+    """A member with no players entry behind it is read like any other; the chunk's
+    counts of members and entries tell it apart."""
+    board, _ = seeded
+    stray = member(1_000, str(uuid.uuid4()))
+    await board.client.zadd(board.board_keys.leaderboard, {stray: 5})
+    chunk = await board.scripts.scan_board(board.board_keys, banned=False, cursor="0", count=100)
+    assert chunk.cursor == "0" and (chunk.ranked, chunk.entries) == (7, 6)
+    assert (stray.split(":", 1)[1], "5") in chunk.values
 
 
 async def test_read_standings_reads_players_in_one_instant(

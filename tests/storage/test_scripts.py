@@ -197,7 +197,7 @@ _REPLIES: dict[str, Any] = {
     "reset_season": ["OK", 1, 2, 0],
     "install_board": ["OK", 0, 0],
     "check_board": ["OK", "e"],
-    "scan_board": ["OK", "0", "", []],
+    "scan_board": ["OK", "0", "", [], 0, 0],
     "read_standings": ["OK", "", []],
     "trim_stream": ["OK", 0],
     "keep_hold": ["OK", 1],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from scoreboard.core.values import BoardEntry
+from scoreboard.core.values import BoardEntry, member_user
 from scoreboard.storage.keys import BoardKeys, RankingKeys
 from scoreboard.storage.redis_client import as_text
 from scoreboard.storage.scripts import replies
@@ -41,12 +41,16 @@ class BoardCheck:
 
 @dataclass(frozen=True)
 class ScannedChunk:
-    """A chunk of a board's players or banned players, read at update sequence `seq`
-    (None: the board has no state); `cursor` '0' ends the scan."""
+    """A chunk of a ranking's players or banned players, read at update sequence `seq`
+    (None: the board has no state); `cursor` '0' ends the scan. `ranked` and `entries`
+    count the ranking's members and its players entries in the same instant (equal
+    unless the ranking was damaged)."""
 
     cursor: str
     seq: int | None
     values: list[tuple[str, str]]  # (user id, score or banned entry)
+    ranked: int = 0
+    entries: int = 0
 
 
 class LiveStanding(NamedTuple):
@@ -100,22 +104,31 @@ class ReadScripts(ScriptTransport):
         count: int,
         ranking: RankingKeys | None = None,
     ) -> ScannedChunk:
-        """A bounded chunk of a ranking's players with their scores (or of its banned
+        """A bounded chunk of a ranking's members with their scores (or of its banned
         players with their entries), and the board's update sequence of that instant;
         the all-time ranking unless `ranking` names another."""
         keys = ranking or board.ranking()
-        hashed = keys.banned if banned else keys.players
         reply = await self._call(
             "scan_board",
-            [hashed, keys.ranked, board.state],
+            [keys.ranked, keys.players, keys.banned, board.state],
             ["banned" if banned else "players", cursor, count],
         )
         scanned = replies.read("scan_board", reply)
         seq_text, flat = scanned.text("seq"), scanned.raw("values")
+        texts = [as_text(value) for value in flat]
+        if banned:
+            pairs = list(zip(texts[::2], texts[1::2], strict=True))
+        else:
+            pairs = [
+                (member_user(name), score)
+                for name, score in zip(texts[::2], texts[1::2], strict=True)
+            ]
         return ScannedChunk(
             scanned.text("cursor"),
             int(seq_text) if seq_text else None,
-            [(as_text(flat[i]), as_text(flat[i + 1])) for i in range(0, len(flat), 2)],
+            pairs,
+            scanned.int("ranked"),
+            scanned.int("entries"),
         )
 
     async def read_standings(

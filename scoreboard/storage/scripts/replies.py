@@ -95,7 +95,7 @@ SHAPES: dict[str, Shape] = {
     "claim_signature": Shape(("fresh",)),
     "release_hold": Shape(("released",)),
     "check_board": Shape(("epoch",)),
-    "scan_board": Shape(("cursor", "seq", "values")),
+    "scan_board": Shape(("cursor", "seq", "values", "ranked", "entries")),
     "read_standings": Shape(("seq", "values")),
     "read_range": Shape(("total_players", "sequence", "epoch"), entries=True),
     "read_around": Shape(("total_players", "rank", "first_rank"), entries=True),
