@@ -8,7 +8,10 @@ period's (a difference in a period is named with its period id, as in
 of its instant and, of that instant, the counts of the ranking's members and of its
 players entries) while updates go on. The counts differ only when the ranking holds a
 member no entry stands behind (a stray) or an entry without its member: a chunk's
-counts are one instant's, so no update in flight makes them differ. Each player read
+counts are one instant's, so no update in flight makes them differ. (What the counts
+cannot tell: an entry whose tie is not its member's while both stand. Nothing but a
+hand-edited entry makes one; the player's next update then leaves the old member
+beside the new one, and that stray is found.) Each player read
 is compared with what the ranking should hold at the sequence of its own chunk:
 PostgreSQL's snapshot plus the unpersisted updates up to that sequence (`Baseline`).
 A player that looks different is read again with others in one instant
