@@ -258,12 +258,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", default="20,40,20", help="the three phases' lengths")
-    parser.add_argument("--quick", action="store_true", help="phases of 3, 5 and 3 seconds")
+    parser.add_argument("--quick", action="store_true", help="phases of 2, 4 and 2 seconds")
     parser.add_argument("--users", type=int, default=6000)
     parser.add_argument("--modes", default="spec,client", help="spec, client or both")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
-    phases = [3, 5, 3] if args.quick else [int(part) for part in args.seconds.split(",")]
+    phases = [2, 4, 2] if args.quick else [int(part) for part in args.seconds.split(",")]
     modes = [mode for mode in args.modes.split(",") if mode]
     results = asyncio.run(main_async(phases, args.users, modes))
     args.out.mkdir(parents=True, exist_ok=True)
