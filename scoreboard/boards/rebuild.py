@@ -399,16 +399,22 @@ async def _stage(
         try:
             pipe = redis.pipeline(transaction=False)
             for number, offset in enumerate(range(0, len(items), CHUNK), 1):
-                ranking: dict[str, int] = {}
+                # bytes, which the client sends as they are: it turns every other
+                # argument into bytes in Python, half a rebuild's CPU at a million players
+                ranking: dict[bytes, bytes] = {}
                 entries: dict[FieldT, EncodableT] = {}
                 banned: dict[FieldT, EncodableT] = {}
                 for uid, s in items[offset : offset + CHUNK]:
                     tie_text = tie(s.seq)
                     if s.banned:
-                        banned[uid] = banned_entry(tie_text, s.updated_ms, s.username, s.score)
+                        banned[uid.encode()] = banned_entry(
+                            tie_text, s.updated_ms, s.username, s.score
+                        ).encode()
                     else:
-                        ranking[tie_member(tie_text, uid)] = s.score
-                        entries[uid] = player_entry(tie_text, s.updated_ms, s.username)
+                        ranking[tie_member(tie_text, uid).encode()] = b"%d" % s.score
+                        entries[uid.encode()] = player_entry(
+                            tie_text, s.updated_ms, s.username
+                        ).encode()
                 if ranking:
                     pipe.zadd(staged_board, ranking)
                     pipe.hset(staged_players, mapping=entries)
