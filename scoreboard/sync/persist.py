@@ -97,6 +97,13 @@ FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::bigint[])
 WHERE t.board = $6 AND u.id = t.user_id
 """
 
+# The rows `_BOARD_SCORES` moves in `users`, locked first and in id order. Its UPDATE
+# alone takes them in whatever order its plan reads them (a batch of many players: the
+# order the table's pages hold them, which differs between two batches once a commit
+# has moved a row), and two batches taking the same rows in different orders deadlock:
+# seen in the drain benchmark, where PostgreSQL then killed one of them.
+_LOCK_SHOWN = "SELECT 1 FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+
 _PERIOD_SCORES = """
 INSERT INTO period_scores AS p (board, period_id, user_id, score, last_event_seq, updated_at)
 SELECT board, period_id, user_id, gained, last_seq, to_timestamp(ts_ms / 1000.0)
@@ -168,6 +175,9 @@ async def _apply_totals(conn: asyncpg.Connection, applied: list[StreamEvent]) ->
     if boards:
         keys = sorted(boards)
         gains = [boards[key] for key in keys]
+        shown = [user_id for board, user_id in keys if board == USERS_SHOW]
+        if shown:
+            await conn.execute(_LOCK_SHOWN, shown)
         await conn.execute(
             _BOARD_SCORES,
             [key[0] for key in keys],
