@@ -31,7 +31,7 @@ from scoreboard.boards.guard import BoardGuard
 from scoreboard.boards.rebuild import PeriodClock, persisted_max_seq
 from scoreboard.boards.reconcile import ReconcileReport, reconcile
 from scoreboard.core import tracing
-from scoreboard.core.errors import DatabaseUnavailable
+from scoreboard.core.errors import DatabaseUnavailable, ServiceUnavailable
 from scoreboard.core.settings import Settings
 from scoreboard.storage.database import db_errors
 from scoreboard.storage.keys import DEFAULT_BOARD, Keys
@@ -63,6 +63,12 @@ MAX_BACKOFF_SECONDS = 5.0
 # What PostgreSQL may refuse about one row (a value out of a column's range, say): that
 # entry goes to the dead letters with the reason; the others are persisted.
 ROW_ERRORS = (asyncpg.PostgresError, ValueError, OverflowError, TypeError)
+# ...except a transaction PostgreSQL rolled back for what ran beside it (a deadlock, a
+# serialization failure): nothing is wrong with its rows, so the batch is committed
+# again as it is, this many times in all; then the round fails and the batch stays
+# pending for the next.
+TRANSIENT_ERRORS = (asyncpg.TransactionRollbackError,)
+COMMIT_ATTEMPTS = 3
 
 Entry = tuple[Any, dict[Any, Any] | None]
 _TRACE = tracing.TRACE_FIELD.encode()
@@ -128,6 +134,7 @@ class SyncStats:
     repairs: dict[str, int] = field(default_factory=dict)  # differences repaired, by kind
     rollbacks: int = 0  # times the update sequence went back (Redis lost updates)
     flood_records: int = 0  # counted audit records written for refusal floods
+    rolled_back: int = 0  # transactions PostgreSQL rolled back for what ran beside them
 
 
 class Syncer:
@@ -487,6 +494,29 @@ class Syncer:
         return persisted, rejected
 
     async def _commit(self, events: list[StreamEvent], *, fresh: bool) -> None:
+        """Commit `events` in one transaction, again when PostgreSQL rolled it back for
+        what ran beside it. Past `COMMIT_ATTEMPTS` it raises ServiceUnavailable, which
+        is no row error: nothing goes to the dead letters, and the batch stays pending."""
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                await self._commit_once(events, fresh=fresh)
+                return
+            except TRANSIENT_ERRORS as exc:
+                self.stats.rolled_back += 1
+                log.warning(
+                    "board %s: a batch of %d events was rolled back (%r), attempt %d of %d",
+                    self.board.name,
+                    len(events),
+                    exc,
+                    attempt,
+                    COMMIT_ATTEMPTS,
+                )
+                if attempt == COMMIT_ATTEMPTS:
+                    raise ServiceUnavailable(
+                        f"PostgreSQL rolled back a batch {attempt} times: {exc!r}"
+                    ) from exc
+
+    async def _commit_once(self, events: list[StreamEvent], *, fresh: bool) -> None:
         started = time.perf_counter()
         async with db_errors(), self.pool.acquire() as conn:
             if not fresh or not await self._commit_fresh(conn, events):
