@@ -21,6 +21,7 @@ count here as updates PostgreSQL does not hold, so no rebuild takes them back.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -32,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from redis.typing import EncodableT, FieldT
+import hiredis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
 from scoreboard.core.errors import NOT_APPLIED, ServiceUnavailable
 from scoreboard.core.periods import period_at
@@ -50,8 +52,8 @@ log = logging.getLogger("scoreboard.rebuild")
 # entries per Redis call while reading or staging a board: a chunk costs Redis a
 # millisecond or two, so a board of any size never stalls it (a 2-core box measured)
 CHUNK = 500
-CHUNKS_IN_FLIGHT = 8
-# staging rounds sent at once (each on a connection of its own): the next round is
+CHUNKS_IN_FLIGHT = 8  # chunks in a staging round: a ZADD and an HSET each
+# staging rounds sent before the replies of the first are read: the next round is
 # built and encoded here while Redis applies the one before, instead of each waiting
 # for the other (a million players: 8.8 s of staging, python and Redis in turn)
 ROUNDS_IN_FLIGHT = 3
@@ -386,54 +388,108 @@ async def expected_board(
     return await baseline.expected()
 
 
+def _staging_commands(
+    staged: tuple[str, str, str], standings: dict[str, Standing]
+) -> Iterator[tuple[str | bytes, ...]]:
+    """The ZADDs and HSETs that stage `standings`, a chunk of players each: the command
+    and its key as text (a cluster client routes by them), every other argument bytes
+    already."""
+    staged_board, staged_players, staged_banned = staged
+    items = list(standings.items())
+    for offset in range(0, len(items), CHUNK):
+        ranking: list[bytes] = []
+        entries: list[bytes] = []
+        banned: list[bytes] = []
+        for uid, s in items[offset : offset + CHUNK]:
+            tie_text = tie(s.seq)
+            if s.banned:
+                entry = banned_entry(tie_text, s.updated_ms, s.username, s.score)
+                banned += (uid.encode(), entry.encode())
+            else:
+                ranking += (b"%d" % s.score, tie_member(tie_text, uid).encode())
+                entries += (uid.encode(), player_entry(tie_text, s.updated_ms, s.username).encode())
+        if ranking:
+            yield ("ZADD", staged_board, *ranking)
+            yield ("HSET", staged_players, *entries)
+        if banned:
+            yield ("HSET", staged_banned, *banned)
+
+
 async def _stage(
     redis: RedisClient, staged: tuple[str, str, str], standings: dict[str, Standing]
 ) -> None:
     """Ranked players onto a staged ranking and players hash; banned ones, with their
     standing kept, into the staged banned hash (the all-time ranking's, or a period's)."""
-    staged_board, staged_players, staged_banned = staged
-    items = list(standings.items())
     async with redis_errors():
         await redis.unlink(*staged)
-        in_flight: list[asyncio.Future[Any]] = []
-        try:
-            pipe = redis.pipeline(transaction=False)
-            for number, offset in enumerate(range(0, len(items), CHUNK), 1):
-                # bytes, which the client sends as they are: any other argument it
-                # turns into bytes in Python first (a tenth of a million-player
-                # rebuild's CPU, measured)
-                ranking: dict[bytes, bytes] = {}
-                entries: dict[FieldT, EncodableT] = {}
-                banned: dict[FieldT, EncodableT] = {}
-                for uid, s in items[offset : offset + CHUNK]:
-                    tie_text = tie(s.seq)
-                    if s.banned:
-                        banned[uid.encode()] = banned_entry(
-                            tie_text, s.updated_ms, s.username, s.score
-                        ).encode()
-                    else:
-                        ranking[tie_member(tie_text, uid).encode()] = b"%d" % s.score
-                        entries[uid.encode()] = player_entry(
-                            tie_text, s.updated_ms, s.username
-                        ).encode()
-                if ranking:
-                    pipe.zadd(staged_board, ranking)
-                    pipe.hset(staged_players, mapping=entries)
-                if banned:
-                    pipe.hset(staged_banned, mapping=banned)
-                if number % CHUNKS_IN_FLIGHT == 0:  # a few chunks a round, each command small
-                    in_flight.append(asyncio.ensure_future(pipe.execute()))
-                    pipe = redis.pipeline(transaction=False)
-                    if len(in_flight) >= ROUNDS_IN_FLIGHT:
-                        await in_flight.pop(0)
-            in_flight.append(asyncio.ensure_future(pipe.execute()))
-            while in_flight:
-                await in_flight.pop(0)
-        finally:
-            # a round failed: the ones sent with it are stopped before the error goes up
-            for round_left in in_flight:
-                round_left.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
+        commands = _staging_commands(staged, standings)
+        if isinstance(getattr(redis, "connection_pool", None), ConnectionPool):
+            await _send_packed(redis.connection_pool, commands)
+        else:
+            await _send_pipelined(redis, commands)
+
+
+async def _send_packed(pool: ConnectionPool, commands: Iterator[tuple[str | bytes, ...]]) -> None:
+    """One Redis (not a cluster): the commands packed by hiredis in one call each and
+    written on one connection a round at a time, the replies of `ROUNDS_IN_FLIGHT`
+    rounds read behind them. redis-py's pipeline looks at every argument in Python
+    to pack it, four million of them for a million players: most of a rebuild's
+    staging CPU (measured)."""
+    conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    unread: collections.deque[int] = collections.deque()
+    done = False
+    try:
+        round_: list[bytes] = []
+        for command in commands:
+            round_.append(hiredis.pack_command(command))  # type: ignore[arg-type]  # its stub: 1-tuples
+            if len(round_) == _round_commands():
+                await conn.send_packed_command(round_, check_health=False)
+                unread.append(len(round_))
+                round_ = []
+                if len(unread) >= ROUNDS_IN_FLIGHT:
+                    await _replies(conn, unread.popleft())
+        if round_:
+            await conn.send_packed_command(round_, check_health=False)
+            unread.append(len(round_))
+        while unread:
+            await _replies(conn, unread.popleft())
+        done = True
+    finally:
+        if not done:  # replies left unread: the connection cannot be used again
+            await conn.disconnect()
+        await pool.release(conn)
+
+
+def _round_commands() -> int:
+    return CHUNKS_IN_FLIGHT * 2
+
+
+async def _replies(conn: AbstractConnection, count: int) -> None:
+    for _ in range(count):
+        await conn.read_response()  # raises the error of a refused command
+
+
+async def _send_pipelined(redis: RedisClient, commands: Iterator[tuple[str | bytes, ...]]) -> None:
+    """A cluster: through the client's pipelines, which route each command to the node
+    holding the board, `ROUNDS_IN_FLIGHT` rounds sent at once."""
+    in_flight: list[asyncio.Future[Any]] = []
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for number, command in enumerate(commands, 1):
+            pipe.execute_command(*command)
+            if number % _round_commands() == 0:  # a few chunks a round, each small
+                in_flight.append(asyncio.ensure_future(pipe.execute()))
+                pipe = redis.pipeline(transaction=False)
+                if len(in_flight) >= ROUNDS_IN_FLIGHT:
+                    await in_flight.pop(0)
+        in_flight.append(asyncio.ensure_future(pipe.execute()))
+        while in_flight:
+            await in_flight.pop(0)
+    finally:
+        # a round failed: the ones sent with it are stopped before the error goes up
+        for round_left in in_flight:
+            round_left.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
 
 
 async def _stage_periods(
