@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
@@ -26,6 +25,7 @@ from scoreboard.sync import SyncFleet
 from scoreboard.sync.events import APPLIED, AUDIT, StreamEvent
 from scoreboard.sync.persist import persist_batch, persist_fresh
 from tests.storage.migration_helpers import migrate_before
+from tests.stream_events import stream_event
 
 PARTITIONING = 10
 # a year of history: December 2025 to November 2026
@@ -36,37 +36,6 @@ UPDATES = 4  # a player's updates a month, besides the two on the month's edges
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def _event(user_id: str, ts_ms: int, seq: int, delta: int, kind: str = APPLIED) -> StreamEvent:
-    audit = kind == AUDIT
-    return StreamEvent(
-        stream_id=f"{ts_ms}-{seq}",
-        event_id=str(uuid.uuid4()),
-        kind=kind,
-        seq=None if audit else seq,
-        board="global",
-        user_id=user_id,
-        delta=0 if audit else delta,
-        new_score=None if audit else delta,
-        old_rank=None,
-        new_rank=None,
-        action_type="game_completion",
-        session_id="",
-        token_hash="",
-        token_max=None,
-        token_expires_ms=None,
-        risk=0.0,
-        flagged=False,
-        reason="",
-        status=None,
-        ip="203.0.113.9",
-        user_agent="test",
-        action_data=None,
-        ts_ms=ts_ms,
-        audit_type="logout" if audit else None,
-        details="{}" if audit else None,
-    )
 
 
 def _year_of_history(players: list[str]) -> list[StreamEvent]:
@@ -83,8 +52,8 @@ def _year_of_history(players: list[str]) -> list[StreamEvent]:
         for user_id in players:
             for ts_ms in moments:
                 seq += 1
-                events.append(_event(user_id, ts_ms, seq, 1 + seq % 7))
-            events.append(_event(user_id, moments[2] + 1, 0, 0, kind=AUDIT))
+                events.append(stream_event(user_id, ts_ms, seq, 1 + seq % 7))
+            events.append(stream_event(user_id, moments[2] + 1, 0, 0, kind=AUDIT))
     return events
 
 
@@ -206,7 +175,7 @@ async def test_months_are_made_ahead_and_the_audit_retention_drops_whole_months(
         scores_before = await conn.fetchval("SELECT count(*) FROM scores")
 
         # a month no partition has yet: caught by the default partition...
-        late = _event(player, _ms(datetime(2031, 6, 15, tzinfo=UTC)), 10_000, 5)
+        late = stream_event(player, _ms(datetime(2031, 6, 15, tzinfo=UTC)), 10_000, 5)
         async with conn.transaction():
             await persist_fresh(conn, [late])
         assert await _by_partition(conn, "scores") == {

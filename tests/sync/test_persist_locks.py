@@ -14,8 +14,9 @@ import pytest_asyncio
 
 from scoreboard.storage.database import create_pool
 from scoreboard.storage.migrations import migrate
-from scoreboard.sync.events import APPLIED, StreamEvent
+from scoreboard.sync.events import StreamEvent
 from scoreboard.sync.persist import persist_fresh
+from tests.stream_events import stream_event
 
 
 @pytest_asyncio.fixture
@@ -26,33 +27,8 @@ async def pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-def _update(user_id: str, seq: int, delta: int) -> StreamEvent:
-    ts_ms = int(time.time() * 1000)
-    return StreamEvent(
-        stream_id=f"{ts_ms}-{seq}",
-        event_id=str(uuid.uuid4()),
-        kind=APPLIED,
-        seq=seq,
-        board="global",
-        user_id=user_id,
-        delta=delta,
-        new_score=delta,
-        old_rank=None,
-        new_rank=None,
-        action_type="game_completion",
-        session_id="",
-        token_hash="",
-        token_max=None,
-        token_expires_ms=None,
-        risk=0.0,
-        flagged=False,
-        reason="",
-        status=None,
-        ip=None,
-        user_agent=None,
-        action_data=None,
-        ts_ms=ts_ms,
-    )
+def _now(user_id: str, seq: int, delta: int) -> StreamEvent:
+    return stream_event(user_id, int(time.time() * 1000), seq, delta)
 
 
 async def _players(pool: asyncpg.Pool, count: int) -> list[str]:
@@ -108,7 +84,7 @@ async def test_a_batch_takes_its_players_rows_in_id_order(pool: asyncpg.Pool, pl
             async with pool.acquire() as conn, conn.transaction():
                 for setting in PLANS[plan]:
                     await conn.execute(setting)
-                await persist_fresh(conn, [_update(high, 1, 5), _update(low, 2, 7)])
+                await persist_fresh(conn, [_now(high, 1, 5), _now(low, 2, 7)])
 
         batch = asyncio.create_task(persist())
         try:
