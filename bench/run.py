@@ -9,7 +9,8 @@ its own process, pinned with the syncer to the last CPU while the server is pinn
 the others. During phase 3 the CPU time of the server, the syncer, the load generator
 and this machine's Redis and PostgreSQL processes is read from /proc, to show where an
 update's cost goes. Writes bench/RESULTS.md and bench/results.json (medians of the
-runs) and prints the ratios.
+runs) and prints the ratios; RESULTS.md's hand-written part, from its heading "What
+stands in the way of each target missed" on, is kept.
 """
 
 from __future__ import annotations
@@ -553,6 +554,18 @@ def target_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+# RESULTS.md from this heading on is written by hand (what stands in the way of each
+# target missed, and what was tried): a run rewrites what comes before it and keeps it
+KEPT_FROM = "## What stands in the way of each target missed"
+
+
+def with_kept_analysis(report: str, previous: Path) -> str:
+    """`report`, followed by the hand-written part of the RESULTS.md it replaces."""
+    text = previous.read_text() if previous.exists() else ""
+    at = text.find(KEPT_FROM)
+    return report if at < 0 else f"{report}\n{text[at:]}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="scoreboard benchmark")
     parser.add_argument("--runs", type=int, default=3)
@@ -583,7 +596,8 @@ def main() -> int:
     versions = _versions(redis_url, admin_dsn)
     config.out.mkdir(parents=True, exist_ok=True)
     report = write_report(config, summary, runs, versions)
-    (config.out / "RESULTS.md").write_text(report)
+    results = config.out / "RESULTS.md"
+    results.write_text(with_kept_analysis(report, results))
     (config.out / "results.json").write_text(
         json.dumps({"summary": summary, "runs": runs, "versions": versions}, indent=2)
     )

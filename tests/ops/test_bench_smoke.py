@@ -34,7 +34,14 @@ def _bench(module: str, arguments: list[str], redis_url: str, postgres_admin: st
 
 
 def test_the_benchmark_harness_runs(redis_url: str, postgres_admin: str, tmp_path: Path) -> None:
+    """A run rewrites RESULTS.md's measurements and keeps what was written by hand
+    after them: what stands in the way of each target missed, and what was tried."""
+    analysis = "## What stands in the way of each target missed\n\n- written by hand\n"
+    (tmp_path / "RESULTS.md").write_text("# Benchmark results\n\n| an old table |\n\n" + analysis)
     _bench("bench.run", ["--smoke", "--out", str(tmp_path)], redis_url, postgres_admin)
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert report.endswith("\n\n" + analysis) and report.count("## What stands") == 1
+    assert "an old table" not in report
     summary = json.loads((tmp_path / "results.json").read_text())["summary"]
     assert summary["all_correct"]
     assert set(summary["phases"]) == {"ceiling", "pairs", "updates", "top10"}
