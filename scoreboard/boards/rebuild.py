@@ -52,7 +52,7 @@ log = logging.getLogger("scoreboard.rebuild")
 # entries per Redis call while reading or staging a board: a chunk costs Redis a
 # millisecond or two, so a board of any size never stalls it (a 2-core box measured)
 CHUNK = 500
-CHUNKS_IN_FLIGHT = 8  # chunks in a staging round: a ZADD and an HSET each
+COMMANDS_A_ROUND = 16  # a staging round: eight chunks, a ZADD and an HSET each
 # staging rounds sent before the replies of the first are read: the next round is
 # built and encoded here while Redis applies the one before, instead of each waiting
 # for the other (a million players: 8.8 s of staging, python and Redis in turn)
@@ -442,7 +442,7 @@ async def _send_packed(pool: ConnectionPool, commands: Iterator[tuple[str | byte
         round_: list[bytes] = []
         for command in commands:
             round_.append(hiredis.pack_command(command))  # type: ignore[arg-type]  # its stub: 1-tuples
-            if len(round_) == _round_commands():
+            if len(round_) == COMMANDS_A_ROUND:
                 await conn.send_packed_command(round_, check_health=False)
                 unread.append(len(round_))
                 round_ = []
@@ -460,10 +460,6 @@ async def _send_packed(pool: ConnectionPool, commands: Iterator[tuple[str | byte
         await pool.release(conn)
 
 
-def _round_commands() -> int:
-    return CHUNKS_IN_FLIGHT * 2
-
-
 async def _replies(conn: AbstractConnection, count: int) -> None:
     for _ in range(count):
         await conn.read_response()  # raises the error of a refused command
@@ -477,7 +473,7 @@ async def _send_pipelined(redis: RedisClient, commands: Iterator[tuple[str | byt
         pipe = redis.pipeline(transaction=False)
         for number, command in enumerate(commands, 1):
             pipe.execute_command(*command)
-            if number % _round_commands() == 0:  # a few chunks a round, each small
+            if number % COMMANDS_A_ROUND == 0:  # a few chunks a round, each small
                 in_flight.append(asyncio.ensure_future(pipe.execute()))
                 pipe = redis.pipeline(transaction=False)
                 if len(in_flight) >= ROUNDS_IN_FLIGHT:

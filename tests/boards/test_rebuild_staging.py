@@ -58,7 +58,7 @@ async def test_a_failed_round_stops_the_rounds_in_flight_of_a_cluster(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(rebuild, "CHUNK", 2)
-    monkeypatch.setattr(rebuild, "CHUNKS_IN_FLIGHT", 1)
+    monkeypatch.setattr(rebuild, "COMMANDS_A_ROUND", 2)
     standings = {f"user-{n}": Standing(f"p{n}", n + 1, n + 1, 0) for n in range(40)}
     client = _Client()
     with pytest.raises(RedisUnavailable):
